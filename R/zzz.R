@@ -1,0 +1,34 @@
+# Package load hooks.
+
+.onLoad <- function(libname, pkgname) {
+  # -- parsnip model registration ---------------------------------------------
+  # Done at load time (not lazily in tabnet()) so that the model exists in
+  # every process that loads tabnetrs: tune's parallel workers and fresh
+  # sessions that read a saved workflow. A failure must not break the load.
+  if (requireNamespace("parsnip", quietly = TRUE)) {
+    tryCatch(
+      register_tabnet_model(),
+      error = function(e) {
+        cli::cli_warn(
+          c(
+            "tabnetrs could not register its parsnip model {.fn tabnet}.",
+            "x" = conditionMessage(e),
+            "i" = "{.fn tabnet_fit} and {.fn predict} still work; {.fn tabnet} will retry the registration."
+          ),
+          parent = e
+        )
+      }
+    )
+  }
+
+  # -- S3 methods for generics of suggested packages ---------------------------
+  # (vctrs::s3_register() registers them lazily, when the package loads.)
+  # parsnip::multi_predict is registered through NAMESPACE
+  # (@exportS3Method), parsnip being imported.
+
+  # -- more registrations (lead) ------------------------------------------------
+  # Add further hooks below this line (e.g. vctrs::s3_register("vip::vi_model",
+  # "tabnet_fit") if not done through NAMESPACE).
+
+  invisible()
+}

@@ -1,0 +1,159 @@
+//! The network's architecture, persisted beside its weights (serde JSON).
+use crate::error::{invalid, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskType {
+    Sparsemax,
+    Entmax,
+}
+
+impl MaskType {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "sparsemax" => Ok(MaskType::Sparsemax),
+            "entmax" | "entmax15" => Ok(MaskType::Entmax),
+            other => invalid(format!(
+                "`mask_type` must be \"sparsemax\" or \"entmax\", not \"{other}\""
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// One softmax (cross-entropy) per outcome; `output_dims[k]` = number of classes.
+    Classification,
+    /// Mean squared error; `output_dims` are all 1.
+    Regression,
+}
+
+/// Everything needed to rebuild the network before loading its weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetConfig {
+    /// Original (predictor-order) index of each numeric column, in tensor order.
+    pub num_cols: Vec<usize>,
+    /// Original index of each categorical column, in tensor order.
+    pub cat_cols: Vec<usize>,
+    /// Number of levels of each categorical column (slot 0 is reserved for
+    /// NA / unseen levels, so each embedding table has `levels + 1` rows).
+    pub cat_levels: Vec<usize>,
+    /// Embedding width of each categorical column.
+    pub cat_emb_dims: Vec<usize>,
+    /// Output width per outcome (classes, or 1 for regression).
+    pub output_dims: Vec<usize>,
+    pub task: Task,
+    pub n_d: usize,
+    pub n_a: usize,
+    pub n_steps: usize,
+    pub gamma: f64,
+    pub n_independent: usize,
+    pub n_shared: usize,
+    pub n_independent_decoder: usize,
+    pub n_shared_decoder: usize,
+    pub virtual_batch_size: usize,
+    /// PyTorch convention: running = (1 - m)·running + m·batch.
+    pub momentum: f64,
+    pub epsilon: f64,
+    pub mask_type: MaskType,
+}
+
+impl NetConfig {
+    /// Number of original predictor columns (= attention groups).
+    pub fn n_features(&self) -> usize {
+        self.num_cols.len() + self.cat_cols.len()
+    }
+
+    /// Width after embedding.
+    pub fn embedded_dim(&self) -> usize {
+        self.num_cols.len() + self.cat_emb_dims.iter().sum::<usize>()
+    }
+
+    pub fn output_dim(&self) -> usize {
+        self.output_dims.iter().sum()
+    }
+
+    /// Checks that the architecture can be built; every message names the argument.
+    pub fn validate(&self) -> Result<()> {
+        let f = self.n_features();
+        if f == 0 {
+            return invalid("the model needs at least one predictor column");
+        }
+        let mut seen = vec![false; f];
+        for &c in self.num_cols.iter().chain(self.cat_cols.iter()) {
+            if c >= f || seen[c] {
+                return invalid("column indices must be a permutation of 0..n_features");
+            }
+            seen[c] = true;
+        }
+        if self.cat_levels.len() != self.cat_cols.len() || self.cat_emb_dims.len() != self.cat_cols.len() {
+            return invalid("one level count and one embedding width are needed per categorical predictor");
+        }
+        if self.cat_emb_dims.iter().any(|&e| e == 0) {
+            return invalid("`cat_emb_dim` must be at least 1");
+        }
+        if self.output_dims.is_empty() || self.output_dims.iter().any(|&d| d == 0) {
+            return invalid("the model needs at least one outcome");
+        }
+        if self.task == Task::Classification && self.output_dims.iter().any(|&d| d < 2) {
+            return invalid("a classification outcome needs at least two levels");
+        }
+        if self.n_d == 0 || self.n_a == 0 {
+            return invalid("`decision_width` and `attention_width` must be at least 1");
+        }
+        if self.n_steps == 0 {
+            return invalid("`num_steps` must be at least 1");
+        }
+        if self.n_shared == 0 && self.n_independent == 0 {
+            return invalid("`num_shared` and `num_independent` cannot both be 0");
+        }
+        if self.n_shared_decoder == 0 && self.n_independent_decoder == 0 {
+            return invalid("`num_shared_decoder` and `num_independent_decoder` cannot both be 0");
+        }
+        if self.virtual_batch_size < 2 {
+            return invalid("`virtual_batch_size` must be at least 2");
+        }
+        if !(self.momentum > 0.0 && self.momentum <= 1.0) {
+            return invalid("`momentum` must be in (0, 1] (PyTorch convention)");
+        }
+        if !(self.gamma >= 1.0) || !self.gamma.is_finite() {
+            return invalid("`feature_reusage` (gamma) must be a finite number >= 1");
+        }
+        Ok(())
+    }
+
+    /// The original column of every embedded dimension, in tensor order.
+    pub fn column_of_dim(&self) -> Vec<i64> {
+        let mut out: Vec<i64> = self.num_cols.iter().map(|&c| c as i64).collect();
+        for (k, &c) in self.cat_cols.iter().enumerate() {
+            out.extend(std::iter::repeat(c as i64).take(self.cat_emb_dims[k]));
+        }
+        out
+    }
+
+    /// A small config for tests.
+    pub fn example(n_num: usize, output_dims: Vec<usize>, task: Task) -> Self {
+        NetConfig {
+            num_cols: (0..n_num).collect(),
+            cat_cols: vec![],
+            cat_levels: vec![],
+            cat_emb_dims: vec![],
+            output_dims,
+            task,
+            n_d: 8,
+            n_a: 8,
+            n_steps: 3,
+            gamma: 1.3,
+            n_independent: 2,
+            n_shared: 2,
+            n_independent_decoder: 1,
+            n_shared_decoder: 1,
+            virtual_batch_size: 128,
+            momentum: 0.02,
+            epsilon: 1e-15,
+            mask_type: MaskType::Sparsemax,
+        }
+    }
+}

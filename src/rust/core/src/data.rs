@@ -1,0 +1,307 @@
+//! Column data prepared once into tensors: numeric predictors as one (n, p)
+//! float tensor, categorical codes as one (n, c) integer tensor, a presence
+//! mask only when something is missing, outcomes and case weights.
+//!
+//! The conversion from column slices (R's column-major data frame) to the
+//! row-major tensor runs in parallel over row blocks (rayon) straight into the
+//! tensor's memory (ndarray view), so the data is copied exactly once.
+use crate::config::{NetConfig, Task};
+use crate::error::{invalid, Result};
+use ndarray::{ArrayViewMut2, Axis};
+use rayon::prelude::*;
+use tch::{Device, Kind, Tensor};
+
+/// R's NA_integer_.
+pub const NA_INTEGER: i32 = i32::MIN;
+
+/// Outcome columns, one slice per outcome.
+pub enum Targets<'a> {
+    /// 0-based class codes per outcome.
+    Classes(Vec<&'a [i32]>),
+    Values(Vec<&'a [f64]>),
+}
+
+#[derive(Debug)]
+pub struct Dataset {
+    pub n: i64,
+    pub x_num: Tensor,
+    pub x_cat: Option<Tensor>,
+    /// (n, F) 1.0 where the cell is observed; None when nothing is missing.
+    pub present: Option<Tensor>,
+    /// (n, n_outcomes): Int64 classes or Float values.
+    pub y: Option<Tensor>,
+    /// (n) case weights.
+    pub w: Option<Tensor>,
+}
+
+/// One mini-batch, sliced from a [`Dataset`].
+pub struct Batch {
+    pub x_num: Tensor,
+    pub x_cat: Option<Tensor>,
+    pub present: Option<Tensor>,
+    pub y: Option<Tensor>,
+    pub w: Option<Tensor>,
+}
+
+const ROW_BLOCK: usize = 8192;
+
+/// Fills a row-major (n, cols.len()) f32 tensor from column slices; NaN → 0.
+/// Returns the tensor and, per column, whether it had missing values.
+fn fill_numeric(cols: &[&[f64]], n: usize, names: &[String]) -> Result<(Tensor, Vec<bool>)> {
+    let p = cols.len();
+    // one parallel read pass: missing and infinite values per column
+    let scan: Vec<(bool, bool)> = cols
+        .par_iter()
+        .map(|c| (c.iter().any(|v| v.is_nan()), c.iter().any(|v| v.is_infinite())))
+        .collect();
+    if let Some(j) = scan.iter().position(|s| s.1) {
+        return invalid(format!("predictor `{}` contains infinite values", names[j]));
+    }
+    let t = Tensor::empty(&[n as i64, p as i64], (Kind::Float, Device::Cpu));
+    if n > 0 && p > 0 {
+        // SAFETY: `t` is a fresh contiguous CPU tensor of n·p f32 that nothing else
+        // references until this function returns.
+        let buf = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n * p) };
+        let mut view = ArrayViewMut2::from_shape((n, p), buf).expect("shape matches");
+        view.axis_chunks_iter_mut(Axis(0), ROW_BLOCK)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(bi, mut block)| {
+                let start = bi * ROW_BLOCK;
+                for (j, col) in cols.iter().enumerate() {
+                    let src = &col[start..start + block.nrows()];
+                    for (dst, &v) in block.column_mut(j).iter_mut().zip(src) {
+                        *dst = if v.is_nan() { 0.0 } else { v as f32 };
+                    }
+                }
+            });
+    }
+    Ok((t, scan.iter().map(|s| s.0).collect()))
+}
+
+/// Codes 1..=levels keep their value, NA becomes 0 (the unknown slot) and is
+/// reported missing, anything else (0 = a level unseen at fit time) becomes 0.
+fn fill_codes(cols: &[&[i32]], levels: &[usize], n: usize) -> (Tensor, Vec<bool>) {
+    let c = cols.len();
+    let mut out = vec![0i64; n * c];
+    out.par_chunks_mut(ROW_BLOCK * c.max(1)).enumerate().for_each(|(bi, block)| {
+        let start = bi * ROW_BLOCK;
+        for (j, col) in cols.iter().enumerate() {
+            for (r, slot) in block.chunks_mut(c).enumerate() {
+                let v = col[start + r];
+                slot[j] = if v >= 1 && (v as usize) <= levels[j] { v as i64 } else { 0 };
+            }
+        }
+    });
+    let na = cols.par_iter().map(|col| col.iter().any(|&v| v == NA_INTEGER)).collect();
+    (Tensor::of_slice(&out).view([n as i64, c as i64]), na)
+}
+
+impl Dataset {
+    /// Builds the tensors for `cfg`'s column layout. `num` and `cat` are in the
+    /// config's tensor order; `names` are the original predictor names (for errors).
+    pub fn from_columns(
+        cfg: &NetConfig,
+        num: &[&[f64]],
+        cat: &[&[i32]],
+        names: &[String],
+        targets: Option<Targets>,
+        weights: Option<&[f64]>,
+        device: Device,
+    ) -> Result<Dataset> {
+        if num.len() != cfg.num_cols.len() || cat.len() != cfg.cat_cols.len() {
+            return invalid(format!(
+                "expected {} numeric and {} categorical predictors, got {} and {}",
+                cfg.num_cols.len(),
+                cfg.cat_cols.len(),
+                num.len(),
+                cat.len()
+            ));
+        }
+        let n = num.first().map(|c| c.len()).or(cat.first().map(|c| c.len())).unwrap_or(0);
+        if num.iter().any(|c| c.len() != n) || cat.iter().any(|c| c.len() != n) {
+            return invalid("all predictor columns must have the same length");
+        }
+        if n == 0 {
+            return invalid("the data has zero rows");
+        }
+        let num_names: Vec<String> = cfg.num_cols.iter().map(|&j| names.get(j).cloned().unwrap_or_else(|| format!("#{}", j + 1))).collect();
+        let (x_num, num_na) = fill_numeric(num, n, &num_names)?;
+        let (x_cat, cat_na) = if cat.is_empty() {
+            (None, vec![])
+        } else {
+            let (t, na) = fill_codes(cat, &cfg.cat_levels, n);
+            (Some(t), na)
+        };
+        let present = if num_na.iter().chain(&cat_na).any(|&b| b) {
+            let f = cfg.n_features() as i64;
+            let mut pres = Tensor::ones(&[n as i64, f], (Kind::Float, Device::Cpu));
+            for (k, &j) in cfg.num_cols.iter().enumerate() {
+                if num_na[k] {
+                    let miss: Vec<f32> = num[k].par_iter().map(|v| if v.is_nan() { 0.0 } else { 1.0 }).collect();
+                    pres.select(1, j as i64).copy_(&Tensor::of_slice(&miss));
+                }
+            }
+            for (k, &j) in cfg.cat_cols.iter().enumerate() {
+                if cat_na[k] {
+                    let miss: Vec<f32> = cat[k].par_iter().map(|&v| if v == NA_INTEGER { 0.0 } else { 1.0 }).collect();
+                    pres.select(1, j as i64).copy_(&Tensor::of_slice(&miss));
+                }
+            }
+            let _ = &mut pres;
+            Some(pres)
+        } else {
+            None
+        };
+        let y = match targets {
+            None => None,
+            Some(t) => Some(targets_tensor(cfg, t, n)?),
+        };
+        let w = match weights {
+            None => None,
+            Some(w) => {
+                if w.len() != n {
+                    return invalid(format!("`weights` has length {}, the data has {} rows", w.len(), n));
+                }
+                if w.iter().any(|v| !v.is_finite() || *v < 0.0) {
+                    return invalid("`weights` must be finite and non-negative");
+                }
+                if w.iter().sum::<f64>() <= 0.0 {
+                    return invalid("`weights` must not all be zero");
+                }
+                let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+                Some(Tensor::of_slice(&w32))
+            }
+        };
+        let dev = |t: Tensor| if device == Device::Cpu { t } else { t.to_device(device) };
+        Ok(Dataset {
+            n: n as i64,
+            x_num: dev(x_num),
+            x_cat: x_cat.map(dev),
+            present: present.map(dev),
+            y: y.map(dev),
+            w: w.map(dev),
+        })
+    }
+
+    /// Rows `idx` (an Int64 tensor on the data's device).
+    pub fn batch(&self, idx: &Tensor) -> Batch {
+        let sel = |t: &Tensor| t.index_select(0, idx);
+        Batch {
+            x_num: sel(&self.x_num),
+            x_cat: self.x_cat.as_ref().map(sel),
+            present: self.present.as_ref().map(sel),
+            y: self.y.as_ref().map(sel),
+            w: self.w.as_ref().map(sel),
+        }
+    }
+
+    /// Rows `start .. start + len`, without copying.
+    pub fn slice(&self, start: i64, len: i64) -> Batch {
+        let nar = |t: &Tensor| t.narrow(0, start, len);
+        Batch {
+            x_num: nar(&self.x_num),
+            x_cat: self.x_cat.as_ref().map(nar),
+            present: self.present.as_ref().map(nar),
+            y: self.y.as_ref().map(nar),
+            w: self.w.as_ref().map(nar),
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        self.x_num.device()
+    }
+}
+
+fn targets_tensor(cfg: &NetConfig, t: Targets, n: usize) -> Result<Tensor> {
+    match (cfg.task, t) {
+        (Task::Classification, Targets::Classes(cols)) => {
+            if cols.len() != cfg.output_dims.len() {
+                return invalid("one outcome column is needed per model output");
+            }
+            let mut out = vec![0i64; n * cols.len()];
+            for (k, col) in cols.iter().enumerate() {
+                if col.len() != n {
+                    return invalid("outcome and predictors have different numbers of rows");
+                }
+                for (r, &v) in col.iter().enumerate() {
+                    if v == NA_INTEGER {
+                        return invalid("the outcome has missing values");
+                    }
+                    if v < 0 || v as usize >= cfg.output_dims[k] {
+                        return invalid(format!("class code {v} is outside the outcome's levels"));
+                    }
+                    out[r * cols.len() + k] = v as i64;
+                }
+            }
+            Ok(Tensor::of_slice(&out).view([n as i64, cols.len() as i64]))
+        }
+        (Task::Regression, Targets::Values(cols)) => {
+            if cols.len() != cfg.output_dims.len() {
+                return invalid("one outcome column is needed per model output");
+            }
+            let mut out = vec![0f32; n * cols.len()];
+            for (k, col) in cols.iter().enumerate() {
+                if col.len() != n {
+                    return invalid("outcome and predictors have different numbers of rows");
+                }
+                for (r, &v) in col.iter().enumerate() {
+                    if !v.is_finite() {
+                        return invalid("the outcome has missing or infinite values");
+                    }
+                    out[r * cols.len() + k] = v as f32;
+                }
+            }
+            Ok(Tensor::of_slice(&out).view([n as i64, cols.len() as i64]))
+        }
+        _ => invalid("the outcome type does not match the model (factor for classification, numeric for regression)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_become_row_major_tensors_with_a_presence_mask() {
+        let mut cfg = NetConfig::example(2, vec![2], Task::Classification);
+        cfg.num_cols = vec![0, 2];
+        cfg.cat_cols = vec![1];
+        cfg.cat_levels = vec![3];
+        cfg.cat_emb_dims = vec![2];
+        let n = 20000usize;
+        let a: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        let mut b: Vec<f64> = (0..n).map(|i| -(i as f64)).collect();
+        b[5] = f64::NAN;
+        let codes: Vec<i32> = (0..n).map(|i| (i % 5) as i32).collect(); // 0 and 4 are unknown
+        let mut codes = codes;
+        codes[7] = NA_INTEGER;
+        let y: Vec<i32> = (0..n).map(|i| (i % 2) as i32).collect();
+        let names: Vec<String> = vec!["a".into(), "f".into(), "b".into()];
+        let d = Dataset::from_columns(&cfg, &[&a, &b], &[&codes], &names, Some(Targets::Classes(vec![&y])), None, Device::Cpu).unwrap();
+        assert_eq!(d.x_num.size(), vec![n as i64, 2]);
+        assert_eq!(d.x_num.double_value(&[12345, 0]), 12345.0);
+        assert_eq!(d.x_num.double_value(&[12345, 1]), -12345.0);
+        assert_eq!(d.x_num.double_value(&[5, 1]), 0.0);
+        let cat = d.x_cat.as_ref().unwrap();
+        assert_eq!(cat.int64_value(&[3, 0]), 3);
+        assert_eq!(cat.int64_value(&[4, 0]), 0);
+        assert_eq!(cat.int64_value(&[7, 0]), 0);
+        let p = d.present.as_ref().unwrap();
+        assert_eq!(p.double_value(&[5, 2]), 0.0);
+        assert_eq!(p.double_value(&[7, 1]), 0.0);
+        assert_eq!(p.double_value(&[4, 1]), 1.0);
+        assert_eq!(p.sum(Kind::Float).double_value(&[]), (3 * n - 2) as f64);
+        assert_eq!(d.y.as_ref().unwrap().int64_value(&[3, 0]), 1);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cfg = NetConfig::example(1, vec![1], Task::Regression);
+        let a = vec![1.0, f64::INFINITY];
+        let err = Dataset::from_columns(&cfg, &[&a], &[], &["speed".into()], None, None, Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("speed"), "{err}");
+        let e: Vec<f64> = vec![];
+        assert!(Dataset::from_columns(&cfg, &[&e], &[], &["x".into()], None, None, Device::Cpu).is_err());
+    }
+}

@@ -1,0 +1,236 @@
+//! Ghost batch normalisation (Hoffer et al. 2017) with pytorch-tabnet's
+//! chunking and statistics semantics, vectorised over virtual batches.
+//!
+//! A training batch of B rows is cut like `torch.chunk(ceil(B / vbs))`: chunks of
+//! c = ceil(B / k) rows and a shorter last one. Each chunk is normalised with its
+//! own biased mean/variance. The running statistics receive one PyTorch-style EMA
+//! update per chunk, in order, with the chunk's unbiased variance; the k updates are
+//! applied in closed form: r ← (1−m)^k r + Σᵢ m(1−m)^{k−1−i} sᵢ.
+//! All equal-size chunks go through a single native `batch_norm` call on a
+//! (c, k·C) view. A last chunk of one row is merged into the chunk before it, so
+//! batch norm never sees a single row in training. Eval mode uses the running
+//! statistics, so rows are independent of each other.
+use tch::{nn, Kind, Tensor};
+
+#[derive(Debug)]
+pub struct GhostBatchNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub virtual_batch_size: i64,
+    pub momentum: f64,
+    pub eps: f64,
+}
+
+/// Plain BN1d parameters under `p` (weight, bias, running_mean, running_var).
+pub(crate) fn bn_params(p: &nn::Path, dim: i64) -> (Tensor, Tensor, Tensor, Tensor) {
+    (
+        p.ones("weight", &[dim]),
+        p.zeros("bias", &[dim]),
+        p.zeros_no_train("running_mean", &[dim]),
+        p.ones_no_train("running_var", &[dim]),
+    )
+}
+
+/// Sizes of the chunks a batch of `b` rows is cut into.
+pub fn chunk_sizes(b: i64, vbs: i64) -> Vec<i64> {
+    if b <= 0 {
+        return vec![];
+    }
+    let k = (b + vbs - 1) / vbs;
+    let c = (b + k - 1) / k;
+    let mut sizes = vec![c; (b / c) as usize];
+    let r = b % c;
+    if r == 1 && !sizes.is_empty() {
+        *sizes.last_mut().unwrap() += 1;
+    } else if r > 0 {
+        sizes.push(r);
+    }
+    sizes
+}
+
+impl GhostBatchNorm {
+    pub fn new(p: &nn::Path, dim: i64, virtual_batch_size: i64, momentum: f64) -> Self {
+        let (weight, bias, running_mean, running_var) = bn_params(p, dim);
+        GhostBatchNorm { weight, bias, running_mean, running_var, virtual_batch_size, momentum, eps: 1e-5 }
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if !train {
+            return x.batch_norm(
+                Some(&self.weight),
+                Some(&self.bias),
+                Some(&self.running_mean),
+                Some(&self.running_var),
+                false,
+                self.momentum,
+                self.eps,
+                false,
+            );
+        }
+        let b = x.size()[0];
+        let sizes = chunk_sizes(b, self.virtual_batch_size);
+        let c = sizes[0];
+        let n_equal = sizes.iter().take_while(|&&s| s == c).count() as i64;
+        let mut outs = Vec::with_capacity(2);
+        let mut means = Vec::with_capacity(2);
+        let mut vars = Vec::with_capacity(2);
+        let mut counts = Vec::with_capacity(2);
+        // the equal-size chunks, all at once
+        let (o, m, v) = self.normalise_chunks(&x.narrow(0, 0, n_equal * c), n_equal, c);
+        outs.push(o);
+        means.push(m);
+        vars.push(v);
+        counts.push(n_equal);
+        // the last, differently sized chunk (if any)
+        let rest = b - n_equal * c;
+        if rest > 0 {
+            let (o, m, v) = self.normalise_chunks(&x.narrow(0, n_equal * c, rest), 1, rest);
+            outs.push(o);
+            means.push(m);
+            vars.push(v);
+            counts.push(1);
+        }
+        tch::no_grad(|| {
+            let means = Tensor::cat(&means, 0);
+            let vars = Tensor::cat(&vars, 0);
+            let k = counts.iter().sum::<i64>();
+            let m = self.momentum;
+            let w: Vec<f32> = (0..k).map(|i| (m * (1.0 - m).powi((k - 1 - i) as i32)) as f32).collect();
+            let w = Tensor::of_slice(&w).to_device(x.device()).view([k, 1]);
+            let decay = (1.0 - m).powi(k as i32);
+            let new_mean = &self.running_mean * decay + (&w * means).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
+            let new_var = &self.running_var * decay + (&w * vars).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
+            let mut rm = self.running_mean.shallow_clone();
+            let mut rv = self.running_var.shallow_clone();
+            rm.copy_(&new_mean);
+            rv.copy_(&new_var);
+        });
+        if outs.len() == 1 {
+            outs.pop().unwrap()
+        } else {
+            Tensor::cat(&outs, 0)
+        }
+    }
+
+    /// Normalises `k` consecutive chunks of `c` rows each with one native call.
+    /// Returns the output and the per-chunk means and unbiased variances (k, C).
+    fn normalise_chunks(&self, x: &Tensor, k: i64, c: i64) -> (Tensor, Tensor, Tensor) {
+        let ch = x.size()[1];
+        let (input, weight, bias) = if k == 1 {
+            (x.shallow_clone(), self.weight.shallow_clone(), self.bias.shallow_clone())
+        } else {
+            (
+                x.view([k, c, ch]).transpose(0, 1).reshape(&[c, k * ch]),
+                self.weight.repeat(&[k]),
+                self.bias.repeat(&[k]),
+            )
+        };
+        let (out, save_mean, save_invstd) = input.native_batch_norm(
+            Some(&weight),
+            Some(&bias),
+            None::<&Tensor>,
+            None::<&Tensor>,
+            true,
+            self.momentum,
+            self.eps,
+        );
+        let out = if k == 1 { out } else { out.view([c, k, ch]).transpose(0, 1).reshape(&[k * c, ch]) };
+        let (mean, var) = tch::no_grad(|| {
+            let biased = save_invstd.square().reciprocal() - self.eps;
+            let unbiased = biased * (c as f64 / (c - 1) as f64);
+            (save_mean.view([k, ch]), unbiased.view([k, ch]))
+        });
+        (out, mean, var)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn::VarStore, Device};
+
+    #[test]
+    fn chunking_follows_torch_chunk() {
+        assert_eq!(chunk_sizes(1000, 128), vec![125; 8]);
+        assert_eq!(chunk_sizes(1030, 128), [vec![115; 8], vec![110]].concat());
+        assert_eq!(chunk_sizes(100, 128), vec![100]);
+        // a remainder of one row is merged, never normalised alone
+        assert_eq!(chunk_sizes(257, 128), vec![86, 86, 85]);
+        assert_eq!(chunk_sizes(7, 3), vec![3, 4]);
+        assert_eq!(chunk_sizes(7, 3).iter().sum::<i64>(), 7);
+    }
+
+    /// Reference: per-chunk loop, exactly as the definition reads.
+    fn reference(x: &Tensor, vbs: i64, m: f64, eps: f64, w: &Tensor, b: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let c = x.size()[1];
+        let mut rm = Tensor::zeros(&[c], (Kind::Float, Device::Cpu));
+        let mut rv = Tensor::ones(&[c], (Kind::Float, Device::Cpu));
+        let mut outs = vec![];
+        let mut start = 0;
+        for s in chunk_sizes(x.size()[0], vbs) {
+            let xc = x.narrow(0, start, s);
+            start += s;
+            let mean = xc.mean_dim(Some(&[0i64][..]), false, Kind::Float);
+            let var_b = xc.var_dim(Some(&[0i64][..]), false, false);
+            let var_u = xc.var_dim(Some(&[0i64][..]), true, false);
+            outs.push((&xc - &mean) / (&var_b + eps).sqrt() * w + b);
+            rm = &rm * (1.0 - m) + mean * m;
+            rv = &rv * (1.0 - m) + var_u * m;
+        }
+        (Tensor::cat(&outs, 0), rm, rv)
+    }
+
+    #[test]
+    fn ghost_bn_matches_its_definition() {
+        tch::manual_seed(3);
+        for &(rows, vbs) in &[(1000i64, 128i64), (1030, 128), (257, 128), (64, 128), (7, 3)] {
+            let vs = VarStore::new(Device::Cpu);
+            let gbn = GhostBatchNorm::new(&vs.root(), 5, vbs, 0.02);
+            tch::no_grad(|| {
+                let mut w = gbn.weight.shallow_clone();
+                let _ = w.copy_(&(Tensor::rand(&[5], (Kind::Float, Device::Cpu)) + 0.5));
+                let mut b = gbn.bias.shallow_clone();
+                let _ = b.copy_(&Tensor::randn(&[5], (Kind::Float, Device::Cpu)));
+            });
+            let x = Tensor::randn(&[rows, 5], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
+            let out = gbn.forward_t(&x, true);
+            let (want, rm, rv) = reference(&x, vbs, 0.02, 1e-5, &gbn.weight.detach(), &gbn.bias.detach());
+            let d = (&out - want).abs().max().double_value(&[]);
+            assert!(d < 1e-4, "output differs by {d} (rows {rows}, vbs {vbs})");
+            let dm = (&gbn.running_mean - rm).abs().max().double_value(&[]);
+            let dv = (&gbn.running_var - rv).abs().max().double_value(&[]);
+            assert!(dm < 1e-5 && dv < 1e-4, "running stats differ: {dm} {dv}");
+        }
+    }
+
+    #[test]
+    fn eval_mode_is_row_independent() {
+        tch::manual_seed(4);
+        let vs = VarStore::new(Device::Cpu);
+        let gbn = GhostBatchNorm::new(&vs.root(), 3, 16, 0.1);
+        let x = Tensor::randn(&[64, 3], (Kind::Float, Device::Cpu)) * 2.0;
+        let _ = gbn.forward_t(&x, true);
+        let all = gbn.forward_t(&x, false);
+        let one = gbn.forward_t(&x.narrow(0, 5, 1), false);
+        let d = (all.narrow(0, 5, 1) - one).abs().max().double_value(&[]);
+        assert!(d < 1e-6);
+        // training mode, by contrast, normalises with the chunk's own statistics
+        let shifted = x.narrow(0, 0, 16).copy();
+        let t1 = gbn.forward_t(&shifted, true).narrow(0, 5, 1);
+        let _ = shifted.narrow(0, 0, 1).fill_(100.0);
+        let t2 = gbn.forward_t(&shifted, true).narrow(0, 5, 1);
+        assert!((t1 - t2).abs().max().double_value(&[]) > 1e-3);
+    }
+
+    #[test]
+    fn gradients_flow_to_affine_parameters() {
+        let vs = VarStore::new(Device::Cpu);
+        let gbn = GhostBatchNorm::new(&vs.root(), 4, 8, 0.02);
+        let x = Tensor::randn(&[40, 4], (Kind::Float, Device::Cpu));
+        let loss = gbn.forward_t(&x, true).square().sum(Kind::Float);
+        loss.backward();
+        assert!(gbn.weight.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    }
+}

@@ -1,0 +1,42 @@
+//! `tabnet_core`: TabNet (Arik & Pfister, AAAI 2021) on libtorch through `tch`.
+//!
+//! Pure Rust: no R types. The R package talks to it through the thin extendr
+//! layer in `src/rust/src`. One concept per module:
+//!
+//! * [`mask`]: sparsemax and entmax-1.5 attention normalisers;
+//! * [`ghost_bn`]: ghost batch normalisation (vectorised over virtual batches);
+//! * [`glu`], [`feature_transformer`], [`attentive`]: the encoder's blocks;
+//! * [`embedding`]: categorical embeddings and the column-group map;
+//! * [`encoder`], [`network`]: the TabNet encoder and the supervised network;
+//! * [`decoder`], [`pretrainer`]: the self-supervised reconstruction model;
+//! * [`data`]: column data prepared once into device tensors;
+//! * [`loss`], [`trainer`]: weighted task losses and the mini-batch loop;
+//! * [`inference`]: batched prediction and explanation under no-grad;
+//! * [`metrics`], [`importance`]: evaluation metrics and feature importances;
+//! * [`model`]: a network with its `VarStore`, config and (de)serialisation.
+
+pub mod attentive;
+pub mod config;
+pub mod data;
+pub mod decoder;
+pub mod embedding;
+pub mod encoder;
+pub mod error;
+pub mod feature_transformer;
+pub mod ghost_bn;
+pub mod glu;
+pub mod importance;
+pub mod inference;
+pub mod init;
+pub mod loss;
+pub mod mask;
+pub mod metrics;
+pub mod model;
+pub mod network;
+pub mod pretrainer;
+pub mod trainer;
+
+pub use config::{MaskType, NetConfig, Task};
+pub use data::Dataset;
+pub use error::{Error, Result};
+pub use model::Model;

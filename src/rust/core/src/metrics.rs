@@ -1,0 +1,74 @@
+//! Evaluation metrics on host vectors (used by the model-agnostic importances).
+
+/// Area under the ROC curve of `score` for `label` (ties get half credit),
+/// through the Mann–Whitney rank statistic.
+pub fn auc(score: &[f64], label: &[bool]) -> f64 {
+    let mut idx: Vec<usize> = (0..score.len()).collect();
+    idx.sort_by(|&a, &b| score[a].partial_cmp(&score[b]).unwrap_or(std::cmp::Ordering::Equal));
+    let mut ranks = vec![0.0; score.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
+            j += 1;
+        }
+        let r = (i + j) as f64 / 2.0 + 1.0;
+        for k in i..=j {
+            ranks[idx[k]] = r;
+        }
+        i = j + 1;
+    }
+    let n_pos = label.iter().filter(|&&l| l).count() as f64;
+    let n_neg = label.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return f64::NAN;
+    }
+    let sum_pos: f64 = ranks.iter().zip(label).filter(|(_, &l)| l).map(|(r, _)| r).sum();
+    (sum_pos - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
+}
+
+/// Share of rows whose most probable class (row-major `prob`, `k` classes) is `truth`.
+pub fn accuracy(prob: &[f64], k: usize, truth: &[i64]) -> f64 {
+    let hits = truth
+        .iter()
+        .enumerate()
+        .filter(|(r, &t)| {
+            let row = &prob[r * k..(r + 1) * k];
+            let best = row.iter().enumerate().fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
+            best as i64 == t
+        })
+        .count();
+    hits as f64 / truth.len() as f64
+}
+
+/// Mean negative log-likelihood of `truth` (probabilities floored at 1e-15).
+pub fn log_loss(prob: &[f64], k: usize, truth: &[i64]) -> f64 {
+    truth.iter().enumerate().map(|(r, &t)| -(prob[r * k + t as usize].max(1e-15)).ln()).sum::<f64>() / truth.len() as f64
+}
+
+pub fn rmse(pred: &[f64], truth: &[f64]) -> f64 {
+    (pred.iter().zip(truth).map(|(p, t)| (p - t).powi(2)).sum::<f64>() / truth.len() as f64).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_of_known_cases() {
+        assert_eq!(auc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]), 1.0);
+        assert_eq!(auc(&[0.9, 0.8, 0.2, 0.1], &[false, false, true, true]), 0.0);
+        assert_eq!(auc(&[0.5, 0.5], &[false, true]), 0.5);
+        // 1 discordant pair of 4
+        assert_eq!(auc(&[0.1, 0.6, 0.5, 0.9], &[false, false, true, true]), 0.75);
+    }
+
+    #[test]
+    fn other_metrics() {
+        let p = [0.9, 0.1, 0.2, 0.8, 0.6, 0.4];
+        assert!((accuracy(&p, 2, &[0, 1, 1]) - 2.0 / 3.0).abs() < 1e-12);
+        let ll = log_loss(&p, 2, &[0, 1, 1]);
+        assert!((ll - (-(0.9f64.ln() + 0.8f64.ln() + 0.4f64.ln()) / 3.0)).abs() < 1e-12);
+        assert!((rmse(&[1.0, 3.0], &[0.0, 3.0]) - (0.5f64).sqrt()).abs() < 1e-12);
+    }
+}

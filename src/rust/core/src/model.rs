@@ -1,0 +1,135 @@
+//! A network with its `VarStore` and config; bytes in, bytes out.
+//!
+//! The weights are libtorch's archive of every named tensor (parameters and
+//! batch-norm running statistics); the config is JSON. Both are kept by the R
+//! object, so `saveRDS()` needs nothing else.
+use crate::config::NetConfig;
+use crate::data::{Batch, Dataset};
+use crate::error::{invalid, Result};
+use crate::loss;
+use crate::network::TabNet;
+use crate::pretrainer::Pretrainer;
+use std::io::Cursor;
+use tch::{nn::VarStore, Device, Tensor};
+
+#[derive(Debug)]
+pub enum Net {
+    Supervised(TabNet),
+    Pretrain(Pretrainer),
+}
+
+#[derive(Debug)]
+pub struct Model {
+    pub vs: VarStore,
+    pub cfg: NetConfig,
+    pub net: Net,
+}
+
+impl Model {
+    /// A freshly initialised supervised network (uses libtorch's RNG).
+    pub fn new(cfg: NetConfig, device: Device) -> Result<Model> {
+        cfg.validate()?;
+        let vs = VarStore::new(device);
+        let net = Net::Supervised(TabNet::new(&vs.root(), &cfg));
+        Ok(Model { vs, cfg, net })
+    }
+
+    /// A freshly initialised pretraining network (encoder + decoder).
+    pub fn new_pretrainer(cfg: NetConfig, ratio: f64, device: Device) -> Result<Model> {
+        cfg.validate()?;
+        if !(ratio > 0.0 && ratio < 1.0) {
+            return invalid("`pretraining_ratio` must be strictly between 0 and 1");
+        }
+        let vs = VarStore::new(device);
+        let net = Net::Pretrain(Pretrainer::new(&vs.root(), &cfg, ratio));
+        Ok(Model { vs, cfg, net })
+    }
+
+    /// Rebuilds a model from its config and weight bytes.
+    pub fn load(cfg: NetConfig, pretrain_ratio: Option<f64>, bytes: &[u8], device: Device) -> Result<Model> {
+        let mut m = match pretrain_ratio {
+            Some(r) => Model::new_pretrainer(cfg, r, device)?,
+            None => Model::new(cfg, device)?,
+        };
+        m.load_bytes(bytes)?;
+        Ok(m)
+    }
+
+    pub fn load_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.vs.load_from_stream(Cursor::new(bytes))?;
+        Ok(())
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.vs.save_to_stream(&mut buf)?;
+        Ok(buf)
+    }
+
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.cfg).expect("config serialises")
+    }
+
+    pub fn n_parameters(&self) -> i64 {
+        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+
+    /// Copies the embedder and encoder weights (and BN statistics) of `other`
+    /// into this model: fine-tuning from a pretrained model, or from a fit with
+    /// the same predictors. Returns how many tensors were copied.
+    pub fn copy_encoder_from(&mut self, other: &Model) -> Result<usize> {
+        let src = other.vs.variables();
+        let dst = self.vs.variables();
+        let mut copied = 0;
+        tch::no_grad(|| -> Result<()> {
+            for (name, t) in dst.iter() {
+                if !(name.starts_with("embedder.") || name.starts_with("encoder.")) {
+                    continue;
+                }
+                match src.get(name) {
+                    Some(s) if s.size() == t.size() => {
+                        let mut t = t.shallow_clone();
+                        t.f_copy_(&s.to_device(t.device()))?;
+                        copied += 1;
+                    }
+                    _ => return invalid(format!("Model dimensions don't match: `{name}` differs")),
+                }
+            }
+            Ok(())
+        })?;
+        Ok(copied)
+    }
+
+    pub fn supervised(&self) -> Result<&TabNet> {
+        match &self.net {
+            Net::Supervised(n) => Ok(n),
+            Net::Pretrain(_) => invalid("a pretrained model has no prediction head; fine-tune it with `tabnet_fit(..., tabnet_model = <pretrained>)`"),
+        }
+    }
+
+    /// (loss to optimise, task loss to report) for a batch.
+    pub fn batch_loss(&self, b: &Batch, train: bool, lambda_sparse: f64) -> Result<(Tensor, Tensor)> {
+        match &self.net {
+            Net::Supervised(net) => {
+                let y = match &b.y {
+                    Some(y) => y,
+                    None => return invalid("training needs an outcome"),
+                };
+                let (out, m_loss) = net.forward_t(b, train);
+                let task = loss::weighted_mean(&loss::per_row(&self.cfg, &out, y), b.w.as_ref());
+                Ok((&task - m_loss * lambda_sparse, task))
+            }
+            Net::Pretrain(p) => {
+                let (rec, m_loss) = p.loss(b, train);
+                Ok((&rec - m_loss * lambda_sparse, rec))
+            }
+        }
+    }
+
+    /// Prepares model-specific state that depends on the training data.
+    pub fn prepare(&self, data: &Dataset) {
+        if let Net::Pretrain(p) = &self.net {
+            p.init_target_var(data);
+        }
+    }
+}

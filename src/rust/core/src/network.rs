@@ -1,0 +1,52 @@
+//! The supervised TabNet: embedder → encoder → Σ step outputs → bias-free head.
+use crate::config::NetConfig;
+use crate::data::Batch;
+use crate::embedding::Embedder;
+use crate::encoder::Encoder;
+use crate::init;
+use tch::{nn, Kind, Tensor};
+
+#[derive(Debug)]
+pub struct TabNet {
+    pub embedder: Embedder,
+    pub encoder: Encoder,
+    pub head: Tensor,
+}
+
+/// Explanation of a batch at column level.
+pub struct Explanation {
+    /// Σ_i η_i M_i, (B, F), not normalised (pytorch-tabnet's `M_explain`).
+    pub m_explain: Tensor,
+    /// M_i per step, (B, F).
+    pub masks: Vec<Tensor>,
+}
+
+impl TabNet {
+    pub fn new(p: &nn::Path, cfg: &NetConfig) -> Self {
+        TabNet {
+            embedder: Embedder::new(&(p / "embedder"), cfg),
+            encoder: Encoder::new(&(p / "encoder"), cfg),
+            head: p.var("head", &[cfg.output_dim() as i64, cfg.n_d as i64], init::non_glu_fc(cfg.n_d as i64)),
+        }
+    }
+
+    /// Returns (logits or values (B, out), sparsity term M_loss ≤ 0).
+    pub fn forward_t(&self, b: &Batch, train: bool) -> (Tensor, Tensor) {
+        let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
+        let enc = self.encoder.forward_t(&x, b.present.as_ref(), &self.embedder, train, false);
+        let d = enc.steps.iter().skip(1).fold(enc.steps[0].shallow_clone(), |acc, s| acc + s);
+        (d.linear::<Tensor>(&self.head, None), enc.m_loss)
+    }
+
+    /// Per-step masks and their aggregate, in eval mode.
+    pub fn explain(&self, b: &Batch) -> Explanation {
+        let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
+        let enc = self.encoder.forward_t(&x, b.present.as_ref(), &self.embedder, false, true);
+        let mut m_explain = Tensor::zeros_like(&enc.masks[0]);
+        for (m, d) in enc.masks.iter().zip(&enc.steps) {
+            let eta = d.sum_dim_intlist(Some(&[1i64][..]), true, Kind::Float);
+            m_explain += m * eta;
+        }
+        Explanation { m_explain, masks: enc.masks }
+    }
+}

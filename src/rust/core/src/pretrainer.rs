@@ -1,0 +1,72 @@
+//! Self-supervised pretraining (paper §"Self-supervised learning"): random
+//! column groups are obfuscated, the encoder sees the rest (prior 0 on the
+//! obfuscated groups), the decoder reconstructs the embedded input.
+//!
+//! Loss per row: Σ_j S_bj (x̂_bj − x_bj)² / σ²_j divided by the number of
+//! obfuscated cells, averaged over rows, with σ²_j the *training-set* variance
+//! of embedded dimension j (fixed at initialisation, floored), so the loss is
+//! never negative and cannot explode on a constant batch column.
+use crate::config::NetConfig;
+use crate::data::{Batch, Dataset};
+use crate::decoder::Decoder;
+use crate::embedding::Embedder;
+use crate::encoder::Encoder;
+use tch::{nn, Kind, Tensor};
+
+#[derive(Debug)]
+pub struct Pretrainer {
+    pub embedder: Embedder,
+    pub encoder: Encoder,
+    pub decoder: Decoder,
+    /// Training-set variance of each embedded dimension (saved with the weights).
+    pub target_var: Tensor,
+    pub ratio: f64,
+}
+
+impl Pretrainer {
+    pub fn new(p: &nn::Path, cfg: &NetConfig, ratio: f64) -> Self {
+        Pretrainer {
+            embedder: Embedder::new(&(p / "embedder"), cfg),
+            encoder: Encoder::new(&(p / "encoder"), cfg),
+            decoder: Decoder::new(&(p / "decoder"), cfg),
+            target_var: p.ones_no_train("target_var", &[cfg.embedded_dim() as i64]),
+            ratio,
+        }
+    }
+
+    /// Sets σ² from the training data (call once, before training).
+    pub fn init_target_var(&self, data: &Dataset) {
+        tch::no_grad(|| {
+            let n = data.n.min(200_000);
+            let b = data.slice(0, n);
+            let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
+            let v = x.var_dim(Some(&[0i64][..]), false, false).clamp_min(1e-6);
+            let mut t = self.target_var.shallow_clone();
+            t.copy_(&v);
+        });
+    }
+
+    /// Reconstruction loss of a batch (scalar) and the sparsity term.
+    pub fn loss(&self, b: &Batch, train: bool) -> (Tensor, Tensor) {
+        let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
+        let (rows, f) = (x.size()[0], self.encoder.attention[0].fc.size()[0]);
+        let mut obf = Tensor::empty(&[rows, f], (Kind::Float, x.device())).bernoulli_float_(self.ratio);
+        if let Some(p) = &b.present {
+            obf = obf * p; // a missing cell is never a reconstruction target
+        }
+        let keep = 1.0f64 - &obf;
+        let prior = match &b.present {
+            Some(p) => &keep * p,
+            None => keep.shallow_clone(),
+        };
+        let obf_d = self.embedder.expand_binary(&obf);
+        let x_in = &x * (1.0f64 - &obf_d);
+        let enc = self.encoder.forward_t(&x_in, Some(&prior), &self.embedder, train, false);
+        let recon = self.decoder.forward_t(&enc.steps, train);
+        let target = x.detach();
+        let err = (recon - target).square() * &obf_d / &self.target_var;
+        let per_row = err.sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)
+            / obf_d.sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float).clamp_min(1.0);
+        (per_row.mean(Kind::Float), enc.m_loss)
+    }
+}

@@ -1,0 +1,163 @@
+//! The mini-batch loop. Data stays in device tensors; each epoch draws one
+//! permutation and slices batches by index; losses accumulate on the device
+//! and are read once per call, so there is no host sync per batch.
+//! The R layer drives epochs (and calls [`Trainer::run`] in chunks of batches),
+//! which keeps interrupts and progress output on R's side.
+use crate::data::Dataset;
+use crate::error::{invalid, Result};
+use crate::model::Model;
+use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
+
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub batch_size: i64,
+    pub drop_last: bool,
+    pub lambda_sparse: f64,
+    /// Clip the global gradient norm at this value.
+    pub clip_value: Option<f64>,
+    pub learn_rate: f64,
+    /// The paper's schedule: lr ← lr·rate every `every` optimizer steps.
+    pub exp_decay: Option<(f64, i64)>,
+}
+
+pub struct Trainer {
+    pub opts: TrainOptions,
+    opt: nn::Optimizer,
+    lr: f64,
+    perm: Option<Tensor>,
+    cursor: i64,
+    n_batches: i64,
+    loss_sum: Option<Tensor>,
+    rows_seen: i64,
+    pub global_step: i64,
+}
+
+/// Sizes of the batches of one epoch: a last batch of fewer than two rows (or
+/// any short one with `drop_last`) is left out, so batch norm never sees one row.
+pub fn batch_sizes(n: i64, batch_size: i64, drop_last: bool) -> Vec<i64> {
+    let b = batch_size.min(n).max(1);
+    let mut sizes = vec![b; (n / b) as usize];
+    let r = n % b;
+    if r >= 2 && !drop_last {
+        sizes.push(r);
+    }
+    sizes
+}
+
+impl Trainer {
+    pub fn new(model: &Model, opts: TrainOptions) -> Result<Trainer> {
+        if opts.batch_size < 2 {
+            return invalid("`batch_size` must be at least 2");
+        }
+        if !(opts.learn_rate > 0.0) {
+            return invalid("`learn_rate` must be positive");
+        }
+        let opt = nn::Adam::default().build(&model.vs, opts.learn_rate)?;
+        let lr = opts.learn_rate;
+        Ok(Trainer { opts, opt, lr, perm: None, cursor: 0, n_batches: 0, loss_sum: None, rows_seen: 0, global_step: 0 })
+    }
+
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+        self.opt.set_lr(lr);
+    }
+
+    pub fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// Draws the epoch's permutation. Returns the number of batches.
+    pub fn begin_epoch(&mut self, data: &Dataset) -> Result<i64> {
+        if data.n < 2 {
+            return invalid("training needs at least 2 rows");
+        }
+        self.perm = Some(Tensor::randperm(data.n, (Kind::Int64, data.device())));
+        self.cursor = 0;
+        self.n_batches = batch_sizes(data.n, self.opts.batch_size, self.opts.drop_last).len() as i64;
+        self.loss_sum = None;
+        self.rows_seen = 0;
+        Ok(self.n_batches)
+    }
+
+    /// Runs up to `max_batches` batches of the current epoch; returns how many
+    /// batches remain.
+    pub fn run(&mut self, model: &Model, data: &Dataset, max_batches: i64) -> Result<i64> {
+        let perm = match &self.perm {
+            Some(p) => p.shallow_clone(),
+            None => return invalid("begin_epoch() must be called first"),
+        };
+        let bs = self.opts.batch_size.min(data.n);
+        let stop = (self.cursor + max_batches).min(self.n_batches);
+        while self.cursor < stop {
+            let start = self.cursor * bs;
+            let len = bs.min(data.n - start);
+            let batch = data.batch(&perm.narrow(0, start, len));
+            let (loss, task) = model.batch_loss(&batch, true, self.opts.lambda_sparse)?;
+            self.opt.zero_grad();
+            loss.backward();
+            if let Some(c) = self.opts.clip_value {
+                self.opt.clip_grad_norm(c);
+            }
+            self.opt.step();
+            let weighted = task.detach() * len as f64;
+            self.loss_sum = Some(match self.loss_sum.take() {
+                None => weighted,
+                Some(s) => s + weighted,
+            });
+            self.rows_seen += len;
+            self.cursor += 1;
+            self.global_step += 1;
+            if let Some((rate, every)) = self.opts.exp_decay {
+                if every > 0 && self.global_step % every == 0 {
+                    let lr = self.lr * rate;
+                    self.set_lr(lr);
+                }
+            }
+        }
+        Ok(self.n_batches - self.cursor)
+    }
+
+    /// Mean training loss of the epoch (row-weighted over batches).
+    pub fn end_epoch(&mut self) -> f64 {
+        self.perm = None;
+        match self.loss_sum.take() {
+            Some(s) if self.rows_seen > 0 => s.double_value(&[]) / self.rows_seen as f64,
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// Eval-mode loss over a whole dataset (validation), in large batches.
+pub fn evaluate_loss(model: &Model, data: &Dataset, batch_size: i64) -> Result<f64> {
+    tch::no_grad(|| {
+        let mut total = 0.0;
+        let mut weight = 0.0;
+        let mut start = 0;
+        while start < data.n {
+            let len = batch_size.min(data.n - start);
+            let b = data.slice(start, len);
+            let (_, task) = model.batch_loss(&b, false, 0.0)?;
+            let wsum = match &b.w {
+                Some(w) => w.sum(Kind::Float).double_value(&[]),
+                None => len as f64,
+            };
+            total += task.double_value(&[]) * wsum;
+            weight += wsum;
+            start += len;
+        }
+        Ok(total / weight)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_batch_of_one_row() {
+        assert_eq!(batch_sizes(10, 3, false), vec![3, 3, 3]);
+        assert_eq!(batch_sizes(11, 3, false), vec![3, 3, 3, 2]);
+        assert_eq!(batch_sizes(11, 3, true), vec![3, 3, 3]);
+        assert_eq!(batch_sizes(5, 1024, false), vec![5]);
+    }
+}

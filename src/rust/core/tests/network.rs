@@ -1,0 +1,187 @@
+//! End-to-end checks of the core on real (synthetic) data: parameter counts,
+//! training on Syn2, eval-mode independence, save/load identity, seeding.
+use tabnet_core::data::{Dataset, Targets};
+use tabnet_core::importance::{mask_importance, model_agnostic, Method};
+use tabnet_core::inference::{explain, predict};
+use tabnet_core::metrics::auc;
+use tabnet_core::trainer::{evaluate_loss, TrainOptions, Trainer};
+use tabnet_core::{Model, NetConfig, Task};
+use std::sync::Mutex;
+use tch::{Device, Kind, Tensor};
+
+/// libtorch's RNG is process-global: tests that seed it run one at a time.
+static RNG: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Syn2 of the interpretation vignette: 10 standard normals, y = 1 if V3+..+V6 > 0.
+fn syn2(n: usize, seed: i64) -> (Vec<Vec<f64>>, Vec<i32>) {
+    tch::manual_seed(seed);
+    let x = Tensor::randn(&[10, n as i64], (Kind::Double, Device::Cpu));
+    let cols: Vec<Vec<f64>> = (0..10).map(|j| Vec::<f64>::from(&x.get(j))).collect();
+    let y = (0..n).map(|r| ((cols[2][r] + cols[3][r] + cols[4][r] + cols[5][r]) > 0.0) as i32).collect();
+    (cols, y)
+}
+
+fn names(p: usize) -> Vec<String> {
+    (1..=p).map(|j| format!("V{j:02}")).collect()
+}
+
+fn dataset(cfg: &NetConfig, cols: &[Vec<f64>], y: &[i32]) -> Dataset {
+    let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
+    Dataset::from_columns(cfg, &refs, &[], &names(cols.len()), Some(Targets::Classes(vec![y])), None, Device::Cpu).unwrap()
+}
+
+fn opts() -> TrainOptions {
+    TrainOptions { batch_size: 256, drop_last: false, lambda_sparse: 1e-3, clip_value: None, learn_rate: 0.02, exp_decay: None }
+}
+
+fn train(model: &Model, data: &Dataset, epochs: usize) -> Vec<f64> {
+    let mut t = Trainer::new(model, opts()).unwrap();
+    (0..epochs)
+        .map(|_| {
+            t.begin_epoch(data).unwrap();
+            t.run(model, data, i64::MAX).unwrap();
+            t.end_epoch()
+        })
+        .collect()
+}
+
+#[test]
+fn parameter_count_matches_the_spec_formula() {
+    let _guard = serial();
+    for (n_shared, n_ind, cats) in [(2usize, 2usize, false), (1, 3, true), (0, 2, false), (3, 0, true)] {
+        let mut cfg = NetConfig::example(6, vec![3], Task::Classification);
+        cfg.n_shared = n_shared;
+        cfg.n_independent = n_ind;
+        cfg.n_d = 8;
+        cfg.n_a = 5;
+        if cats {
+            cfg.num_cols = vec![0, 1, 3, 4, 5, 6];
+            cfg.cat_cols = vec![2, 7];
+            cfg.cat_levels = vec![4, 9];
+            cfg.cat_emb_dims = vec![3, 1];
+        }
+        let m = Model::new(cfg.clone(), Device::Cpu).unwrap();
+        let (d, h, g, n) = (cfg.embedded_dim(), cfg.n_d + cfg.n_a, cfg.n_features(), cfg.n_steps);
+        let shared = if n_shared > 0 { d * 2 * h + (n_shared - 1) * 2 * h * h } else { 0 };
+        // independent layers: the first takes D when there is no shared block
+        let ind = if n_ind == 0 { 0 } else if n_shared == 0 { d * 2 * h + (n_ind - 1) * 2 * h * h } else { n_ind * 2 * h * h };
+        let per_ft = ind + (n_shared + n_ind) * 4 * h;
+        let att = cfg.n_a * g + 2 * g;
+        let emb: usize = cfg.cat_levels.iter().zip(&cfg.cat_emb_dims).map(|(l, e)| (l + 1) * e).sum();
+        let want = shared + (n + 1) * per_ft + n * att + cfg.n_d * 3 + 2 * d + emb;
+        assert_eq!(m.n_parameters() as usize, want, "n_shared {n_shared}, n_ind {n_ind}, cats {cats}");
+    }
+}
+
+#[test]
+fn learns_syn2_and_ranks_the_true_features_first() {
+    let _guard = serial();
+    tch::set_num_threads(2);
+    let cfg = NetConfig::example(10, vec![2], Task::Classification);
+    let (cols, y) = syn2(6000, 11);
+    let train_cols: Vec<Vec<f64>> = cols.iter().map(|c| c[..5000].to_vec()).collect();
+    let test_cols: Vec<Vec<f64>> = cols.iter().map(|c| c[5000..].to_vec()).collect();
+    let data = dataset(&cfg, &train_cols, &y[..5000]);
+    let test = dataset(&cfg, &test_cols, &y[5000..]);
+    tch::manual_seed(1);
+    let model = Model::new(cfg, Device::Cpu).unwrap();
+    let losses = train(&model, &data, 10);
+    assert!(losses[9] < losses[0], "loss should fall: {losses:?}");
+    let p = predict(&model, &test, 4096).unwrap();
+    let score: Vec<f64> = Vec::from(&p.select(1, 1).to_kind(Kind::Double));
+    let labels: Vec<bool> = y[5000..].iter().map(|&v| v == 1).collect();
+    let a = auc(&score, &labels);
+    assert!(a > 0.9, "holdout AUC {a}");
+    let valid = evaluate_loss(&model, &test, 4096).unwrap();
+    assert!(valid.is_finite() && valid < 0.6);
+    let imp = mask_importance(&model, &test, 4096).unwrap();
+    assert!((imp.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    let mut order: Vec<usize> = (0..10).collect();
+    order.sort_by(|&a, &b| imp[b].partial_cmp(&imp[a]).unwrap());
+    let mut top4 = order[..4].to_vec();
+    top4.sort();
+    assert_eq!(top4, vec![2, 3, 4, 5], "mask importance {imp:?}");
+    for method in [Method::Permutation, Method::Occlusion, Method::Mad] {
+        let r = model_agnostic(&model, &test, method, 2, 4096).unwrap();
+        let means: Vec<f64> = r.values.iter().map(|v| v.iter().sum::<f64>() / v.len() as f64).collect();
+        let mut order: Vec<usize> = (0..10).collect();
+        order.sort_by(|&a, &b| means[b].partial_cmp(&means[a]).unwrap());
+        let mut top4 = order[..4].to_vec();
+        top4.sort();
+        assert_eq!(top4, vec![2, 3, 4, 5], "{method:?} importance {means:?}");
+    }
+}
+
+#[test]
+fn eval_mode_rows_do_not_depend_on_their_batch() {
+    let _guard = serial();
+    let cfg = NetConfig::example(10, vec![2], Task::Classification);
+    let (cols, y) = syn2(600, 3);
+    let data = dataset(&cfg, &cols, &y);
+    tch::manual_seed(2);
+    let model = Model::new(cfg, Device::Cpu).unwrap();
+    train(&model, &data, 1);
+    let all = predict(&model, &data, 600).unwrap();
+    let small = predict(&model, &data, 7).unwrap();
+    assert!((&all - &small).abs().max().double_value(&[]) < 1e-5);
+    let (m_all, s_all) = explain(&model, &data, 600).unwrap();
+    let (m_one, s_one) = explain(&model, &data, 1).unwrap();
+    assert!((&m_all - &m_one).abs().max().double_value(&[]) < 1e-4);
+    assert!((&s_all[2] - &s_one[2]).abs().max().double_value(&[]) < 1e-5);
+    // each step's mask is a distribution over the columns
+    let sums = s_all[0].sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float);
+    assert!((sums - 1.0).abs().max().double_value(&[]) < 1e-5);
+    // training mode differs from eval mode (batch statistics)
+    let b = data.slice(0, 64);
+    let net = model.supervised().unwrap();
+    let (t_out, _) = tch::no_grad(|| net.forward_t(&b, true));
+    let (e_out, _) = tch::no_grad(|| net.forward_t(&b, false));
+    assert!((t_out - e_out).abs().max().double_value(&[]) > 1e-4);
+}
+
+#[test]
+fn save_load_and_seed_give_identical_results() {
+    let _guard = serial();
+    let cfg = NetConfig::example(10, vec![2], Task::Classification);
+    let (cols, y) = syn2(800, 5);
+    let data = dataset(&cfg, &cols, &y);
+    let run = || {
+        tch::manual_seed(42);
+        let m = Model::new(cfg.clone(), Device::Cpu).unwrap();
+        train(&m, &data, 2);
+        m
+    };
+    let a = run();
+    let b = run();
+    let pa = predict(&a, &data, 1000).unwrap();
+    let pb = predict(&b, &data, 1000).unwrap();
+    assert!(pa.equal(&pb), "two seeded fits must be bit-identical");
+    let bytes = a.to_bytes().unwrap();
+    let cfg2: NetConfig = serde_json::from_str(&a.config_json()).unwrap();
+    let c = Model::load(cfg2, None, &bytes, Device::Cpu).unwrap();
+    assert!(predict(&c, &data, 1000).unwrap().equal(&pa), "predictions identical after save/load");
+}
+
+#[test]
+fn pretraining_loss_is_positive_and_the_encoder_transfers() {
+    let _guard = serial();
+    let cfg = NetConfig::example(10, vec![2], Task::Classification);
+    let (cols, y) = syn2(1000, 8);
+    let data = dataset(&cfg, &cols, &y);
+    tch::manual_seed(9);
+    let pre = Model::new_pretrainer(cfg.clone(), 0.5, Device::Cpu).unwrap();
+    pre.prepare(&data);
+    let losses = train(&pre, &data, 3);
+    assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0), "{losses:?}");
+    assert!(losses[2] < losses[0], "{losses:?}");
+    let mut sup = Model::new(cfg, Device::Cpu).unwrap();
+    let copied = sup.copy_encoder_from(&pre).unwrap();
+    assert!(copied > 10);
+    let w = "encoder.att0.fc";
+    assert!(sup.vs.variables()[w].equal(&pre.vs.variables()[w]));
+    assert!(predict(&pre, &data, 100).is_err());
+}

@@ -1,0 +1,377 @@
+# End-to-end tidymodels tests, following the blog post "torch, tidymodels,
+# and high-energy physics" (RStudio AI blog) on a small Higgs-shaped table.
+#
+# Where the post's code no longer runs with current tidymodels whatever the
+# engine, the modern call is used and the post's call is quoted in a comment:
+# * `wf %>% parameters()`: dials has no `parameters()` method for workflows
+#   any more -> `extract_parameter_set_dials(wf)`;
+# * `show_best("accuracy")`: tune >= 1.2 requires `metric = "accuracy"`.
+
+skip_if_not_installed("parsnip")
+skip_if_not_installed("workflows")
+skip_if_not_installed("recipes")
+skip_if_not_installed("rsample")
+skip_if_not_installed("yardstick")
+
+suppressPackageStartupMessages({
+  library(parsnip)
+  library(workflows)
+  library(recipes)
+  library(rsample)
+  library(yardstick)
+  library(dplyr)
+})
+
+higgs_names <- c(
+  "lepton_pT", "lepton_eta", "lepton_phi", "missing_energy_magnitude",
+  "missing_energy_phi", "jet_1_pt", "jet_1_eta", "jet_1_phi", "jet_1_b_tag",
+  "jet_2_pt", "jet_2_eta", "jet_2_phi", "jet_2_b_tag", "jet_3_pt", "jet_3_eta",
+  "jet_3_phi", "jet_3_b_tag", "jet_4_pt", "jet_4_eta", "jet_4_phi", "jet_4_b_tag",
+  "m_jj", "m_jjj", "m_lv", "m_jlv", "m_bb", "m_wbb", "m_wwbb"
+)
+
+# A Higgs-shaped table: `class` (factor "0"/"1", balanced) and 28 predictors
+# with the post's names. Momenta and masses are positive around 1, eta
+# normal, phi uniform, b tags 0 or ~2.2. The signal is in the high-level
+# masses m_bb, m_wbb and m_wwbb (as in the real data, where they dominate the
+# importances), so a good model is well above chance.
+make_higgs <- function(n = 1500, seed = 20201) {
+  old <- if (exists(".Random.seed", globalenv())) get(".Random.seed", globalenv()) else NULL
+  on.exit(if (!is.null(old)) assign(".Random.seed", old, globalenv()))
+  set.seed(seed)
+  y <- stats::rbinom(n, 1, 0.5)
+  col <- function(nm) {
+    if (grepl("eta", nm)) return(stats::rnorm(n))
+    if (grepl("phi", nm)) return(stats::runif(n, -pi, pi))
+    if (grepl("b_tag", nm)) return(ifelse(stats::runif(n) < 0.4, 2.173076, 0))
+    exp(stats::rnorm(n, 0, 0.35))
+  }
+  x <- lapply(higgs_names, col)
+  names(x) <- higgs_names
+  x$m_bb <- x$m_bb + 0.8 * y
+  x$m_wwbb <- x$m_wwbb + 0.6 * y
+  x$m_wbb <- x$m_wbb + 0.3 * y
+  x$jet_1_pt <- x$jet_1_pt + 0.2 * y
+  tibble::as_tibble(c(list(class = factor(y, levels = c(0, 1))), x))
+}
+
+higgs <- make_higgs()
+
+n_all <- nrow(higgs)
+n_test <- 300
+test_frac <- n_test / n_all
+split <- initial_time_split(higgs, prop = 1 - test_frac)
+train <- training(split)
+test <- testing(split)
+
+quietly <- function(expr) {
+  out <- NULL
+  utils::capture.output(out <- suppressMessages(expr))
+  out
+}
+
+# The post's first workflow, fitted once and shared by several tests.
+blog_fit <- local({
+  cache <- NULL
+  function() {
+    if (is.null(cache)) {
+      rec <- recipe(class ~ ., train)
+      # hyperparameter settings (apart from epochs) as per the TabNet paper (TabNet-S)
+      mod <- tabnet(epochs = 3, batch_size = 16384, decision_width = 24, attention_width = 26,
+                    num_steps = 5, penalty = 0.000001, virtual_batch_size = 512, momentum = 0.6,
+                    feature_reusage = 1.5, learn_rate = 0.02) %>%
+        set_engine("torch", verbose = TRUE) %>%
+        set_mode("classification")
+      wf <- workflow() %>%
+        add_model(mod) %>%
+        add_recipe(rec)
+      set.seed(777)
+      fitted_model <- quietly(wf %>% fit(train))
+      cache <<- list(wf = wf, fitted_model = fitted_model)
+    }
+    cache
+  }
+})
+
+test_that("the blog post's workflow fits and predicts", {
+  fitted_model <- blog_fit()$fitted_model
+  expect_s3_class(fitted_model, "workflow")
+  expect_true(fitted_model$trained)
+
+  # access the underlying parsnip model and save it to RDS format
+  rds <- withr::local_tempfile(fileext = ".rds")
+  fitted_model$fit$fit$fit %>% saveRDS(rds)
+  expect_s3_class(fitted_model$fit$fit$fit, "tabnet_fit")
+
+  preds <- test %>%
+    bind_cols(predict(fitted_model, test))
+  expect_equal(nrow(preds), nrow(test))
+  expect_s3_class(preds$.pred_class, "factor")
+  expect_equal(levels(preds$.pred_class), levels(train$class))
+
+  acc <- yardstick::accuracy(preds, class, .pred_class)
+  expect_equal(acc$.metric, "accuracy")
+  expect_equal(acc$.estimator, "binary")
+  expect_true(acc$.estimate >= 0 && acc$.estimate <= 1)
+
+  probs <- predict(fitted_model, test, type = "prob")
+  expect_named(probs, c(".pred_0", ".pred_1"))
+  expect_equal(rowSums(as.matrix(probs)), rep(1, nrow(test)), tolerance = 1e-5)
+
+  # the saved engine fit predicts the same after a reload
+  reloaded <- readRDS(rds)
+  expect_equal(predict(reloaded, test), predict(fitted_model, test))
+})
+
+test_that("a longer fit learns the signal (accuracy above chance)", {
+  mod <- tabnet(epochs = 25, batch_size = 256, virtual_batch_size = 128,
+                decision_width = 8, attention_width = 8, num_steps = 3,
+                learn_rate = 0.02) %>%
+    set_engine("torch") %>%
+    set_mode("classification")
+  wf <- workflow() %>% add_model(mod) %>% add_recipe(recipe(class ~ ., train))
+  set.seed(1)
+  fitted <- quietly(fit(wf, train))
+  preds <- bind_cols(test, predict(fitted, test), predict(fitted, test, type = "prob"))
+  acc <- accuracy(preds, class, .pred_class)$.estimate
+  auc <- roc_auc(preds, class, .pred_0)$.estimate
+  expect_gt(acc, 0.6)
+  expect_gt(auc, 0.65)
+})
+
+test_that("regression mode and the formula interface work", {
+  mod <- tabnet(epochs = 2, batch_size = 512, virtual_batch_size = 128) %>%
+    set_mode("regression")
+  set.seed(3)
+  fitted <- quietly(fit(mod, m_bb ~ m_wwbb + m_wbb + jet_1_pt + class, data = train))
+  expect_s3_class(fitted, "model_fit")
+  p <- predict(fitted, test)
+  expect_named(p, ".pred")
+  expect_equal(nrow(p), nrow(test))
+  expect_true(all(is.finite(p$.pred)))
+})
+
+test_that("vip() and tabnet_explain() work on the parsnip fit (blog post)", {
+  skip_if_not_installed("vip")
+  skip_if_not_installed("ggplot2")
+  skip_if_not_installed("tidyr")
+  library(ggplot2)
+  fitted_model <- blog_fit()$fitted_model
+
+  fit <- suppressWarnings(pull_workflow_fit(fitted_model)) # deprecated in workflows
+  expect_s3_class(fit, "model_fit")
+  p <- vip::vip(fit) + theme_minimal()
+  expect_s3_class(p, "ggplot")
+  vi <- vip::vi(fit)
+  expect_setequal(vi$Variable, higgs_names)
+  expect_true(all(vi$Importance >= 0))
+
+  ex_fit <- tabnet_explain(fit$fit, test[1:100, ])
+  expect_equal(dim(ex_fit$M_explain), c(100L, 28L))
+  expect_setequal(names(ex_fit$M_explain), higgs_names)
+  expect_length(ex_fit$masks, 5)
+  expect_equal(dim(ex_fit$masks[[1]]), c(100L, 28L))
+
+  g1 <- ex_fit$M_explain %>%
+    mutate(observation = row_number()) %>%
+    tidyr::pivot_longer(-observation, names_to = "variable", values_to = "m_agg") %>%
+    ggplot(aes(x = observation, y = variable, fill = m_agg)) +
+    geom_tile() +
+    theme_minimal() +
+    scale_fill_viridis_c()
+  expect_s3_class(g1, "ggplot")
+
+  g2 <- ex_fit$masks %>%
+    purrr::imap_dfr(~ mutate(
+      .x,
+      step = sprintf("Step %d", .y),
+      observation = row_number()
+    )) %>%
+    tidyr::pivot_longer(-c(observation, step), names_to = "variable", values_to = "m_agg") %>%
+    ggplot(aes(x = observation, y = variable, fill = m_agg)) +
+    geom_tile() +
+    theme_minimal() +
+    theme(axis.text = element_text(size = 5)) +
+    scale_fill_viridis_c() +
+    facet_wrap(~step)
+  expect_s3_class(g2, "ggplot")
+
+  # the explanation of a parsnip model_fit goes to the engine fit
+  ex2 <- tabnet_explain(fit, test[1:10, ])
+  expect_equal(dim(ex2$M_explain), c(10L, 28L))
+})
+
+tuning_wf <- function(epochs = 1) {
+  mod <- tabnet(epochs = epochs, batch_size = 16384, decision_width = tune(), attention_width = tune(),
+                num_steps = tune(), penalty = 0.000001, virtual_batch_size = 512, momentum = 0.6,
+                feature_reusage = 1.5, learn_rate = tune()) %>%
+    set_engine("torch", verbose = TRUE) %>%
+    set_mode("classification")
+  workflow() %>%
+    add_model(mod) %>%
+    add_recipe(recipe(class ~ ., train))
+}
+
+tuning_grid <- function(wf, size = 8) {
+  # post: wf %>% parameters() %>% update(...) %>% grid_max_entropy(size = 8)
+  wf %>%
+    hardhat::extract_parameter_set_dials() %>%
+    update(
+      decision_width = decision_width(range = c(20, 40)),
+      attention_width = attention_width(range = c(20, 40)),
+      num_steps = num_steps(range = c(4, 6)),
+      learn_rate = dials::learn_rate(range = c(-2.5, -1))
+    ) %>%
+    dials::grid_max_entropy(size = size) %>%
+    suppressWarnings() # grid_max_entropy() is deprecated in dials >= 1.3
+}
+
+test_that("tune_grid() works and finalize_workflow() gives a fittable workflow", {
+  skip_if_not_installed("tune")
+  library(tune)
+  wf <- tuning_wf()
+  set.seed(11)
+  grid <- tuning_grid(wf, size = 3)
+  expect_equal(nrow(grid), 3)
+  folds <- vfold_cv(train, v = 2)
+  res <- quietly(tune_grid(wf, resamples = folds, grid = grid,
+                           metrics = metric_set(accuracy, roc_auc)))
+  expect_s3_class(res, "tune_results")
+  m <- collect_metrics(res)
+  expect_equal(nrow(m), 3 * 2)
+  expect_true(all(is.finite(m$mean)))
+  expect_equal(nrow(collect_notes(res)), 0)
+
+  best <- select_best(res, metric = "accuracy")
+  final <- finalize_workflow(wf, best)
+  expect_equal(
+    rlang::eval_tidy(extract_spec_parsnip(final)$eng_args$verbose), TRUE
+  )
+  fitted <- quietly(fit(final, train))
+  expect_equal(nrow(predict(fitted, test)), nrow(test))
+  expect_equal(fitted$fit$fit$fit$fit$config$epochs, 1)
+})
+
+test_that("tune_race_anova() runs the blog post's racing code", {
+  skip_if_not_installed("finetune")
+  skip_if_not_installed("lme4")
+  library(tune)
+  library(finetune)
+  wf <- tuning_wf()
+  set.seed(42)
+  grid <- tuning_grid(wf, size = 8)
+  expect_equal(nrow(grid), 8)
+
+  ctrl <- control_race(verbose_elim = TRUE)
+  folds <- vfold_cv(train, v = 5)
+
+  res <- quietly(
+    wf %>%
+      tune_race_anova(
+        resamples = folds,
+        grid = grid,
+        control = ctrl
+      )
+  )
+  expect_s3_class(res, "tune_race")
+
+  # post: res %>% show_best("accuracy") %>% select(- c(.estimator, .config))
+  best <- res %>% show_best(metric = "accuracy") %>% select(- c(.estimator, .config))
+  expect_named(best, c("learn_rate", "decision_width", "attention_width", "num_steps",
+                       ".metric", "mean", "n", "std_err"), ignore.order = TRUE)
+  expect_true(nrow(best) >= 1 && nrow(best) <= 5)
+  expect_true(all(best$.metric == "accuracy"))
+  expect_true(all(best$decision_width >= 20 & best$decision_width <= 40))
+})
+
+test_that("case weights are used: up-weighting a class raises its predicted share", {
+  skip_if_not_installed("hardhat")
+  mod <- tabnet(epochs = 15, batch_size = 256, virtual_batch_size = 128,
+                decision_width = 8, attention_width = 8, learn_rate = 0.02) %>%
+    set_mode("classification")
+
+  train_w <- train %>%
+    mutate(w = hardhat::importance_weights(ifelse(class == "1", 20, 1)))
+  wf_w <- workflow() %>%
+    add_case_weights(w) %>%
+    add_model(mod) %>%
+    add_formula(class ~ .)
+  wf_u <- workflow() %>%
+    add_model(mod) %>%
+    add_formula(class ~ .)
+
+  set.seed(5)
+  fit_w <- quietly(fit(wf_w, train_w))
+  set.seed(5)
+  fit_u <- quietly(fit(wf_u, train))
+
+  share_w <- mean(predict(fit_w, test)$.pred_class == "1")
+  share_u <- mean(predict(fit_u, test)$.pred_class == "1")
+  prob_w <- mean(predict(fit_w, test, type = "prob")$.pred_1)
+  prob_u <- mean(predict(fit_u, test, type = "prob")$.pred_1)
+  expect_gt(prob_w, prob_u + 0.05)
+  expect_gt(share_w, share_u)
+
+  # parsnip's own case_weights argument, with frequency weights
+  set.seed(5)
+  fw <- hardhat::frequency_weights(ifelse(train$class == "1", 5L, 1L))
+  pf <- quietly(fit(mod, class ~ ., data = train, case_weights = fw))
+  expect_s3_class(pf, "model_fit")
+})
+
+test_that("racing in parallel on 2 future workers", {
+  skip_on_cran()
+  skip_if_not_installed("finetune")
+  skip_if_not_installed("lme4")
+  skip_if_not_installed("future", minimum_version = "1.33.0")
+  skip_if_not_installed("future.apply")
+  library(tune)
+  library(finetune)
+  # workers must find tabnetrs where this session found it
+  withr::local_envvar(R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep))
+  future::plan(future::multisession, workers = 2)
+  on.exit(future::plan(future::sequential), add = TRUE)
+
+  wf <- tuning_wf()
+  set.seed(9)
+  grid <- tuning_grid(wf, size = 4)
+  folds <- vfold_cv(train, v = 4)
+  ctrl <- control_race(extract = function(x) Sys.getpid(), burn_in = 3,
+                       parallel_over = "everything")
+  res <- quietly(tune_race_anova(wf, resamples = folds, grid = grid, control = ctrl))
+  expect_s3_class(res, "tune_race")
+  expect_equal(nrow(collect_notes(res) %>% filter(type == "error")), 0)
+  m <- collect_metrics(res)
+  expect_true(all(is.finite(m$mean)))
+  pids <- unlist(collect_extracts(res)$.extracts)
+  expect_true(length(pids) > 0)
+  expect_false(Sys.getpid() %in% pids)
+})
+
+test_that("a saved workflow predicts in a fresh R session (no library(tabnetrs))", {
+  skip_on_cran()
+  skip_if_not_installed("callr")
+  fitted_model <- blog_fit()$fitted_model
+  rds <- withr::local_tempfile(fileext = ".rds")
+  saveRDS(fitted_model, rds)
+  new_rows <- test[1:50, ]
+  expected_class <- predict(fitted_model, new_rows)
+  expected_prob <- predict(fitted_model, new_rows, type = "prob")
+
+  res <- callr::r(
+    function(path, new_rows) {
+      suppressPackageStartupMessages(library(workflows))
+      wf <- readRDS(path)
+      list(
+        class = predict(wf, new_rows),
+        prob = predict(wf, new_rows, type = "prob"),
+        registered = "tabnet" %in% parsnip::get_model_env()$models
+      )
+    },
+    args = list(path = rds, new_rows = new_rows),
+    libpath = .libPaths()
+  )
+  expect_equal(res$class, expected_class)
+  expect_equal(res$prob, expected_prob, tolerance = 1e-6)
+  expect_true(res$registered)
+})

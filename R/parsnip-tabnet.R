@@ -282,13 +282,14 @@ print.tabnet <- function(x, ...) {
 #' @param new_data A data frame of predictors.
 #' @param type `"class"`, `"prob"` or `"numeric"`; by default `"class"` for
 #'   classification and `"numeric"` for regression.
-#' @param epochs Integer vector of epochs; by default the last one.
+#' @param epochs Integer vector of epochs; by default the epoch whose weights
+#'   the fit holds (the last one, or the best one after early stopping).
 #' @param ... Not used.
 #' @return A tibble with one row per row of `new_data` and a list column
 #'   `.pred` of tibbles with a column `epochs` and the prediction columns.
-#' @exportS3Method parsnip::multi_predict
-`multi_predict._tabnet_fit` <- function(object, new_data, type = NULL,
-                                        epochs = NULL, ...) {
+#' @rawNamespace S3method(parsnip::multi_predict, "_tabnet_fit")
+multi_predict._tabnet_fit <- function(object, new_data, type = NULL,
+                                      epochs = NULL, ...) {
   if (any(names(rlang::enquos(...)) == "newdata")) {
     cli::cli_abort("Did you mean to use {.arg new_data} instead of {.arg newdata}?")
   }
@@ -297,8 +298,15 @@ print.tabnet <- function(x, ...) {
   }
   engine_fit <- object$fit
   last_epoch <- length(engine_fit$fit$metrics)
+  # the epoch whose weights the fit holds: the last one, or the best one when
+  # early stopping restored it
+  current_epoch <- last_epoch
+  best <- engine_fit$fit$best_epoch
+  if (isTRUE(engine_fit$fit$config$early_stopping) && length(best) == 1 && !is.na(best)) {
+    current_epoch <- as.integer(best)
+  }
   if (is.null(epochs)) {
-    epochs <- last_epoch
+    epochs <- current_epoch
   }
   epochs <- as.integer(epochs)
   if (anyNA(epochs) || any(epochs < 1L) || (last_epoch > 0 && any(epochs > last_epoch))) {
@@ -309,7 +317,8 @@ print.tabnet <- function(x, ...) {
 
   n <- nrow(new_data)
   preds <- lapply(epochs, function(epoch) {
-    p <- if (identical(epoch, last_epoch)) {
+    # other epochs come from checkpoints; predict() errors clearly if missing
+    p <- if (identical(epoch, current_epoch)) {
       stats::predict(engine_fit, new_data, type = type)
     } else {
       stats::predict(engine_fit, new_data, type = type, epoch = epoch)

@@ -144,10 +144,10 @@ if (length(need_top) && cran_ok) {
         paste(vapply(sort(to_install), why, ""), collapse = ", "))
   }
   for (p in unavailable) {
-    reason <- if (p %in% rownames(ap_all)) {
-      paste0("CRAN has ", ap_all[p, "Version"], " but it needs a newer R")
-    } else if (p %in% rownames(ap)) {
+    reason <- if (p %in% rownames(ap)) {
       paste0("CRAN has only ", ap[p, "Version"])
+    } else if (p %in% rownames(ap_all)) {
+      paste0("CRAN has ", ap_all[p, "Version"], " but it needs a newer R")
     } else "not on CRAN"
     msg("cannot satisfy ", p, if (nzchar(cons[[p]])) paste0(" >= ", cons[[p]]),
         ": ", reason)
@@ -186,7 +186,11 @@ writeLines(c(
   "if (length(bad)) cat(bad, sep = '\\n')"
 ), script)
 out <- system2(file.path(R.home("bin"), "Rscript"), shQuote(script),
-               stdout = TRUE, env = paste0("R_LIBS=", shQuote(lib)))
+               stdout = TRUE,
+               # TZ: without it lubridate's load calls timedatectl, which
+               # prints noise in containers without systemd.
+               env = c(paste0("R_LIBS=", shQuote(lib)),
+                       if (!nzchar(Sys.getenv("TZ"))) "TZ=UTC"))
 failed <- c(failed, out[nzchar(out)])
 unlink(script)
 

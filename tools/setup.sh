@@ -94,4 +94,7 @@ fi
 
 say "Rscript tools/install-r-deps.R"
 Rscript tools/install-r-deps.R
+if [ "$bench" = 1 ]; then
+  say "benchmark peer: run it with /usr/bin/python3 (Debian's python3-* packages are not visible to a pyenv/venv python3 on PATH)"
+fi
 say "done in $(( $(date +%s) - start )) s"

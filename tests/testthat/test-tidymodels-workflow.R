@@ -231,14 +231,14 @@ test_that("tune_grid() works and finalize_workflow() gives a fittable workflow",
   library(tune)
   wf <- tuning_wf()
   set.seed(11)
-  grid <- tuning_grid(wf, size = 3)
-  expect_equal(nrow(grid), 3)
+  grid <- tuning_grid(wf, size = 4)
+  expect_equal(nrow(grid), 4)
   folds <- vfold_cv(train, v = 2)
   res <- quietly(tune_grid(wf, resamples = folds, grid = grid,
                            metrics = metric_set(accuracy, roc_auc)))
   expect_s3_class(res, "tune_results")
   m <- collect_metrics(res)
-  expect_equal(nrow(m), 3 * 2)
+  expect_equal(nrow(m), 4 * 2)
   expect_true(all(is.finite(m$mean)))
   expect_equal(nrow(collect_notes(res)), 0)
 
@@ -276,7 +276,10 @@ test_that("tune_race_anova() runs the blog post's racing code", {
   expect_s3_class(res, "tune_race")
 
   # post: res %>% show_best("accuracy") %>% select(- c(.estimator, .config))
-  best <- res %>% show_best(metric = "accuracy") %>% select(- c(.estimator, .config))
+  # (tune warns that the race was run on roc_auc, the first metric)
+  best <- suppressWarnings(
+    res %>% show_best(metric = "accuracy") %>% select(- c(.estimator, .config))
+  )
   expect_named(best, c("learn_rate", "decision_width", "attention_width", "num_steps",
                        ".metric", "mean", "n", "std_err"), ignore.order = TRUE)
   expect_true(nrow(best) >= 1 && nrow(best) <= 5)

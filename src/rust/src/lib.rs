@@ -1,10 +1,18 @@
+//! The extendr layer of tabnetrs: converts and validates R values, calls the
+//! pure `tabnet_core` crate, and turns its errors into R errors. Every entry
+//! point is internal (`rs_*`, `@noRd`); the R layer owns the user API.
 use extendr_api::prelude::*;
 
-/// @noRd
-#[extendr]
-fn rs_hello() -> i32 { 1 }
+mod convert;
+mod data_api;
+mod model_api;
+mod runtime_api;
+mod train_api;
 
 extendr_module! {
     mod tabnetrs;
-    fn rs_hello;
+    use data_api;
+    use model_api;
+    use runtime_api;
+    use train_api;
 }

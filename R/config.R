@@ -1,0 +1,241 @@
+#' Configuration for TabNet models
+#'
+#' Collects the architecture and training settings used by [tabnet_fit()] and
+#' [tabnet_pretrain()]. Argument names and meanings follow the `tabnet` package,
+#' so existing code (including partial matching such as `epoch = 10`) keeps
+#' working. Anything passed through `...` of [tabnet_fit()] overrides the
+#' corresponding value of `config`.
+#'
+#' Defaults follow pytorch-tabnet (dreamquark) rather than the `tabnet`
+#' package: `batch_size = 1024` and `virtual_batch_size = 128` train with many
+#' optimizer steps per epoch, where `tabnet`'s `1024^2` / `256^2` usually made one
+#' step per epoch. Momentum uses the PyTorch convention (the paper's
+#' \eqn{m_B} is `1 - momentum`).
+#'
+#' @param batch_size Rows per mini-batch.
+#' @param penalty Sparsity regularisation \eqn{\lambda_{sparse}} (the entropy of the masks).
+#' @param clip_value If a number, the global gradient norm is clipped at it.
+#' @param loss `"auto"` (cross-entropy for factor outcomes, MSE for numeric),
+#'   `"mse"`, or `"cross_entropy"` (also `"bce"`).
+#' @param epochs Number of passes over the training data.
+#' @param drop_last Drop a final batch smaller than `batch_size`. A final batch of
+#'   one row is always dropped (batch norm cannot use it).
+#' @param decision_width,attention_width Widths \eqn{N_d} and \eqn{N_a}; if one is
+#'   `NULL` it copies the other, if both are `NULL` both are 8.
+#' @param num_steps Number of decision steps.
+#' @param feature_reusage Relaxation \eqn{\gamma} of the prior (1 = use each
+#'   feature once).
+#' @param mask_type `"sparsemax"` or `"entmax"` (entmax-1.5; `"entmax15"` is accepted).
+#' @param mask_topk Accepted for compatibility; ignored (exact masks are used).
+#' @param virtual_batch_size Rows per ghost batch-norm chunk.
+#' @param valid_split Share of the training rows held out to compute a
+#'   validation loss each epoch.
+#' @param learn_rate Initial learning rate of Adam.
+#' @param optimizer `"adam"`, the only optimizer supported.
+#' @param lr_scheduler `NULL`, `"step"` (multiply by `lr_decay` every `step_size`
+#'   epochs), `"reduce_on_plateau"` (multiply by `lr_decay` after `step_size`
+#'   epochs without improvement of the monitored loss) or `"exponential"` (the
+#'   paper's schedule: multiply by `lr_decay` every `step_size` optimizer steps).
+#' @param lr_decay,step_size Parameters of `lr_scheduler`.
+#' @param checkpoint_epochs Keep a copy of the weights every this many epochs
+#'   (for `predict(epoch = )` and `from_epoch`); `NULL` or 0 for none.
+#' @param cat_emb_dim Embedding width of categorical predictors: one number, or
+#'   one per categorical predictor.
+#' @param num_independent,num_shared GLU layers per feature transformer that are
+#'   step-specific and shared across steps.
+#' @param num_independent_decoder,num_shared_decoder The same for the
+#'   pretraining decoder.
+#' @param momentum Batch-norm momentum (PyTorch convention).
+#' @param pretraining_ratio Share of cells masked in [tabnet_pretrain()].
+#' @param verbose Show a progress bar and per-epoch losses.
+#' @param device `"auto"` (CUDA when libtorch has it, else CPU), `"cpu"` or
+#'   `"cuda"`. The fitted model is always returned on the CPU side (as bytes).
+#' @param importance_sample_size Rows used to compute the global feature
+#'   importance after fitting (`NULL`: all training rows up to 100,000).
+#' @param early_stopping_monitor `"auto"`, `"valid_loss"` or `"train_loss"`.
+#' @param early_stopping_tolerance Minimum relative improvement that counts.
+#' @param early_stopping_patience Epochs without improvement before stopping (0
+#'   disables early stopping). Unlike the `tabnet` package, the best epoch's
+#'   weights are restored when training stops.
+#' @param num_workers Accepted for compatibility; data never goes through R
+#'   workers here.
+#' @param skip_importance Skip the global feature importance.
+#' @param num_threads libtorch threads (`NULL`: at most 2, or the
+#'   `tabnetrs.threads` option).
+#' @param seed Integer seed; `NULL` draws one from R's RNG, so `set.seed()`
+#'   makes fits reproducible.
+#' @return A named list of class `tabnet_config` using the `tabnet` package's
+#'   internal names (`n_d`, `n_a`, `n_steps`, `gamma`, `lambda_sparse`, ...).
+#' @examples
+#' str(tabnet_config(epochs = 10, decision_width = 16))
+#' @export
+tabnet_config <- function(batch_size = 1024, penalty = 1e-3, clip_value = NULL, loss = "auto",
+                          epochs = 5, drop_last = FALSE, decision_width = NULL,
+                          attention_width = NULL, num_steps = 3, feature_reusage = 1.3,
+                          mask_type = "sparsemax", mask_topk = NULL, virtual_batch_size = 128,
+                          valid_split = 0, learn_rate = 2e-2, optimizer = "adam",
+                          lr_scheduler = NULL, lr_decay = 0.1, step_size = 30,
+                          checkpoint_epochs = 10, cat_emb_dim = 1, num_independent = 2,
+                          num_shared = 2, num_independent_decoder = 1, num_shared_decoder = 1,
+                          momentum = 0.02, pretraining_ratio = 0.5, verbose = FALSE,
+                          device = "auto", importance_sample_size = NULL,
+                          early_stopping_monitor = "auto", early_stopping_tolerance = 0,
+                          early_stopping_patience = 0L, num_workers = 0L, skip_importance = FALSE,
+                          num_threads = NULL, seed = NULL) {
+  if (is.null(decision_width) && is.null(attention_width)) decision_width <- 8
+  if (is.null(attention_width)) attention_width <- decision_width
+  if (is.null(decision_width)) decision_width <- attention_width
+  check_count(batch_size, "batch_size", min = 2)
+  check_count(virtual_batch_size, "virtual_batch_size", min = 2)
+  check_count(epochs, "epochs", min = 0)
+  check_count(decision_width, "decision_width", min = 1)
+  check_count(attention_width, "attention_width", min = 1)
+  check_count(num_steps, "num_steps", min = 1)
+  check_count(num_independent, "num_independent", min = 0)
+  check_count(num_shared, "num_shared", min = 0)
+  check_count(num_independent_decoder, "num_independent_decoder", min = 0)
+  check_count(num_shared_decoder, "num_shared_decoder", min = 0)
+  if (num_independent + num_shared == 0) {
+    cli::cli_abort("{.arg num_independent} and {.arg num_shared} cannot both be 0.")
+  }
+  check_number(penalty, "penalty", min = 0)
+  check_number(learn_rate, "learn_rate", min = 0, open = TRUE)
+  check_number(feature_reusage, "feature_reusage", min = 1)
+  check_number(momentum, "momentum", min = 0, max = 1, open = TRUE)
+  check_number(valid_split, "valid_split", min = 0, max = 1)
+  if (valid_split >= 1) cli::cli_abort("{.arg valid_split} must be below 1.")
+  check_number(pretraining_ratio, "pretraining_ratio", min = 0, max = 1, open = TRUE)
+  if (pretraining_ratio >= 1) cli::cli_abort("{.arg pretraining_ratio} must be below 1.")
+  if (!is.null(clip_value)) check_number(clip_value, "clip_value", min = 0, open = TRUE)
+  if (!is.numeric(cat_emb_dim) || any(cat_emb_dim < 1) || anyNA(cat_emb_dim)) {
+    cli::cli_abort("{.arg cat_emb_dim} must be one or more positive integers.")
+  }
+  mask_type <- match_choice(mask_type, c("sparsemax", "entmax", "entmax15"), "mask_type")
+  if (mask_type == "entmax15") mask_type <- "entmax"
+  if (!identical(optimizer, "adam")) {
+    cli::cli_abort('Currently only "adam" is supported as {.arg optimizer}.')
+  }
+  loss <- match_choice(loss, c("auto", "mse", "cross_entropy", "bce"), "loss")
+  if (!is.null(lr_scheduler)) {
+    if (!is.character(lr_scheduler) || length(lr_scheduler) != 1 ||
+        !lr_scheduler %in% c("step", "reduce_on_plateau", "exponential")) {
+      cli::cli_abort(c('{.arg lr_scheduler} must be NULL or one of "step", "reduce_on_plateau" or "exponential".',
+                       i = 'Currently only the "step", "reduce_on_plateau" and "exponential" schedulers are supported.'))
+    }
+    check_number(lr_decay, "lr_decay", min = 0, max = 1, open = TRUE)
+    check_count(step_size, "step_size", min = 1)
+  }
+  early_stopping_monitor <- match_choice(early_stopping_monitor, c("auto", "valid_loss", "train_loss"),
+                                         "early_stopping_monitor",
+                                         what = "is not a valid early-stopping metric to monitor")
+  if (early_stopping_monitor == "valid_loss" && valid_split == 0) {
+    cli::cli_abort(c('"valid_loss" is not a valid early-stopping metric to monitor without a validation set.',
+                     i = "Set {.arg valid_split} > 0."))
+  }
+  check_number(early_stopping_tolerance, "early_stopping_tolerance", min = 0)
+  check_count(early_stopping_patience, "early_stopping_patience", min = 0)
+  if (!is.null(checkpoint_epochs)) check_count(checkpoint_epochs, "checkpoint_epochs", min = 0)
+  device <- match_choice(device, c("auto", "cpu", "cuda"), "device")
+  if (!is.null(importance_sample_size)) check_count(importance_sample_size, "importance_sample_size", min = 1)
+  if (!is.null(num_threads)) check_count(num_threads, "num_threads", min = 1)
+  if (!is.null(seed)) check_number(seed, "seed")
+
+  resolved_monitor <- if (early_stopping_monitor == "auto") {
+    if (valid_split > 0) "valid_loss" else "train_loss"
+  } else {
+    early_stopping_monitor
+  }
+  structure(list(
+    batch_size = as.integer(batch_size),
+    lambda_sparse = penalty,
+    clip_value = clip_value,
+    loss = loss,
+    epochs = as.integer(epochs),
+    drop_last = isTRUE(drop_last),
+    n_d = as.integer(decision_width),
+    n_a = as.integer(attention_width),
+    n_steps = as.integer(num_steps),
+    gamma = feature_reusage,
+    mask_type = mask_type,
+    mask_topk = mask_topk,
+    virtual_batch_size = as.integer(virtual_batch_size),
+    valid_split = valid_split,
+    learn_rate = learn_rate,
+    optimizer = optimizer,
+    lr_scheduler = lr_scheduler,
+    lr_decay = lr_decay,
+    step_size = as.integer(step_size),
+    checkpoint_epochs = if (is.null(checkpoint_epochs)) 0L else as.integer(checkpoint_epochs),
+    cat_emb_dim = as.integer(cat_emb_dim),
+    n_independent = as.integer(num_independent),
+    n_shared = as.integer(num_shared),
+    n_independent_decoder = as.integer(num_independent_decoder),
+    n_shared_decoder = as.integer(num_shared_decoder),
+    momentum = momentum,
+    pretraining_ratio = pretraining_ratio,
+    verbose = isTRUE(verbose),
+    device = device,
+    importance_sample_size = importance_sample_size,
+    early_stopping_monitor = resolved_monitor,
+    early_stopping_tolerance = early_stopping_tolerance,
+    early_stopping_patience = as.integer(early_stopping_patience),
+    early_stopping = early_stopping_patience > 0,
+    num_workers = num_workers,
+    skip_importance = isTRUE(skip_importance),
+    num_threads = num_threads,
+    seed = seed
+  ), class = "tabnet_config")
+}
+
+# Map from tabnet_config() argument names to the stored names.
+config_arg_names <- c(
+  penalty = "lambda_sparse", decision_width = "n_d", attention_width = "n_a",
+  num_steps = "n_steps", feature_reusage = "gamma", num_independent = "n_independent",
+  num_shared = "n_shared", num_independent_decoder = "n_independent_decoder",
+  num_shared_decoder = "n_shared_decoder"
+)
+
+# Turns a stored config back into tabnet_config() arguments.
+config_as_args <- function(config) {
+  args <- unclass(config)
+  args$early_stopping <- NULL
+  nm <- names(args)
+  inv <- stats::setNames(names(config_arg_names), config_arg_names)
+  names(args) <- ifelse(nm %in% names(inv), inv[nm], nm)
+  args
+}
+
+# `config` updated with the tabnet_config() arguments in `dots` (partial
+# matching of names works as in a direct call). Values in `dots` always win.
+merge_config <- function(config, dots) {
+  if (is.null(config)) config <- tabnet_config()
+  if (!inherits(config, "tabnet_config")) {
+    cli::cli_abort("{.arg config} must be created by {.fn tabnet_config}.")
+  }
+  args <- config_as_args(config)
+  if (length(dots)) {
+    full <- names(formals(tabnet_config))
+    nm <- names(dots)
+    if (is.null(nm) || any(!nzchar(nm))) cli::cli_abort("All arguments in {.arg ...} must be named.")
+    matched <- vapply(nm, function(n) {
+      hit <- pmatch(n, full)
+      if (is.na(hit)) cli::cli_abort("unused argument {.arg {n}}: it is not a {.fn tabnet_config} argument.")
+      full[[hit]]
+    }, character(1))
+    # a width given alone must be copied into the other one, as in tabnet_config()
+    if ("decision_width" %in% matched && !"attention_width" %in% matched &&
+        identical(args$n_a, args$n_d)) args$attention_width <- NULL
+    if ("attention_width" %in% matched && !"decision_width" %in% matched &&
+        identical(args$n_a, args$n_d)) args$decision_width <- NULL
+    args[matched] <- dots
+  }
+  if (is.null(args$decision_width) && is.null(args$attention_width)) args$decision_width <- 8
+  do.call(tabnet_config, args[intersect(names(args), names(formals(tabnet_config)))])
+}
+
+#' @export
+print.tabnet_config <- function(x, ...) {
+  cat("<tabnet_config>\n")
+  utils::str(unclass(x), give.attr = FALSE, no.list = TRUE)
+  invisible(x)
+}

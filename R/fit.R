@@ -1,0 +1,229 @@
+#' Fit a TabNet model
+#'
+#' Trains a TabNet network (Arik & Pfister, 2021) for classification (factor
+#' outcomes) or regression (numeric outcomes), with one or several outcomes.
+#' Numeric predictors are used as they are, factors through learned embeddings.
+#' Missing predictor values are allowed: a missing cell gets no prior attention
+#' (as in the `tabnet` package); a factor level not seen at fit time maps to an
+#' "unknown" embedding slot.
+#'
+#' @param x Depending on the context:
+#'   * A __data frame__ or __matrix__ of predictors.
+#'   * A __formula__ specifying the outcome(s) and predictors.
+#'   * A __recipe__ specifying a set of preprocessing steps.
+#' @param y When `x` is a data frame or matrix, the outcome: a factor or numeric
+#'   vector, or a data frame of outcomes (all factors or all numeric).
+#' @param data When a __recipe__ or __formula__ is used, the data frame holding
+#'   predictors and outcome(s).
+#' @param formula A formula such as `y ~ .` or `y1 + y2 ~ .`.
+#' @param tabnet_model A previously fitted `tabnet_fit` to continue training
+#'   (epochs and metrics continue), or a `tabnet_pretrain` whose encoder is the
+#'   starting point (fine-tuning).
+#' @param config A [tabnet_config()]; arguments in `...` override it.
+#' @param ... [tabnet_config()] arguments, e.g. `epochs = 10`.
+#' @param from_epoch With `tabnet_model`, restart from the weights of this
+#'   checkpointed epoch (metrics after it are dropped).
+#' @param weights Optional case weights (numeric, or hardhat
+#'   `importance_weights()` / `frequency_weights()`); they weight each row's loss.
+#' @return A `tabnet_fit` object (a `hardhat_model`) with elements `fit`
+#'   (`network`, `metrics`, `config`, `checkpoints`, `importances`, ...),
+#'   `serialized_net` (the weights as a raw vector, so [saveRDS()] keeps
+#'   everything) and `blueprint`.
+#' @examples
+#' \donttest{
+#' set.seed(1)
+#' df <- data.frame(a = rnorm(500), b = rnorm(500))
+#' df$y <- factor(ifelse(df$a + df$b > 0, "yes", "no"))
+#' fit <- tabnet_fit(y ~ ., df, epochs = 3)
+#' predict(fit, df[1:5, ], type = "prob")
+#' }
+#' @export
+tabnet_fit <- function(x, ...) {
+  UseMethod("tabnet_fit")
+}
+
+#' @export
+#' @rdname tabnet_fit
+tabnet_fit.default <- function(x, ...) {
+  cli::cli_abort("{.fn tabnet_fit} is not defined for a {.cls {class(x)[1]}}.")
+}
+
+#' @export
+#' @rdname tabnet_fit
+tabnet_fit.data.frame <- function(x, y, tabnet_model = NULL, config = tabnet_config(), ...,
+                                  from_epoch = NULL, weights = NULL) {
+  if (missing(y) || is.null(y)) cli::cli_abort("{.arg y} (the outcome) is missing.")
+  processed <- hardhat::mold(x, y)
+  tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")
+}
+
+#' @export
+#' @rdname tabnet_fit
+tabnet_fit.matrix <- function(x, y, tabnet_model = NULL, config = tabnet_config(), ...,
+                              from_epoch = NULL, weights = NULL) {
+  if (is.null(colnames(x))) colnames(x) <- sprintf("V%d", seq_len(ncol(x)))
+  tabnet_fit.data.frame(as.data.frame(x), y, tabnet_model = tabnet_model, config = config, ...,
+                        from_epoch = from_epoch, weights = weights)
+}
+
+#' @export
+#' @rdname tabnet_fit
+tabnet_fit.formula <- function(formula, data, tabnet_model = NULL, config = tabnet_config(), ...,
+                               from_epoch = NULL, weights = NULL) {
+  processed <- hardhat::mold(
+    formula, data,
+    blueprint = hardhat::default_formula_blueprint(indicators = "none", intercept = FALSE)
+  )
+  tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")
+}
+
+#' @export
+#' @rdname tabnet_fit
+tabnet_fit.recipe <- function(x, data, tabnet_model = NULL, config = tabnet_config(), ...,
+                              from_epoch = NULL, weights = NULL) {
+  processed <- hardhat::mold(x, data)
+  tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")
+}
+
+# Shared by tabnet_fit() and tabnet_pretrain(): validate, build or resume the
+# network, train, and wrap the result.
+tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, weights, kind) {
+  config <- merge_config(config, dots)
+  predictors <- processed$predictors
+  layout <- predictor_layout(predictors)
+  n <- nrow(predictors)
+  if (n == 0) cli::cli_abort("The training data has zero rows.", call = NULL)
+  if (n < 2) cli::cli_abort("Training needs at least 2 rows.", call = NULL)
+  outcomes <- if (kind == "supervised") processed$outcomes else NULL
+  outcome <- if (kind == "supervised") outcome_layout(outcomes) else
+    list(task = "regression", names = character(), dims = 1L, levels = NULL)
+  if (kind == "supervised") check_loss(config$loss, outcome$task)
+  weights <- resolve_weights(weights, n)
+
+  use_threads(config$num_threads)
+  device <- resolve_device(config$device)
+  seed <- new_seed(config$seed)
+
+  history <- list()
+  checkpoints <- list()
+  if (!is.null(tabnet_model)) {
+    start <- resume_from(tabnet_model, processed, config, layout, outcome, kind, from_epoch, seed, device)
+    model <- start$model
+    history <- start$history
+    checkpoints <- start$checkpoints
+    config <- start$config
+    net <- start$net
+  } else {
+    if (!is.null(from_epoch)) cli::cli_abort("{.arg from_epoch} needs {.arg tabnet_model}.", call = NULL)
+    net <- net_config(config, layout, outcome)
+    model <- rs_model_new(net_config_json(net), kind, config$pretraining_ratio, seed, device)
+  }
+
+  # validation split (R's RNG, so set.seed() controls it)
+  valid_idx <- integer()
+  if (config$valid_split > 0) {
+    n_valid <- max(1L, floor(n * config$valid_split))
+    if (n - n_valid < 2) cli::cli_abort("{.arg valid_split} leaves fewer than 2 training rows.", call = NULL)
+    valid_idx <- sort(sample.int(n, n_valid))
+  }
+  rows <- function(df, idx) if (is.null(df)) NULL else df[idx, , drop = FALSE]
+  train_idx <- if (length(valid_idx)) seq_len(n)[-valid_idx] else seq_len(n)
+  whole <- length(valid_idx) == 0
+  train_ds <- rust_dataset(model, if (whole) predictors else rows(predictors, train_idx), layout, outcome,
+                           if (whole) outcomes else rows(outcomes, train_idx),
+                           if (whole) weights else weights[train_idx])
+  valid_ds <- if (length(valid_idx)) {
+    rust_dataset(model, rows(predictors, valid_idx), layout, outcome, rows(outcomes, valid_idx), weights[valid_idx])
+  }
+  if (kind == "pretrain" && is.null(tabnet_model)) rs_model_prepare(model, train_ds)
+  rs_manual_seed(seed + length(history))
+
+  run <- train_epochs(model, train_ds, valid_ds, config, history, checkpoints)
+
+  importances <- NULL
+  if (kind == "supervised" && !config$skip_importance) {
+    importances <- fit_importance(model, predictors[train_idx, , drop = FALSE], layout, config)
+  }
+  fit <- list(
+    network = network_cache(model),
+    metrics = run$metrics,
+    config = config,
+    checkpoints = run$checkpoints,
+    importances = importances,
+    net_config = as.character(rs_model_config(model)),
+    layout = layout,
+    outcome = outcome,
+    best_epoch = run$best_epoch,
+    stopped_early = run$stopped_early,
+    n_parameters = rs_model_n_parameters(model)
+  )
+  hardhat::new_model(
+    fit = fit,
+    serialized_net = rs_model_weights(model),
+    blueprint = processed$blueprint,
+    class = if (kind == "supervised") "tabnet_fit" else "tabnet_pretrain"
+  )
+}
+
+check_loss <- function(loss, task) {
+  ok <- switch(loss,
+    auto = TRUE,
+    mse = task == "regression",
+    cross_entropy = , bce = task == "classification"
+  )
+  if (!ok) {
+    type <- if (task == "regression") "numeric" else "factor"
+    cli::cli_abort("{.val {loss}} is not a valid loss for outcome of type {type}.", call = NULL)
+  }
+}
+
+# Global importance: mask importance on a sample of training rows.
+fit_importance <- function(model, predictors, layout, config) {
+  n <- nrow(predictors)
+  size <- config$importance_sample_size %||% min(n, 1e5)
+  idx <- if (size >= n) seq_len(n) else sort(sample.int(n, size))
+  ds <- rust_dataset(model, predictors[idx, , drop = FALSE], layout)
+  tibble::tibble(variables = layout$names, importance = rs_mask_importance(model, ds, 65536))
+}
+
+# Starting point when `tabnet_model` is given: continue a fit (optionally from
+# a checkpoint) or fine-tune from a pretrained encoder.
+resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, from_epoch, seed, device) {
+  if (!inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain"))) {
+    cli::cli_abort("{.arg tabnet_model} must be a {.cls tabnet_fit} or {.cls tabnet_pretrain}.", call = NULL)
+  }
+  old <- tabnet_model$fit
+  if (!identical(old$layout$names, layout$names) || !identical(old$layout$levels, layout$levels)) {
+    cli::cli_abort(c("Model dimensions don't match.",
+                     i = "{.arg tabnet_model} was trained on different predictors or factor levels."), call = NULL)
+  }
+  # architecture comes from the earlier model; training settings from `config`
+  arch <- c("n_d", "n_a", "n_steps", "gamma", "n_independent", "n_shared", "n_independent_decoder",
+            "n_shared_decoder", "virtual_batch_size", "momentum", "mask_type", "cat_emb_dim")
+  config[arch] <- old$config[arch]
+  old_kind <- if (inherits(tabnet_model, "tabnet_pretrain")) "pretrain" else "supervised"
+  weights <- if (is.null(from_epoch)) tabnet_model$serialized_net else checkpoint_weights(tabnet_model, from_epoch)
+  src <- rs_model_load(old$net_config, old_kind, old$config$pretraining_ratio, weights, device)
+  if (old_kind == kind) {
+    if (kind == "supervised" && !identical(old$outcome, outcome)) {
+      cli::cli_abort(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."), call = NULL)
+    }
+    history <- old$metrics
+    checkpoints <- old$checkpoints
+    if (!is.null(from_epoch)) {
+      history <- history[seq_len(from_epoch)]
+      keep <- as.integer(sub("epoch_", "", names(checkpoints))) <= from_epoch
+      checkpoints <- checkpoints[keep]
+    }
+    return(list(model = src, history = history, checkpoints = checkpoints, config = config,
+                net = jsonlite::fromJSON(old$net_config)))
+  }
+  if (old_kind == "supervised") {
+    cli::cli_abort("A {.cls tabnet_fit} cannot be used to start {.fn tabnet_pretrain}.", call = NULL)
+  }
+  # fine-tuning: a new supervised network with the pretrained encoder
+  net <- net_config(config, layout, outcome)
+  model <- rs_model_new(net_config_json(net), "supervised", config$pretraining_ratio, seed, device)
+  rs_model_copy_encoder(model, src)
+  list(model = model, history = list(), checkpoints = list(), config = config, net = net)
+}

@@ -1,0 +1,100 @@
+#' Predict from a TabNet model
+#'
+#' @param object A `tabnet_fit`.
+#' @param new_data A data frame (or matrix) with the predictors used at fit time.
+#' @param type `"class"` or `"prob"` for factor outcomes, `"numeric"` for numeric
+#'   ones. `NULL` picks `"class"` or `"numeric"`.
+#' @param ... Not used (accepted for compatibility).
+#' @param epoch Predict with the weights checkpointed at this epoch.
+#' @return A tibble with one row per row of `new_data`: `.pred_class`,
+#'   `.pred_<level>` columns or `.pred` (hardhat's standard names; with several
+#'   outcomes, one column or column group per outcome).
+#' @export
+predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL) {
+  outcome <- object$fit$outcome
+  type <- check_pred_type(type, outcome$task)
+  model <- live_network(object, epoch)
+  ds <- forge_dataset(object, new_data, model)
+  out <- rs_predict(model, ds, 65536)
+  spruce_predictions(out, type, outcome)
+}
+
+# hardhat::forge() with unseen factor levels mapped to the unknown slot
+# (hardhat turns them into NA; we record which NAs were new levels).
+forge_predictors <- function(object, new_data) {
+  if (is.matrix(new_data)) new_data <- as.data.frame(new_data)
+  if (!is.data.frame(new_data)) cli::cli_abort("{.arg new_data} must be a data frame.", call = NULL)
+  layout <- object$fit$layout
+  cat_names <- layout$names[layout$cat]
+  was_na <- lapply(stats::setNames(nm = intersect(cat_names, names(new_data))), function(nm) is.na(new_data[[nm]]))
+  forged <- withCallingHandlers(
+    hardhat::forge(new_data, object$blueprint),
+    warning = function(w) {
+      if (grepl("[Nn]ovel", conditionMessage(w))) invokeRestart("muffleWarning")
+    }
+  )
+  predictors <- forged$predictors
+  unseen <- lapply(stats::setNames(nm = names(was_na)), function(nm) is.na(predictors[[nm]]) & !was_na[[nm]])
+  hits <- vapply(unseen, sum, integer(1))
+  if (any(hits > 0)) {
+    cli::cli_warn(c("Factor levels not seen at fit time in {.field {names(hits)[hits > 0]}}.",
+                    i = "They use the model's unknown-level embedding."))
+  }
+  list(predictors = predictors, unseen = unseen)
+}
+
+forge_dataset <- function(object, new_data, model) {
+  use_threads(object$fit$config$num_threads)
+  forged <- forge_predictors(object, new_data)
+  layout <- object$fit$layout
+  layout_check <- predictor_layout(forged$predictors)
+  if (!identical(layout_check$cat, layout$cat)) {
+    cli::cli_abort("The predictors of {.arg new_data} do not have the types seen at fit time.", call = NULL)
+  }
+  rust_dataset(model, forged$predictors, layout, unseen = forged$unseen)
+}
+
+check_pred_type <- function(type, task) {
+  if (is.null(type)) return(if (task == "classification") "class" else "numeric")
+  type <- match_choice(type, c("class", "prob", "numeric"), "type")
+  if (task == "classification" && type == "numeric") {
+    cli::cli_abort("Outcome is factor and the prediction type is {.val numeric}; use {.val class} or {.val prob}.", call = NULL)
+  }
+  if (task == "regression" && type != "numeric") {
+    cli::cli_abort("Outcome is numeric and the prediction type is {.val {type}}; use {.val numeric}.", call = NULL)
+  }
+  type
+}
+
+# The n x outputs matrix from Rust as hardhat-standard columns.
+spruce_predictions <- function(out, type, outcome) {
+  if (outcome$task == "regression") {
+    if (length(outcome$names) == 1) return(hardhat::spruce_numeric(out[, 1]))
+    cols <- lapply(seq_along(outcome$names), function(k) out[, k])
+    names(cols) <- outcome$names
+    return(do.call(hardhat::spruce_numeric_multiple, cols))
+  }
+  offsets <- c(0L, cumsum(outcome$dims))
+  per_outcome <- lapply(seq_along(outcome$names), function(k) {
+    prob <- out[, offsets[k] + seq_len(outcome$dims[k]), drop = FALSE]
+    colnames(prob) <- outcome$levels[[k]]
+    prob
+  })
+  if (type == "class") {
+    classes <- lapply(seq_along(per_outcome), function(k) {
+      lv <- outcome$levels[[k]]
+      factor(lv[max.col(per_outcome[[k]], ties.method = "first")], levels = lv)
+    })
+    if (length(classes) == 1) return(hardhat::spruce_class(classes[[1]]))
+    names(classes) <- outcome$names
+    return(do.call(hardhat::spruce_class_multiple, classes))
+  }
+  probs <- lapply(seq_along(per_outcome), function(k) {
+    tibble::as_tibble(as.data.frame(per_outcome[[k]], optional = TRUE))
+  })
+  if (length(probs) == 1) {
+    return(hardhat::spruce_prob(outcome$levels[[1]], per_outcome[[1]]))
+  }
+  names(probs) <- outcome$names
+  do.call(hardhat::spruce_prob_multiple, probs)
+}

@@ -1,0 +1,71 @@
+#' Self-supervised pretraining of a TabNet encoder
+#'
+#' Masks a random share (`pretraining_ratio`) of the predictor cells of each
+#' row and trains the encoder and a decoder to reconstruct them (Arik & Pfister,
+#' 2021, section "Self-supervised learning"). The reconstruction loss is scaled
+#' by each feature's training-set variance, so it is never negative. No outcome
+#' is needed. Fine-tune with `tabnet_fit(..., tabnet_model = <pretrained>)`.
+#'
+#' @inheritParams tabnet_fit
+#' @param y Ignored (pretraining uses no outcome); may be missing.
+#' @return A `tabnet_pretrain` object.
+#' @examples
+#' \donttest{
+#' df <- data.frame(a = rnorm(400), b = rnorm(400), c = rnorm(400))
+#' pre <- tabnet_pretrain(df, epochs = 2)
+#' }
+#' @export
+tabnet_pretrain <- function(x, ...) {
+  UseMethod("tabnet_pretrain")
+}
+
+#' @export
+#' @rdname tabnet_pretrain
+tabnet_pretrain.default <- function(x, ...) {
+  cli::cli_abort("{.fn tabnet_pretrain} is not defined for a {.cls {class(x)[1]}}.")
+}
+
+#' @export
+#' @rdname tabnet_pretrain
+tabnet_pretrain.data.frame <- function(x, y = NULL, tabnet_model = NULL, config = tabnet_config(), ...,
+                                       from_epoch = NULL) {
+  processed <- hardhat::mold(
+    ~ ., x,
+    blueprint = hardhat::default_formula_blueprint(indicators = "none", intercept = FALSE)
+  )
+  tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, NULL, "pretrain")
+}
+
+#' @export
+#' @rdname tabnet_pretrain
+tabnet_pretrain.matrix <- function(x, y = NULL, tabnet_model = NULL, config = tabnet_config(), ...,
+                                   from_epoch = NULL) {
+  if (is.null(colnames(x))) colnames(x) <- sprintf("V%d", seq_len(ncol(x)))
+  tabnet_pretrain.data.frame(as.data.frame(x), tabnet_model = tabnet_model, config = config, ...,
+                             from_epoch = from_epoch)
+}
+
+#' @export
+#' @rdname tabnet_pretrain
+tabnet_pretrain.formula <- function(formula, data, tabnet_model = NULL, config = tabnet_config(), ...,
+                                    from_epoch = NULL) {
+  processed <- hardhat::mold(
+    formula, data,
+    blueprint = hardhat::default_formula_blueprint(indicators = "none", intercept = FALSE)
+  )
+  tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, NULL, "pretrain")
+}
+
+#' @export
+#' @rdname tabnet_pretrain
+tabnet_pretrain.recipe <- function(x, data, tabnet_model = NULL, config = tabnet_config(), ...,
+                                   from_epoch = NULL) {
+  processed <- hardhat::mold(x, data)
+  tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, NULL, "pretrain")
+}
+
+#' @export
+predict.tabnet_pretrain <- function(object, new_data, ...) {
+  cli::cli_abort(c("A {.cls tabnet_pretrain} model has no prediction head.",
+                   i = "Fine-tune it first with {.code tabnet_fit(..., tabnet_model = <pretrained>)}."))
+}

@@ -1,0 +1,41 @@
+# libtorch runtime settings: threads and device.
+
+# Threads for libtorch: config, then option `tabnetrs.threads`, then at most 2.
+resolve_threads <- function(n = NULL) {
+  if (is.null(n)) n <- getOption("tabnetrs.threads", NULL)
+  if (is.null(n)) n <- min(2L, max(1L, parallel::detectCores(logical = FALSE), na.rm = TRUE))
+  as.integer(n)
+}
+
+use_threads <- function(n = NULL) {
+  n <- resolve_threads(n)
+  if (rs_get_threads() != n) rs_set_threads(n)
+  invisible(n)
+}
+
+#' Is CUDA available to tabnetrs?
+#'
+#' @return `TRUE` when the linked libtorch was built with CUDA and sees a GPU.
+#' @examples
+#' tabnet_cuda_is_available()
+#' @export
+tabnet_cuda_is_available <- function() {
+  rs_cuda_available()
+}
+
+resolve_device <- function(device) {
+  if (identical(device, "auto")) {
+    return(if (rs_cuda_available()) "cuda" else "cpu")
+  }
+  if (identical(device, "cuda") && !rs_cuda_available()) {
+    cli::cli_abort(c('{.code device = "cuda"} was requested, but CUDA is not available.',
+                     i = "This libtorch has no CUDA support or no GPU is visible; use {.code device = \"cpu\"} or {.code \"auto\"}."),
+                   call = NULL)
+  }
+  device
+}
+
+new_seed <- function(seed = NULL) {
+  if (!is.null(seed)) return(as.double(seed))
+  as.double(sample.int(.Machine$integer.max, 1L))
+}

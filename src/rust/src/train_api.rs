@@ -1,0 +1,134 @@
+//! Training steps, evaluation, prediction, explanation and importances.
+use crate::convert::{matrix, r_err};
+use extendr_api::prelude::*;
+use extendr_api::Result;
+use tabnet_core::data::Dataset;
+use tabnet_core::importance::{mask_importance, model_agnostic, Method};
+use tabnet_core::inference::{explain, predict};
+use tabnet_core::trainer::{evaluate_loss, TrainOptions, Trainer};
+use tabnet_core::Model;
+
+/// `clip_value` and `decay_every` are ignored when <= 0.
+/// @noRd
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn rs_trainer_new(
+    model: ExternalPtr<Model>,
+    batch_size: f64,
+    drop_last: bool,
+    lambda_sparse: f64,
+    clip_value: f64,
+    learn_rate: f64,
+    decay_rate: f64,
+    decay_every: f64,
+) -> Result<ExternalPtr<Trainer>> {
+    let opts = TrainOptions {
+        batch_size: batch_size as i64,
+        drop_last,
+        lambda_sparse,
+        clip_value: if clip_value.is_finite() && clip_value > 0.0 { Some(clip_value) } else { None },
+        learn_rate,
+        exp_decay: if decay_every.is_finite() && decay_every >= 1.0 { Some((decay_rate, decay_every as i64)) } else { None },
+    };
+    Ok(ExternalPtr::new(Trainer::new(&model, opts).map_err(r_err)?))
+}
+
+/// Prepares data-dependent model state (the pretrainer's target variances).
+/// @noRd
+#[extendr]
+fn rs_model_prepare(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>) {
+    model.prepare(&data);
+}
+
+/// Starts an epoch; returns its number of batches.
+/// @noRd
+#[extendr]
+fn rs_trainer_begin(mut trainer: ExternalPtr<Trainer>, data: ExternalPtr<Dataset>) -> Result<i32> {
+    Ok(trainer.begin_epoch(&data).map_err(r_err)? as i32)
+}
+
+/// Runs up to `max_batches` batches; returns how many remain in the epoch.
+/// @noRd
+#[extendr]
+fn rs_trainer_run(mut trainer: ExternalPtr<Trainer>, model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, max_batches: f64) -> Result<i32> {
+    Ok(trainer.run(&model, &data, max_batches as i64).map_err(r_err)? as i32)
+}
+
+/// Ends the epoch; returns its mean training loss.
+/// @noRd
+#[extendr]
+fn rs_trainer_end(mut trainer: ExternalPtr<Trainer>) -> f64 {
+    trainer.end_epoch()
+}
+
+/// @noRd
+#[extendr]
+fn rs_trainer_set_lr(mut trainer: ExternalPtr<Trainer>, lr: f64) {
+    trainer.set_lr(lr);
+}
+
+/// @noRd
+#[extendr]
+fn rs_trainer_lr(trainer: ExternalPtr<Trainer>) -> f64 {
+    trainer.lr()
+}
+
+/// Eval-mode task loss over a dataset.
+/// @noRd
+#[extendr]
+fn rs_eval_loss(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, batch_size: f64) -> Result<f64> {
+    evaluate_loss(&model, &data, batch_size as i64).map_err(r_err)
+}
+
+/// Probabilities or values, an n × outputs matrix.
+/// @noRd
+#[extendr]
+fn rs_predict(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, batch_size: f64) -> Result<Robj> {
+    matrix(&predict(&model, &data, batch_size as i64).map_err(r_err)?)
+}
+
+/// list(M_explain = n × F matrix, masks = list of n × F matrices).
+/// @noRd
+#[extendr]
+fn rs_explain(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, batch_size: f64) -> Result<List> {
+    let (agg, masks) = explain(&model, &data, batch_size as i64).map_err(r_err)?;
+    let masks: Vec<Robj> = masks.iter().map(matrix).collect::<Result<_>>()?;
+    Ok(list!(M_explain = matrix(&agg)?, masks = List::from_values(masks)))
+}
+
+/// Mask importance (sums to 1), in original predictor order.
+/// @noRd
+#[extendr]
+fn rs_mask_importance(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, batch_size: f64) -> Result<Vec<f64>> {
+    mask_importance(&model, &data, batch_size as i64).map_err(r_err)
+}
+
+/// list(values = F × repeats matrix, baseline, metric).
+/// @noRd
+#[extendr]
+fn rs_importance(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, method: &str, n_repeats: f64, batch_size: f64, seed: f64) -> Result<List> {
+    tch::manual_seed(seed as i64);
+    let m = Method::parse(method).map_err(r_err)?;
+    let imp = model_agnostic(&model, &data, m, n_repeats.max(1.0) as usize, batch_size as i64).map_err(r_err)?;
+    let reps = imp.values.first().map(|v| v.len()).unwrap_or(0);
+    let flat: Vec<f64> = (0..reps).flat_map(|r| imp.values.iter().map(move |v| v[r])).collect();
+    let mut values: Robj = Doubles::from_values(flat).into();
+    values.set_attrib("dim", r!([imp.values.len() as i32, reps as i32]))?;
+    Ok(list!(values = values, baseline = imp.baseline, metric = imp.metric))
+}
+
+extendr_module! {
+    mod train_api;
+    fn rs_trainer_new;
+    fn rs_model_prepare;
+    fn rs_trainer_begin;
+    fn rs_trainer_run;
+    fn rs_trainer_end;
+    fn rs_trainer_set_lr;
+    fn rs_trainer_lr;
+    fn rs_eval_loss;
+    fn rs_predict;
+    fn rs_explain;
+    fn rs_mask_importance;
+    fn rs_importance;
+}

@@ -1,0 +1,108 @@
+# Configure step of tabnetrs (run by ./configure). Writes src/Makevars from
+# src/Makevars.in. Environment variables it honours:
+#   LIBTORCH                 libtorch root (include/ and lib/ below it)
+#   LIBTORCH_INCLUDE, LIBTORCH_LIB  override the include / lib directories
+#   TABNETRS_CARGO_VENDOR    path to a cargo vendor archive (.tar.xz holding
+#                            vendor/): build offline from it instead of crates.io
+#   TABNETRS_TARGET_DIR      cargo target directory to reuse between builds
+#   TABNETRS_JOBS            cargo build jobs (default 2)
+
+msg <- function(...) cat("tabnetrs configure:", ..., "\n")
+fail <- function(...) {
+  cat("\n-------------------------- [tabnetrs configure] --------------------------\n",
+      ..., "\n---------------------------------------------------------------------------\n",
+      sep = "")
+  quit(status = 1)
+}
+
+# ---- cargo and rustc --------------------------------------------------------
+paths <- c(strsplit(Sys.getenv("PATH"), .Platform$path.sep)[[1]], file.path(Sys.getenv("HOME"), ".cargo", "bin"))
+find_tool <- function(name) {
+  hit <- file.path(paths, name)
+  hit <- hit[file.exists(hit)]
+  if (length(hit)) hit[[1]] else ""
+}
+cargo <- find_tool("cargo")
+rustc <- find_tool("rustc")
+if (!nzchar(cargo) || !nzchar(rustc)) {
+  fail("cargo and rustc (Rust >= 1.77) are required.\n",
+       "Install them with your package manager (Debian/Ubuntu: apt-get install cargo rustc)\n",
+       "or from https://rustup.rs, then reinstall tabnetrs.")
+}
+msg("using", system2(rustc, "--version", stdout = TRUE))
+msg("using", system2(cargo, "--version", stdout = TRUE))
+
+# ---- libtorch -----------------------------------------------------------------
+libtorch <- Sys.getenv("LIBTORCH")
+inc <- Sys.getenv("LIBTORCH_INCLUDE")
+lib <- Sys.getenv("LIBTORCH_LIB")
+has_torch_lib <- function(d) nzchar(d) && any(file.exists(file.path(d, c("libtorch_cpu.so", "libtorch_cpu.dylib"))))
+if (nzchar(libtorch)) {
+  if (!nzchar(inc)) inc <- file.path(libtorch, "include")
+  if (!nzchar(lib)) lib <- file.path(libtorch, "lib")
+} else {
+  multiarch <- tryCatch(system2("gcc", "-print-multiarch", stdout = TRUE, stderr = FALSE), error = function(e) "")
+  candidates <- unique(c(if (length(multiarch) && nzchar(multiarch[1])) file.path("/usr/lib", multiarch[1]), "/usr/lib", "/usr/lib64", "/usr/local/lib"))
+  found <- Filter(has_torch_lib, candidates)
+  if (length(found) && file.exists("/usr/include/torch/csrc/api/include/torch/torch.h")) {
+    libtorch <- "/usr"
+    if (!nzchar(inc)) inc <- "/usr/include"
+    if (!nzchar(lib)) lib <- found[[1]]
+  }
+}
+if (!nzchar(libtorch) || !has_torch_lib(lib) ||
+    !file.exists(file.path(inc, "torch", "csrc", "api", "include", "torch", "torch.h"))) {
+  fail("libtorch 1.13 was not found.\n",
+       "On Debian/Ubuntu install it (and a fast BLAS) with:\n",
+       "    apt-get install libtorch-dev libopenblas0-pthread\n",
+       "or download libtorch 1.13.x from pytorch.org and set LIBTORCH=/path/to/libtorch\n",
+       "(optionally LIBTORCH_INCLUDE and LIBTORCH_LIB) before installing tabnetrs.\n",
+       "Looked in: LIBTORCH='", Sys.getenv("LIBTORCH"), "', include '", inc, "', lib '", lib, "'.")
+}
+msg("libtorch:", libtorch, "(include", inc, "| lib", lib, ")")
+cuda <- any(file.exists(file.path(lib, c("libtorch_cuda.so", "libtorch_cuda.dylib"))))
+torch_libs <- paste0("-L", lib, " -Wl,-rpath,", lib)
+torch_libs <- paste(torch_libs,
+                    if (cuda) "-Wl,--no-as-needed -ltorch_cuda -ltorch -Wl,--as-needed",
+                    "-ltorch_cpu -ltorch -lc10 -lgomp -lstdc++ -lpthread -ldl -lm")
+msg(if (cuda) "libtorch has CUDA: device = \"cuda\" is available" else "libtorch is CPU-only")
+
+# ---- crates: offline archive or crates.io ----------------------------------
+vendor_archive <- Sys.getenv("TABNETRS_CARGO_VENDOR")
+cargo_dir <- file.path("src", "rust", ".cargo")
+cargo_config <- file.path(cargo_dir, "config.toml")
+offline <- ""
+if (nzchar(vendor_archive)) {
+  vendor_archive <- normalizePath(vendor_archive, mustWork = FALSE)
+  if (!file.exists(vendor_archive)) fail("TABNETRS_CARGO_VENDOR names '", vendor_archive, "', which does not exist.")
+  vendor_root <- normalizePath(file.path("src", "rust"), mustWork = TRUE)
+  stamp <- file.path(vendor_root, "vendor", ".archive")
+  same <- file.exists(stamp) && identical(readLines(stamp, warn = FALSE), as.character(file.mtime(vendor_archive)))
+  if (!same) {
+    msg("unpacking offline crates from", vendor_archive)
+    unlink(file.path(vendor_root, "vendor"), recursive = TRUE)
+    status <- system2("tar", c("-xJf", shQuote(vendor_archive), "-C", shQuote(vendor_root)))
+    if (status != 0 || !dir.exists(file.path(vendor_root, "vendor"))) fail("could not unpack ", vendor_archive, " (it must hold a vendor/ directory).")
+    writeLines(as.character(file.mtime(vendor_archive)), stamp)
+  }
+  dir.create(cargo_dir, showWarnings = FALSE)
+  writeLines(c("# written by tools/config.R: crates come from the offline archive",
+               "[source.crates-io]", "replace-with = \"vendored-sources\"",
+               "[source.vendored-sources]", paste0("directory = \"", file.path(vendor_root, "vendor"), "\"")),
+             cargo_config)
+  offline <- "--offline"
+  msg("building offline from the vendored crates")
+} else if (file.exists(cargo_config) && any(grepl("written by tools/config.R", readLines(cargo_config, warn = FALSE)))) {
+  unlink(cargo_config)
+}
+
+target_dir <- Sys.getenv("TABNETRS_TARGET_DIR")
+if (!nzchar(target_dir)) target_dir <- "$(CURDIR)/rust/target"
+jobs <- Sys.getenv("TABNETRS_JOBS", "2")
+
+tpl <- readLines(file.path("src", "Makevars.in"))
+subst <- c(LIBTORCH = libtorch, LIBTORCH_INCLUDE = inc, LIBTORCH_LIB = lib, TORCH_LIBS = torch_libs,
+           OFFLINE = offline, TARGET_DIR = target_dir, JOBS = jobs, CARGO = cargo)
+for (k in names(subst)) tpl <- gsub(paste0("@", k, "@"), subst[[k]], tpl, fixed = TRUE)
+writeLines(tpl, file.path("src", "Makevars"))
+msg("wrote src/Makevars")

@@ -21,14 +21,14 @@ predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL)
 
 # hardhat::forge() with unseen factor levels mapped to the unknown slot
 # (hardhat turns them into NA; we record which NAs were new levels).
-forge_predictors <- function(object, new_data) {
+forge_predictors <- function(object, new_data, outcomes = FALSE) {
   if (is.matrix(new_data)) new_data <- as.data.frame(new_data)
   if (!is.data.frame(new_data)) cli::cli_abort("{.arg new_data} must be a data frame.", call = NULL)
   layout <- object$fit$layout
   cat_names <- layout$names[layout$cat]
   was_na <- lapply(stats::setNames(nm = intersect(cat_names, names(new_data))), function(nm) is.na(new_data[[nm]]))
   forged <- withCallingHandlers(
-    hardhat::forge(new_data, object$blueprint),
+    hardhat::forge(new_data, object$blueprint, outcomes = outcomes),
     warning = function(w) {
       if (grepl("[Nn]ovel", conditionMessage(w))) invokeRestart("muffleWarning")
     }
@@ -40,16 +40,23 @@ forge_predictors <- function(object, new_data) {
     cli::cli_warn(c("Factor levels not seen at fit time in {.field {names(hits)[hits > 0]}}.",
                     i = "They use the model's unknown-level embedding."))
   }
-  list(predictors = predictors, unseen = unseen)
+  list(predictors = predictors, outcomes = forged$outcomes, unseen = unseen)
 }
 
-forge_dataset <- function(object, new_data, model) {
+# The Rust data set for `new_data`; with `outcomes = TRUE` it also carries the
+# outcome columns (needed by metric-based importances).
+forge_dataset <- function(object, new_data, model, outcomes = FALSE) {
   use_threads(object$fit$config$num_threads)
-  forged <- forge_predictors(object, new_data)
+  forged <- forge_predictors(object, new_data, outcomes)
   layout <- object$fit$layout
   layout_check <- predictor_layout(forged$predictors)
   if (!identical(layout_check$cat, layout$cat)) {
     cli::cli_abort("The predictors of {.arg new_data} do not have the types seen at fit time.", call = NULL)
+  }
+  if (outcomes) {
+    outcome_layout(forged$outcomes)
+    return(rust_dataset(model, forged$predictors, layout, object$fit$outcome, forged$outcomes,
+                        unseen = forged$unseen))
   }
   rust_dataset(model, forged$predictors, layout, unseen = forged$unseen)
 }

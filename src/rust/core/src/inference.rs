@@ -3,7 +3,8 @@
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::loss;
-use crate::model::Model;
+use crate::model::{Model, Net};
+use crate::network::explain_encoder;
 use tch::{Device, Tensor};
 
 /// Default number of rows per inference batch.
@@ -26,10 +27,12 @@ pub fn predict(model: &Model, data: &Dataset, batch_size: i64) -> Result<Tensor>
 }
 
 /// (M_explain (n, F), masks: one (n, F) per step), on the CPU, columns in the
-/// original predictor order.
+/// original predictor order. Works for supervised and pretrained encoders.
 pub fn explain(model: &Model, data: &Dataset, batch_size: i64) -> Result<(Tensor, Vec<Tensor>)> {
-    let net = model.supervised()?;
-    let f = model.cfg.n_features() as i64;
+    let (embedder, encoder) = match &model.net {
+        Net::Supervised(n) => (&n.embedder, &n.encoder),
+        Net::Pretrain(p) => (&p.embedder, &p.encoder),
+    };
     let steps = model.cfg.n_steps;
     Ok(tch::no_grad(|| {
         let mut agg = Vec::new();
@@ -37,14 +40,13 @@ pub fn explain(model: &Model, data: &Dataset, batch_size: i64) -> Result<(Tensor
         let mut start = 0;
         while start < data.n {
             let len = batch_size.min(data.n - start);
-            let e = net.explain(&data.slice(start, len));
+            let e = explain_encoder(embedder, encoder, &data.slice(start, len));
             agg.push(e.m_explain.to_device(Device::Cpu));
             for (k, m) in e.masks.into_iter().enumerate() {
                 masks[k].push(m.to_device(Device::Cpu));
             }
             start += len;
         }
-        let _ = f;
         (Tensor::cat(&agg, 0), masks.into_iter().map(|m| Tensor::cat(&m, 0)).collect())
     }))
 }

@@ -40,13 +40,19 @@ impl TabNet {
 
     /// Per-step masks and their aggregate, in eval mode.
     pub fn explain(&self, b: &Batch) -> Explanation {
-        let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
-        let enc = self.encoder.forward_t(&x, b.present.as_ref(), &self.embedder, false, true);
-        let mut m_explain = Tensor::zeros_like(&enc.masks[0]);
-        for (m, d) in enc.masks.iter().zip(&enc.steps) {
-            let eta = d.sum_dim_intlist(Some(&[1i64][..]), true, Kind::Float);
-            m_explain += m * eta;
-        }
-        Explanation { m_explain, masks: enc.masks }
+        explain_encoder(&self.embedder, &self.encoder, b)
     }
+}
+
+/// Masks of an encoder (supervised or pretrained) in eval mode, without
+/// obfuscation: η_i = Σ_c ReLU(d_i,c) weighs step i's mask in M_explain.
+pub fn explain_encoder(embedder: &Embedder, encoder: &Encoder, b: &Batch) -> Explanation {
+    let x = embedder.forward(&b.x_num, b.x_cat.as_ref());
+    let enc = encoder.forward_t(&x, b.present.as_ref(), embedder, false, true);
+    let mut m_explain = Tensor::zeros_like(&enc.masks[0]);
+    for (m, d) in enc.masks.iter().zip(&enc.steps) {
+        let eta = d.sum_dim_intlist(Some(&[1i64][..]), true, Kind::Float);
+        m_explain += m * eta;
+    }
+    Explanation { m_explain, masks: enc.masks }
 }

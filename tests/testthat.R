@@ -1,0 +1,4 @@
+library(testthat)
+library(tabnetrs)
+
+test_check("tabnetrs")

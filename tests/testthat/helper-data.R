@@ -1,0 +1,31 @@
+# Small data sets shared by the foundation tests.
+
+syn2_data <- function(n = 1000, seed = 1) {
+  withr::with_seed(seed, {
+    x <- as.data.frame(lapply(1:10, function(i) rnorm(n)))
+    names(x) <- sprintf("V%02d", 1:10)
+    x$y <- factor(ifelse(rowSums(x[, 3:6]) > 0, "yes", "no"), levels = c("yes", "no"))
+    x
+  })
+}
+
+mixed_data <- function(n = 600, seed = 2) {
+  withr::with_seed(seed, {
+    d <- data.frame(
+      num1 = rnorm(n),
+      grp = factor(sample(c("a", "b", "c"), n, replace = TRUE)),
+      num2 = runif(n),
+      flag = factor(sample(c("u", "v"), n, replace = TRUE))
+    )
+    d$target <- 2 * d$num1 + ifelse(d$grp == "b", 1.5, 0) - d$num2 + rnorm(n, sd = 0.1)
+    d$cls <- factor(ifelse(d$target > 0.5, "high", "low"))
+    d
+  })
+}
+
+auc <- function(score, positive) {
+  r <- rank(score)
+  n1 <- sum(positive)
+  n0 <- sum(!positive)
+  (sum(r[positive]) - n1 * (n1 + 1) / 2) / (n1 * n0)
+}

@@ -1,0 +1,23 @@
+test_that("tabnet_config has dreamquark defaults and mlverse names", {
+  cfg <- tabnet_config()
+  expect_s3_class(cfg, "tabnet_config")
+  expect_equal(cfg$batch_size, 1024L)
+  expect_equal(cfg$virtual_batch_size, 128L)
+  expect_equal(cfg$n_d, 8L)
+  expect_equal(cfg$n_a, 8L)
+  expect_equal(cfg$lambda_sparse, 1e-3)
+  expect_equal(cfg$gamma, 1.3)
+  expect_equal(tabnet_config(decision_width = 16)$n_a, 16L)
+  expect_equal(tabnet_config(attention_width = 4)$n_d, 4L)
+  expect_equal(tabnet_config(epoch = 7)$epochs, 7L)
+  expect_equal(tabnet_config(mask_type = "entmax15")$mask_type, "entmax")
+  expect_equal(tabnet_config(valid_split = 0.2)$early_stopping_monitor, "valid_loss")
+  expect_equal(tabnet_config()$early_stopping_monitor, "train_loss")
+  expect_false(tabnet_config()$early_stopping)
+})
+
+test_that("entmax masks and several steps train", {
+  d <- syn2_data(400)
+  fit <- tabnet_fit(y ~ ., d, epochs = 2, mask_type = "entmax", num_steps = 4)
+  expect_true(all(is.finite(vapply(fit$fit$metrics, `[[`, numeric(1), "train"))))
+})

@@ -1,0 +1,27 @@
+test_that("saveRDS/readRDS gives bit-identical predictions, also in a fresh R session", {
+  d <- syn2_data(400)
+  fit <- tabnet_fit(y ~ ., d, epochs = 2)
+  p <- predict(fit, d, type = "prob")
+  path <- withr::local_tempfile(fileext = ".rds")
+  saveRDS(fit, path)
+  again <- readRDS(path)
+  expect_identical(predict(again, d, type = "prob"), p)
+  data_path <- withr::local_tempfile(fileext = ".rds")
+  out_path <- withr::local_tempfile(fileext = ".rds")
+  saveRDS(d, data_path)
+  code <- sprintf("library(tabnetrs); f <- readRDS('%s'); d <- readRDS('%s'); saveRDS(predict(f, d, type = 'prob'), '%s')",
+                  path, data_path, out_path)
+  status <- system2(file.path(R.home("bin"), "Rscript"), c("-e", shQuote(code)), stdout = FALSE, stderr = FALSE)
+  expect_equal(status, 0)
+  expect_identical(readRDS(out_path), p)
+})
+
+test_that("the fitted object stores its weights and config", {
+  d <- syn2_data(200)
+  fit <- tabnet_fit(y ~ ., d, epochs = 1, decision_width = 4, num_steps = 2)
+  expect_type(fit$serialized_net, "raw")
+  cfg <- jsonlite::fromJSON(fit$fit$net_config)
+  expect_equal(cfg$n_d, 4)
+  expect_equal(cfg$n_steps, 2)
+  expect_output(print(fit), "TabNet model")
+})

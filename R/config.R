@@ -60,8 +60,10 @@
 #' @param num_workers Accepted for compatibility; data never goes through R
 #'   workers here.
 #' @param skip_importance Skip the global feature importance.
-#' @param num_threads libtorch threads (`NULL`: at most 2, or the
-#'   `tabnetrs.threads` option).
+#' @param num_threads libtorch threads (`NULL`: the `tabnetrs.threads` option,
+#'   else the `TABNETRS_THREADS` environment variable, else at most 2). Parallel
+#'   tuning workers should use 1 thread each (e.g. `Sys.setenv(TABNETRS_THREADS = 1)`
+#'   before starting them), or the cores are oversubscribed.
 #' @param seed Integer seed; `NULL` draws one from R's RNG, so `set.seed()`
 #'   makes fits reproducible.
 #' @return A named list of class `tabnet_config` using the `tabnet` package's

@@ -1,8 +1,11 @@
 # libtorch runtime settings: threads and device.
 
-# Threads for libtorch: config, then option `tabnetrs.threads`, then at most 2.
+# Threads for libtorch: config, then option `tabnetrs.threads`, then the
+# environment variable TABNETRS_THREADS (inherited by parallel workers), then
+# at most 2.
 resolve_threads <- function(n = NULL) {
   if (is.null(n)) n <- getOption("tabnetrs.threads", NULL)
+  if (is.null(n) && nzchar(Sys.getenv("TABNETRS_THREADS"))) n <- as.integer(Sys.getenv("TABNETRS_THREADS"))
   if (is.null(n)) n <- min(2L, max(1L, parallel::detectCores(logical = FALSE), na.rm = TRUE))
   as.integer(n)
 }

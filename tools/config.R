@@ -4,6 +4,7 @@
 #   LIBTORCH_INCLUDE, LIBTORCH_LIB  override the include / lib directories
 #   TABNETRS_CARGO_VENDOR    path to a cargo vendor archive (.tar.xz holding
 #                            vendor/): build offline from it instead of crates.io
+#   TABNETRS_VENDOR_DIR      where to unpack that archive (default: the user cache)
 #   TABNETRS_TARGET_DIR      cargo target directory to reuse between builds
 #   TABNETRS_JOBS            cargo build jobs (default 2)
 
@@ -75,15 +76,21 @@ offline <- ""
 if (nzchar(vendor_archive)) {
   vendor_archive <- normalizePath(vendor_archive, mustWork = FALSE)
   if (!file.exists(vendor_archive)) fail("TABNETRS_CARGO_VENDOR names '", vendor_archive, "', which does not exist.")
-  vendor_root <- normalizePath(file.path("src", "rust"), mustWork = TRUE)
+  # Unpacked outside the package sources (so R CMD build/check never see the
+  # crates), once per archive version, in TABNETRS_VENDOR_DIR or a user cache.
+  vendor_root <- Sys.getenv("TABNETRS_VENDOR_DIR")
+  if (!nzchar(vendor_root)) vendor_root <- tools::R_user_dir("tabnetrs", "cache")
+  dir.create(vendor_root, recursive = TRUE, showWarnings = FALSE)
+  vendor_root <- normalizePath(vendor_root, mustWork = TRUE)
   stamp <- file.path(vendor_root, "vendor", ".archive")
-  same <- file.exists(stamp) && identical(readLines(stamp, warn = FALSE), as.character(file.mtime(vendor_archive)))
+  id <- paste(vendor_archive, file.size(vendor_archive), as.character(file.mtime(vendor_archive)))
+  same <- file.exists(stamp) && identical(readLines(stamp, warn = FALSE), id)
   if (!same) {
-    msg("unpacking offline crates from", vendor_archive)
+    msg("unpacking offline crates from", vendor_archive, "into", vendor_root)
     unlink(file.path(vendor_root, "vendor"), recursive = TRUE)
     status <- system2("tar", c("-xJf", shQuote(vendor_archive), "-C", shQuote(vendor_root)))
     if (status != 0 || !dir.exists(file.path(vendor_root, "vendor"))) fail("could not unpack ", vendor_archive, " (it must hold a vendor/ directory).")
-    writeLines(as.character(file.mtime(vendor_archive)), stamp)
+    writeLines(id, stamp)
   }
   dir.create(cargo_dir, showWarnings = FALSE)
   writeLines(c("# written by tools/config.R: crates come from the offline archive",

@@ -19,7 +19,10 @@ pub fn device(name: &str) -> Result<Device> {
                     "`device = \"cuda\"` was requested but this libtorch has no CUDA support or no GPU is visible".into(),
                 ));
             }
-            let idx = s.strip_prefix("cuda:").and_then(|i| i.parse().ok()).unwrap_or(0);
+            let idx = s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(0);
             Ok(Device::Cuda(idx))
         }
         other => Err(Error::Other(format!("unknown device \"{other}\""))),
@@ -34,7 +37,9 @@ pub fn real_columns(list: &List, what: &str) -> Result<Vec<&'static [f64]>> {
             v.as_real_slice()
                 // SAFETY: the R objects outlive the call that uses these slices.
                 .map(|s| unsafe { std::mem::transmute::<&[f64], &'static [f64]>(s) })
-                .ok_or_else(|| Error::Other(format!("{what} column {} must be a double vector", i + 1)))
+                .ok_or_else(|| {
+                    Error::Other(format!("{what} column {} must be a double vector", i + 1))
+                })
         })
         .collect()
 }
@@ -44,8 +49,9 @@ pub fn integer_columns(list: &List, what: &str) -> Result<Vec<&'static [i32]>> {
     list.values()
         .enumerate()
         .map(|(i, v)| {
-            v.as_integer_slice()
-                .ok_or_else(|| Error::Other(format!("{what} column {} must be an integer vector", i + 1)))
+            v.as_integer_slice().ok_or_else(|| {
+                Error::Other(format!("{what} column {} must be an integer vector", i + 1))
+            })
         })
         .collect()
 }

@@ -38,10 +38,15 @@ fn rs_dataset(
     let w: Option<&[f64]> = if weights.is_null() {
         None
     } else {
-        Some(weights.as_real_slice().ok_or_else(|| Error::Other("`weights` must be a double vector".into()))?)
+        Some(
+            weights
+                .as_real_slice()
+                .ok_or_else(|| Error::Other("`weights` must be a double vector".into()))?,
+        )
     };
     let device = model.vs.device();
-    let data = Dataset::from_columns(&model.cfg, &num, &cat, &names, targets, w, device).map_err(r_err)?;
+    let data =
+        Dataset::from_columns(&model.cfg, &num, &cat, &names, targets, w, device).map_err(r_err)?;
     Ok(ExternalPtr::new(data))
 }
 

@@ -5,7 +5,8 @@ use extendr_api::Result;
 use tabnet_core::{Model, NetConfig};
 
 fn parse_config(json: &str) -> Result<NetConfig> {
-    serde_json::from_str(json).map_err(|e| Error::Other(format!("invalid network configuration: {e}")))
+    serde_json::from_str(json)
+        .map_err(|e| Error::Other(format!("invalid network configuration: {e}")))
 }
 
 fn ratio(kind: &str, pretraining_ratio: f64) -> Result<Option<f64>> {
@@ -19,7 +20,13 @@ fn ratio(kind: &str, pretraining_ratio: f64) -> Result<Option<f64>> {
 /// A freshly initialised network; `seed` seeds libtorch first.
 /// @noRd
 #[extendr]
-fn rs_model_new(config_json: &str, kind: &str, pretraining_ratio: f64, seed: f64, device_name: &str) -> Result<ExternalPtr<Model>> {
+fn rs_model_new(
+    config_json: &str,
+    kind: &str,
+    pretraining_ratio: f64,
+    seed: f64,
+    device_name: &str,
+) -> Result<ExternalPtr<Model>> {
     let cfg = parse_config(config_json)?;
     let dev = device(device_name)?;
     tch::manual_seed(seed as i64);
@@ -34,9 +41,21 @@ fn rs_model_new(config_json: &str, kind: &str, pretraining_ratio: f64, seed: f64
 /// Rebuilds a network from its config and saved weights.
 /// @noRd
 #[extendr]
-fn rs_model_load(config_json: &str, kind: &str, pretraining_ratio: f64, weights: Raw, device_name: &str) -> Result<ExternalPtr<Model>> {
+fn rs_model_load(
+    config_json: &str,
+    kind: &str,
+    pretraining_ratio: f64,
+    weights: Raw,
+    device_name: &str,
+) -> Result<ExternalPtr<Model>> {
     let cfg = parse_config(config_json)?;
-    let model = Model::load(cfg, ratio(kind, pretraining_ratio)?, weights.as_slice(), device(device_name)?).map_err(r_err)?;
+    let model = Model::load(
+        cfg,
+        ratio(kind, pretraining_ratio)?,
+        weights.as_slice(),
+        device(device_name)?,
+    )
+    .map_err(r_err)?;
     Ok(ExternalPtr::new(model))
 }
 

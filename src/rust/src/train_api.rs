@@ -26,9 +26,17 @@ fn rs_trainer_new(
         batch_size: batch_size as i64,
         drop_last,
         lambda_sparse,
-        clip_value: if clip_value.is_finite() && clip_value > 0.0 { Some(clip_value) } else { None },
+        clip_value: if clip_value.is_finite() && clip_value > 0.0 {
+            Some(clip_value)
+        } else {
+            None
+        },
         learn_rate,
-        exp_decay: if decay_every.is_finite() && decay_every >= 1.0 { Some((decay_rate, decay_every as i64)) } else { None },
+        exp_decay: if decay_every.is_finite() && decay_every >= 1.0 {
+            Some((decay_rate, decay_every as i64))
+        } else {
+            None
+        },
     };
     Ok(ExternalPtr::new(Trainer::new(&model, opts).map_err(r_err)?))
 }
@@ -50,8 +58,15 @@ fn rs_trainer_begin(mut trainer: ExternalPtr<Trainer>, data: ExternalPtr<Dataset
 /// Runs up to `max_batches` batches; returns how many remain in the epoch.
 /// @noRd
 #[extendr]
-fn rs_trainer_run(mut trainer: ExternalPtr<Trainer>, model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, max_batches: f64) -> Result<i32> {
-    Ok(trainer.run(&model, &data, max_batches as i64).map_err(r_err)? as i32)
+fn rs_trainer_run(
+    mut trainer: ExternalPtr<Trainer>,
+    model: ExternalPtr<Model>,
+    data: ExternalPtr<Dataset>,
+    max_batches: f64,
+) -> Result<i32> {
+    Ok(trainer
+        .run(&model, &data, max_batches as i64)
+        .map_err(r_err)? as i32)
 }
 
 /// Ends the epoch; returns its mean training loss.
@@ -73,48 +88,101 @@ fn rs_trainer_lr(trainer: ExternalPtr<Trainer>) -> f64 {
     trainer.lr()
 }
 
+/// Optimizer steps taken so far (the exponential schedule counts them).
+/// @noRd
+#[extendr]
+fn rs_trainer_step(trainer: ExternalPtr<Trainer>) -> f64 {
+    trainer.global_step as f64
+}
+
+/// Sets the optimizer-step counter (resuming an exponential schedule).
+/// @noRd
+#[extendr]
+fn rs_trainer_set_step(mut trainer: ExternalPtr<Trainer>, step: f64) {
+    trainer.global_step = step.max(0.0) as i64;
+}
+
 /// Eval-mode task loss over a dataset.
 /// @noRd
 #[extendr]
-fn rs_eval_loss(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, batch_size: f64) -> Result<f64> {
+fn rs_eval_loss(
+    model: ExternalPtr<Model>,
+    data: ExternalPtr<Dataset>,
+    batch_size: f64,
+) -> Result<f64> {
     evaluate_loss(&model, &data, batch_size as i64).map_err(r_err)
 }
 
 /// Probabilities or values, an n × outputs matrix.
 /// @noRd
 #[extendr]
-fn rs_predict(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, batch_size: f64) -> Result<Robj> {
+fn rs_predict(
+    model: ExternalPtr<Model>,
+    data: ExternalPtr<Dataset>,
+    batch_size: f64,
+) -> Result<Robj> {
     matrix(&predict(&model, &data, batch_size as i64).map_err(r_err)?)
 }
 
 /// list(M_explain = n × F matrix, masks = list of n × F matrices).
 /// @noRd
 #[extendr]
-fn rs_explain(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, batch_size: f64) -> Result<List> {
+fn rs_explain(
+    model: ExternalPtr<Model>,
+    data: ExternalPtr<Dataset>,
+    batch_size: f64,
+) -> Result<List> {
     let (agg, masks) = explain(&model, &data, batch_size as i64).map_err(r_err)?;
     let masks: Vec<Robj> = masks.iter().map(matrix).collect::<Result<_>>()?;
-    Ok(list!(M_explain = matrix(&agg)?, masks = List::from_values(masks)))
+    Ok(list!(
+        M_explain = matrix(&agg)?,
+        masks = List::from_values(masks)
+    ))
 }
 
 /// Mask importance (sums to 1), in original predictor order.
 /// @noRd
 #[extendr]
-fn rs_mask_importance(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, batch_size: f64) -> Result<Vec<f64>> {
+fn rs_mask_importance(
+    model: ExternalPtr<Model>,
+    data: ExternalPtr<Dataset>,
+    batch_size: f64,
+) -> Result<Vec<f64>> {
     mask_importance(&model, &data, batch_size as i64).map_err(r_err)
 }
 
 /// list(values = F × repeats matrix, baseline, metric).
 /// @noRd
 #[extendr]
-fn rs_importance(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>, method: &str, n_repeats: f64, batch_size: f64, seed: f64) -> Result<List> {
+fn rs_importance(
+    model: ExternalPtr<Model>,
+    data: ExternalPtr<Dataset>,
+    method: &str,
+    n_repeats: f64,
+    batch_size: f64,
+    seed: f64,
+) -> Result<List> {
     tch::manual_seed(seed as i64);
     let m = Method::parse(method).map_err(r_err)?;
-    let imp = model_agnostic(&model, &data, m, n_repeats.max(1.0) as usize, batch_size as i64).map_err(r_err)?;
+    let imp = model_agnostic(
+        &model,
+        &data,
+        m,
+        n_repeats.max(1.0) as usize,
+        batch_size as i64,
+    )
+    .map_err(r_err)?;
     let reps = imp.values.first().map(|v| v.len()).unwrap_or(0);
-    let flat: Vec<f64> = (0..reps).flat_map(|r| imp.values.iter().map(move |v| v[r])).collect();
+    let flat: Vec<f64> = (0..reps)
+        .flat_map(|r| imp.values.iter().map(move |v| v[r]))
+        .collect();
     let mut values: Robj = Doubles::from_values(flat).into();
     values.set_attrib("dim", r!([imp.values.len() as i32, reps as i32]))?;
-    Ok(list!(values = values, baseline = imp.baseline, metric = imp.metric))
+    Ok(list!(
+        values = values,
+        baseline = imp.baseline,
+        metric = imp.metric
+    ))
 }
 
 extendr_module! {
@@ -126,6 +194,8 @@ extendr_module! {
     fn rs_trainer_end;
     fn rs_trainer_set_lr;
     fn rs_trainer_lr;
+    fn rs_trainer_step;
+    fn rs_trainer_set_step;
     fn rs_eval_loss;
     fn rs_predict;
     fn rs_explain;

@@ -12,7 +12,14 @@ pub struct AttentiveTransformer {
 }
 
 impl AttentiveTransformer {
-    pub fn new(p: &nn::Path, n_a: i64, n_groups: i64, vbs: i64, momentum: f64, mask: MaskType) -> Self {
+    pub fn new(
+        p: &nn::Path,
+        n_a: i64,
+        n_groups: i64,
+        vbs: i64,
+        momentum: f64,
+        mask: MaskType,
+    ) -> Self {
         AttentiveTransformer {
             fc: p.var("fc", &[n_groups, n_a], init::non_glu_fc(n_a)),
             bn: GhostBatchNorm::new(&(p / "bn"), n_groups, vbs, momentum),
@@ -22,7 +29,10 @@ impl AttentiveTransformer {
 
     /// The prior multiplies the logits before normalisation (paper eq. for M[i]).
     pub fn forward_t(&self, prior: &Tensor, a: &Tensor, train: bool) -> Tensor {
-        let logits = self.bn.forward_t(&a.linear::<Tensor>(&self.fc, None), train) * prior;
+        let logits = self
+            .bn
+            .forward_t(&a.linear::<Tensor>(&self.fc, None), train)
+            * prior;
         mask::apply(self.mask, &logits)
     }
 }

@@ -88,8 +88,12 @@ impl NetConfig {
             }
             seen[c] = true;
         }
-        if self.cat_levels.len() != self.cat_cols.len() || self.cat_emb_dims.len() != self.cat_cols.len() {
-            return invalid("one level count and one embedding width are needed per categorical predictor");
+        if self.cat_levels.len() != self.cat_cols.len()
+            || self.cat_emb_dims.len() != self.cat_cols.len()
+        {
+            return invalid(
+                "one level count and one embedding width are needed per categorical predictor",
+            );
         }
         if self.cat_emb_dims.iter().any(|&e| e == 0) {
             return invalid("`cat_emb_dim` must be at least 1");

@@ -52,7 +52,12 @@ fn fill_numeric(cols: &[&[f64]], n: usize, names: &[String]) -> Result<(Tensor, 
     // one parallel read pass: missing and infinite values per column
     let scan: Vec<(bool, bool)> = cols
         .par_iter()
-        .map(|c| (c.iter().any(|v| v.is_nan()), c.iter().any(|v| v.is_infinite())))
+        .map(|c| {
+            (
+                c.iter().any(|v| v.is_nan()),
+                c.iter().any(|v| v.is_infinite()),
+            )
+        })
         .collect();
     if let Some(j) = scan.iter().position(|s| s.1) {
         return invalid(format!("predictor `{}` contains infinite values", names[j]));
@@ -84,16 +89,25 @@ fn fill_numeric(cols: &[&[f64]], n: usize, names: &[String]) -> Result<(Tensor, 
 fn fill_codes(cols: &[&[i32]], levels: &[usize], n: usize) -> (Tensor, Vec<bool>) {
     let c = cols.len();
     let mut out = vec![0i64; n * c];
-    out.par_chunks_mut(ROW_BLOCK * c.max(1)).enumerate().for_each(|(bi, block)| {
-        let start = bi * ROW_BLOCK;
-        for (j, col) in cols.iter().enumerate() {
-            for (r, slot) in block.chunks_mut(c).enumerate() {
-                let v = col[start + r];
-                slot[j] = if v >= 1 && (v as usize) <= levels[j] { v as i64 } else { 0 };
+    out.par_chunks_mut(ROW_BLOCK * c.max(1))
+        .enumerate()
+        .for_each(|(bi, block)| {
+            let start = bi * ROW_BLOCK;
+            for (j, col) in cols.iter().enumerate() {
+                for (r, slot) in block.chunks_mut(c).enumerate() {
+                    let v = col[start + r];
+                    slot[j] = if v >= 1 && (v as usize) <= levels[j] {
+                        v as i64
+                    } else {
+                        0
+                    };
+                }
             }
-        }
-    });
-    let na = cols.par_iter().map(|col| col.iter().any(|&v| v == NA_INTEGER)).collect();
+        });
+    let na = cols
+        .par_iter()
+        .map(|col| col.iter().any(|&v| v == NA_INTEGER))
+        .collect();
     (Tensor::of_slice(&out).view([n as i64, c as i64]), na)
 }
 
@@ -118,14 +132,27 @@ impl Dataset {
                 cat.len()
             ));
         }
-        let n = num.first().map(|c| c.len()).or(cat.first().map(|c| c.len())).unwrap_or(0);
+        let n = num
+            .first()
+            .map(|c| c.len())
+            .or(cat.first().map(|c| c.len()))
+            .unwrap_or(0);
         if num.iter().any(|c| c.len() != n) || cat.iter().any(|c| c.len() != n) {
             return invalid("all predictor columns must have the same length");
         }
         if n == 0 {
             return invalid("the data has zero rows");
         }
-        let num_names: Vec<String> = cfg.num_cols.iter().map(|&j| names.get(j).cloned().unwrap_or_else(|| format!("#{}", j + 1))).collect();
+        let num_names: Vec<String> = cfg
+            .num_cols
+            .iter()
+            .map(|&j| {
+                names
+                    .get(j)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{}", j + 1))
+            })
+            .collect();
         let (x_num, num_na) = fill_numeric(num, n, &num_names)?;
         let (x_cat, cat_na) = if cat.is_empty() {
             (None, vec![])
@@ -138,13 +165,19 @@ impl Dataset {
             let mut pres = Tensor::ones(&[n as i64, f], (Kind::Float, Device::Cpu));
             for (k, &j) in cfg.num_cols.iter().enumerate() {
                 if num_na[k] {
-                    let miss: Vec<f32> = num[k].par_iter().map(|v| if v.is_nan() { 0.0 } else { 1.0 }).collect();
+                    let miss: Vec<f32> = num[k]
+                        .par_iter()
+                        .map(|v| if v.is_nan() { 0.0 } else { 1.0 })
+                        .collect();
                     pres.select(1, j as i64).copy_(&Tensor::of_slice(&miss));
                 }
             }
             for (k, &j) in cfg.cat_cols.iter().enumerate() {
                 if cat_na[k] {
-                    let miss: Vec<f32> = cat[k].par_iter().map(|&v| if v == NA_INTEGER { 0.0 } else { 1.0 }).collect();
+                    let miss: Vec<f32> = cat[k]
+                        .par_iter()
+                        .map(|&v| if v == NA_INTEGER { 0.0 } else { 1.0 })
+                        .collect();
                     pres.select(1, j as i64).copy_(&Tensor::of_slice(&miss));
                 }
             }
@@ -161,7 +194,11 @@ impl Dataset {
             None => None,
             Some(w) => {
                 if w.len() != n {
-                    return invalid(format!("`weights` has length {}, the data has {} rows", w.len(), n));
+                    return invalid(format!(
+                        "`weights` has length {}, the data has {} rows",
+                        w.len(),
+                        n
+                    ));
                 }
                 if w.iter().any(|v| !v.is_finite() || *v < 0.0) {
                     return invalid("`weights` must be finite and non-negative");
@@ -173,7 +210,13 @@ impl Dataset {
                 Some(Tensor::of_slice(&w32))
             }
         };
-        let dev = |t: Tensor| if device == Device::Cpu { t } else { t.to_device(device) };
+        let dev = |t: Tensor| {
+            if device == Device::Cpu {
+                t
+            } else {
+                t.to_device(device)
+            }
+        };
         Ok(Dataset {
             n: n as i64,
             x_num: dev(x_num),
@@ -278,7 +321,16 @@ mod tests {
         codes[7] = NA_INTEGER;
         let y: Vec<i32> = (0..n).map(|i| (i % 2) as i32).collect();
         let names: Vec<String> = vec!["a".into(), "f".into(), "b".into()];
-        let d = Dataset::from_columns(&cfg, &[&a, &b], &[&codes], &names, Some(Targets::Classes(vec![&y])), None, Device::Cpu).unwrap();
+        let d = Dataset::from_columns(
+            &cfg,
+            &[&a, &b],
+            &[&codes],
+            &names,
+            Some(Targets::Classes(vec![&y])),
+            None,
+            Device::Cpu,
+        )
+        .unwrap();
         assert_eq!(d.x_num.size(), vec![n as i64, 2]);
         assert_eq!(d.x_num.double_value(&[12345, 0]), 12345.0);
         assert_eq!(d.x_num.double_value(&[12345, 1]), -12345.0);
@@ -299,9 +351,14 @@ mod tests {
     fn bad_values_are_named() {
         let cfg = NetConfig::example(1, vec![1], Task::Regression);
         let a = vec![1.0, f64::INFINITY];
-        let err = Dataset::from_columns(&cfg, &[&a], &[], &["speed".into()], None, None, Device::Cpu).unwrap_err();
+        let err =
+            Dataset::from_columns(&cfg, &[&a], &[], &["speed".into()], None, None, Device::Cpu)
+                .unwrap_err();
         assert!(err.to_string().contains("speed"), "{err}");
         let e: Vec<f64> = vec![];
-        assert!(Dataset::from_columns(&cfg, &[&e], &[], &["x".into()], None, None, Device::Cpu).is_err());
+        assert!(
+            Dataset::from_columns(&cfg, &[&e], &[], &["x".into()], None, None, Device::Cpu)
+                .is_err()
+        );
     }
 }

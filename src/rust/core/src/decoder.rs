@@ -19,12 +19,24 @@ impl Decoder {
         let shared = shared_fcs(&(p / "shared"), n_d, n_d, cfg.n_shared_decoder);
         let transformers = (0..cfg.n_steps)
             .map(|i| {
-                FeatureTransformer::new(&(p / format!("ft{i}")), &shared, n_d, n_d, cfg.n_independent_decoder, vbs, cfg.momentum)
+                FeatureTransformer::new(
+                    &(p / format!("ft{i}")),
+                    &shared,
+                    n_d,
+                    n_d,
+                    cfg.n_independent_decoder,
+                    vbs,
+                    cfg.momentum,
+                )
             })
             .collect();
         Decoder {
             transformers,
-            reconstruction: p.var("reconstruction", &[cfg.embedded_dim() as i64, n_d], init::non_glu_fc(n_d)),
+            reconstruction: p.var(
+                "reconstruction",
+                &[cfg.embedded_dim() as i64, n_d],
+                init::non_glu_fc(n_d),
+            ),
         }
     }
 
@@ -37,6 +49,7 @@ impl Decoder {
                 Some(s) => s + o,
             });
         }
-        sum.expect("at least one step").linear::<Tensor>(&self.reconstruction, None)
+        sum.expect("at least one step")
+            .linear::<Tensor>(&self.reconstruction, None)
     }
 }

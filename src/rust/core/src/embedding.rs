@@ -31,7 +31,10 @@ impl Embedder {
                 p.var(
                     &format!("cat{k}"),
                     &[levels as i64 + 1, e as i64],
-                    nn::Init::Randn { mean: 0.0, stdev: 1.0 },
+                    nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 1.0,
+                    },
                 )
             })
             .collect();
@@ -65,7 +68,13 @@ impl Embedder {
                     parts.push(x_num.shallow_clone());
                 }
                 for (k, table) in self.tables.iter().enumerate() {
-                    parts.push(Tensor::embedding(table, &codes.select(1, k as i64), -1, false, false));
+                    parts.push(Tensor::embedding(
+                        table,
+                        &codes.select(1, k as i64),
+                        -1,
+                        false,
+                        false,
+                    ));
                 }
                 Tensor::cat(&parts, 1)
             }

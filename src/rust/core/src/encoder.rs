@@ -4,7 +4,7 @@ use crate::attentive::AttentiveTransformer;
 use crate::config::NetConfig;
 use crate::embedding::{ones_prior, Embedder};
 use crate::feature_transformer::{shared_fcs, FeatureTransformer};
-use crate::ghost_bn::bn_params;
+use crate::ghost_bn::{bn_params, normalise_eval, normalise_rows};
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]
@@ -36,7 +36,15 @@ impl Encoder {
         let vbs = cfg.virtual_batch_size as i64;
         let shared = shared_fcs(&(p / "shared"), d, h, cfg.n_shared);
         let ft = |name: String| {
-            FeatureTransformer::new(&(p / name), &shared, d, h, cfg.n_independent, vbs, cfg.momentum)
+            FeatureTransformer::new(
+                &(p / name),
+                &shared,
+                d,
+                h,
+                cfg.n_independent,
+                vbs,
+                cfg.momentum,
+            )
         };
         let splitter = ft("splitter".to_string());
         let transformers = (0..cfg.n_steps).map(|i| ft(format!("ft{i}"))).collect();
@@ -67,7 +75,19 @@ impl Encoder {
     /// Plain (non-ghost) batch norm on the embedded input.
     pub fn initial_bn(&self, x: &Tensor, train: bool) -> Tensor {
         let (w, b, rm, rv) = &self.bn;
-        x.batch_norm(Some(w), Some(b), Some(rm), Some(rv), train, self.momentum, 1e-5, false)
+        if !train {
+            return normalise_eval(x, w, b, rm, rv, 1e-5);
+        }
+        let (out, mean, var) = normalise_rows(x, w, b, 1e-5);
+        let n = x.size()[0] as f64;
+        tch::no_grad(|| {
+            let m = self.momentum;
+            let mut rm = rm.shallow_clone();
+            let mut rv = rv.shallow_clone();
+            let _ = rm.g_mul_scalar_(1.0 - m).g_add_(&(mean.view([-1]) * m));
+            let _ = rv.g_mul_scalar_(1.0 - m).g_add_(&(var.view([-1]) * (m * n / (n - 1.0))));
+        });
+        out
     }
 
     /// `x` is the embedded input (B, D) before the initial BN; `prior` the initial
@@ -87,13 +107,18 @@ impl Encoder {
             Some(p) => p.shallow_clone(),
             None => ones_prior(b, n_groups, x.device()),
         };
-        let mut a = self.splitter.forward_t(&x, train).narrow(1, self.n_d, self.attention[0].fc.size()[1]);
+        let mut a =
+            self.splitter
+                .forward_t(&x, train)
+                .narrow(1, self.n_d, self.attention[0].fc.size()[1]);
         let mut steps = Vec::with_capacity(self.transformers.len());
         let mut masks = Vec::new();
         let mut m_loss = Tensor::zeros(&[], (Kind::Float, x.device()));
         for (att, ft) in self.attention.iter().zip(&self.transformers) {
             let m = att.forward_t(&prior, &a, train);
-            m_loss += (&m * (&m + self.epsilon).log()).sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float).mean(Kind::Float);
+            m_loss += (&m * (&m + self.epsilon).log())
+                .sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)
+                .mean(Kind::Float);
             prior = &prior * (self.gamma - &m);
             let out = ft.forward_t(&(embedder.expand(&m) * &x), train);
             steps.push(out.narrow(1, 0, self.n_d).relu());
@@ -103,6 +128,10 @@ impl Encoder {
             }
         }
         let n = self.transformers.len() as f64;
-        EncoderOutput { steps, m_loss: m_loss / n, masks }
+        EncoderOutput {
+            steps,
+            m_loss: m_loss / n,
+            masks,
+        }
     }
 }

@@ -9,7 +9,11 @@ pub fn shared_fcs(p: &nn::Path, input_dim: i64, width: i64, n_shared: usize) -> 
     (0..n_shared)
         .map(|i| {
             let fan_in = if i == 0 { input_dim } else { width };
-            p.var(&format!("fc{i}"), &[2 * width, fan_in], init::glu_fc(fan_in))
+            p.var(
+                &format!("fc{i}"),
+                &[2 * width, fan_in],
+                init::glu_fc(fan_in),
+            )
         })
         .collect()
 }
@@ -39,7 +43,10 @@ impl FeatureTransformer {
                 .enumerate()
                 .map(|(i, w)| GluLayer::new(&(&sp / i), w.shallow_clone(), width, vbs, momentum))
                 .collect();
-            Some(GluBlock { layers, first: true })
+            Some(GluBlock {
+                layers,
+                first: true,
+            })
         };
         let specific = if n_independent == 0 {
             None

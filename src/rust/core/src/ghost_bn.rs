@@ -6,8 +6,8 @@
 //! own biased mean/variance. The running statistics receive one PyTorch-style EMA
 //! update per chunk, in order, with the chunk's unbiased variance; the k updates are
 //! applied in closed form: r ← (1−m)^k r + Σᵢ m(1−m)^{k−1−i} sᵢ.
-//! All equal-size chunks go through a single native `batch_norm` call on a
-//! (c, k·C) view. A last chunk of one row is merged into the chunk before it, so
+//! All equal-size chunks are normalised at once on a (k, c, C) view of the
+//! batch, with no copies (see [`normalise_rows`]). A last chunk of one row is merged into the chunk before it, so
 //! batch norm never sees a single row in training. Eval mode uses the running
 //! statistics, so rows are independent of each other.
 use tch::{nn, Kind, Tensor};
@@ -53,21 +53,20 @@ pub fn chunk_sizes(b: i64, vbs: i64) -> Vec<i64> {
 impl GhostBatchNorm {
     pub fn new(p: &nn::Path, dim: i64, virtual_batch_size: i64, momentum: f64) -> Self {
         let (weight, bias, running_mean, running_var) = bn_params(p, dim);
-        GhostBatchNorm { weight, bias, running_mean, running_var, virtual_batch_size, momentum, eps: 1e-5 }
+        GhostBatchNorm {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            virtual_batch_size,
+            momentum,
+            eps: 1e-5,
+        }
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         if !train {
-            return x.batch_norm(
-                Some(&self.weight),
-                Some(&self.bias),
-                Some(&self.running_mean),
-                Some(&self.running_var),
-                false,
-                self.momentum,
-                self.eps,
-                false,
-            );
+            return normalise_eval(x, &self.weight, &self.bias, &self.running_mean, &self.running_var, self.eps);
         }
         let b = x.size()[0];
         let sizes = chunk_sizes(b, self.virtual_batch_size);
@@ -97,11 +96,15 @@ impl GhostBatchNorm {
             let vars = Tensor::cat(&vars, 0);
             let k = counts.iter().sum::<i64>();
             let m = self.momentum;
-            let w: Vec<f32> = (0..k).map(|i| (m * (1.0 - m).powi((k - 1 - i) as i32)) as f32).collect();
+            let w: Vec<f32> = (0..k)
+                .map(|i| (m * (1.0 - m).powi((k - 1 - i) as i32)) as f32)
+                .collect();
             let w = Tensor::of_slice(&w).to_device(x.device()).view([k, 1]);
             let decay = (1.0 - m).powi(k as i32);
-            let new_mean = &self.running_mean * decay + (&w * means).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
-            let new_var = &self.running_var * decay + (&w * vars).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
+            let new_mean = &self.running_mean * decay
+                + (&w * means).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
+            let new_var = &self.running_var * decay
+                + (&w * vars).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
             let mut rm = self.running_mean.shallow_clone();
             let mut rv = self.running_var.shallow_clone();
             rm.copy_(&new_mean);
@@ -114,36 +117,38 @@ impl GhostBatchNorm {
         }
     }
 
-    /// Normalises `k` consecutive chunks of `c` rows each with one native call.
+    /// Normalises `k` consecutive chunks of `c` rows each on a (k, c, C) view.
     /// Returns the output and the per-chunk means and unbiased variances (k, C).
     fn normalise_chunks(&self, x: &Tensor, k: i64, c: i64) -> (Tensor, Tensor, Tensor) {
         let ch = x.size()[1];
-        let (input, weight, bias) = if k == 1 {
-            (x.shallow_clone(), self.weight.shallow_clone(), self.bias.shallow_clone())
-        } else {
-            (
-                x.view([k, c, ch]).transpose(0, 1).reshape(&[c, k * ch]),
-                self.weight.repeat(&[k]),
-                self.bias.repeat(&[k]),
-            )
-        };
-        let (out, save_mean, save_invstd) = input.native_batch_norm(
-            Some(&weight),
-            Some(&bias),
-            None::<&Tensor>,
-            None::<&Tensor>,
-            true,
-            self.momentum,
-            self.eps,
-        );
-        let out = if k == 1 { out } else { out.view([c, k, ch]).transpose(0, 1).reshape(&[k * c, ch]) };
+        let (out, mean, var) = normalise_rows(&x.view([k, c, ch]), &self.weight, &self.bias, self.eps);
+        let out = out.view([k * c, ch]);
         let (mean, var) = tch::no_grad(|| {
-            let biased = save_invstd.square().reciprocal() - self.eps;
-            let unbiased = biased * (c as f64 / (c - 1) as f64);
-            (save_mean.view([k, ch]), unbiased.view([k, ch]))
+            (mean.view([k, ch]), var.view([k, ch]) * (c as f64 / (c - 1) as f64))
         });
         (out, mean, var)
     }
+}
+
+/// Batch-normalises `x` (…, rows, C) over its rows dimension (-2) with biased
+/// variance, then applies the affine weight and bias. Written as a mean pass,
+/// a centring pass, a variance pass and one fused `addcmul`: libtorch 1.13's
+/// `var_mean` and `batch_norm` take slow strided paths on these shapes.
+/// Returns (output, mean, biased variance), the statistics detached.
+pub fn normalise_rows(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> (Tensor, Tensor, Tensor) {
+    let mean = x.mean_dim(Some(&[-2i64][..]), true, Kind::Float);
+    let centred = x - &mean;
+    let var = centred.square().mean_dim(Some(&[-2i64][..]), true, Kind::Float);
+    let scale = (&var + eps).rsqrt() * weight;
+    let out = bias.addcmul(&centred, &scale);
+    (out, mean.detach(), var.detach())
+}
+
+/// Eval-mode batch norm with running statistics, as one fused `addcmul`.
+pub fn normalise_eval(x: &Tensor, weight: &Tensor, bias: &Tensor, running_mean: &Tensor, running_var: &Tensor, eps: f64) -> Tensor {
+    let scale = (running_var + eps).rsqrt() * weight;
+    let shift = bias - running_mean * &scale;
+    shift.addcmul(x, &scale)
 }
 
 #[cfg(test)]
@@ -163,7 +168,14 @@ mod tests {
     }
 
     /// Reference: per-chunk loop, exactly as the definition reads.
-    fn reference(x: &Tensor, vbs: i64, m: f64, eps: f64, w: &Tensor, b: &Tensor) -> (Tensor, Tensor, Tensor) {
+    fn reference(
+        x: &Tensor,
+        vbs: i64,
+        m: f64,
+        eps: f64,
+        w: &Tensor,
+        b: &Tensor,
+    ) -> (Tensor, Tensor, Tensor) {
         let c = x.size()[1];
         let mut rm = Tensor::zeros(&[c], (Kind::Float, Device::Cpu));
         let mut rv = Tensor::ones(&[c], (Kind::Float, Device::Cpu));
@@ -185,7 +197,13 @@ mod tests {
     #[test]
     fn ghost_bn_matches_its_definition() {
         tch::manual_seed(3);
-        for &(rows, vbs) in &[(1000i64, 128i64), (1030, 128), (257, 128), (64, 128), (7, 3)] {
+        for &(rows, vbs) in &[
+            (1000i64, 128i64),
+            (1030, 128),
+            (257, 128),
+            (64, 128),
+            (7, 3),
+        ] {
             let vs = VarStore::new(Device::Cpu);
             let gbn = GhostBatchNorm::new(&vs.root(), 5, vbs, 0.02);
             tch::no_grad(|| {
@@ -196,7 +214,14 @@ mod tests {
             });
             let x = Tensor::randn(&[rows, 5], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
             let out = gbn.forward_t(&x, true);
-            let (want, rm, rv) = reference(&x, vbs, 0.02, 1e-5, &gbn.weight.detach(), &gbn.bias.detach());
+            let (want, rm, rv) = reference(
+                &x,
+                vbs,
+                0.02,
+                1e-5,
+                &gbn.weight.detach(),
+                &gbn.bias.detach(),
+            );
             let d = (&out - want).abs().max().double_value(&[]);
             assert!(d < 1e-4, "output differs by {d} (rows {rows}, vbs {vbs})");
             let dm = (&gbn.running_mean - rm).abs().max().double_value(&[]);

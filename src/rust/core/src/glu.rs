@@ -11,11 +11,16 @@ pub struct GluLayer {
 
 impl GluLayer {
     pub fn new(p: &nn::Path, fc: Tensor, out: i64, vbs: i64, momentum: f64) -> Self {
-        GluLayer { fc, bn: GhostBatchNorm::new(&(p / "bn"), 2 * out, vbs, momentum) }
+        GluLayer {
+            fc,
+            bn: GhostBatchNorm::new(&(p / "bn"), 2 * out, vbs, momentum),
+        }
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.bn.forward_t(&x.linear::<Tensor>(&self.fc, None), train).glu(-1)
+        self.bn
+            .forward_t(&x.linear::<Tensor>(&self.fc, None), train)
+            .glu(-1)
     }
 }
 

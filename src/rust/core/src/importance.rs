@@ -23,7 +23,11 @@ use tch::{Device, Kind, Tensor};
 /// Column sums of the unnormalised M_explain divided by their total (sums to 1).
 pub fn mask_importance(model: &Model, data: &Dataset, batch_size: i64) -> Result<Vec<f64>> {
     let (m, _) = inference::explain(model, data, batch_size)?;
-    let sums: Vec<f64> = Vec::from(&m.to_kind(Kind::Double).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Double));
+    let sums: Vec<f64> = Vec::from(&m.to_kind(Kind::Double).sum_dim_intlist(
+        Some(&[0i64][..]),
+        false,
+        Kind::Double,
+    ));
     let total: f64 = sums.iter().sum();
     if !(total > 0.0) {
         return Ok(vec![1.0 / sums.len() as f64; sums.len()]);
@@ -73,9 +77,17 @@ impl Scorer {
         };
         let (y_class, y_value) = match model.cfg.task {
             Task::Classification => (Vec::<i64>::from(&y.contiguous().view([-1])), vec![]),
-            Task::Regression => (vec![], Vec::<f64>::from(&y.to_kind(Kind::Double).contiguous().view([-1]))),
+            Task::Regression => (
+                vec![],
+                Vec::<f64>::from(&y.to_kind(Kind::Double).contiguous().view([-1])),
+            ),
         };
-        Ok(Scorer { task: model.cfg.task, dims: model.cfg.output_dims.clone(), y_class, y_value })
+        Ok(Scorer {
+            task: model.cfg.task,
+            dims: model.cfg.output_dims.clone(),
+            y_class,
+            y_value,
+        })
     }
 
     fn name(&self) -> &'static str {
@@ -110,7 +122,9 @@ impl Scorer {
                 let mut s = 0.0;
                 let mut off = 0;
                 for (k, &d) in self.dims.iter().enumerate() {
-                    let p: Vec<f64> = (0..n).flat_map(|r| pred[r * width + off..r * width + off + d].to_vec()).collect();
+                    let p: Vec<f64> = (0..n)
+                        .flat_map(|r| pred[r * width + off..r * width + off + d].to_vec())
+                        .collect();
                     let t: Vec<i64> = (0..n).map(|r| self.y_class[r * k_out + k]).collect();
                     s += metrics::accuracy(&p, d, &t);
                     off += d;
@@ -126,13 +140,30 @@ fn to_host(t: &Tensor) -> Vec<f64> {
 }
 
 /// Model-agnostic importance of every predictor column.
-pub fn model_agnostic(model: &Model, data: &Dataset, method: Method, n_repeats: usize, batch_size: i64) -> Result<Importance> {
+pub fn model_agnostic(
+    model: &Model,
+    data: &Dataset,
+    method: Method,
+    n_repeats: usize,
+    batch_size: i64,
+) -> Result<Importance> {
     model.supervised()?;
-    let scorer = if method == Method::Mad { None } else { Some(Scorer::new(model, data)?) };
+    let scorer = if method == Method::Mad {
+        None
+    } else {
+        Some(Scorer::new(model, data)?)
+    };
     let base_pred = inference::predict(model, data, batch_size)?;
     let base_host = to_host(&base_pred);
-    let baseline = scorer.as_ref().map(|s| s.score(&base_host)).unwrap_or(f64::NAN);
-    let repeats = if method == Method::Permutation { n_repeats.max(1) } else { 1 };
+    let baseline = scorer
+        .as_ref()
+        .map(|s| s.score(&base_host))
+        .unwrap_or(f64::NAN);
+    let repeats = if method == Method::Permutation {
+        n_repeats.max(1)
+    } else {
+        1
+    };
     let work = Dataset {
         n: data.n,
         x_num: data.x_num.copy(),
@@ -148,15 +179,28 @@ pub fn model_agnostic(model: &Model, data: &Dataset, method: Method, n_repeats: 
         let (tensor, col) = match cfg.num_cols.iter().position(|&c| c == feature) {
             Some(k) => (work.x_num.shallow_clone(), k as i64),
             None => {
-                let k = cfg.cat_cols.iter().position(|&c| c == feature).expect("feature is a column");
-                (work.x_cat.as_ref().expect("categorical tensor").shallow_clone(), k as i64)
+                let k = cfg
+                    .cat_cols
+                    .iter()
+                    .position(|&c| c == feature)
+                    .expect("feature is a column");
+                (
+                    work.x_cat
+                        .as_ref()
+                        .expect("categorical tensor")
+                        .shallow_clone(),
+                    k as i64,
+                )
             }
         };
         let original = tensor.select(1, col).copy();
         let mut preds = Vec::with_capacity(repeats);
         for _ in 0..repeats {
             let replacement = match method {
-                Method::Permutation => original.index_select(0, &Tensor::randperm(data.n, (Kind::Int64, original.device()))),
+                Method::Permutation => original.index_select(
+                    0,
+                    &Tensor::randperm(data.n, (Kind::Int64, original.device())),
+                ),
                 _ if original.kind() == Kind::Int64 => {
                     let mode = original.bincount::<Tensor>(None, 0).argmax(None, false);
                     original.zeros_like() + mode
@@ -173,11 +217,22 @@ pub fn model_agnostic(model: &Model, data: &Dataset, method: Method, n_repeats: 
         tensor.select(1, col).copy_(&original);
         values[feature] = match &scorer {
             None => preds.into_iter().map(|v| v[0]).collect(),
-            Some(s) => preds.par_iter().map(|p| {
-                let v = s.score(p);
-                baseline - v
-            }).collect(),
+            Some(s) => preds
+                .par_iter()
+                .map(|p| {
+                    let v = s.score(p);
+                    baseline - v
+                })
+                .collect(),
         };
     }
-    Ok(Importance { values, baseline: if scorer.as_ref().map(|s| s.task) == Some(Task::Regression) { -baseline } else { baseline }, metric: scorer.as_ref().map(|s| s.name()).unwrap_or("mad") })
+    Ok(Importance {
+        values,
+        baseline: if scorer.as_ref().map(|s| s.task) == Some(Task::Regression) {
+            -baseline
+        } else {
+            baseline
+        },
+        metric: scorer.as_ref().map(|s| s.name()).unwrap_or("mad"),
+    })
 }

@@ -47,6 +47,9 @@ pub fn explain(model: &Model, data: &Dataset, batch_size: i64) -> Result<(Tensor
             }
             start += len;
         }
-        (Tensor::cat(&agg, 0), masks.into_iter().map(|m| Tensor::cat(&m, 0)).collect())
+        (
+            Tensor::cat(&agg, 0),
+            masks.into_iter().map(|m| Tensor::cat(&m, 0)).collect(),
+        )
     }))
 }

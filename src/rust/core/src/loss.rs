@@ -6,7 +6,9 @@ use tch::{Kind, Tensor};
 /// per outcome) or of the squared error.
 pub fn per_row(cfg: &NetConfig, out: &Tensor, y: &Tensor) -> Tensor {
     match cfg.task {
-        Task::Regression => (out - y).square().mean_dim(Some(&[1i64][..]), false, Kind::Float),
+        Task::Regression => (out - y)
+            .square()
+            .mean_dim(Some(&[1i64][..]), false, Kind::Float),
         Task::Classification => {
             let mut total: Option<Tensor> = None;
             let mut offset = 0i64;
@@ -78,7 +80,9 @@ mod tests {
                 let lse = m + lo.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
                 lse - lo[t] as f64
             };
-            let l = (ce(&logits[r][0..3], ys[2 * r] as usize) + ce(&logits[r][3..5], ys[2 * r + 1] as usize)) / 2.0;
+            let l = (ce(&logits[r][0..3], ys[2 * r] as usize)
+                + ce(&logits[r][3..5], ys[2 * r + 1] as usize))
+                / 2.0;
             assert!((rows.double_value(&[r as i64]) - l).abs() < 1e-5);
             num += ws[r] as f64 * l;
             den += ws[r] as f64;
@@ -92,8 +96,12 @@ mod tests {
         assert!((a - b).abs() < 1e-6);
         // per-outcome probabilities sum to one
         let p = activate(&cfg, &out);
-        let s1 = p.narrow(1, 0, 3).sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float);
-        let s2 = p.narrow(1, 3, 2).sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float);
+        let s1 = p
+            .narrow(1, 0, 3)
+            .sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float);
+        let s2 = p
+            .narrow(1, 3, 2)
+            .sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float);
         assert!((s1 - 1.0).abs().max().double_value(&[]) < 1e-6);
         assert!((s2 - 1.0).abs().max().double_value(&[]) < 1e-6);
     }

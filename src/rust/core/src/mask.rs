@@ -5,8 +5,14 @@
 //! τ is then re-expressed as a differentiable closed form over the detached
 //! support, so autograd yields exactly the published Jacobians:
 //! sparsemax `J = diag(s) - s sᵀ/|S|`, entmax-1.5 `J = diag(√p) - √p √pᵀ/Σ√p`.
+//!
+//! On the CPU the support is found by a per-row sort in Rust (rayon over row
+//! blocks, straight on the tensor's memory): libtorch 1.13's `sort` over many
+//! short rows costs far more than the rest of the step. Elsewhere (CUDA) the
+//! support comes from libtorch's sort.
 use crate::config::MaskType;
-use tch::{Kind, Tensor};
+use rayon::prelude::*;
+use tch::{Device, Kind, Tensor};
 
 pub fn apply(mask: MaskType, z: &Tensor) -> Tensor {
     match mask {
@@ -23,6 +29,17 @@ fn ranks(z: &Tensor) -> Tensor {
 /// Euclidean projection of each row onto the probability simplex.
 pub fn sparsemax(z: &Tensor) -> Tensor {
     let z = z - z.amax(&[-1], true).detach();
+    let s = match host_support(&z, false) {
+        Some(s) => s,
+        None => sparsemax_support_torch(&z),
+    };
+    let k = s.sum_dim_intlist(Some(&[-1i64][..]), true, z.kind());
+    let tau = ((&z * &s).sum_dim_intlist(Some(&[-1i64][..]), true, z.kind()) - 1.0) / k;
+    (z - tau).clamp_min(0.0)
+}
+
+/// Support of sparsemax from libtorch's sort (any device).
+pub fn sparsemax_support_torch(z: &Tensor) -> Tensor {
     let tau = tch::no_grad(|| {
         let (zs, _) = z.sort(-1, true);
         let cs = zs.cumsum(-1, z.kind());
@@ -31,15 +48,27 @@ pub fn sparsemax(z: &Tensor) -> Tensor {
         let kstar = support.sum_dim_intlist(Some(&[-1i64][..]), true, Kind::Int64);
         (cs.gather(-1, &(kstar.shallow_clone() - 1), false) - 1.0) / kstar.to_kind(z.kind())
     });
-    let s = z.gt_tensor(&tau).to_kind(z.kind());
-    let k = s.sum_dim_intlist(Some(&[-1i64][..]), true, z.kind());
-    let tau = ((&z * &s).sum_dim_intlist(Some(&[-1i64][..]), true, z.kind()) - 1.0) / k;
-    (z - tau).clamp_min(0.0)
+    z.gt_tensor(&tau).to_kind(z.kind())
 }
 
 /// Entmax with α = 1.5: p = [z/2 - τ]₊² with Σp = 1.
 pub fn entmax15(z: &Tensor) -> Tensor {
     let x = (z - z.amax(&[-1], true).detach()) / 2.0;
+    let s = match host_support(&x, true) {
+        Some(s) => s,
+        None => entmax_support_torch(&x),
+    };
+    let k = s.sum_dim_intlist(Some(&[-1i64][..]), true, x.kind());
+    let xs = &x * &s;
+    let mu = xs.sum_dim_intlist(Some(&[-1i64][..]), true, x.kind()) / &k;
+    let mu2 = (&xs * &x).sum_dim_intlist(Some(&[-1i64][..]), true, x.kind()) / &k;
+    let delta = (1.0f64 - &k * (mu2 - mu.square())) / &k;
+    let tau = mu - delta.clamp_min(1e-12).sqrt();
+    (x - tau).clamp_min(0.0).square()
+}
+
+/// Support of entmax-1.5 (on x = z/2) from libtorch's sort (any device).
+pub fn entmax_support_torch(x: &Tensor) -> Tensor {
     let tau = tch::no_grad(|| {
         let (xs, _) = x.sort(-1, true);
         let k = ranks(&x);
@@ -48,17 +77,99 @@ pub fn entmax15(z: &Tensor) -> Tensor {
         let ss = &k * (mean_sq - mean.square());
         let delta = (1.0f64 - ss) / &k;
         let tau = &mean - delta.clamp_min(0.0).sqrt();
-        let support = tau.le_tensor(&xs).sum_dim_intlist(Some(&[-1i64][..]), true, Kind::Int64);
+        let support = tau
+            .le_tensor(&xs)
+            .sum_dim_intlist(Some(&[-1i64][..]), true, Kind::Int64);
         tau.gather(-1, &(support - 1), false)
     });
-    let s = x.gt_tensor(&tau).to_kind(x.kind());
-    let k = s.sum_dim_intlist(Some(&[-1i64][..]), true, x.kind());
-    let xs = &x * &s;
-    let mu = xs.sum_dim_intlist(Some(&[-1i64][..]), true, x.kind()) / &k;
-    let mu2 = (&xs * &x).sum_dim_intlist(Some(&[-1i64][..]), true, x.kind()) / &k;
-    let delta = (1.0f64 - &k * (mu2 - mu.square())) / &k;
-    let tau = mu - delta.clamp_min(1e-12).sqrt();
-    (x - tau).clamp_min(0.0).square()
+    x.gt_tensor(&tau).to_kind(x.kind())
+}
+
+/// Threshold of one row (values already sorted in descending order).
+fn row_threshold(sorted: &[f64], entmax: bool) -> f64 {
+    let mut tau = 0.0;
+    let (mut sum, mut sum_sq) = (0.0, 0.0);
+    for (i, &v) in sorted.iter().enumerate() {
+        let k = (i + 1) as f64;
+        sum += v;
+        sum_sq += v * v;
+        let t = if entmax {
+            let mean = sum / k;
+            let delta = (1.0 - (sum_sq - k * mean * mean)) / k;
+            mean - delta.max(0.0).sqrt()
+        } else {
+            (sum - 1.0) / k
+        };
+        if (entmax && t <= v) || (!entmax && k * v > sum - 1.0) {
+            tau = t;
+        } else {
+            break;
+        }
+    }
+    tau
+}
+
+/// The 0/1 support of each row computed in Rust on a CPU tensor (None on
+/// other devices or kinds).
+fn host_support(z: &Tensor, entmax: bool) -> Option<Tensor> {
+    if z.device() != Device::Cpu || z.dim() != 2 {
+        return None;
+    }
+    let size = z.size();
+    let (rows, g) = (size[0] as usize, size[1] as usize);
+    let z = z.detach().contiguous();
+    let out = Tensor::empty(&[rows as i64, g as i64], (z.kind(), Device::Cpu));
+    match z.kind() {
+        Kind::Float => fill_support::<f32>(&z, &out, rows, g, entmax),
+        Kind::Double => fill_support::<f64>(&z, &out, rows, g, entmax),
+        _ => return None,
+    }
+    Some(out)
+}
+
+trait Real: Copy + Send + Sync + 'static {
+    fn to_f64(self) -> f64;
+    fn from_bool(b: bool) -> Self;
+}
+impl Real for f32 {
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_bool(b: bool) -> Self {
+        b as u8 as f32
+    }
+}
+impl Real for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_bool(b: bool) -> Self {
+        b as u8 as f64
+    }
+}
+
+fn fill_support<T: Real>(z: &Tensor, out: &Tensor, rows: usize, g: usize, entmax: bool) {
+    if rows == 0 || g == 0 {
+        return;
+    }
+    // SAFETY: both tensors are contiguous CPU tensors of rows·g elements of T;
+    // `out` is fresh and only written here.
+    let src = unsafe { std::slice::from_raw_parts(z.data_ptr() as *const T, rows * g) };
+    let dst = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut T, rows * g) };
+    const BLOCK: usize = 1024;
+    dst.par_chunks_mut(BLOCK * g).zip(src.par_chunks(BLOCK * g)).for_each(|(d, s)| {
+        let mut buf = vec![0.0f64; g];
+        for (drow, srow) in d.chunks_mut(g).zip(s.chunks(g)) {
+            for (b, v) in buf.iter_mut().zip(srow) {
+                *b = v.to_f64();
+            }
+            buf.sort_unstable_by(|a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal));
+            let tau = row_threshold(&buf, entmax);
+            for (o, v) in drow.iter_mut().zip(srow) {
+                *o = T::from_bool(v.to_f64() > tau);
+            }
+        }
+    });
 }
 
 #[cfg(test)]
@@ -73,7 +184,10 @@ mod tests {
     fn check_simplex(p: &Tensor) {
         let sums = p.sum_dim_intlist(Some(&[-1i64][..]), false, Kind::Double);
         let max_dev = (sums - 1.0).abs().max().double_value(&[]);
-        assert!(max_dev < 1e-10, "rows must sum to 1, max deviation {max_dev}");
+        assert!(
+            max_dev < 1e-10,
+            "rows must sum to 1, max deviation {max_dev}"
+        );
         assert!(p.min().double_value(&[]) >= 0.0);
     }
 
@@ -82,13 +196,18 @@ mod tests {
         let p = sparsemax(&rows());
         check_simplex(&p);
         let zeros = p.eq(0.0).sum(Kind::Int64).int64_value(&[]);
-        assert!(zeros > 64, "sparsemax should zero out many entries, got {zeros}");
+        assert!(
+            zeros > 64,
+            "sparsemax should zero out many entries, got {zeros}"
+        );
         // a dominant entry takes all the mass
         let one = sparsemax(&Tensor::of_slice(&[10.0f64, 0.0, -1.0]).view([1, 3]));
         assert_eq!(Vec::<f64>::from(&one.view([-1])), vec![1.0, 0.0, 0.0]);
         // equal logits give the uniform distribution
         let u = sparsemax(&Tensor::zeros(&[1, 4], (Kind::Double, tch::Device::Cpu)));
-        assert!(Vec::<f64>::from(&u.view([-1])).iter().all(|v| (v - 0.25).abs() < 1e-12));
+        assert!(Vec::<f64>::from(&u.view([-1]))
+            .iter()
+            .all(|v| (v - 0.25).abs() < 1e-12));
     }
 
     #[test]
@@ -156,9 +275,24 @@ mod tests {
     }
 
     #[test]
+    fn host_and_libtorch_supports_agree() {
+        for kind in [Kind::Float, Kind::Double] {
+            let z = rows().to_kind(kind) * 3.0;
+            let z = &z - z.amax(&[-1], true);
+            let host = host_support(&z, false).unwrap();
+            assert!(host.equal(&sparsemax_support_torch(&z)), "sparsemax support, {kind:?}");
+            let x = &z / 2.0;
+            let host = host_support(&x, true).unwrap();
+            assert!(host.equal(&entmax_support_torch(&x)), "entmax support, {kind:?}");
+        }
+    }
+
+    #[test]
     fn sparsemax_gradient_is_the_published_jacobian() {
         // grad_i = g_i - mean_{j in S} g_j on the support, 0 elsewhere
-        let z = Tensor::of_slice(&[0.3f64, 1.2, -0.5, 1.0]).view([1, 4]).set_requires_grad(true);
+        let z = Tensor::of_slice(&[0.3f64, 1.2, -0.5, 1.0])
+            .view([1, 4])
+            .set_requires_grad(true);
         let g = Tensor::of_slice(&[1.0f64, 2.0, 3.0, 5.0]).view([1, 4]);
         (sparsemax(&z) * &g).sum(Kind::Double).backward();
         let got = Vec::<f64>::from(&z.grad().view([-1]));

@@ -4,7 +4,11 @@
 /// through the Mann–Whitney rank statistic.
 pub fn auc(score: &[f64], label: &[bool]) -> f64 {
     let mut idx: Vec<usize> = (0..score.len()).collect();
-    idx.sort_by(|&a, &b| score[a].partial_cmp(&score[b]).unwrap_or(std::cmp::Ordering::Equal));
+    idx.sort_by(|&a, &b| {
+        score[a]
+            .partial_cmp(&score[b])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let mut ranks = vec![0.0; score.len()];
     let mut i = 0;
     while i < idx.len() {
@@ -23,7 +27,12 @@ pub fn auc(score: &[f64], label: &[bool]) -> f64 {
     if n_pos == 0.0 || n_neg == 0.0 {
         return f64::NAN;
     }
-    let sum_pos: f64 = ranks.iter().zip(label).filter(|(_, &l)| l).map(|(r, _)| r).sum();
+    let sum_pos: f64 = ranks
+        .iter()
+        .zip(label)
+        .filter(|(_, &l)| l)
+        .map(|(r, _)| r)
+        .sum();
     (sum_pos - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
 }
 
@@ -34,7 +43,10 @@ pub fn accuracy(prob: &[f64], k: usize, truth: &[i64]) -> f64 {
         .enumerate()
         .filter(|(r, &t)| {
             let row = &prob[r * k..(r + 1) * k];
-            let best = row.iter().enumerate().fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
+            let best = row
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
             best as i64 == t
         })
         .count();
@@ -43,11 +55,22 @@ pub fn accuracy(prob: &[f64], k: usize, truth: &[i64]) -> f64 {
 
 /// Mean negative log-likelihood of `truth` (probabilities floored at 1e-15).
 pub fn log_loss(prob: &[f64], k: usize, truth: &[i64]) -> f64 {
-    truth.iter().enumerate().map(|(r, &t)| -(prob[r * k + t as usize].max(1e-15)).ln()).sum::<f64>() / truth.len() as f64
+    truth
+        .iter()
+        .enumerate()
+        .map(|(r, &t)| -(prob[r * k + t as usize].max(1e-15)).ln())
+        .sum::<f64>()
+        / truth.len() as f64
 }
 
 pub fn rmse(pred: &[f64], truth: &[f64]) -> f64 {
-    (pred.iter().zip(truth).map(|(p, t)| (p - t).powi(2)).sum::<f64>() / truth.len() as f64).sqrt()
+    (pred
+        .iter()
+        .zip(truth)
+        .map(|(p, t)| (p - t).powi(2))
+        .sum::<f64>()
+        / truth.len() as f64)
+        .sqrt()
 }
 
 #[cfg(test)]
@@ -60,7 +83,10 @@ mod tests {
         assert_eq!(auc(&[0.9, 0.8, 0.2, 0.1], &[false, false, true, true]), 0.0);
         assert_eq!(auc(&[0.5, 0.5], &[false, true]), 0.5);
         // 1 discordant pair of 4
-        assert_eq!(auc(&[0.1, 0.6, 0.5, 0.9], &[false, false, true, true]), 0.75);
+        assert_eq!(
+            auc(&[0.1, 0.6, 0.5, 0.9], &[false, false, true, true]),
+            0.75
+        );
     }
 
     #[test]

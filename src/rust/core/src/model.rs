@@ -46,7 +46,12 @@ impl Model {
     }
 
     /// Rebuilds a model from its config and weight bytes.
-    pub fn load(cfg: NetConfig, pretrain_ratio: Option<f64>, bytes: &[u8], device: Device) -> Result<Model> {
+    pub fn load(
+        cfg: NetConfig,
+        pretrain_ratio: Option<f64>,
+        bytes: &[u8],
+        device: Device,
+    ) -> Result<Model> {
         let mut m = match pretrain_ratio {
             Some(r) => Model::new_pretrainer(cfg, r, device)?,
             None => Model::new(cfg, device)?,
@@ -60,9 +65,20 @@ impl Model {
         Ok(())
     }
 
+    /// The tensors are written sorted by name (`VarStore::save_to_stream()`
+    /// follows its HashMap's randomised order, so the same weights would give
+    /// different bytes in every call) and from the CPU, so the bytes hold no
+    /// device state.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut named: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(name, t)| (name, t.to_device(Device::Cpu)))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
         let mut buf = Vec::new();
-        self.vs.save_to_stream(&mut buf)?;
+        Tensor::save_multi_to_stream(&named, &mut buf)?;
         Ok(buf)
     }
 
@@ -71,7 +87,11 @@ impl Model {
     }
 
     pub fn n_parameters(&self) -> i64 {
-        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+        self.vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
     }
 
     /// Copies the embedder and encoder weights (and BN statistics) of `other`
@@ -108,7 +128,12 @@ impl Model {
     }
 
     /// (loss to optimise, task loss to report) for a batch.
-    pub fn batch_loss(&self, b: &Batch, train: bool, lambda_sparse: f64) -> Result<(Tensor, Tensor)> {
+    pub fn batch_loss(
+        &self,
+        b: &Batch,
+        train: bool,
+        lambda_sparse: f64,
+    ) -> Result<(Tensor, Tensor)> {
         match &self.net {
             Net::Supervised(net) => {
                 let y = match &b.y {

@@ -26,15 +26,25 @@ impl TabNet {
         TabNet {
             embedder: Embedder::new(&(p / "embedder"), cfg),
             encoder: Encoder::new(&(p / "encoder"), cfg),
-            head: p.var("head", &[cfg.output_dim() as i64, cfg.n_d as i64], init::non_glu_fc(cfg.n_d as i64)),
+            head: p.var(
+                "head",
+                &[cfg.output_dim() as i64, cfg.n_d as i64],
+                init::non_glu_fc(cfg.n_d as i64),
+            ),
         }
     }
 
     /// Returns (logits or values (B, out), sparsity term M_loss ≤ 0).
     pub fn forward_t(&self, b: &Batch, train: bool) -> (Tensor, Tensor) {
         let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
-        let enc = self.encoder.forward_t(&x, b.present.as_ref(), &self.embedder, train, false);
-        let d = enc.steps.iter().skip(1).fold(enc.steps[0].shallow_clone(), |acc, s| acc + s);
+        let enc = self
+            .encoder
+            .forward_t(&x, b.present.as_ref(), &self.embedder, train, false);
+        let d = enc
+            .steps
+            .iter()
+            .skip(1)
+            .fold(enc.steps[0].shallow_clone(), |acc, s| acc + s);
         (d.linear::<Tensor>(&self.head, None), enc.m_loss)
     }
 
@@ -54,5 +64,8 @@ pub fn explain_encoder(embedder: &Embedder, encoder: &Encoder, b: &Batch) -> Exp
         let eta = d.sum_dim_intlist(Some(&[1i64][..]), true, Kind::Float);
         m_explain += m * eta;
     }
-    Explanation { m_explain, masks: enc.masks }
+    Explanation {
+        m_explain,
+        masks: enc.masks,
+    }
 }

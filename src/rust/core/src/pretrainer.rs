@@ -2,10 +2,14 @@
 //! column groups are obfuscated, the encoder sees the rest (prior 0 on the
 //! obfuscated groups), the decoder reconstructs the embedded input.
 //!
-//! Loss per row: Σ_j S_bj (x̂_bj − x_bj)² / σ²_j divided by the number of
-//! obfuscated cells, averaged over rows, with σ²_j the *training-set* variance
-//! of embedded dimension j (fixed at initialisation, floored), so the loss is
-//! never negative and cannot explode on a constant batch column.
+//! Loss per row: Σ_j S_bj (x̂_bj − z_bj)² divided by the number of
+//! obfuscated cells, averaged over rows, where z_bj = (x_bj − μ_j) / σ_j is the
+//! input standardised with the *training-set* mean and variance of embedded
+//! dimension j (fixed at initialisation, variance floored). This is the
+//! paper's Σ S (x̂ − x)² / σ² with the decoder predicting in standardised
+//! units: the loss is never negative, the decoder never has to produce raw
+//! scales (a column of scale 1e-3 or 1e3), and a constant column cannot make
+//! it explode (its target is 0).
 use crate::config::NetConfig;
 use crate::data::{Batch, Dataset};
 use crate::decoder::Decoder;
@@ -18,7 +22,9 @@ pub struct Pretrainer {
     pub embedder: Embedder,
     pub encoder: Encoder,
     pub decoder: Decoder,
-    /// Training-set variance of each embedded dimension (saved with the weights).
+    /// Training-set mean and variance of each embedded dimension (saved with
+    /// the weights).
+    pub target_mean: Tensor,
     pub target_var: Tensor,
     pub ratio: f64,
 }
@@ -29,20 +35,31 @@ impl Pretrainer {
             embedder: Embedder::new(&(p / "embedder"), cfg),
             encoder: Encoder::new(&(p / "encoder"), cfg),
             decoder: Decoder::new(&(p / "decoder"), cfg),
+            target_mean: p.zeros_no_train("target_mean", &[cfg.embedded_dim() as i64]),
             target_var: p.ones_no_train("target_var", &[cfg.embedded_dim() as i64]),
             ratio,
         }
     }
 
-    /// Sets σ² from the training data (call once, before training).
+    /// Sets μ and σ² from the training data (call once, before training);
+    /// missing cells are left out.
     pub fn init_target_var(&self, data: &Dataset) {
         tch::no_grad(|| {
             let n = data.n.min(200_000);
             let b = data.slice(0, n);
             let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
-            let v = x.var_dim(Some(&[0i64][..]), false, false).clamp_min(1e-6);
+            let w = match &b.present {
+                Some(p) => self.embedder.expand_binary(p),
+                None => x.ones_like(),
+            };
+            let dim = Some(&[0i64][..]);
+            let count = w.sum_dim_intlist(dim, false, Kind::Float).clamp_min(1.0);
+            let mean = (&x * &w).sum_dim_intlist(dim, false, Kind::Float) / &count;
+            let var = ((&x - &mean).square() * &w).sum_dim_intlist(dim, false, Kind::Float) / &count;
+            let mut m = self.target_mean.shallow_clone();
+            m.copy_(&mean);
             let mut t = self.target_var.shallow_clone();
-            t.copy_(&v);
+            t.copy_(&var.clamp_min(1e-6));
         });
     }
 
@@ -50,7 +67,8 @@ impl Pretrainer {
     pub fn loss(&self, b: &Batch, train: bool) -> (Tensor, Tensor) {
         let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
         let (rows, f) = (x.size()[0], self.encoder.attention[0].fc.size()[0]);
-        let mut obf = Tensor::empty(&[rows, f], (Kind::Float, x.device())).bernoulli_float_(self.ratio);
+        let mut obf =
+            Tensor::empty(&[rows, f], (Kind::Float, x.device())).bernoulli_float_(self.ratio);
         if let Some(p) = &b.present {
             obf = obf * p; // a missing cell is never a reconstruction target
         }
@@ -61,12 +79,16 @@ impl Pretrainer {
         };
         let obf_d = self.embedder.expand_binary(&obf);
         let x_in = &x * (1.0f64 - &obf_d);
-        let enc = self.encoder.forward_t(&x_in, Some(&prior), &self.embedder, train, false);
+        let enc = self
+            .encoder
+            .forward_t(&x_in, Some(&prior), &self.embedder, train, false);
         let recon = self.decoder.forward_t(&enc.steps, train);
-        let target = x.detach();
-        let err = (recon - target).square() * &obf_d / &self.target_var;
+        let target = (x.detach() - &self.target_mean) / self.target_var.sqrt();
+        let err = (recon - target).square() * &obf_d;
         let per_row = err.sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)
-            / obf_d.sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float).clamp_min(1.0);
+            / obf_d
+                .sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)
+                .clamp_min(1.0);
         (per_row.mean(Kind::Float), enc.m_loss)
     }
 }

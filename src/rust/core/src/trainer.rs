@@ -54,7 +54,17 @@ impl Trainer {
         }
         let opt = nn::Adam::default().build(&model.vs, opts.learn_rate)?;
         let lr = opts.learn_rate;
-        Ok(Trainer { opts, opt, lr, perm: None, cursor: 0, n_batches: 0, loss_sum: None, rows_seen: 0, global_step: 0 })
+        Ok(Trainer {
+            opts,
+            opt,
+            lr,
+            perm: None,
+            cursor: 0,
+            n_batches: 0,
+            loss_sum: None,
+            rows_seen: 0,
+            global_step: 0,
+        })
     }
 
     pub fn set_lr(&mut self, lr: f64) {
@@ -73,7 +83,8 @@ impl Trainer {
         }
         self.perm = Some(Tensor::randperm(data.n, (Kind::Int64, data.device())));
         self.cursor = 0;
-        self.n_batches = batch_sizes(data.n, self.opts.batch_size, self.opts.drop_last).len() as i64;
+        self.n_batches =
+            batch_sizes(data.n, self.opts.batch_size, self.opts.drop_last).len() as i64;
         self.loss_sum = None;
         self.rows_seen = 0;
         Ok(self.n_batches)

@@ -1,12 +1,12 @@
 //! End-to-end checks of the core on real (synthetic) data: parameter counts,
 //! training on Syn2, eval-mode independence, save/load identity, seeding.
+use std::sync::Mutex;
 use tabnet_core::data::{Dataset, Targets};
 use tabnet_core::importance::{mask_importance, model_agnostic, Method};
 use tabnet_core::inference::{explain, predict};
 use tabnet_core::metrics::auc;
 use tabnet_core::trainer::{evaluate_loss, TrainOptions, Trainer};
 use tabnet_core::{Model, NetConfig, Task};
-use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 /// libtorch's RNG is process-global: tests that seed it run one at a time.
@@ -21,7 +21,9 @@ fn syn2(n: usize, seed: i64) -> (Vec<Vec<f64>>, Vec<i32>) {
     tch::manual_seed(seed);
     let x = Tensor::randn(&[10, n as i64], (Kind::Double, Device::Cpu));
     let cols: Vec<Vec<f64>> = (0..10).map(|j| Vec::<f64>::from(&x.get(j))).collect();
-    let y = (0..n).map(|r| ((cols[2][r] + cols[3][r] + cols[4][r] + cols[5][r]) > 0.0) as i32).collect();
+    let y = (0..n)
+        .map(|r| ((cols[2][r] + cols[3][r] + cols[4][r] + cols[5][r]) > 0.0) as i32)
+        .collect();
     (cols, y)
 }
 
@@ -31,11 +33,27 @@ fn names(p: usize) -> Vec<String> {
 
 fn dataset(cfg: &NetConfig, cols: &[Vec<f64>], y: &[i32]) -> Dataset {
     let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
-    Dataset::from_columns(cfg, &refs, &[], &names(cols.len()), Some(Targets::Classes(vec![y])), None, Device::Cpu).unwrap()
+    Dataset::from_columns(
+        cfg,
+        &refs,
+        &[],
+        &names(cols.len()),
+        Some(Targets::Classes(vec![y])),
+        None,
+        Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn opts() -> TrainOptions {
-    TrainOptions { batch_size: 256, drop_last: false, lambda_sparse: 1e-3, clip_value: None, learn_rate: 0.02, exp_decay: None }
+    TrainOptions {
+        batch_size: 256,
+        drop_last: false,
+        lambda_sparse: 1e-3,
+        clip_value: None,
+        learn_rate: 0.02,
+        exp_decay: None,
+    }
 }
 
 fn train(model: &Model, data: &Dataset, epochs: usize) -> Vec<f64> {
@@ -52,7 +70,12 @@ fn train(model: &Model, data: &Dataset, epochs: usize) -> Vec<f64> {
 #[test]
 fn parameter_count_matches_the_spec_formula() {
     let _guard = serial();
-    for (n_shared, n_ind, cats) in [(2usize, 2usize, false), (1, 3, true), (0, 2, false), (3, 0, true)] {
+    for (n_shared, n_ind, cats) in [
+        (2usize, 2usize, false),
+        (1, 3, true),
+        (0, 2, false),
+        (3, 0, true),
+    ] {
         let mut cfg = NetConfig::example(6, vec![3], Task::Classification);
         cfg.n_shared = n_shared;
         cfg.n_independent = n_ind;
@@ -65,15 +88,39 @@ fn parameter_count_matches_the_spec_formula() {
             cfg.cat_emb_dims = vec![3, 1];
         }
         let m = Model::new(cfg.clone(), Device::Cpu).unwrap();
-        let (d, h, g, n) = (cfg.embedded_dim(), cfg.n_d + cfg.n_a, cfg.n_features(), cfg.n_steps);
-        let shared = if n_shared > 0 { d * 2 * h + (n_shared - 1) * 2 * h * h } else { 0 };
+        let (d, h, g, n) = (
+            cfg.embedded_dim(),
+            cfg.n_d + cfg.n_a,
+            cfg.n_features(),
+            cfg.n_steps,
+        );
+        let shared = if n_shared > 0 {
+            d * 2 * h + (n_shared - 1) * 2 * h * h
+        } else {
+            0
+        };
         // independent layers: the first takes D when there is no shared block
-        let ind = if n_ind == 0 { 0 } else if n_shared == 0 { d * 2 * h + (n_ind - 1) * 2 * h * h } else { n_ind * 2 * h * h };
+        let ind = if n_ind == 0 {
+            0
+        } else if n_shared == 0 {
+            d * 2 * h + (n_ind - 1) * 2 * h * h
+        } else {
+            n_ind * 2 * h * h
+        };
         let per_ft = ind + (n_shared + n_ind) * 4 * h;
         let att = cfg.n_a * g + 2 * g;
-        let emb: usize = cfg.cat_levels.iter().zip(&cfg.cat_emb_dims).map(|(l, e)| (l + 1) * e).sum();
+        let emb: usize = cfg
+            .cat_levels
+            .iter()
+            .zip(&cfg.cat_emb_dims)
+            .map(|(l, e)| (l + 1) * e)
+            .sum();
         let want = shared + (n + 1) * per_ft + n * att + cfg.n_d * 3 + 2 * d + emb;
-        assert_eq!(m.n_parameters() as usize, want, "n_shared {n_shared}, n_ind {n_ind}, cats {cats}");
+        assert_eq!(
+            m.n_parameters() as usize,
+            want,
+            "n_shared {n_shared}, n_ind {n_ind}, cats {cats}"
+        );
     }
 }
 
@@ -107,7 +154,11 @@ fn learns_syn2_and_ranks_the_true_features_first() {
     assert_eq!(top4, vec![2, 3, 4, 5], "mask importance {imp:?}");
     for method in [Method::Permutation, Method::Occlusion, Method::Mad] {
         let r = model_agnostic(&model, &test, method, 2, 4096).unwrap();
-        let means: Vec<f64> = r.values.iter().map(|v| v.iter().sum::<f64>() / v.len() as f64).collect();
+        let means: Vec<f64> = r
+            .values
+            .iter()
+            .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+            .collect();
         let mut order: Vec<usize> = (0..10).collect();
         order.sort_by(|&a, &b| means[b].partial_cmp(&means[a]).unwrap());
         let mut top4 = order[..4].to_vec();
@@ -163,7 +214,10 @@ fn save_load_and_seed_give_identical_results() {
     let bytes = a.to_bytes().unwrap();
     let cfg2: NetConfig = serde_json::from_str(&a.config_json()).unwrap();
     let c = Model::load(cfg2, None, &bytes, Device::Cpu).unwrap();
-    assert!(predict(&c, &data, 1000).unwrap().equal(&pa), "predictions identical after save/load");
+    assert!(
+        predict(&c, &data, 1000).unwrap().equal(&pa),
+        "predictions identical after save/load"
+    );
 }
 
 #[test]
@@ -176,7 +230,10 @@ fn pretraining_loss_is_positive_and_the_encoder_transfers() {
     let pre = Model::new_pretrainer(cfg.clone(), 0.5, Device::Cpu).unwrap();
     pre.prepare(&data);
     let losses = train(&pre, &data, 3);
-    assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0), "{losses:?}");
+    assert!(
+        losses.iter().all(|l| l.is_finite() && *l > 0.0),
+        "{losses:?}"
+    );
     assert!(losses[2] < losses[0], "{losses:?}");
     let mut sup = Model::new(cfg, Device::Cpu).unwrap();
     let copied = sup.copy_encoder_from(&pre).unwrap();

@@ -186,7 +186,10 @@ tabnet_config <- function(batch_size = 1024, penalty = 1e-3, clip_value = NULL, 
     skip_importance = isTRUE(skip_importance),
     num_threads = num_threads,
     seed = seed
-  ), class = "tabnet_config")
+  ), class = "tabnet_config",
+  # the monitor as requested: "auto" must be resolved again when `...` of
+  # tabnet_fit() changes `valid_split` (see config_as_args())
+  requested_monitor = early_stopping_monitor)
 }
 
 # Map from tabnet_config() argument names to the stored names.
@@ -201,6 +204,9 @@ config_arg_names <- c(
 config_as_args <- function(config) {
   args <- unclass(config)
   args$early_stopping <- NULL
+  if (!is.null(attr(config, "requested_monitor"))) {
+    args$early_stopping_monitor <- attr(config, "requested_monitor")
+  }
   nm <- names(args)
   inv <- stats::setNames(names(config_arg_names), config_arg_names)
   names(args) <- ifelse(nm %in% names(inv), inv[nm], nm)
@@ -232,7 +238,14 @@ merge_config <- function(config, dots) {
     args[matched] <- dots
   }
   if (is.null(args$decision_width) && is.null(args$attention_width)) args$decision_width <- 8
-  do.call(tabnet_config, args[intersect(names(args), names(formals(tabnet_config)))])
+  # a validation error names tabnet_config(), not its deparsed body
+  tryCatch(
+    do.call(tabnet_config, args[intersect(names(args), names(formals(tabnet_config)))]),
+    error = function(e) {
+      e$call <- quote(tabnet_config())
+      stop(e)
+    }
+  )
 }
 
 #' @export

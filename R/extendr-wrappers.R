@@ -82,6 +82,14 @@ rs_trainer_set_lr <- function(trainer, lr) .Call(wrap__rs_trainer_set_lr, traine
 #' @noRd
 rs_trainer_lr <- function(trainer) .Call(wrap__rs_trainer_lr, trainer)
 
+#' Optimizer steps taken so far (the exponential schedule counts them).
+#' @noRd
+rs_trainer_step <- function(trainer) .Call(wrap__rs_trainer_step, trainer)
+
+#' Sets the optimizer-step counter (resuming an exponential schedule).
+#' @noRd
+rs_trainer_set_step <- function(trainer, step) .Call(wrap__rs_trainer_set_step, trainer, step)
+
 #' Eval-mode task loss over a dataset.
 #' @noRd
 rs_eval_loss <- function(model, data, batch_size) .Call(wrap__rs_eval_loss, model, data, batch_size)

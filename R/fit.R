@@ -17,8 +17,9 @@
 #'   predictors and outcome(s).
 #' @param formula A formula such as `y ~ .` or `y1 + y2 ~ .`.
 #' @param tabnet_model A previously fitted `tabnet_fit` to continue training
-#'   (epochs and metrics continue), or a `tabnet_pretrain` whose encoder is the
-#'   starting point (fine-tuning).
+#'   (epochs, metrics, checkpoints and the learning-rate schedule continue; without
+#'   `config`, its training settings are reused and `...` overrides them), or a
+#'   `tabnet_pretrain` whose encoder is the starting point (fine-tuning).
 #' @param config A [tabnet_config()]; arguments in `...` override it.
 #' @param ... [tabnet_config()] arguments, e.g. `epochs = 10`.
 #' @param from_epoch With `tabnet_model`, restart from the weights of this
@@ -28,7 +29,13 @@
 #' @return A `tabnet_fit` object (a `hardhat_model`) with elements `fit`
 #'   (`network`, `metrics`, `config`, `checkpoints`, `importances`, ...),
 #'   `serialized_net` (the weights as a raw vector, so [saveRDS()] keeps
-#'   everything) and `blueprint`.
+#'   everything) and `blueprint`. `fit$metrics[[epoch]]` is a list with `train`
+#'   (mean training loss of the epoch), `valid` (validation loss, `NULL`
+#'   without `valid_split`), `checkpoint` (whether the epoch's weights were
+#'   kept) and `learn_rate` (the learning rate the epoch started with).
+#'   With early stopping, `fit$best_epoch` is the epoch whose weights the model
+#'   holds; `fit$interrupted` is `TRUE` when training was stopped with Ctrl-C
+#'   (the model keeps what was trained so far).
 #' @examples
 #' \donttest{
 #' set.seed(1)
@@ -88,6 +95,13 @@ tabnet_fit.recipe <- function(x, data, tabnet_model = NULL, config = tabnet_conf
 # Shared by tabnet_fit() and tabnet_pretrain(): validate, build or resume the
 # network, train, and wrap the result.
 tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, weights, kind) {
+  # continuing a fit (or a pretraining) without a `config`: its own training
+  # settings are the starting point, which `...` overrides
+  same_kind <- if (kind == "supervised") "tabnet_fit" else "tabnet_pretrain"
+  if (inherits(tabnet_model, same_kind) && inherits(tabnet_model$fit$config, "tabnet_config") &&
+      identical(config, tabnet_config())) {
+    config <- tabnet_model$fit$config
+  }
   config <- merge_config(config, dots)
   predictors <- processed$predictors
   layout <- predictor_layout(predictors)
@@ -106,11 +120,13 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
 
   history <- list()
   checkpoints <- list()
+  schedule <- NULL
   if (!is.null(tabnet_model)) {
     start <- resume_from(tabnet_model, processed, config, layout, outcome, kind, from_epoch, seed, device)
     model <- start$model
     history <- start$history
     checkpoints <- start$checkpoints
+    schedule <- start$schedule
     config <- start$config
     net <- start$net
   } else {
@@ -138,7 +154,7 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
   if (kind == "pretrain" && is.null(tabnet_model)) rs_model_prepare(model, train_ds)
   rs_manual_seed(seed + length(history))
 
-  run <- train_epochs(model, train_ds, valid_ds, config, history, checkpoints)
+  run <- train_epochs(model, train_ds, valid_ds, config, history, checkpoints, schedule)
 
   importances <- NULL
   if (kind == "supervised" && !config$skip_importance) {
@@ -149,12 +165,14 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
     metrics = run$metrics,
     config = config,
     checkpoints = run$checkpoints,
+    schedule = run$schedule,
     importances = importances,
     net_config = as.character(rs_model_config(model)),
     layout = layout,
     outcome = outcome,
     best_epoch = run$best_epoch,
     stopped_early = run$stopped_early,
+    interrupted = run$interrupted,
     n_parameters = rs_model_n_parameters(model)
   )
   hardhat::new_model(
@@ -208,15 +226,19 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
     if (kind == "supervised" && !identical(old$outcome, outcome)) {
       cli::cli_abort(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."), call = NULL)
     }
+    # epochs, metrics, checkpoints and the learning-rate schedule continue
+    # (from `from_epoch` if given: later epochs are dropped)
     history <- old$metrics
     checkpoints <- old$checkpoints
+    schedule <- old$schedule
     if (!is.null(from_epoch)) {
       history <- history[seq_len(from_epoch)]
       keep <- as.integer(sub("epoch_", "", names(checkpoints))) <= from_epoch
       checkpoints <- checkpoints[keep]
+      if (length(schedule) >= from_epoch) schedule <- schedule[seq_len(from_epoch)]
     }
-    return(list(model = src, history = history, checkpoints = checkpoints, config = config,
-                net = jsonlite::fromJSON(old$net_config)))
+    return(list(model = src, history = history, checkpoints = checkpoints, schedule = schedule,
+                config = config, net = jsonlite::fromJSON(old$net_config)))
   }
   if (old_kind == "supervised") {
     cli::cli_abort("A {.cls tabnet_fit} cannot be used to start {.fn tabnet_pretrain}.", call = NULL)
@@ -225,5 +247,5 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
   net <- net_config(config, layout, outcome)
   model <- rs_model_new(net_config_json(net), "supervised", config$pretraining_ratio, seed, device)
   rs_model_copy_encoder(model, src)
-  list(model = model, history = list(), checkpoints = list(), config = config, net = net)
+  list(model = model, history = list(), checkpoints = list(), schedule = NULL, config = config, net = net)
 }

@@ -96,8 +96,9 @@ spruce_predictions <- function(out, type, outcome) {
     names(classes) <- outcome$names
     return(do.call(hardhat::spruce_class_multiple, classes))
   }
+  # one tibble of `.pred_<level>` columns per outcome (hardhat's convention)
   probs <- lapply(seq_along(per_outcome), function(k) {
-    tibble::as_tibble(as.data.frame(per_outcome[[k]], optional = TRUE))
+    hardhat::spruce_prob(outcome$levels[[k]], per_outcome[[k]])
   })
   if (length(probs) == 1) {
     return(hardhat::spruce_prob(outcome$levels[[1]], per_outcome[[1]]))

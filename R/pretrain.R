@@ -2,11 +2,19 @@
 #'
 #' Masks a random share (`pretraining_ratio`) of the predictor cells of each
 #' row and trains the encoder and a decoder to reconstruct them (Arik & Pfister,
-#' 2021, section "Self-supervised learning"). The reconstruction loss is scaled
-#' by each feature's training-set variance, so it is never negative. No outcome
-#' is needed. Fine-tune with `tabnet_fit(..., tabnet_model = <pretrained>)`.
+#' 2021, section "Self-supervised learning"). The loss is the squared
+#' reconstruction error of the hidden cells in units of each feature's
+#' training-set variance (the decoder predicts standardised values), averaged
+#' over hidden cells: it is never negative, does not depend on the scale of the
+#' predictors, and is about 1 for a model that predicts each feature's mean.
+#' No outcome is needed. Fine-tune with
+#' `tabnet_fit(..., tabnet_model = <pretrained>)`.
 #'
 #' @inheritParams tabnet_fit
+#' @param tabnet_model A previous `tabnet_pretrain` to continue pretraining
+#'   (epochs, metrics, checkpoints and the learning-rate schedule continue;
+#'   without `config`, its training settings are reused and `...` overrides
+#'   them).
 #' @param y Ignored (pretraining uses no outcome); may be missing.
 #' @return A `tabnet_pretrain` object.
 #' @examples

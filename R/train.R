@@ -8,45 +8,98 @@ batches_per_call <- 8L
 
 is_knitting <- function() isTRUE(getOption("knitr.in.progress"))
 
+# State of the learning-rate schedule after an epoch: the rate the next epoch
+# starts with, optimizer steps taken (the exponential schedule counts them),
+# epochs since the schedule started (the step schedule), and the
+# reduce-on-plateau bookkeeping. One is kept per epoch (`fit$fit$schedule`),
+# so that resuming, also `from_epoch`, continues the schedule.
+# A resumed fit continues the schedule only if its settings are unchanged;
+# otherwise the schedule restarts at `learn_rate`.
+schedule_start <- function(config) {
+  list(lr = config$learn_rate, steps = 0, epochs = 0L, best = Inf, wait = 0L,
+       settings = schedule_settings(config))
+}
+
+schedule_settings <- function(config) {
+  unclass(config)[c("learn_rate", "lr_scheduler", "lr_decay", "step_size")]
+}
+
 # Trains `model` (a live pointer) for config$epochs epochs.
-# `history` holds earlier epochs (resuming); returns list(metrics, checkpoints,
-# best_epoch, stopped_early, interrupted).
-train_epochs <- function(model, train_ds, valid_ds, config, history = list(), checkpoints = list()) {
-  decay_every <- if (identical(config$lr_scheduler, "exponential")) config$step_size else -1
+# `history` holds earlier epochs (resuming) and `schedule` their schedule
+# states (`NULL`: a fresh schedule). Returns list(metrics, schedule,
+# checkpoints, best_epoch, stopped_early, interrupted).
+#
+# Each metrics entry is list(train, valid, checkpoint, learn_rate): the mean
+# training loss of the epoch, the validation loss after it (NULL without
+# `valid_split`), whether its weights were checkpointed, and the learning rate
+# its first optimizer step used.
+train_epochs <- function(model, train_ds, valid_ds, config, history = list(), checkpoints = list(),
+                         schedule = NULL) {
+  states <- schedule %||% list()
+  if (length(states) != length(history)) states <- vector("list", length(history))
+  state <- if (length(history)) states[[length(history)]]
+  if (is.null(state) || !identical(state$settings, schedule_settings(config))) {
+    state <- schedule_start(config)
+  }
+  exponential <- identical(config$lr_scheduler, "exponential")
   trainer <- rs_trainer_new(model, config$batch_size, config$drop_last, config$lambda_sparse,
-                            config$clip_value %||% -1, config$learn_rate,
-                            config$lr_decay, decay_every)
+                            config$clip_value %||% -1, state$lr,
+                            config$lr_decay, if (exponential) config$step_size else -1)
+  if (exponential) rs_trainer_set_step(trainer, state$steps)
   first <- length(history) + 1L
-  last <- length(history) + config$epochs
   metrics <- history
   monitor <- config$early_stopping_monitor
   best <- list(loss = Inf, epoch = NA_integer_, weights = NULL, wait = 0L)
-  plateau <- list(best = Inf, wait = 0L)
   stopped_early <- FALSE
   interrupted <- FALSE
   show_bar <- config$verbose && !is_knitting() && interactive()
+  status <- ""
   if (show_bar) {
     cli::cli_progress_bar("Training", total = config$epochs,
                           format = "{cli::pb_bar} {cli::pb_current}/{cli::pb_total} epochs | {status} | ETA {cli::pb_eta}",
                           .envir = environment())
   }
-  status <- ""
   epoch <- first - 1L
   tryCatch({
     for (epoch in seq.int(first, length.out = config$epochs)) {
+      learn_rate <- rs_trainer_lr(trainer)
       remaining <- rs_trainer_begin(trainer, train_ds)
       while (remaining > 0) {
         remaining <- rs_trainer_run(trainer, model, train_ds, batches_per_call)
       }
       train_loss <- rs_trainer_end(trainer)
       valid_loss <- if (is.null(valid_ds)) NULL else rs_eval_loss(model, valid_ds, 65536)
-      entry <- list(train = train_loss, valid = valid_loss, checkpoint = FALSE,
-                    learn_rate = rs_trainer_lr(trainer))
+      entry <- list(train = train_loss, valid = valid_loss, checkpoint = FALSE, learn_rate = learn_rate)
       if (config$checkpoint_epochs > 0 && epoch %% config$checkpoint_epochs == 0) {
         checkpoints[[paste0("epoch_", epoch)]] <- rs_model_weights(model)
         entry$checkpoint <- TRUE
       }
+      current <- if (monitor == "valid_loss") valid_loss else train_loss
+
+      # learning-rate schedules stepped per epoch (the exponential one is
+      # stepped per optimizer step, in Rust)
+      state$epochs <- state$epochs + 1L
+      if (identical(config$lr_scheduler, "step") && state$epochs %% config$step_size == 0) {
+        rs_trainer_set_lr(trainer, rs_trainer_lr(trainer) * config$lr_decay)
+      } else if (identical(config$lr_scheduler, "reduce_on_plateau")) {
+        if (isTRUE(current < state$best)) {
+          state$best <- current
+          state$wait <- 0L
+        } else {
+          state$wait <- state$wait + 1L
+          if (state$wait >= config$step_size) {
+            rs_trainer_set_lr(trainer, rs_trainer_lr(trainer) * config$lr_decay)
+            state$wait <- 0L
+          }
+        }
+      }
+      state$lr <- rs_trainer_lr(trainer)
+      state$steps <- rs_trainer_step(trainer)
+      # metrics and schedule state are recorded together, so an interrupt
+      # never leaves them out of step
       metrics[[epoch]] <- entry
+      states[[epoch]] <- state
+
       status <- sprintf("loss %.4f%s", train_loss,
                         if (is.null(valid_loss)) "" else sprintf(", valid %.4f", valid_loss))
       if (config$verbose) {
@@ -54,24 +107,11 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
                         if (is.null(valid_loss)) "" else sprintf(" Valid loss: %.6f", valid_loss))
         if (show_bar) cli::cli_progress_update(.envir = environment()) else message(line)
       }
-      current <- if (monitor == "valid_loss") valid_loss else train_loss
-      # learning-rate schedules stepped per epoch
-      if (identical(config$lr_scheduler, "step") && epoch %% config$step_size == 0) {
-        rs_trainer_set_lr(trainer, rs_trainer_lr(trainer) * config$lr_decay)
-      } else if (identical(config$lr_scheduler, "reduce_on_plateau")) {
-        if (current < plateau$best) {
-          plateau <- list(best = current, wait = 0L)
-        } else {
-          plateau$wait <- plateau$wait + 1L
-          if (plateau$wait >= config$step_size) {
-            rs_trainer_set_lr(trainer, rs_trainer_lr(trainer) * config$lr_decay)
-            plateau$wait <- 0L
-          }
-        }
-      }
       if (config$early_stopping) {
-        improved <- is.infinite(best$loss) ||
-          (best$loss - current) / abs(best$loss) > config$early_stopping_tolerance
+        # relative improvement, without dividing (a best loss of 0 is possible);
+        # a NaN loss never counts as an improvement
+        improved <- !is.na(current) &&
+          (is.null(best$weights) || best$loss - current > config$early_stopping_tolerance * abs(best$loss))
         if (improved) {
           best <- list(loss = current, epoch = epoch, weights = rs_model_weights(model), wait = 0L)
         } else {
@@ -89,13 +129,23 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
     }
   }, interrupt = function(e) {
     interrupted <<- TRUE
-    cli::cli_warn("Training was interrupted during epoch {epoch}; the model keeps the weights trained so far.")
+    done <- length(metrics)
+    cli::cli_warn(c(
+      "Training was interrupted after {done} completed epoch{?s}.",
+      i = if (config$early_stopping && !is.null(best$weights)) {
+        "The model keeps the weights of its best epoch ({best$epoch})."
+      } else {
+        "The model keeps the weights trained so far."
+      }
+    ))
   })
   if (show_bar) cli::cli_progress_done(.envir = environment())
-  if (config$early_stopping && !is.null(best$weights) && !identical(best$epoch, length(metrics))) {
+  # the best epoch's weights, unless they are the last ones
+  if (config$early_stopping && !is.null(best$weights) &&
+      (interrupted || !identical(best$epoch, length(metrics)))) {
     rs_model_set_weights(model, best$weights)
   }
-  list(metrics = metrics, checkpoints = checkpoints, best_epoch = best$epoch,
+  list(metrics = metrics, schedule = states, checkpoints = checkpoints, best_epoch = best$epoch,
        stopped_early = stopped_early, interrupted = interrupted)
 }
 

@@ -229,23 +229,23 @@ def main(argv=None):
     tmp_dir = None
     selftest_info = None
     data_dir = args.data
-    if args.selftest:
-        tmp_dir = tempfile.mkdtemp(prefix="tabnet_peer_selftest_")
-        data_dir = tmp_dir
-        cmd = [sys.executable, os.path.abspath(__file__), "--make-selftest-data", tmp_dir,
-               "--selftest-n", str(args.selftest_n), "--selftest-p", str(args.selftest_p),
-               "--selftest-test-frac", str(args.selftest_test_frac),
-               "--selftest-seed", str(args.selftest_seed)]
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True)
-        if r.returncode != 0:
-            bc.die("selftest data generation failed:\n" + r.stdout)
-        selftest_info = {"n": args.selftest_n, "p": args.selftest_p,
-                         "test_frac": args.selftest_test_frac, "seed": args.selftest_seed,
-                         "generator": "Syn2-like: iid N(0,1), y = V3+V4+V5+V6 > 0",
-                         "dir": tmp_dir, "kept": bool(args.keep_data)}
-    validate_data_dir(data_dir)  # fail fast, before torch is imported
     try:
+        if args.selftest:
+            tmp_dir = tempfile.mkdtemp(prefix="tabnet_peer_selftest_")
+            data_dir = tmp_dir
+            cmd = [sys.executable, os.path.abspath(__file__), "--make-selftest-data", tmp_dir,
+                   "--selftest-n", str(args.selftest_n), "--selftest-p", str(args.selftest_p),
+                   "--selftest-test-frac", str(args.selftest_test_frac),
+                   "--selftest-seed", str(args.selftest_seed)]
+            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True)
+            if r.returncode != 0:
+                bc.die("selftest data generation failed:\n" + r.stdout)
+            selftest_info = {"n": args.selftest_n, "p": args.selftest_p,
+                             "test_frac": args.selftest_test_frac, "seed": args.selftest_seed,
+                             "generator": "Syn2-like: iid N(0,1), y = V3+V4+V5+V6 > 0",
+                             "dir": tmp_dir, "kept": bool(args.keep_data)}
+        validate_data_dir(data_dir)  # fail fast, before torch is imported
         return run(args, data_dir, selftest_info)
     finally:
         if tmp_dir and not args.keep_data:

@@ -64,6 +64,17 @@ split <- initial_time_split(higgs, prop = 1 - test_frac)
 train <- training(split)
 test <- testing(split)
 
+# Tuning refits many times: like the post (which tuned on 1/1,000 of the data),
+# tune on a smaller part of the training set.
+train_tune <- train[seq_len(500), ]
+
+# libtorch with 2 threads is many times slower than with 1 on these tiny
+# batches when the 2 cores are shared (OpenMP threads wait for each other),
+# so the fits here use one thread.
+one_thread <- function(env = parent.frame()) {
+  withr::local_options(tabnetrs.threads = 1L, .local_envir = env)
+}
+
 quietly <- function(expr) {
   out <- NULL
   utils::capture.output(out <- suppressMessages(expr))
@@ -75,6 +86,7 @@ blog_fit <- local({
   cache <- NULL
   function() {
     if (is.null(cache)) {
+      one_thread()
       rec <- recipe(class ~ ., train)
       # hyperparameter settings (apart from epochs) as per the TabNet paper (TabNet-S)
       mod <- tabnet(epochs = 3, batch_size = 16384, decision_width = 24, attention_width = 26,
@@ -124,7 +136,8 @@ test_that("the blog post's workflow fits and predicts", {
 })
 
 test_that("a longer fit learns the signal (accuracy above chance)", {
-  mod <- tabnet(epochs = 25, batch_size = 256, virtual_batch_size = 128,
+  one_thread()
+  mod <- tabnet(epochs = 8, batch_size = 128, virtual_batch_size = 128,
                 decision_width = 8, attention_width = 8, num_steps = 3,
                 learn_rate = 0.02) %>%
     set_engine("torch") %>%
@@ -135,11 +148,12 @@ test_that("a longer fit learns the signal (accuracy above chance)", {
   preds <- bind_cols(test, predict(fitted, test), predict(fitted, test, type = "prob"))
   acc <- accuracy(preds, class, .pred_class)$.estimate
   auc <- roc_auc(preds, class, .pred_0)$.estimate
-  expect_gt(acc, 0.6)
-  expect_gt(auc, 0.65)
+  expect_gt(acc, 0.65)
+  expect_gt(auc, 0.7)
 })
 
 test_that("regression mode and the formula interface work", {
+  one_thread()
   mod <- tabnet(epochs = 2, batch_size = 512, virtual_batch_size = 128) %>%
     set_mode("regression")
   set.seed(3)
@@ -151,10 +165,33 @@ test_that("regression mode and the formula interface work", {
   expect_true(all(is.finite(p$.pred)))
 })
 
-test_that("vip() and tabnet_explain() work on the parsnip fit (blog post)", {
+test_that("multi_predict() predicts at checkpointed epochs", {
+  one_thread()
+  mod <- tabnet(epochs = 3, batch_size = 256, virtual_batch_size = 128) %>%
+    set_engine("torch", checkpoint_epochs = 1) %>%
+    set_mode("classification")
+  set.seed(4)
+  fitted <- quietly(fit(mod, class ~ ., data = train))
+  new_rows <- test[1:7, ]
+  mp <- multi_predict(fitted, new_rows, type = "prob", epochs = c(1, 3))
+  expect_equal(nrow(mp), 7)
+  expect_named(mp, ".pred")
+  expect_named(mp$.pred[[1]], c("epochs", ".pred_0", ".pred_1"))
+  expect_equal(mp$.pred[[1]]$epochs, c(1L, 3L))
+  last <- vapply(mp$.pred, function(p) p$.pred_1[p$epochs == 3], numeric(1))
+  expect_equal(last, predict(fitted, new_rows, type = "prob")$.pred_1, tolerance = 1e-6)
+  first <- vapply(mp$.pred, function(p) p$.pred_1[p$epochs == 1], numeric(1))
+  expect_equal(first, predict(fitted$fit, new_rows, type = "prob", epoch = 1)$.pred_1, tolerance = 1e-6)
+  # default: the current weights, as classes
+  mp_def <- multi_predict(fitted, new_rows)
+  expect_equal(mp_def$.pred[[1]]$epochs, 3L)
+  expect_named(mp_def$.pred[[1]], c("epochs", ".pred_class"))
+  expect_error(multi_predict(fitted, new_rows, epochs = 9), "between 1 and 3")
+})
+
+test_that("vip() works on the parsnip fit (blog post)", {
   skip_if_not_installed("vip")
   skip_if_not_installed("ggplot2")
-  skip_if_not_installed("tidyr")
   library(ggplot2)
   fitted_model <- blog_fit()$fitted_model
 
@@ -165,6 +202,19 @@ test_that("vip() and tabnet_explain() work on the parsnip fit (blog post)", {
   vi <- vip::vi(fit)
   expect_setequal(vi$Variable, higgs_names)
   expect_true(all(vi$Importance >= 0))
+  # also from the workflow and from the engine fit
+  expect_equal(nrow(vip::vi(fitted_model)), 28)
+  expect_equal(nrow(vip::vi(fit$fit)), 28)
+})
+
+test_that("tabnet_explain() works on the parsnip fit (blog post)", {
+  skip_if_not_installed("ggplot2")
+  skip_if_not_installed("tidyr")
+  skip_if_not_installed("purrr")
+  library(ggplot2)
+  fitted_model <- blog_fit()$fitted_model
+  fit <- suppressWarnings(pull_workflow_fit(fitted_model)) # deprecated in workflows
+  expect_s3_class(fit$fit, "tabnet_fit")
 
   ex_fit <- tabnet_explain(fit$fit, test[1:100, ])
   expect_equal(dim(ex_fit$M_explain), c(100L, 28L))
@@ -195,13 +245,14 @@ test_that("vip() and tabnet_explain() work on the parsnip fit (blog post)", {
     scale_fill_viridis_c() +
     facet_wrap(~step)
   expect_s3_class(g2, "ggplot")
+  expect_equal(nrow(g2$data), 100 * 28 * 5)
 
   # the explanation of a parsnip model_fit goes to the engine fit
   ex2 <- tabnet_explain(fit, test[1:10, ])
   expect_equal(dim(ex2$M_explain), c(10L, 28L))
 })
 
-tuning_wf <- function(epochs = 1) {
+tuning_wf <- function(train, epochs = 1) {
   mod <- tabnet(epochs = epochs, batch_size = 16384, decision_width = tune(), attention_width = tune(),
                 num_steps = tune(), penalty = 0.000001, virtual_batch_size = 512, momentum = 0.6,
                 feature_reusage = 1.5, learn_rate = tune()) %>%
@@ -227,18 +278,19 @@ tuning_grid <- function(wf, size = 8) {
 }
 
 test_that("tune_grid() works and finalize_workflow() gives a fittable workflow", {
+  one_thread()
   skip_if_not_installed("tune")
   library(tune)
-  wf <- tuning_wf()
+  wf <- tuning_wf(train_tune)
+  grid <- tibble::tibble(decision_width = c(20L, 32L), attention_width = c(24L, 16L),
+                         num_steps = c(4L, 5L), learn_rate = c(0.02, 0.005))
   set.seed(11)
-  grid <- tuning_grid(wf, size = 4)
-  expect_equal(nrow(grid), 4)
-  folds <- vfold_cv(train, v = 2)
+  folds <- vfold_cv(train_tune, v = 2)
   res <- quietly(tune_grid(wf, resamples = folds, grid = grid,
                            metrics = metric_set(accuracy, roc_auc)))
   expect_s3_class(res, "tune_results")
   m <- collect_metrics(res)
-  expect_equal(nrow(m), 4 * 2)
+  expect_equal(nrow(m), 2 * 2)
   expect_true(all(is.finite(m$mean)))
   expect_equal(nrow(collect_notes(res)), 0)
 
@@ -247,17 +299,19 @@ test_that("tune_grid() works and finalize_workflow() gives a fittable workflow",
   expect_equal(
     rlang::eval_tidy(extract_spec_parsnip(final)$eng_args$verbose), TRUE
   )
-  fitted <- quietly(fit(final, train))
+  fitted <- quietly(fit(final, train_tune))
   expect_equal(nrow(predict(fitted, test)), nrow(test))
   expect_equal(fitted$fit$fit$fit$fit$config$epochs, 1)
 })
 
 test_that("tune_race_anova() runs the blog post's racing code", {
+  one_thread()
   skip_if_not_installed("finetune")
   skip_if_not_installed("lme4")
   library(tune)
   library(finetune)
-  wf <- tuning_wf()
+  train <- train_tune
+  wf <- tuning_wf(train)
   set.seed(42)
   grid <- tuning_grid(wf, size = 8)
   expect_equal(nrow(grid), 8)
@@ -288,9 +342,11 @@ test_that("tune_race_anova() runs the blog post's racing code", {
 })
 
 test_that("case weights are used: up-weighting a class raises its predicted share", {
+  one_thread()
   skip_if_not_installed("hardhat")
-  mod <- tabnet(epochs = 15, batch_size = 256, virtual_batch_size = 128,
-                decision_width = 8, attention_width = 8, learn_rate = 0.02) %>%
+  mod <- tabnet(epochs = 8, batch_size = 128, virtual_batch_size = 128,
+                decision_width = 8, attention_width = 8, learn_rate = 0.02,
+                skip_importance = TRUE) %>%
     set_mode("classification")
 
   train_w <- train %>%
@@ -312,7 +368,7 @@ test_that("case weights are used: up-weighting a class raises its predicted shar
   share_u <- mean(predict(fit_u, test)$.pred_class == "1")
   prob_w <- mean(predict(fit_w, test, type = "prob")$.pred_1)
   prob_u <- mean(predict(fit_u, test, type = "prob")$.pred_1)
-  expect_gt(prob_w, prob_u + 0.05)
+  expect_gt(prob_w, prob_u + 0.1)
   expect_gt(share_w, share_u)
 
   # parsnip's own case_weights argument, with frequency weights
@@ -331,14 +387,19 @@ test_that("racing in parallel on 2 future workers", {
   library(tune)
   library(finetune)
   # workers must find tabnetrs where this session found it
-  withr::local_envvar(R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep))
+  # and use one libtorch thread each (2 workers on 2 cores)
+  withr::local_envvar(
+    R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep),
+    TABNETRS_THREADS = "1"
+  )
   future::plan(future::multisession, workers = 2)
   on.exit(future::plan(future::sequential), add = TRUE)
 
-  wf <- tuning_wf()
+  small <- train_tune[seq_len(300), ]
+  wf <- tuning_wf(small)
   set.seed(9)
   grid <- tuning_grid(wf, size = 4)
-  folds <- vfold_cv(train, v = 4)
+  folds <- vfold_cv(small, v = 4)
   ctrl <- control_race(extract = function(x) Sys.getpid(), burn_in = 3,
                        parallel_over = "everything")
   res <- quietly(tune_race_anova(wf, resamples = folds, grid = grid, control = ctrl))

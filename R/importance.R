@@ -1,0 +1,332 @@
+#' Global feature importance of a TabNet model
+#'
+#' Four measures of how much a fitted TabNet model relies on each predictor,
+#' all computed natively (batched forward passes in the Rust core; the
+#' model-agnostic ones re-predict `new_data` once per predictor and repeat):
+#'
+#' * `"mask"`: TabNet's own importance: the column sums of the aggregated
+#'   masks ([tabnet_explain()]'s `M_explain`) over `new_data`, divided by their
+#'   total, so the values sum to 1 (Arik & Pfister, 2021). Without `new_data` it
+#'   returns the importance stored at fit time (`fit$fit$importances`, the
+#'   values `vip::vi()` shows).
+#' * `"permutation"`: the drop of the performance metric when the predictor's
+#'   column is randomly permuted, averaged over `n_repeats` permutations
+#'   (`StDev` is their standard deviation). Needs the outcome in `new_data`.
+#' * `"occlusion"`: the drop of the metric when the column is replaced by its
+#'   mean (the most frequent level for a factor) -- the "occlusion test with
+#'   \eqn{\Delta}AUC" of Khot, Neubauer and Roy (2022). Needs the outcome.
+#' * `"mad"`: MAD relevance (mean absolute differential relevance, *ibid.*):
+#'   the mean absolute change of the model output (class probabilities or
+#'   predicted values) when the column is replaced by its mean. Needs no
+#'   outcome.
+#'
+#' The metric is the ROC AUC for one binary outcome, the accuracy for other
+#' classification outcomes and the RMSE for regression (where the "drop" is the
+#' increase of the RMSE). Use held-out data for the metric-based measures to see
+#' what generalises.
+#'
+#' @param object A `tabnet_fit`, a parsnip `model_fit` or fitted `workflow`
+#'   holding one, or (for `method = "mask"` only) a `tabnet_pretrain`.
+#' @param new_data A data frame with the predictors (and, for `"permutation"`
+#'   and `"occlusion"`, the outcome columns). May be `NULL` for `"mask"`.
+#' @param method One of `"mask"`, `"permutation"`, `"occlusion"`, `"mad"`.
+#' @param n_repeats Number of permutations per predictor (`"permutation"` only).
+#' @param seed Seed of the permutations; `NULL` draws one from R's RNG, so
+#'   [set.seed()] makes the result reproducible.
+#' @param ... Not used.
+#' @return A tibble of class `tabnet_importance`, sorted by decreasing
+#'   importance, with columns `Variable`, `Importance` and, for
+#'   `"permutation"`, `StDev`. Attributes `method`, `metric` (`"share"`,
+#'   `"roc_auc"`, `"accuracy"`, `"rmse"` or `"mad"`), `baseline` (the metric on
+#'   the intact data), `n_repeats` and `n_rows` describe it. Plot it with
+#'   [autoplot()][autoplot.tabnet_importance].
+#' @references Arik, S. Ö. and Pfister, T. (2021). TabNet: Attentive
+#'   interpretable tabular learning. AAAI 35(8).
+#'   \doi{10.1609/aaai.v35i8.16826}.
+#'
+#'   Khot, A., Neubauer, M. S. and Roy, A. (2022). A detailed study of
+#'   interpretability of deep neural network based top taggers. arXiv:2210.04371.
+#' @seealso [tabnet_explain()] for per-observation masks.
+#' @examples
+#' \donttest{
+#' set.seed(1)
+#' x <- data.frame(a = rnorm(600), b = rnorm(600), c = rnorm(600))
+#' x$y <- factor(ifelse(x$a - x$b > 0, "yes", "no"))
+#' fit <- tabnet_fit(y ~ ., x, epochs = 5)
+#' tabnet_importance(fit)
+#' tabnet_importance(fit, x, method = "permutation", n_repeats = 3)
+#' tabnet_importance(fit, x, method = "mad")
+#' }
+#' @export
+tabnet_importance <- function(object, new_data = NULL,
+                              method = c("mask", "permutation", "occlusion", "mad"),
+                              n_repeats = 5, seed = NULL, ...) {
+  UseMethod("tabnet_importance")
+}
+
+importance_methods <- c("mask", "permutation", "occlusion", "mad")
+
+#' @export
+#' @rdname tabnet_importance
+tabnet_importance.default <- function(object, new_data = NULL,
+                                      method = c("mask", "permutation", "occlusion", "mad"),
+                                      n_repeats = 5, seed = NULL, ...) {
+  cli::cli_abort(c(
+    "{.fn tabnet_importance} is not defined for a {.cls {class(object)[1]}}.",
+    i = "Use a model from {.fn tabnet_fit}, or a parsnip/workflow fit of {.fn tabnet}."
+  ), call = NULL)
+}
+
+#' @export
+#' @rdname tabnet_importance
+tabnet_importance.tabnet_fit <- function(object, new_data = NULL,
+                                         method = c("mask", "permutation", "occlusion", "mad"),
+                                         n_repeats = 5, seed = NULL, ...) {
+  method <- check_importance_method(method)
+  check_count(n_repeats, "n_repeats", min = 1)
+  if (method == "mask") return(mask_importance(object, new_data))
+  if (is.null(new_data)) {
+    cli::cli_abort("{.arg new_data} is needed for {.code method = \"{method}\"}.", call = NULL)
+  }
+  check_new_data(new_data, object = object)
+  if (is.matrix(new_data)) new_data <- as.data.frame(new_data)
+  seed <- importance_seed(seed)
+  needs_outcome <- method != "mad"
+  if (needs_outcome) check_outcome_columns(object, new_data, method)
+  model <- live_network(object)
+  ds <- forge_dataset(object, new_data, model, outcomes = needs_outcome)
+  res <- rs_importance(model, ds, method, if (method == "permutation") n_repeats else 1,
+                       explain_batch_size, seed)
+  values <- res$values
+  tib <- tibble::tibble(Variable = object$fit$layout$names, Importance = rowMeans(values))
+  if (method == "permutation") {
+    tib$StDev <- if (ncol(values) > 1) apply(values, 1, stats::sd) else NA_real_
+  }
+  new_tabnet_importance(tib, method, res$metric,
+                        baseline = if (is.finite(res$baseline)) res$baseline else NA_real_,
+                        n_repeats = if (method == "permutation") as.integer(n_repeats) else 1L,
+                        n_rows = nrow(new_data))
+}
+
+#' @export
+#' @rdname tabnet_importance
+tabnet_importance.tabnet_pretrain <- function(object, new_data = NULL,
+                                              method = c("mask", "permutation", "occlusion", "mad"),
+                                              n_repeats = 5, seed = NULL, ...) {
+  method <- check_importance_method(method)
+  if (method != "mask") {
+    cli::cli_abort(c(
+      "A {.cls tabnet_pretrain} model has no prediction head, so only {.code method = \"mask\"} applies.",
+      i = "Fine-tune it with {.code tabnet_fit(..., tabnet_model = <pretrained>)} for the other methods."
+    ), call = NULL)
+  }
+  if (is.null(new_data)) {
+    cli::cli_abort(c(
+      "{.arg new_data} is needed: a pretrained encoder stores no importance.",
+      i = "Give the rows on which to aggregate the masks."
+    ), call = NULL)
+  }
+  mask_importance(object, new_data)
+}
+
+#' @param outcome For a parsnip fit made with `fit_xy()` and an outcome
+#'   vector (which parsnip names `..y`), the name of the outcome column of
+#'   `new_data`.
+#' @export
+#' @rdname tabnet_importance
+tabnet_importance.model_fit <- function(object, new_data = NULL,
+                                        method = c("mask", "permutation", "occlusion", "mad"),
+                                        n_repeats = 5, seed = NULL, ..., outcome = NULL) {
+  fit <- engine_fit(object)
+  method <- check_importance_method(method)
+  # fit_xy() names a single vector outcome `..y`: map the user's column to it
+  if (!is.null(new_data) && method %in% c("permutation", "occlusion") && inherits(fit, "tabnet_fit")) {
+    user_names <- outcome %||% object$preproc$y_var
+    engine_names <- fit$fit$outcome$names
+    if (identical(engine_names, "..y") && !"..y" %in% names(new_data) && !length(user_names)) {
+      cli::cli_abort(c(
+        "This model was fitted with {.fn fit_xy} on an outcome vector, so the outcome column of {.arg new_data} is unknown.",
+        i = "Name it with {.code outcome = \"<column>\"}."
+      ), call = NULL)
+    }
+    new_data <- rename_outcomes(new_data, engine_names, user_names)
+  }
+  tabnet_importance(fit, new_data, method = method, n_repeats = n_repeats, seed = seed, ...)
+}
+
+#' @export
+#' @rdname tabnet_importance
+tabnet_importance.workflow <- function(object, new_data = NULL,
+                                       method = c("mask", "permutation", "occlusion", "mad"),
+                                       n_repeats = 5, seed = NULL, ...) {
+  fit <- engine_fit(object)
+  method <- check_importance_method(method)
+  if (!is.null(new_data)) {
+    needs_outcome <- method %in% c("permutation", "occlusion")
+    forged <- forge_workflow(object, new_data, outcomes = needs_outcome)
+    new_data <- forged$predictors
+    if (needs_outcome) {
+      outcomes <- forged$outcomes
+      if (ncol(outcomes) == length(fit$fit$outcome$names)) names(outcomes) <- fit$fit$outcome$names
+      new_data <- vctrs::vec_cbind(new_data, outcomes)
+    }
+  }
+  tabnet_importance(fit, new_data, method = method, n_repeats = n_repeats, seed = seed, ...)
+}
+
+check_importance_method <- function(method) {
+  if (identical(method, importance_methods)) return("mask")
+  if (!is.character(method) || length(method) != 1 || !method %in% importance_methods) {
+    cli::cli_abort("{.arg method} must be one of {.or {.val {importance_methods}}}, not {.val {format(method)}}.",
+                   call = NULL)
+  }
+  method
+}
+
+importance_seed <- function(seed) {
+  if (is.null(seed)) return(as.double(sample.int(.Machine$integer.max, 1L)))
+  if (!is.numeric(seed) || length(seed) != 1 || is.na(seed)) {
+    cli::cli_abort("{.arg seed} must be a single number or {.code NULL}.", call = NULL)
+  }
+  as.double(round(seed))
+}
+
+check_outcome_columns <- function(object, new_data, method) {
+  need <- object$fit$outcome$names
+  missing_cols <- setdiff(need, names(new_data))
+  if (length(missing_cols)) {
+    cli::cli_abort(c(
+      "{.arg new_data} needs the outcome column{cli::qty(length(missing_cols))}{?s} {.field {missing_cols}} for the {method} importance.",
+      i = "{.code method = \"mad\"} and {.code method = \"mask\"} need no outcome."
+    ), call = NULL)
+  }
+}
+
+rename_outcomes <- function(new_data, engine_names, user_names) {
+  if (length(engine_names) != length(user_names) || !length(user_names)) return(new_data)
+  if (all(engine_names %in% names(new_data)) || !all(user_names %in% names(new_data))) return(new_data)
+  new_data <- as.data.frame(new_data)
+  new_data[engine_names] <- new_data[user_names]
+  new_data
+}
+
+# Mask importance: stored (no new_data) or over new_data.
+mask_importance <- function(object, new_data = NULL) {
+  if (is.null(new_data)) {
+    imp <- object$fit$importances
+    if (is.null(imp)) {
+      cli::cli_abort(c(
+        "This model stores no importance (it was fitted with {.code skip_importance = TRUE}).",
+        i = "Compute it on data with {.code tabnet_importance(object, new_data)}."
+      ), call = NULL)
+    }
+    tib <- tibble::tibble(Variable = imp$variables, Importance = imp$importance)
+    n_rows <- NA_integer_
+  } else {
+    check_new_data(new_data, object = object)
+    model <- live_network(object)
+    ds <- forge_dataset(object, new_data, model)
+    tib <- tibble::tibble(Variable = object$fit$layout$names,
+                          Importance = rs_mask_importance(model, ds, explain_batch_size))
+    n_rows <- nrow(new_data)
+  }
+  new_tabnet_importance(tib, "mask", "share", baseline = NA_real_, n_repeats = 1L, n_rows = n_rows)
+}
+
+new_tabnet_importance <- function(tib, method, metric, baseline, n_repeats, n_rows) {
+  tib <- tib[order(-tib$Importance), , drop = FALSE]
+  tib <- tibble::new_tibble(tib, nrow = nrow(tib), class = "tabnet_importance")
+  attr(tib, "method") <- method
+  attr(tib, "metric") <- metric
+  attr(tib, "baseline") <- baseline
+  attr(tib, "n_repeats") <- n_repeats
+  attr(tib, "n_rows") <- n_rows
+  tib
+}
+
+metric_names <- c(roc_auc = "ROC AUC", accuracy = "accuracy", rmse = "RMSE", mad = "MAD", share = "share")
+
+metric_name <- function(metric) {
+  if (is.null(metric) || !metric %in% names(metric_names)) return(metric %||% "")
+  metric_names[[metric]]
+}
+
+importance_label <- function(x) {
+  method <- attr(x, "method") %||% "importance"
+  metric <- metric_name(attr(x, "metric"))
+  switch(method,
+    mask = "share of the aggregated attention masks",
+    permutation = sprintf("drop in %s when permuted", metric),
+    occlusion = sprintf("drop in %s when replaced by the mean", metric),
+    mad = "mean absolute output change (MAD relevance)",
+    method
+  )
+}
+
+importance_summary <- function(x) {
+  method <- attr(x, "method") %||% "importance"
+  baseline <- attr(x, "baseline")
+  n_rows <- attr(x, "n_rows")
+  n_repeats <- attr(x, "n_repeats") %||% 1L
+  parts <- c(
+    importance_label(x),
+    if (!is.null(baseline) && !is.na(baseline)) {
+      sprintf("baseline %s %s", metric_name(attr(x, "metric")), format(signif(baseline, 4)))
+    },
+    if (identical(method, "permutation")) sprintf("%d repeat%s", n_repeats, if (n_repeats == 1) "" else "s"),
+    if (!is.null(n_rows) && !is.na(n_rows)) {
+      sprintf("%s rows", format(n_rows, big.mark = ","))
+    } else if (identical(method, "mask")) "stored at fit time"
+  )
+  sprintf("%s: %s", method, paste(parts, collapse = "; "))
+}
+
+#' @importFrom tibble tbl_sum
+#' @method tbl_sum tabnet_importance
+#' @export
+tbl_sum.tabnet_importance <- function(x, ...) {
+  c("TabNet importance" = importance_summary(x))
+}
+
+#' Variable importance of a TabNet model for vip
+#'
+#' Methods for `vip::vi_model()`, so `vip::vi()` and `vip::vip()` work on a
+#' `tabnet_fit` and, through vip's own unwrapping, on a parsnip `model_fit` or
+#' fitted `workflow` of [tabnet()]. They return the mask importance stored at
+#' fit time (as the `tabnet` package does), or computed on `new_data` when it is
+#' given (needed for a `tabnet_pretrain`, which stores none).
+#'
+#' @param object A `tabnet_fit` or `tabnet_pretrain`.
+#' @param new_data Optional data frame of predictors.
+#' @param ... Not used.
+#' @return A tibble with columns `Variable` and `Importance`.
+#' @name vi_model.tabnet_fit
+#' @keywords internal
+NULL
+
+#' @rdname vi_model.tabnet_fit
+#' @exportS3Method vip::vi_model
+vi_model.tabnet_fit <- function(object, new_data = NULL, ...) {
+  vi_tibble(mask_importance(object, new_data), object)
+}
+
+#' @rdname vi_model.tabnet_fit
+#' @exportS3Method vip::vi_model
+vi_model.tabnet_pretrain <- function(object, new_data = NULL, ...) {
+  if (is.null(new_data)) {
+    cli::cli_abort(c(
+      "A {.cls tabnet_pretrain} model stores no importance.",
+      i = "Pass rows to aggregate the masks on, e.g. {.code vip::vi(pretrained, new_data = df)}."
+    ), call = NULL)
+  }
+  vi_tibble(mask_importance(object, new_data), object)
+}
+
+vi_tibble <- function(imp, object) {
+  # vip sorts itself; keep the model's predictor order like `tabnet`
+  vars <- object$fit$layout$names
+  imp <- imp[match(vars, imp$Variable), , drop = FALSE]
+  tib <- tibble::tibble(Variable = imp$Variable, Importance = imp$Importance)
+  attr(tib, "type") <- "mask"
+  tib
+}

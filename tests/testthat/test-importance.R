@@ -1,0 +1,162 @@
+syn2_signal <- sprintf("V%02d", 3:6)
+syn4_signal <- c("V01", "V02", "V05", "V06")
+
+test_that("Syn2: V03-V06 are the four most important by every measure", {
+  fit <- syn2_fit()
+  x <- syn2_train()
+  expect_setequal(top_vars(tabnet_importance(fit), 4), syn2_signal)
+  expect_setequal(top_vars(tabnet_importance(fit, x, method = "mask"), 4), syn2_signal)
+  expect_setequal(top_vars(tabnet_importance(fit, x, method = "permutation", seed = 1), 4), syn2_signal)
+  expect_setequal(top_vars(tabnet_importance(fit, x, method = "occlusion"), 4), syn2_signal)
+  expect_setequal(top_vars(tabnet_importance(fit, x, method = "mad"), 4), syn2_signal)
+})
+
+test_that("Syn4: V10 ranks first or second, and the switched features fill the top five", {
+  fit <- syn4_fit()
+  x <- syn4_train()
+  imps <- list(
+    mask = tabnet_importance(fit),
+    permutation = tabnet_importance(fit, x, method = "permutation", seed = 1),
+    occlusion = tabnet_importance(fit, x, method = "occlusion"),
+    mad = tabnet_importance(fit, x, method = "mad")
+  )
+  for (nm in names(imps)) {
+    top5 <- top_vars(imps[[nm]], 5)
+    expect_true("V10" %in% top5[1:2], label = paste(nm, "ranks V10 first or second"))
+    expect_gte(sum(syn4_signal %in% top5), 3)
+  }
+})
+
+test_that("importances have the documented shape and attributes", {
+  fit <- small_fit()
+  x <- make_syn2(300, seed = 41)
+  mask <- tabnet_importance(fit)
+  expect_s3_class(mask, c("tabnet_importance", "tbl_df"))
+  expect_named(mask, c("Variable", "Importance"))
+  expect_equal(sum(mask$Importance), 1, tolerance = 1e-6)
+  expect_equal(attr(mask, "method"), "mask")
+  expect_false(is.unsorted(rev(mask$Importance)))
+  # the stored importance, as a tibble sorted decreasingly
+  stored <- fit$fit$importances
+  expect_equal(mask$Importance, sort(stored$importance, decreasing = TRUE))
+
+  perm <- tabnet_importance(fit, x, method = "permutation", n_repeats = 3, seed = 7)
+  expect_named(perm, c("Variable", "Importance", "StDev"))
+  expect_setequal(perm$Variable, sprintf("V%02d", 1:10))
+  expect_equal(attr(perm, "metric"), "roc_auc")
+  expect_true(attr(perm, "baseline") > 0 && attr(perm, "baseline") <= 1)
+  expect_equal(attr(perm, "n_repeats"), 3L)
+  expect_equal(attr(perm, "n_rows"), 300L)
+  expect_true(all(perm$StDev >= 0))
+
+  occ <- tabnet_importance(fit, x, method = "occlusion")
+  expect_named(occ, c("Variable", "Importance"))
+  expect_equal(attr(occ, "baseline"), attr(perm, "baseline"))
+
+  mad <- tabnet_importance(fit, x[, 1:10], method = "mad")
+  expect_equal(attr(mad, "metric"), "mad")
+  expect_true(all(mad$Importance >= 0))
+  expect_true(is.na(attr(mad, "baseline")))
+})
+
+test_that("permutation importance is reproducible with a seed or set.seed()", {
+  fit <- small_fit()
+  x <- make_syn2(300, seed = 42)
+  a <- tabnet_importance(fit, x, method = "permutation", n_repeats = 2, seed = 3)
+  b <- tabnet_importance(fit, x, method = "permutation", n_repeats = 2, seed = 3)
+  expect_identical(a, b)
+  set.seed(9)
+  c1 <- tabnet_importance(fit, x, method = "permutation", n_repeats = 2)
+  set.seed(9)
+  c2 <- tabnet_importance(fit, x, method = "permutation", n_repeats = 2)
+  expect_identical(c1, c2)
+})
+
+test_that("regression models use the RMSE increase", {
+  x <- make_syn2(400, seed = 43)
+  x$y <- x$V01 - x$V02 + rnorm(400, sd = 0.1)
+  fit <- withr::with_seed(6, tabnet_fit(y ~ ., x, epochs = 2))
+  imp <- tabnet_importance(fit, x, method = "occlusion")
+  expect_equal(attr(imp, "metric"), "rmse")
+  expect_gt(attr(imp, "baseline"), 0)
+  expect_output(print(imp), "RMSE")
+})
+
+test_that("vi_model() returns the stored importance as Variable / Importance", {
+  fit <- small_fit()
+  vi <- tabnetrs:::vi_model.tabnet_fit(fit)
+  expect_named(vi, c("Variable", "Importance"))
+  expect_equal(vi$Variable, fit$fit$importances$variables)
+  expect_equal(vi$Importance, fit$fit$importances$importance)
+
+  x <- make_syn2(200, seed = 44)
+  skipped <- withr::with_seed(7, tabnet_fit(y ~ ., x, epochs = 1, skip_importance = TRUE))
+  expect_null(skipped$fit$importances)
+  expect_error(tabnetrs:::vi_model.tabnet_fit(skipped), "skip_importance")
+  expect_error(tabnet_importance(skipped), "skip_importance")
+  on_data <- tabnetrs:::vi_model.tabnet_fit(skipped, new_data = x)
+  expect_equal(sum(on_data$Importance), 1, tolerance = 1e-6)
+
+  pre <- withr::with_seed(8, tabnet_pretrain(x[, 1:10], epochs = 1))
+  expect_error(tabnetrs:::vi_model.tabnet_pretrain(pre), "new_data")
+  expect_equal(nrow(tabnetrs:::vi_model.tabnet_pretrain(pre, new_data = x)), 10L)
+  expect_equal(sum(tabnet_importance(pre, x)$Importance), 1, tolerance = 1e-6)
+  expect_error(tabnet_importance(pre, x, method = "permutation"), "only .*mask")
+})
+
+test_that("vip::vi() and vip::vip() work on tabnet, parsnip and workflow fits", {
+  skip_if_not_installed("vip")
+  skip_if_not_installed("parsnip")
+  skip_if_not_installed("workflows")
+  fit <- small_fit()
+  x <- make_syn2(300, seed = 45)
+  vi <- vip::vi(fit)
+  expect_setequal(vi$Variable, sprintf("V%02d", 1:10))
+  expect_s3_class(vip::vip(fit), "ggplot")
+  spec <- parsnip::set_mode(tabnet(epochs = 1), "classification")
+  pf <- withr::with_seed(9, parsnip::fit(spec, y ~ ., data = x))
+  expect_equal(nrow(vip::vi(pf)), 10L)
+  expect_s3_class(vip::vip(pf), "ggplot")
+  wf <- withr::with_seed(9, generics::fit(workflows::workflow(y ~ ., spec), data = x))
+  expect_equal(nrow(vip::vi(wf)), 10L)
+  expect_s3_class(vip::vip(wf), "ggplot")
+})
+
+test_that("parsnip and workflow fits work with tabnet_importance()", {
+  skip_if_not_installed("parsnip")
+  skip_if_not_installed("workflows")
+  x <- make_syn2(300, seed = 46)
+  spec <- parsnip::set_mode(tabnet(epochs = 1), "classification")
+  pf <- withr::with_seed(10, parsnip::fit(spec, y ~ ., data = x))
+  expect_equal(tabnet_importance(pf), tabnet_importance(parsnip::extract_fit_engine(pf)))
+  occ <- tabnet_importance(pf, x, method = "occlusion")
+  expect_equal(occ, tabnet_importance(parsnip::extract_fit_engine(pf), x, method = "occlusion"))
+  # fit_xy() with an outcome vector: the user names the outcome column
+  pxy <- withr::with_seed(10, parsnip::fit_xy(spec, x = x[, 1:10], y = x$y))
+  expect_error(tabnet_importance(pxy, x, method = "occlusion"), "outcome = ")
+  expect_equal(nrow(tabnet_importance(pxy, x, method = "occlusion", outcome = "y")), 10L)
+  wf <- withr::with_seed(10, generics::fit(workflows::workflow(y ~ ., spec), data = x))
+  perm <- tabnet_importance(wf, x, method = "permutation", n_repeats = 2, seed = 1)
+  expect_named(perm, c("Variable", "Importance", "StDev"))
+  expect_equal(nrow(tabnet_importance(wf, x, method = "mad")), 10L)
+})
+
+test_that("tabnet_importance() gives clear errors for bad input", {
+  fit <- small_fit()
+  x <- make_syn2(50, seed = 47)
+  expect_error(tabnet_importance(fit, x, method = "shap"), "must be one of")
+  expect_error(tabnet_importance(fit, method = "permutation"), "new_data.*needed")
+  expect_error(tabnet_importance(fit, x[, 1:10], method = "permutation"), "outcome column.*y")
+  expect_error(tabnet_importance(fit, x[, -2], method = "mad"), "lacks the predictor.*V02")
+  expect_error(tabnet_importance(fit, x, method = "permutation", n_repeats = 0), "n_repeats")
+  expect_error(tabnet_importance(fit, x, method = "permutation", seed = "a"), "seed")
+  expect_error(tabnet_importance(stats::lm(V01 ~ V02, x)), "not defined for a <lm>")
+})
+
+test_that("print() describes the importance", {
+  fit <- small_fit()
+  x <- make_syn2(100, seed = 48)
+  expect_output(print(tabnet_importance(fit)), "share of the aggregated attention masks")
+  expect_output(print(tabnet_importance(fit, x, method = "permutation", n_repeats = 2, seed = 1)),
+                "drop in ROC AUC when permuted")
+})

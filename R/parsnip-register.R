@@ -69,8 +69,8 @@ tabnet_pred_info <- function(type) {
     post = NULL,
     func = c(fun = "predict"),
     args = list(
-      object = rlang::expr(object$fit),
-      new_data = rlang::expr(new_data),
+      object = quote(object$fit),
+      new_data = quote(new_data),
       type = type
     )
   )

@@ -273,10 +273,11 @@ print.tabnet <- function(x, ...) {
 #' Predictions of a TabNet fit at several epochs
 #'
 #' The [parsnip::multi_predict()] method of a TabNet `model_fit`: predicts with
-#' the network as it was at each of `epochs`. An epoch other than the last one
-#' is only available if a checkpoint was saved at that epoch, so fit with
-#' `checkpoint_epochs = 1` (for instance
+#' the network as it was at each of `epochs`. Apart from the epoch whose
+#' weights the fit holds, an epoch is only available if a checkpoint was saved
+#' at it, so fit with `checkpoint_epochs = 1` (for instance
 #' `set_engine("torch", checkpoint_epochs = 1)`) to predict at any epoch.
+#' `tune` does not use this method: the `epochs` argument is tuned by refitting.
 #'
 #' @param object A parsnip `model_fit` of a [tabnet()] specification.
 #' @param new_data A data frame of predictors.

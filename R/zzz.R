@@ -23,8 +23,8 @@
 
   # -- S3 methods for generics of suggested packages ---------------------------
   # (vctrs::s3_register() registers them lazily, when the package loads.)
-  # parsnip::multi_predict is registered through NAMESPACE
-  # (@exportS3Method), parsnip being imported.
+  # parsnip::multi_predict is registered through NAMESPACE (@rawNamespace:
+  # roxygen2 7.2.3 writes an unparsable line for the "_tabnet_fit" class).
 
   # -- more registrations (lead) ------------------------------------------------
   # Add further hooks below this line (e.g. vctrs::s3_register("vip::vi_model",

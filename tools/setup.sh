@@ -34,7 +34,7 @@ apt_pkgs=(
   r-cran-generics r-cran-magrittr r-cran-ggplot2 r-cran-withr r-cran-jsonlite
   r-cran-testthat r-cran-purrr r-cran-tidyr r-cran-modeldata r-cran-future
   r-cran-knitr r-cran-rmarkdown r-cran-roxygen2 r-cran-tidyverse
-  r-cran-patchwork r-cran-viridislite
+  r-cran-patchwork r-cran-viridislite r-cran-lme4 r-cran-callr
   # Dependencies of the CRAN-built tidymodels packages that bookworm has new
   # enough (saves compiling Rcpp, RcppArmadillo, clock, lubridate, ...).
   r-cran-rcpp r-cran-rcpparmadillo r-cran-clock r-cran-lubridate

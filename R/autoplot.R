@@ -188,11 +188,11 @@ autoplot.tabnet_importance <- function(object, top = Inf, ...) {
   }
   method <- attr(object, "method")
   p +
-    ggplot2::labs(x = tools_to_title(importance_label(object)), y = NULL,
+    ggplot2::labs(x = capitalise_first(importance_label(object)), y = NULL,
                   title = if (is.null(method)) "Feature importance" else sprintf("Feature importance (%s)", method)) +
     ggplot2::theme_minimal()
 }
 
-tools_to_title <- function(x) {
+capitalise_first <- function(x) {
   paste0(toupper(substr(x, 1, 1)), substr(x, 2, nchar(x)))
 }

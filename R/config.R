@@ -61,7 +61,9 @@
 #'   workers here.
 #' @param skip_importance Skip the global feature importance.
 #' @param num_threads libtorch threads (`NULL`: the `tabnetrs.threads` option,
-#'   else the `TABNETRS_THREADS` environment variable, else at most 2). Parallel
+#'   else the `TABNETRS_THREADS` environment variable, else 1: with Debian's
+#'   libtorch two threads were measured 5-30 times slower whenever the cores
+#'   are shared, and barely faster on an idle machine). Parallel
 #'   tuning workers should use 1 thread each (e.g. `Sys.setenv(TABNETRS_THREADS = 1)`
 #'   before starting them), or the cores are oversubscribed.
 #' @param seed Integer seed; `NULL` draws one from R's RNG, so `set.seed()`

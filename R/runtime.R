@@ -2,11 +2,14 @@
 
 # Threads for libtorch: config, then option `tabnetrs.threads`, then the
 # environment variable TABNETRS_THREADS (inherited by parallel workers), then
-# at most 2.
+# 1. Debian's libtorch runs an OpenMP pool and an OpenBLAS pool that both
+# busy-wait; with TabNet's many small ops a second thread was measured 5-30x
+# slower whenever the cores are shared (tuning workers, CI, other jobs), and
+# at best marginally faster on an idle machine. Ask for more explicitly.
 resolve_threads <- function(n = NULL) {
   if (is.null(n)) n <- getOption("tabnetrs.threads", NULL)
   if (is.null(n) && nzchar(Sys.getenv("TABNETRS_THREADS"))) n <- as.integer(Sys.getenv("TABNETRS_THREADS"))
-  if (is.null(n)) n <- min(2L, max(1L, parallel::detectCores(logical = FALSE), na.rm = TRUE))
+  if (is.null(n)) n <- 1L
   as.integer(n)
 }
 

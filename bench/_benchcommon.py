@@ -338,9 +338,18 @@ class Contention:
         return out
 
 
-def contended(sections, threshold=0.1):
-    """True if other processes used > threshold cores on average in any section."""
-    return any((s or {}).get("foreign_cores_avg", 0) > threshold for s in sections)
+def n_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def contended(sections, threads_used, threshold=0.1):
+    """True if, in any section, other processes used more than the cores we left
+    free (n_cpus - threads_used) plus `threshold` cores on average."""
+    spare = max(0, n_cpus() - int(threads_used))
+    return any((s or {}).get("foreign_cores_avg", 0) > spare + threshold for s in sections)
 
 
 def wait_for_idle(max_wait_s, max_load=0.5, quiet_s=10):

@@ -226,6 +226,13 @@ def main(argv=None):
 
     # --- selftest: generate data in a child process so the generator's memory
     #     does not count towards this process' peak RSS
+    import importlib.util
+    missing = [m for m in ("numpy", "torch", "sklearn", "scipy")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        bc.die("python %s lacks %s. Use Debian's /usr/bin/python3 after `apt-get install -y "
+               "python3-torch python3-sklearn python3-scipy python3-tqdm python3-pandas` "
+               "(not the pyenv python3 on PATH)" % (sys.executable, ", ".join(missing)))
     tmp_dir = None
     selftest_info = None
     data_dir = args.data
@@ -395,10 +402,11 @@ def run(args, data_dir, selftest_info):
 
     pk = bc.peak_rss_kib()
     sections = [fit_cont, pred_te_t["contention"], pred_all_t["contention"], expl_t["contention"]]
-    is_contended = bc.contended(sections)
+    is_contended = bc.contended(sections, max(T, args.blas_threads))
     if is_contended:
         caught.append("CONTENDED: other processes used CPU during the measurement "
-                      "(see */contention/foreign_cores_avg); timings are not clean")
+                      "beyond the cores left free (see */contention/foreign_cores_avg); "
+                      "timings are not clean")
     result = {
         "tool": "peer_pytorch_tabnet", "schema_version": SCHEMA_VERSION,
         "timestamp_utc": bc.utc_now(),

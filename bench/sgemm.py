@@ -109,11 +109,13 @@ def main():
                     "env_previous": prev_env, "wait_env": bc.wait_env()},
         "results": res,
         "system_load": {"wait_idle": idle, "after": bc.load_snapshot(),
-                        "contended": bc.contended([r["contention"] for r in res.values()])},
+                        "contended": bc.contended([r["contention"] for r in res.values()],
+                                          max(a.threads, a.blas_threads))},
         "summary": {"threads": a.threads, "blas": blas["detected"],
                     "gflops_2048": res["square_2048"]["gflops_median"],
                     "gflops_tabnet_s_16384x50x100": res["tabnet_s_fwd"]["gflops_median"],
-                    "contended": bc.contended([r["contention"] for r in res.values()])},
+                    "contended": bc.contended([r["contention"] for r in res.values()],
+                                          max(a.threads, a.blas_threads))},
         "blas": blas, "versions": bc.torch_versions(torch), "machine": bc.machine_info(),
     }
     bc.write_json(out, a.out)

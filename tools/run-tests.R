@@ -1,6 +1,6 @@
 # Runs the testthat suite against the installed tabnetrs and prints a summary
 # line "testthat: N passed, N failed, N skipped"; exits non-zero on failure.
-options(tabnetrs.threads = 2L)
+options(tabnetrs.threads = 1L)
 Sys.setenv(TZ = "UTC")
 library(testthat)
 library(tabnetrs)

@@ -1,3 +1,3 @@
-# libtorch may use at most 2 threads in checks.
-options(tabnetrs.threads = 2L)
+# libtorch uses one thread in tests (at most 2 allowed in checks).
+options(tabnetrs.threads = 1L)
 Sys.setenv(TZ = "UTC")

@@ -10,7 +10,6 @@ VENDOR_DEFAULT := $(abspath ../shared/cargo-vendor.tar.xz)
 export TABNETRS_CARGO_VENDOR ?= $(if $(wildcard $(VENDOR_DEFAULT)),$(VENDOR_DEFAULT),)
 export TABNETRS_TARGET_DIR ?= $(CURDIR)/.cache/cargo-target
 export TABNETRS_VENDOR_DIR ?= $(CURDIR)/.cache/vendor
-export LIBTORCH ?= /usr
 export TZ ?= UTC
 export _R_CHECK_FORCE_SUGGESTS_ ?= false
 # libtorch threads in tests and checks (CRAN: at most 2)

@@ -38,11 +38,16 @@ libtorch <- Sys.getenv("LIBTORCH")
 inc <- Sys.getenv("LIBTORCH_INCLUDE")
 lib <- Sys.getenv("LIBTORCH_LIB")
 has_torch_lib <- function(d) nzchar(d) && any(file.exists(file.path(d, c("libtorch_cpu.so", "libtorch_cpu.dylib"))))
+multiarch <- tryCatch(system2("gcc", "-print-multiarch", stdout = TRUE, stderr = FALSE), error = function(e) "")
 if (nzchar(libtorch)) {
   if (!nzchar(inc)) inc <- file.path(libtorch, "include")
-  if (!nzchar(lib)) lib <- file.path(libtorch, "lib")
+  if (!nzchar(lib)) {
+    lib <- file.path(libtorch, "lib")
+    # Debian-style prefixes (LIBTORCH=/usr) keep the libraries in lib/<multiarch>
+    if (!has_torch_lib(lib) && length(multiarch) && nzchar(multiarch[1]) &&
+        has_torch_lib(file.path(lib, multiarch[1]))) lib <- file.path(lib, multiarch[1])
+  }
 } else {
-  multiarch <- tryCatch(system2("gcc", "-print-multiarch", stdout = TRUE, stderr = FALSE), error = function(e) "")
   candidates <- unique(c(if (length(multiarch) && nzchar(multiarch[1])) file.path("/usr/lib", multiarch[1]), "/usr/lib", "/usr/lib64", "/usr/local/lib"))
   found <- Filter(has_torch_lib, candidates)
   if (length(found) && file.exists("/usr/include/torch/csrc/api/include/torch/torch.h")) {

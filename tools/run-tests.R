@@ -1,7 +1,7 @@
 # Runs the testthat suite against the installed tabnetrs and prints a summary
 # line "testthat: N passed, N failed, N skipped"; exits non-zero on failure.
 options(tabnetrs.threads = 1L)
-Sys.setenv(TZ = "UTC")
+Sys.setenv(TZ = "UTC", NOT_CRAN = "true")  # run the slow integration tests too
 library(testthat)
 library(tabnetrs)
 res <- testthat::test_dir("tests/testthat", package = "tabnetrs", load_package = "installed",

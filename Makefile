@@ -35,7 +35,7 @@ demo: setup install
 
 test-rust: makevars
 	mkdir -p .cache
-	set -o pipefail; export LIBTORCH=$$(sed -n 's/^CARGO_ENV = LIBTORCH="\(.*\)"/\1/p' src/Makevars); cd src/rust && cargo test --release --offline -p tabnet_core --target-dir "$(TABNETRS_TARGET_DIR)" 2>&1 | tee $(CURDIR)/.cache/cargo-test.log
+	set -o pipefail; export LIBTORCH=$$(sed -n 's/^CARGO_ENV = LIBTORCH="\(.*\)"/\1/p' src/Makevars); cd src/rust && cargo test --release $(if $(TABNETRS_CARGO_VENDOR),--offline,) -p tabnet_core --target-dir "$(TABNETRS_TARGET_DIR)" 2>&1 | tee $(CURDIR)/.cache/cargo-test.log
 	@grep -h "^test result:" .cache/cargo-test.log | awk '{p+=$$4; f+=$$6} END {printf "cargo: %d passed, %d failed\n", p, f}'
 
 test-r: install

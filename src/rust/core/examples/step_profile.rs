@@ -11,6 +11,8 @@ fn main() {
         _ => (1024, 128, 8, 3, 10),
     };
     tch::set_num_threads(threads);
+    let kt: usize = std::env::args().nth(3).and_then(|s| s.parse().ok()).unwrap_or(0);
+    tabnet_core::kernels::set_threads(kt);
     tch::manual_seed(0);
     let n = batch as usize * 4;
     let x = Tensor::randn(&[p as i64, n as i64], (Kind::Double, Device::Cpu));
@@ -32,10 +34,10 @@ fn main() {
         let idx = Tensor::randperm(n as i64, (Kind::Int64, Device::Cpu)).narrow(0, 0, batch);
         let b = data.batch(&idx);
         let t0 = Instant::now();
-        let (loss, _) = model.batch_loss(&b, true, 1e-3).unwrap();
+        let bl = model.batch_loss(&b, true, 1e-3).unwrap();
         let t1 = Instant::now();
         opt.zero_grad();
-        loss.backward();
+        bl.backward();
         let t2 = Instant::now();
         opt.step();
         let t3 = Instant::now();

@@ -4,7 +4,8 @@ use crate::attentive::AttentiveTransformer;
 use crate::config::NetConfig;
 use crate::embedding::{ones_prior, Embedder};
 use crate::feature_transformer::{shared_fcs, FeatureTransformer};
-use crate::ghost_bn::{bn_params, normalise_eval, normalise_rows};
+use crate::ghost_bn::{batch_norm_train, bn_params, normalise_eval};
+use crate::manual_encoder::{self, EncoderTape};
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]
@@ -27,6 +28,9 @@ pub struct EncoderOutput {
     pub m_loss: Tensor,
     /// Column-level masks per step, (B, F); empty unless requested.
     pub masks: Vec<Tensor>,
+    /// Set by the hand-derived training pass ([`crate::manual_encoder`]): its
+    /// backward must run after `loss.backward()`.
+    pub tape: Option<EncoderTape>,
 }
 
 impl Encoder {
@@ -78,7 +82,7 @@ impl Encoder {
         if !train {
             return normalise_eval(x, w, b, rm, rv, 1e-5);
         }
-        let (out, mean, var) = normalise_rows(x, w, b, 1e-5);
+        let (out, mean, var) = batch_norm_train(&x.contiguous(), w, b, 1e-5);
         let n = x.size()[0] as f64;
         tch::no_grad(|| {
             let m = self.momentum;
@@ -88,6 +92,16 @@ impl Encoder {
             let _ = rv.g_mul_scalar_(1.0 - m).g_add_(&(var.view([-1]) * (m * n / (n - 1.0))));
         });
         out
+    }
+
+    /// Training pass: the hand-derived encoder when it applies (CPU, f32), else
+    /// autograd. The caller must run `tape.backward()` after `loss.backward()`.
+    pub fn forward_train(&self, x: &Tensor, prior: Option<&Tensor>, embedder: &Embedder) -> EncoderOutput {
+        if manual_encoder::applicable(x) {
+            let x0 = self.initial_bn(x, true);
+            return manual_encoder::forward(self, embedder, &x0, prior);
+        }
+        self.forward_t(x, prior, embedder, true, false)
     }
 
     /// `x` is the embedded input (B, D) before the initial BN; `prior` the initial
@@ -132,6 +146,7 @@ impl Encoder {
             steps,
             m_loss: m_loss / n,
             masks,
+            tape: None,
         }
     }
 }

@@ -6,8 +6,11 @@
 //! own biased mean/variance. The running statistics receive one PyTorch-style EMA
 //! update per chunk, in order, with the chunk's unbiased variance; the k updates are
 //! applied in closed form: r ← (1−m)^k r + Σᵢ m(1−m)^{k−1−i} sᵢ.
-//! All equal-size chunks are normalised at once on a (k, c, C) view of the
-//! batch, with no copies (see [`normalise_rows`]). A last chunk of one row is merged into the chunk before it, so
+//! All equal-size chunks are normalised at once: chunk i of k takes rows
+//! i, i + k, i + 2k, … (the batch is shuffled, so the assignment is as random as
+//! torch.chunk's), which makes the batch a contiguous (c, k·C) view that
+//! libtorch's fused batch norm handles in one kernel each way, with no copies.
+//! A last chunk of one row is merged into the chunk before it, so
 //! batch norm never sees a single row in training. Eval mode uses the running
 //! statistics, so rows are independent of each other.
 use tch::{nn, Kind, Tensor};
@@ -75,13 +78,11 @@ impl GhostBatchNorm {
         let mut outs = Vec::with_capacity(2);
         let mut means = Vec::with_capacity(2);
         let mut vars = Vec::with_capacity(2);
-        let mut counts = Vec::with_capacity(2);
         // the equal-size chunks, all at once
         let (o, m, v) = self.normalise_chunks(&x.narrow(0, 0, n_equal * c), n_equal, c);
         outs.push(o);
         means.push(m);
         vars.push(v);
-        counts.push(n_equal);
         // the last, differently sized chunk (if any)
         let rest = b - n_equal * c;
         if rest > 0 {
@@ -89,17 +90,25 @@ impl GhostBatchNorm {
             outs.push(o);
             means.push(m);
             vars.push(v);
-            counts.push(1);
         }
+        self.update_running(&Tensor::cat(&means, 0), &Tensor::cat(&vars, 0));
+        if outs.len() == 1 {
+            outs.pop().unwrap()
+        } else {
+            Tensor::cat(&outs, 0)
+        }
+    }
+
+    /// Applies one EMA update per chunk, in chunk order, to the running statistics
+    /// from per-chunk means and unbiased variances (k, C), in closed form.
+    pub fn update_running(&self, means: &Tensor, vars: &Tensor) {
         tch::no_grad(|| {
-            let means = Tensor::cat(&means, 0);
-            let vars = Tensor::cat(&vars, 0);
-            let k = counts.iter().sum::<i64>();
+            let k = means.size()[0];
             let m = self.momentum;
             let w: Vec<f32> = (0..k)
                 .map(|i| (m * (1.0 - m).powi((k - 1 - i) as i32)) as f32)
                 .collect();
-            let w = Tensor::of_slice(&w).to_device(x.device()).view([k, 1]);
+            let w = Tensor::of_slice(&w).to_device(means.device()).view([k, 1]);
             let decay = (1.0 - m).powi(k as i32);
             let new_mean = &self.running_mean * decay
                 + (&w * means).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
@@ -110,18 +119,22 @@ impl GhostBatchNorm {
             rm.copy_(&new_mean);
             rv.copy_(&new_var);
         });
-        if outs.len() == 1 {
-            outs.pop().unwrap()
-        } else {
-            Tensor::cat(&outs, 0)
-        }
     }
 
-    /// Normalises `k` consecutive chunks of `c` rows each on a (k, c, C) view.
+    /// Normalises `k` chunks of `c` rows each. The chunks are interleaved: chunk `i`
+    /// holds rows i, i + k, i + 2k, …, so the (k·c, C) batch is a contiguous
+    /// (c, k·C) view and libtorch's fused batch norm (one kernel forward, one
+    /// backward) normalises every (chunk, channel) pair at once. Batches are
+    /// shuffled, so which rows share a chunk is as random as with contiguous chunks.
     /// Returns the output and the per-chunk means and unbiased variances (k, C).
     fn normalise_chunks(&self, x: &Tensor, k: i64, c: i64) -> (Tensor, Tensor, Tensor) {
         let ch = x.size()[1];
-        let (out, mean, var) = normalise_rows(&x.view([k, c, ch]), &self.weight, &self.bias, self.eps);
+        let (w, b) = if k == 1 {
+            (self.weight.shallow_clone(), self.bias.shallow_clone())
+        } else {
+            (self.weight.repeat(&[k]), self.bias.repeat(&[k]))
+        };
+        let (out, mean, var) = batch_norm_train(&x.contiguous().view([c, k * ch]), &w, &b, self.eps);
         let out = out.view([k * c, ch]);
         let (mean, var) = tch::no_grad(|| {
             (mean.view([k, ch]), var.view([k, ch]) * (c as f64 / (c - 1) as f64))
@@ -130,18 +143,14 @@ impl GhostBatchNorm {
     }
 }
 
-/// Batch-normalises `x` (…, rows, C) over its rows dimension (-2) with biased
-/// variance, then applies the affine weight and bias. Written as a mean pass,
-/// a centring pass, a variance pass and one fused `addcmul`: libtorch 1.13's
-/// `var_mean` and `batch_norm` take slow strided paths on these shapes.
-/// Returns (output, mean, biased variance), the statistics detached.
-pub fn normalise_rows(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> (Tensor, Tensor, Tensor) {
-    let mean = x.mean_dim(Some(&[-2i64][..]), true, Kind::Float);
-    let centred = x - &mean;
-    let var = centred.square().mean_dim(Some(&[-2i64][..]), true, Kind::Float);
-    let scale = (&var + eps).rsqrt() * weight;
-    let out = bias.addcmul(&centred, &scale);
-    (out, mean.detach(), var.detach())
+/// Training-mode batch norm of a contiguous (rows, C) matrix over its rows with
+/// biased variance, through libtorch's fused `native_batch_norm` (autograd uses its
+/// fused backward). Returns (output, mean, biased variance), the statistics detached.
+pub fn batch_norm_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> (Tensor, Tensor, Tensor) {
+    let (out, mean, invstd) =
+        x.native_batch_norm(Some(weight), Some(bias), None::<&Tensor>, None::<&Tensor>, true, 0.0, eps);
+    let var = tch::no_grad(|| invstd.detach().square().reciprocal() - eps);
+    (out, mean.detach(), var)
 }
 
 /// Eval-mode batch norm with running statistics, as one fused `addcmul`.
@@ -180,10 +189,19 @@ mod tests {
         let mut rm = Tensor::zeros(&[c], (Kind::Float, Device::Cpu));
         let mut rv = Tensor::ones(&[c], (Kind::Float, Device::Cpu));
         let mut outs = vec![];
-        let mut start = 0;
-        for s in chunk_sizes(x.size()[0], vbs) {
-            let xc = x.narrow(0, start, s);
-            start += s;
+        let sizes = chunk_sizes(x.size()[0], vbs);
+        let k = sizes.iter().take_while(|&&s| s == sizes[0]).count() as i64;
+        let equal = k * sizes[0];
+        // chunk i of the k equal ones: rows i, i + k, i + 2k, … of the first k·c rows;
+        // then the last, differently sized chunk (contiguous) if any
+        let mut chunks: Vec<Vec<i64>> = (0..k).map(|i| (i..equal).step_by(k as usize).collect()).collect();
+        if equal < x.size()[0] {
+            chunks.push((equal..x.size()[0]).collect());
+        }
+        let mut order = vec![];
+        for rows in &chunks {
+            let xc = x.index_select(0, &Tensor::of_slice(rows));
+            order.extend_from_slice(rows);
             let mean = xc.mean_dim(Some(&[0i64][..]), false, Kind::Float);
             let var_b = xc.var_dim(Some(&[0i64][..]), false, false);
             let var_u = xc.var_dim(Some(&[0i64][..]), true, false);
@@ -191,7 +209,9 @@ mod tests {
             rm = &rm * (1.0 - m) + mean * m;
             rv = &rv * (1.0 - m) + var_u * m;
         }
-        (Tensor::cat(&outs, 0), rm, rv)
+        // back to the rows' original order
+        let inverse = Tensor::of_slice(&order).argsort(0, false);
+        (Tensor::cat(&outs, 0).index_select(0, &inverse), rm, rv)
     }
 
     #[test]

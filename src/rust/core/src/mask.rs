@@ -86,7 +86,7 @@ pub fn entmax_support_torch(x: &Tensor) -> Tensor {
 }
 
 /// Threshold of one row (values already sorted in descending order).
-fn row_threshold(sorted: &[f64], entmax: bool) -> f64 {
+pub(crate) fn row_threshold(sorted: &[f64], entmax: bool) -> f64 {
     let mut tau = 0.0;
     let (mut sum, mut sum_sq) = (0.0, 0.0);
     for (i, &v) in sorted.iter().enumerate() {

@@ -7,10 +7,31 @@ use crate::config::NetConfig;
 use crate::data::{Batch, Dataset};
 use crate::error::{invalid, Result};
 use crate::loss;
+use crate::manual_encoder::EncoderTape;
 use crate::network::TabNet;
 use crate::pretrainer::Pretrainer;
 use std::io::Cursor;
 use tch::{nn::VarStore, Device, Tensor};
+
+/// A batch's loss, ready to back-propagate.
+pub struct BatchLoss {
+    /// task loss minus λ × the sparsity term: what the optimiser minimises
+    pub loss: Tensor,
+    /// the task loss alone (reported)
+    pub task: Tensor,
+    tape: Option<EncoderTape>,
+}
+
+impl BatchLoss {
+    /// Gradients of `loss` into every parameter's `.grad()`: autograd for the
+    /// head/decoder and the loss, then the encoder's hand-derived backward.
+    pub fn backward(self) {
+        self.loss.backward();
+        if let Some(t) = self.tape {
+            t.backward();
+        }
+    }
+}
 
 #[derive(Debug)]
 pub enum Net {
@@ -127,28 +148,32 @@ impl Model {
         }
     }
 
-    /// (loss to optimise, task loss to report) for a batch.
+    /// The loss of a batch: what to optimise, the task loss to report, and in
+    /// training the encoder tape (see [`BatchLoss::backward`]).
     pub fn batch_loss(
         &self,
         b: &Batch,
         train: bool,
         lambda_sparse: f64,
-    ) -> Result<(Tensor, Tensor)> {
-        match &self.net {
+    ) -> Result<BatchLoss> {
+        let (task, m_loss, tape) = match &self.net {
             Net::Supervised(net) => {
                 let y = match &b.y {
                     Some(y) => y,
                     None => return invalid("training needs an outcome"),
                 };
-                let (out, m_loss) = net.forward_t(b, train);
+                let (out, m_loss, tape) = if train {
+                    net.forward_train(b)
+                } else {
+                    let (o, m) = net.forward_t(b, false);
+                    (o, m, None)
+                };
                 let task = loss::weighted_mean(&loss::per_row(&self.cfg, &out, y), b.w.as_ref());
-                Ok((&task - m_loss * lambda_sparse, task))
+                (task, m_loss, tape)
             }
-            Net::Pretrain(p) => {
-                let (rec, m_loss) = p.loss(b, train);
-                Ok((&rec - m_loss * lambda_sparse, rec))
-            }
-        }
+            Net::Pretrain(p) => p.loss(b, train),
+        };
+        Ok(BatchLoss { loss: &task - m_loss * lambda_sparse, task, tape })
     }
 
     /// Prepares model-specific state that depends on the training data.

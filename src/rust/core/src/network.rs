@@ -3,6 +3,7 @@ use crate::config::NetConfig;
 use crate::data::Batch;
 use crate::embedding::Embedder;
 use crate::encoder::Encoder;
+use crate::manual_encoder::EncoderTape;
 use crate::init;
 use tch::{nn, Kind, Tensor};
 
@@ -40,15 +41,25 @@ impl TabNet {
         let enc = self
             .encoder
             .forward_t(&x, b.present.as_ref(), &self.embedder, train, false);
-        let d = enc
-            .steps
-            .iter()
-            .skip(1)
-            .fold(enc.steps[0].shallow_clone(), |acc, s| acc + s);
-        (d.linear::<Tensor>(&self.head, None), enc.m_loss)
+        (self.head_of(&enc.steps), enc.m_loss)
     }
 
-    /// Per-step masks and their aggregate, in eval mode.
+    /// Training pass (see [`Encoder::forward_train`]): (output, sparsity term,
+    /// the encoder tape to back-propagate after `loss.backward()`).
+    pub fn forward_train(&self, b: &Batch) -> (Tensor, Tensor, Option<EncoderTape>) {
+        let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
+        let enc = self.encoder.forward_train(&x, b.present.as_ref(), &self.embedder);
+        (self.head_of(&enc.steps), enc.m_loss, enc.tape)
+    }
+
+    fn head_of(&self, steps: &[Tensor]) -> Tensor {
+        let d = steps
+            .iter()
+            .skip(1)
+            .fold(steps[0].shallow_clone(), |acc, s| acc + s);
+        d.linear::<Tensor>(&self.head, None)
+    }
+
     pub fn explain(&self, b: &Batch) -> Explanation {
         explain_encoder(&self.embedder, &self.encoder, b)
     }

@@ -15,6 +15,7 @@ use crate::data::{Batch, Dataset};
 use crate::decoder::Decoder;
 use crate::embedding::Embedder;
 use crate::encoder::Encoder;
+use crate::manual_encoder::EncoderTape;
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]
@@ -64,7 +65,8 @@ impl Pretrainer {
     }
 
     /// Reconstruction loss of a batch (scalar) and the sparsity term.
-    pub fn loss(&self, b: &Batch, train: bool) -> (Tensor, Tensor) {
+    /// (reconstruction loss, sparsity term, encoder tape when training).
+    pub fn loss(&self, b: &Batch, train: bool) -> (Tensor, Tensor, Option<EncoderTape>) {
         let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
         let (rows, f) = (x.size()[0], self.encoder.attention[0].fc.size()[0]);
         let mut obf =
@@ -79,9 +81,11 @@ impl Pretrainer {
         };
         let obf_d = self.embedder.expand_binary(&obf);
         let x_in = &x * (1.0f64 - &obf_d);
-        let enc = self
-            .encoder
-            .forward_t(&x_in, Some(&prior), &self.embedder, train, false);
+        let enc = if train {
+            self.encoder.forward_train(&x_in, Some(&prior), &self.embedder)
+        } else {
+            self.encoder.forward_t(&x_in, Some(&prior), &self.embedder, false, false)
+        };
         let recon = self.decoder.forward_t(&enc.steps, train);
         let target = (x.detach() - &self.target_mean) / self.target_var.sqrt();
         let err = (recon - target).square() * &obf_d;
@@ -89,6 +93,6 @@ impl Pretrainer {
             / obf_d
                 .sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)
                 .clamp_min(1.0);
-        (per_row.mean(Kind::Float), enc.m_loss)
+        (per_row.mean(Kind::Float), enc.m_loss, enc.tape)
     }
 }

@@ -103,9 +103,10 @@ impl Trainer {
             let start = self.cursor * bs;
             let len = bs.min(data.n - start);
             let batch = data.batch(&perm.narrow(0, start, len));
-            let (loss, task) = model.batch_loss(&batch, true, self.opts.lambda_sparse)?;
+            let bl = model.batch_loss(&batch, true, self.opts.lambda_sparse)?;
+            let task = bl.task.shallow_clone();
             self.opt.zero_grad();
-            loss.backward();
+            bl.backward();
             if let Some(c) = self.opts.clip_value {
                 self.opt.clip_grad_norm(c);
             }
@@ -147,7 +148,7 @@ pub fn evaluate_loss(model: &Model, data: &Dataset, batch_size: i64) -> Result<f
         while start < data.n {
             let len = batch_size.min(data.n - start);
             let b = data.slice(start, len);
-            let (_, task) = model.batch_loss(&b, false, 0.0)?;
+            let task = model.batch_loss(&b, false, 0.0)?.task;
             let wsum = match &b.w {
                 Some(w) => w.sum(Kind::Float).double_value(&[]),
                 None => len as f64,

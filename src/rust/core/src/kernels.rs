@@ -1,0 +1,604 @@
+//! Fused CPU kernels for the hand-derived training pass ([`crate::manual_encoder`]):
+//! ghost batch norm fused with GLU and the residual, its backward, and the
+//! row-wise sparsemax / entmax-1.5 with their backward. Each virtual batch is
+//! handled by one rayon task while it sits in cache, instead of a dozen
+//! full-batch passes of separate libtorch kernels; matrix products stay with
+//! libtorch (BLAS).
+//!
+//! Virtual batches are cut exactly like pytorch-tabnet's `torch.chunk`: contiguous
+//! runs of rows (see [`crate::ghost_bn::chunk_sizes`]), so each task streams through
+//! memory the prefetcher can follow. (The autograd path interleaves its chunks to
+//! reach libtorch's fused batch norm; batches are shuffled, so both are random
+//! virtual batches of the same sizes.)
+use crate::ghost_bn::chunk_sizes;
+use rayon::prelude::*;
+use std::sync::{Mutex, OnceLock};
+use tch::{Device, Kind, Tensor};
+
+/// A raw pointer that rayon tasks may share; every task writes disjoint rows.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    #[inline(always)]
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// A tensor that rayon tasks read concurrently (views and products only; libtorch
+/// reference counts are atomic). Tasks write only their own rows, through views.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared<'a>(pub &'a Tensor);
+unsafe impl Sync for Shared<'_> {}
+unsafe impl Send for Shared<'_> {}
+
+/// A tensor produced in a rayon task and handed back to the caller.
+pub(crate) struct SendTensor(pub Tensor);
+unsafe impl Send for SendTensor {}
+
+impl<'a> Shared<'a> {
+    fn get(self) -> &'a Tensor {
+        self.0
+    }
+
+    fn rows(self, first: usize, n: usize) -> Tensor {
+        self.0.narrow(0, first as i64, n as i64)
+    }
+}
+
+fn is_contiguous(t: &Tensor) -> bool {
+    let (size, stride) = (t.size(), t.stride());
+    let mut expect = 1i64;
+    for (s, st) in size.iter().zip(stride.iter()).rev() {
+        if *s != 1 && *st != expect {
+            return false;
+        }
+        expect *= *s;
+    }
+    true
+}
+
+/// True when `t` can be handled by these kernels (contiguous f32 on the CPU).
+pub fn supported(t: &Tensor) -> bool {
+    t.device() == Device::Cpu && t.kind() == Kind::Float && is_contiguous(t)
+}
+
+pub(crate) fn ptr(t: &Tensor) -> SendPtr {
+    assert!(supported(t), "kernel input must be a contiguous f32 CPU tensor");
+    SendPtr(t.data_ptr() as *mut f32)
+}
+
+/// A fresh, uninitialised (rows, cols) f32 CPU tensor.
+pub(crate) fn empty(rows: usize, cols: usize) -> Tensor {
+    Tensor::empty(&[rows as i64, cols as i64], (Kind::Float, Device::Cpu))
+}
+
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Threads for the fused kernels (0: as many as libtorch's intra-op pool).
+pub fn set_threads(n: usize) {
+    THREADS.store(n, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The number of threads the kernels run on.
+pub fn threads() -> usize {
+    match THREADS.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => tch::get_num_threads().max(1) as usize,
+        n => n,
+    }
+}
+
+/// The rayon pool used by the kernels (see [`threads`]).
+pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: OnceLock<Mutex<Option<(usize, std::sync::Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    let n = threads();
+    let pool = {
+        let mut guard = POOL.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|e| e.into_inner());
+        match &*guard {
+            Some((m, p)) if *m == n => p.clone(),
+            _ => {
+                let p = std::sync::Arc::new(
+                    rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("rayon pool"),
+                );
+                *guard = Some((n, p.clone()));
+                p
+            }
+        }
+    };
+    pool.install(f)
+}
+
+/// e^x in f32 (Cephes polynomial, ≤ 2 ulp), written so loops vectorise.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    // t's low mantissa bits hold round(x·log2 e) (|n| < 2^22): integer ops only
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((ni + 127) as u32) << 23)
+}
+
+#[inline(always)]
+pub fn sigmoid_f32(x: f32) -> f32 {
+    1.0 / (1.0 + exp_f32(-x))
+}
+
+/// Defines a row function compiled twice, generic x86-64 and AVX2+FMA, picking
+/// the AVX2 build at run time when the CPU has it (the loops are written with
+/// equal-length slices so LLVM vectorises them).
+macro_rules! simd_fn {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $t:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        #[inline]
+        $vis fn $name($($arg: $t),*) {
+            #[inline(always)]
+            fn imp($($arg: $t),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $t),*) {
+                    imp($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports the features just checked.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
+simd_fn! {
+    /// acc += x
+    pub fn add_row(acc: &mut [f32], x: &[f32]) {
+        let n = acc.len();
+        let x = &x[..n];
+        for j in 0..n {
+            acc[j] += x[j];
+        }
+    }
+}
+
+simd_fn! {
+    /// y += a · x
+    pub fn axpy_row(y: &mut [f32], x: &[f32], a: f32) {
+        let n = y.len();
+        let x = &x[..n];
+        for j in 0..n {
+            y[j] += a * x[j];
+        }
+    }
+}
+
+simd_fn! {
+    /// acc += (x − mean)²
+    pub fn sq_dev_row(acc: &mut [f32], x: &[f32], mean: &[f32]) {
+        let n = acc.len();
+        let (x, mean) = (&x[..n], &mean[..n]);
+        for j in 0..n {
+            let d = x[j] - mean[j];
+            acc[j] += d * d;
+        }
+    }
+}
+
+simd_fn! {
+    /// x ← (x − mean) · rstd
+    pub fn normalise_row(x: &mut [f32], mean: &[f32], rstd: &[f32]) {
+        let n = x.len();
+        let (mean, rstd) = (&mean[..n], &rstd[..n]);
+        for j in 0..n {
+            x[j] = (x[j] - mean[j]) * rstd[j];
+        }
+    }
+}
+
+simd_fn! {
+    /// GLU of y = γ ẑ + β (first half ⊙ σ(second half)) into `out`; with a
+    /// residual input `h` (non-empty), out = (GLU + h) · √½.
+    pub fn glu_row(zhat: &[f32], gamma: &[f32], beta: &[f32], h: &[f32], out: &mut [f32]) {
+        let d = out.len();
+        let (z1, z2) = (&zhat[..d], &zhat[d..2 * d]);
+        let (g1, g2) = (&gamma[..d], &gamma[d..2 * d]);
+        let (b1, b2) = (&beta[..d], &beta[d..2 * d]);
+        for j in 0..d {
+            out[j] = (g1[j] * z1[j] + b1[j]) * sigmoid_f32(g2[j] * z2[j] + b2[j]);
+        }
+        if !h.is_empty() {
+            let h = &h[..d];
+            for j in 0..d {
+                out[j] = (out[j] + h[j]) * std::f32::consts::FRAC_1_SQRT_2;
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// ∂L/∂y of [`glu_row`] (y = γ ẑ + β) from ∂L/∂out `go` times `scale`.
+    pub fn glu_grad_row(zhat: &[f32], gamma: &[f32], beta: &[f32], go: &[f32], scale: f32, gy: &mut [f32]) {
+        let d = go.len();
+        let (z1, z2) = (&zhat[..d], &zhat[d..2 * d]);
+        let (g1, g2) = (&gamma[..d], &gamma[d..2 * d]);
+        let (b1, b2) = (&beta[..d], &beta[d..2 * d]);
+        let (gy1, gy2) = gy.split_at_mut(d);
+        let (gy1, gy2) = (&mut gy1[..d], &mut gy2[..d]);
+        for j in 0..d {
+            let y1 = g1[j] * z1[j] + b1[j];
+            let s = sigmoid_f32(g2[j] * z2[j] + b2[j]);
+            let g = go[j] * scale;
+            gy1[j] = g * s;
+            gy2[j] = g * y1 * s * (1.0 - s);
+        }
+    }
+}
+
+simd_fn! {
+    /// sum_g += gy, sum_gz += gy · ẑ
+    pub fn bn_grad_sums_row(gy: &[f32], zhat: &[f32], sum_g: &mut [f32], sum_gz: &mut [f32]) {
+        let n = gy.len();
+        let (zhat, sum_g, sum_gz) = (&zhat[..n], &mut sum_g[..n], &mut sum_gz[..n]);
+        for j in 0..n {
+            sum_g[j] += gy[j];
+            sum_gz[j] += gy[j] * zhat[j];
+        }
+    }
+}
+
+simd_fn! {
+    /// d ← a · (d − mg − ẑ · mgz): ghost BN's input gradient from ∂L/∂y in `d`
+    pub fn bn_grad_row(d: &mut [f32], zhat: &[f32], a: &[f32], mg: &[f32], mgz: &[f32]) {
+        let n = d.len();
+        let (zhat, a, mg, mgz) = (&zhat[..n], &a[..n], &mg[..n], &mgz[..n]);
+        for j in 0..n {
+            d[j] = a[j] * (d[j] - mg[j] - zhat[j] * mgz[j]);
+        }
+    }
+}
+
+/// Which rows make up each virtual batch of a training batch, and how the
+/// virtual batches are grouped into parallel tasks.
+#[derive(Debug, Clone)]
+pub struct Chunks {
+    pub rows: usize,
+    /// number of equal chunks and their size
+    pub k: usize,
+    pub c: usize,
+    /// the remainder chunk (start row, length); length 0 if none
+    pub rest: (usize, usize),
+    /// equal chunks per task
+    pub group: usize,
+}
+
+impl Chunks {
+    pub fn new(rows: usize, vbs: usize) -> Chunks {
+        let sizes = chunk_sizes(rows as i64, vbs as i64);
+        let c = sizes[0] as usize;
+        let k = sizes.iter().take_while(|&&s| s as usize == c).count();
+        // tasks of at least 256 rows, but at least one task per thread
+        let group = 256usize.div_ceil(c).min(k.div_ceil(threads())).max(1);
+        Chunks { rows, k, c, rest: (k * c, rows - k * c), group }
+    }
+
+    pub fn count(&self) -> usize {
+        self.k + usize::from(self.rest.1 > 0)
+    }
+
+    /// Rows of chunk `i`: (first row, count).
+    pub fn rows_of(&self, i: usize) -> (usize, usize) {
+        if i < self.k {
+            (i * self.c, self.c)
+        } else {
+            (self.rest.0, self.rest.1)
+        }
+    }
+
+    /// Tasks as ranges of chunk indices.
+    fn tasks(&self) -> Vec<std::ops::Range<usize>> {
+        let mut t: Vec<_> = (0..self.k).step_by(self.group).map(|i| i..(i + self.group).min(self.k)).collect();
+        if self.rest.1 > 0 {
+            t.push(self.k..self.k + 1);
+        }
+        t
+    }
+
+    /// Rows covered by a task: (first row, count).
+    fn task_rows(&self, t: &std::ops::Range<usize>) -> (usize, usize) {
+        let (first, _) = self.rows_of(t.start);
+        let (last, n) = self.rows_of(t.end - 1);
+        (first, last + n - first)
+    }
+}
+
+/// Per-chunk statistics saved by the forward pass.
+pub struct BnStats {
+    /// 1/sqrt(var + eps) per (chunk, channel)
+    pub rstd: Vec<f32>,
+    /// mean and unbiased variance per (chunk, channel), for the running statistics
+    pub mean: Vec<f32>,
+    pub var_unbiased: Vec<f32>,
+}
+
+fn rows_mut<'a>(p: SendPtr, first: usize, n: usize, ch: usize) -> &'a mut [f32] {
+    // SAFETY: callers pass rows of a live contiguous tensor that only this task touches.
+    unsafe { std::slice::from_raw_parts_mut(p.get().add(first * ch), n * ch) }
+}
+
+/// z = x wᵀ followed by ghost BN, fused per task: each task multiplies its own
+/// rows (single-threaded BLAS), then normalises each of its virtual batches in
+/// place (z becomes ẑ = (z − μ)/σ) and runs `epilogue(row, ẑ_row)` while the
+/// rows are in cache. `x` is (rows, in), `w` (ch, in) detached, `z` (rows, ch).
+pub fn linear_bn_forward<F>(x: &Tensor, w: &Tensor, z: &Tensor, chunks: &Chunks, eps: f32, epilogue: F) -> BnStats
+where
+    F: Fn(usize, &[f32]) + Sync,
+{
+    let ch = z.size()[1] as usize;
+    let zp = ptr(z);
+    let wt = w.tr();
+    let (xs, zs, wts) = (Shared(x), Shared(z), Shared(&wt));
+    let per_task: Vec<Vec<(Vec<f32>, Vec<f32>, Vec<f32>)>> = with_pool(|| {
+        chunks
+            .tasks()
+            .into_par_iter()
+            .map(|t| {
+                tch::no_grad(|| {
+                    let (f, n) = chunks.task_rows(&t);
+                    let _ = xs.rows(f, n).mm_out(&zs.rows(f, n), wts.get());
+                });
+                t.map(|i| {
+                    let (first, count) = chunks.rows_of(i);
+                    let block = rows_mut(zp, first, count, ch);
+                    let mut mean = vec![0f32; ch];
+                    for r in block.chunks_exact(ch) {
+                        add_row(&mut mean, r);
+                    }
+                    let inv = 1.0 / count as f32;
+                    mean.iter_mut().for_each(|m| *m *= inv);
+                    let mut ss = vec![0f32; ch];
+                    for r in block.chunks_exact(ch) {
+                        sq_dev_row(&mut ss, r, &mean);
+                    }
+                    let rstd: Vec<f32> = ss.iter().map(|s| 1.0 / (s * inv + eps).sqrt()).collect();
+                    let unb = if count > 1 { 1.0 / (count - 1) as f32 } else { 0.0 };
+                    let var_u: Vec<f32> = ss.iter().map(|s| s * unb).collect();
+                    for (j, r) in block.chunks_exact_mut(ch).enumerate() {
+                        normalise_row(r, &mean, &rstd);
+                        epilogue(first + j, r);
+                    }
+                    (rstd, mean, var_u)
+                })
+                .collect()
+            })
+            .collect()
+    });
+    let n = chunks.count();
+    let mut stats = BnStats { rstd: Vec::with_capacity(n * ch), mean: Vec::with_capacity(n * ch), var_unbiased: Vec::with_capacity(n * ch) };
+    for (r, m, v) in per_task.into_iter().flatten() {
+        stats.rstd.extend(r);
+        stats.mean.extend(m);
+        stats.var_unbiased.extend(v);
+    }
+    stats
+}
+
+/// Backward of [`linear_bn_forward`], fused per task. `grad_y(row, ẑ_row, gy_row)`
+/// writes ∂L/∂y (y = γ ẑ + β) into `gy_row`; the kernel turns the task's rows into
+/// ∂L/∂z in `dz` (rows, ch), then computes its rows of ∂L/∂x = dz w into `gx`
+/// (rows, in), calls `post(row, gx_row)` on each, and accumulates ∂L/∂w = dzᵀ x.
+/// Returns (∂L/∂γ, ∂L/∂β, ∂L/∂w).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_bn_backward<F, P>(
+    x: &Tensor,
+    w: &Tensor,
+    zhat: &Tensor,
+    dz: &Tensor,
+    gx: &Tensor,
+    stats: &BnStats,
+    gamma: &[f32],
+    chunks: &Chunks,
+    grad_y: F,
+    post: P,
+) -> (Vec<f32>, Vec<f32>, Tensor)
+where
+    F: Fn(usize, &[f32], &mut [f32]) + Sync,
+    P: Fn(usize, &mut [f32]) + Sync,
+{
+    let ch = zhat.size()[1] as usize;
+    let n_in = x.size()[1] as usize;
+    let (zp, dp, gp) = (ptr(zhat), ptr(dz), ptr(gx));
+    let (xs, ws, dzs, gxs) = (Shared(x), Shared(w), Shared(dz), Shared(gx));
+    let partial: Vec<(Vec<f32>, Vec<f32>, SendTensor)> = with_pool(|| {
+        chunks
+            .tasks()
+            .into_par_iter()
+            .map(|t| {
+                let mut sum_gz_all = vec![0f32; ch];
+                let mut sum_g_all = vec![0f32; ch];
+                for i in t.clone() {
+                    let (first, count) = chunks.rows_of(i);
+                    let zb = rows_mut(zp, first, count, ch);
+                    let db = rows_mut(dp, first, count, ch);
+                    let mut sum_g = vec![0f32; ch];
+                    let mut sum_gz = vec![0f32; ch];
+                    for (j, (zr, dr)) in zb.chunks_exact(ch).zip(db.chunks_exact_mut(ch)).enumerate() {
+                        grad_y(first + j, zr, dr);
+                        bn_grad_sums_row(dr, zr, &mut sum_g, &mut sum_gz);
+                    }
+                    let inv = 1.0 / count as f32;
+                    let rstd = &stats.rstd[i * ch..(i + 1) * ch];
+                    // dz = γ σ⁻¹ (gy − mean(gy) − ẑ mean(gy ẑ))
+                    let a: Vec<f32> = rstd.iter().zip(gamma).map(|(s, g)| s * g).collect();
+                    let mg: Vec<f32> = sum_g.iter().map(|s| s * inv).collect();
+                    let mgz: Vec<f32> = sum_gz.iter().map(|s| s * inv).collect();
+                    for (zr, dr) in zb.chunks_exact(ch).zip(db.chunks_exact_mut(ch)) {
+                        bn_grad_row(dr, zr, &a, &mg, &mgz);
+                    }
+                    add_row(&mut sum_g_all, &sum_g);
+                    add_row(&mut sum_gz_all, &sum_gz);
+                }
+                let (f, n) = chunks.task_rows(&t);
+                let dw = tch::no_grad(|| {
+                    let dzt = dzs.rows(f, n);
+                    let _ = dzt.mm_out(&gxs.rows(f, n), ws.get());
+                    SendTensor(dzt.tr().mm(&xs.rows(f, n)))
+                });
+                for (j, r) in rows_mut(gp, f, n, n_in).chunks_exact_mut(n_in).enumerate() {
+                    post(f + j, r);
+                }
+                (sum_gz_all, sum_g_all, dw)
+            })
+            .collect()
+    });
+    let mut dgamma = vec![0f32; ch];
+    let mut dbeta = vec![0f32; ch];
+    let mut dw: Option<Tensor> = None;
+    for (gz, g, SendTensor(w)) in partial {
+        add_row(&mut dgamma, &gz);
+        add_row(&mut dbeta, &g);
+        dw = Some(match dw {
+            None => w,
+            Some(acc) => acc + w,
+        });
+    }
+    (dgamma, dbeta, dw.expect("a batch has at least one task"))
+}
+
+/// Row-parallel loop over `rows` in blocks.
+pub fn par_rows(rows: usize, f: impl Fn(usize) + Sync) {
+    with_pool(|| {
+        (0..rows.div_ceil(256)).into_par_iter().for_each(|blk| {
+            for r in blk * 256..((blk + 1) * 256).min(rows) {
+                f(r);
+            }
+        })
+    })
+}
+
+/// Sparsemax (entmax = false) or entmax-1.5 of one row, in place (logits in,
+/// mask out), with the same support rule and closed form as [`crate::mask`].
+pub fn mask_row(m: &mut [f32], entmax: bool) {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<(Vec<f64>, Vec<f64>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    SCRATCH.with(|cell| {
+        let (xs, sorted) = &mut *cell.borrow_mut();
+        let max = m.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let scale = if entmax { 0.5 } else { 1.0 };
+        xs.clear();
+        xs.extend(m.iter().map(|&v| (v as f64 - max) * scale));
+        sorted.clear();
+        sorted.extend_from_slice(xs);
+        sorted.sort_unstable_by(|a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal));
+        let thr = crate::mask::row_threshold(sorted, entmax);
+        // closed form on the support {x > thr}
+        let (mut k, mut s, mut s2) = (0f64, 0f64, 0f64);
+        for &x in xs.iter() {
+            if x > thr {
+                k += 1.0;
+                s += x;
+                s2 += x * x;
+            }
+        }
+        if entmax {
+            let mu = s / k;
+            let delta = (1.0 - k * (s2 / k - mu * mu)) / k;
+            let tau = mu - delta.max(1e-12).sqrt();
+            for (o, &x) in m.iter_mut().zip(xs.iter()) {
+                let v = (x - tau).max(0.0);
+                *o = (v * v) as f32;
+            }
+        } else {
+            let tau = (s - 1.0) / k;
+            for (o, &x) in m.iter_mut().zip(xs.iter()) {
+                *o = (x - tau).max(0.0) as f32;
+            }
+        }
+    })
+}
+
+/// ∂L/∂t of one mask row from ∂L/∂m (`g`), written into `g` in place.
+pub fn mask_row_backward(m: &[f32], g: &mut [f32], entmax: bool) {
+    if entmax {
+        // dX = √m ⊙ (g − Σ g√m / Σ √m)
+        let (mut num, mut den) = (0f32, 0f32);
+        for (&mi, &gi) in m.iter().zip(g.iter()) {
+            let r = mi.sqrt();
+            num += gi * r;
+            den += r;
+        }
+        let q = num / den;
+        for (gi, &mi) in g.iter_mut().zip(m) {
+            *gi = mi.sqrt() * (*gi - q);
+        }
+    } else {
+        // on the support: g − mean over the support of g; 0 elsewhere
+        let (mut s, mut k) = (0f32, 0f32);
+        for (&mi, &gi) in m.iter().zip(g.iter()) {
+            if mi > 0.0 {
+                s += gi;
+                k += 1.0;
+            }
+        }
+        let v = s / k;
+        for (gi, &mi) in g.iter_mut().zip(m) {
+            *gi = if mi > 0.0 { *gi - v } else { 0.0 };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_libm() {
+        let mut worst = 0f32;
+        let mut x = -80.0f32;
+        while x < 80.0 {
+            let (a, b) = (exp_f32(x), x.exp());
+            worst = worst.max(((a - b) / b).abs());
+            x += 0.0137;
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+        assert!(exp_f32(-200.0) >= 0.0 && exp_f32(-200.0) < 1e-37);
+        assert!((sigmoid_f32(0.0) - 0.5).abs() < 1e-7);
+    }
+
+    #[test]
+    fn chunks_cover_every_row_once() {
+        for &(rows, vbs) in &[(1000usize, 128usize), (1030, 128), (257, 128), (7, 3), (64, 128)] {
+            let c = Chunks::new(rows, vbs);
+            let mut seen = vec![0; rows];
+            for i in 0..c.count() {
+                let (f, n) = c.rows_of(i);
+                for r in 0..n {
+                    seen[f + r] += 1;
+                }
+            }
+            assert!(seen.iter().all(|&v| v == 1), "rows {rows} vbs {vbs}");
+            let mut covered = 0;
+            for t in c.tasks() {
+                let (f, n) = c.task_rows(&t);
+                assert_eq!(f, covered);
+                covered += n;
+            }
+            assert_eq!(covered, rows);
+        }
+    }
+}

@@ -83,6 +83,11 @@ pub fn set_threads(n: usize) {
     THREADS.store(n, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// The explicitly configured kernel thread count (0: follow libtorch).
+pub fn configured_threads() -> usize {
+    THREADS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// The number of threads the kernels run on.
 pub fn threads() -> usize {
     match THREADS.load(std::sync::atomic::Ordering::SeqCst) {

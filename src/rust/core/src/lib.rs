@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod pretrainer;
+pub mod threads;
 pub mod trainer;
 
 pub use config::{MaskType, NetConfig, Task};

@@ -91,9 +91,8 @@ pub struct EncoderTape {
     x_graph: Tensor,
     /// the same values, detached
     x0: Tensor,
-    /// embedded dimension → column, and per-dimension scale (None when identity)
-    column_of_dim: Option<Tensor>,
-    dim_scale: Option<Tensor>,
+    /// embedded dimension → column, and per-dimension scale
+    expansion: Expansion,
     splitter: Vec<LayerTape>,
     steps: Vec<StepTape>,
     /// the leaves handed to the rest of the graph
@@ -278,6 +277,129 @@ fn attention_backward(t: &AttentionTape, g_mask: &Tensor, g_prior: &Tensor, chun
     g_a
 }
 
+/// How the column-level mask reaches the embedded input: x_m = M[col(j)] · s_j · x_j.
+struct Expansion {
+    col: Vec<usize>,
+    scale: Vec<f32>,
+}
+
+impl Expansion {
+    fn of(embedder: &Embedder, dims: usize) -> Expansion {
+        let col: Vec<usize> = if embedder.identity {
+            (0..dims).collect()
+        } else {
+            Vec::<i64>::from(&embedder.column_of_dim).into_iter().map(|c| c as usize).collect()
+        };
+        let scale = match &embedder.dim_scale {
+            Some(s) => to_vec(s),
+            None => vec![1.0; dims],
+        };
+        Expansion { col, scale }
+    }
+}
+
+fn row<'a>(p: kernels::SendPtr, r: usize, n: usize) -> &'a mut [f32] {
+    // SAFETY: `p` points at a live contiguous (rows, n) tensor; each row is
+    // touched by one rayon task only.
+    unsafe { std::slice::from_raw_parts_mut(p.get().add(r * n), n) }
+}
+
+/// Between attention and feature transformer, per row: Σ M log(M + ε) (returned,
+/// summed over rows), next prior = prior ⊙ (γ − M), x_m = expand(M) ⊙ x0.
+fn step_glue_forward(m: &Tensor, prior: &Tensor, x0: &Tensor, ex: &Expansion, gamma: f32, eps: f32) -> (f64, Tensor, Tensor) {
+    let (rows, g) = (m.size()[0] as usize, m.size()[1] as usize);
+    let dims = ex.col.len();
+    let next = empty(rows, g);
+    let xm = empty(rows, dims);
+    let (mp, pp, xp, np, xmp) = (ptr(m), ptr(prior), ptr(x0), ptr(&next), ptr(&xm));
+    let sums: Vec<f64> = kernels::with_pool(|| {
+        use rayon::prelude::*;
+        (0..rows)
+            .into_par_iter()
+            .with_min_len(256)
+            .map(|r| {
+                let (mr, pr, nr) = (row(mp, r, g), row(pp, r, g), row(np, r, g));
+                let (xr, xmr) = (row(xp, r, dims), row(xmp, r, dims));
+                let mut s = 0f64;
+                for j in 0..g {
+                    s += (mr[j] * (mr[j] + eps).ln()) as f64;
+                    nr[j] = pr[j] * (gamma - mr[j]);
+                }
+                for j in 0..dims {
+                    xmr[j] = mr[ex.col[j]] * ex.scale[j] * xr[j];
+                }
+                s
+            })
+            .collect()
+    });
+    (sums.iter().sum(), next, xm)
+}
+
+/// ∂L/∂(feature transformer output) per row: the ReLU'd decision part and the
+/// attention part.
+fn step_glue_out_grad(g_d: Option<&Tensor>, out: &Tensor, g_a: &Tensor, n_d: usize) -> Tensor {
+    let (rows, w) = (out.size()[0] as usize, out.size()[1] as usize);
+    let n_a = w - n_d;
+    let g = empty(rows, w);
+    let (gp, op, ap) = (ptr(&g), ptr(out), ptr(g_a));
+    let dp = g_d.map(ptr);
+    kernels::par_rows(rows, |r| {
+        let (gr, or, ar) = (row(gp, r, w), row(op, r, w), row(ap, r, n_a));
+        match dp {
+            Some(dp) => {
+                let dr = row(dp, r, n_d);
+                for j in 0..n_d {
+                    gr[j] = if or[j] > 0.0 { dr[j] } else { 0.0 };
+                }
+            }
+            None => gr[..n_d].iter_mut().for_each(|v| *v = 0.0),
+        }
+        gr[n_d..].copy_from_slice(ar);
+    });
+    g
+}
+
+/// From ∂L/∂x_m, per row: ∂L/∂M (through x_m, the next prior and the sparsity
+/// term with weight `c`), ∂L/∂prior_i, and ∂L/∂x0 accumulated into `dx0`.
+#[allow(clippy::too_many_arguments)]
+fn step_glue_backward(
+    g_xm: &Tensor,
+    x0: &Tensor,
+    m: &Tensor,
+    prior: &Tensor,
+    g_prior_next: &Tensor,
+    dx0: &Tensor,
+    ex: &Expansion,
+    gamma: f32,
+    eps: f32,
+    c: f32,
+) -> (Tensor, Tensor) {
+    let (rows, g) = (m.size()[0] as usize, m.size()[1] as usize);
+    let dims = ex.col.len();
+    let g_m = empty(rows, g);
+    let g_prior = empty(rows, g);
+    let (gxp, xp, mp, pp, gnp, dxp, gmp, gpp) =
+        (ptr(g_xm), ptr(x0), ptr(m), ptr(prior), ptr(g_prior_next), ptr(dx0), ptr(&g_m), ptr(&g_prior));
+    kernels::par_rows(rows, |r| {
+        let (gxr, xr, dxr) = (row(gxp, r, dims), row(xp, r, dims), row(dxp, r, dims));
+        let (mr, pr, gnr, gmr, gpr) = (row(mp, r, g), row(pp, r, g), row(gnp, r, g), row(gmp, r, g), row(gpp, r, g));
+        gmr.iter_mut().for_each(|v| *v = 0.0);
+        for j in 0..dims {
+            let k = ex.col[j];
+            gmr[k] += gxr[j] * xr[j] * ex.scale[j];
+            dxr[j] += gxr[j] * mr[k] * ex.scale[j];
+        }
+        for j in 0..g {
+            gmr[j] -= gnr[j] * pr[j];
+            gpr[j] = gnr[j] * (gamma - mr[j]);
+            if c != 0.0 {
+                gmr[j] += c * ((mr[j] + eps).ln() + mr[j] / (mr[j] + eps));
+            }
+        }
+    });
+    (g_m, g_prior)
+}
+
 /// True when the hand-derived pass can run for this input.
 pub fn applicable(x: &Tensor) -> bool {
     enabled() && x.device() == tch::Device::Cpu && x.kind() == Kind::Float && x.dim() == 2 && x.size()[0] > 1
@@ -302,20 +424,19 @@ pub fn forward(enc: &Encoder, embedder: &Embedder, x_graph: &Tensor, prior: Opti
         let mut a = split_out.narrow(1, enc.n_d, n_a);
         let mut steps = Vec::new();
         let mut leaves = Vec::new();
-        let mut m_loss = Tensor::zeros(&[], (Kind::Float, tch::Device::Cpu));
+        let ex = Expansion::of(embedder, x0.size()[1] as usize);
+        let mut m_loss = 0f64;
         for (att, ft) in enc.attention.iter().zip(&enc.transformers) {
             let at = attention_forward(att, &a, &prior, &chunks);
-            let m = &at.mask;
-            m_loss += (m * (m + enc.epsilon).log()).sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float).mean(Kind::Float);
-            let next_prior = &prior * (enc.gamma - m);
-            let xm = embedder.expand(m) * &x0;
+            let (m_sum, next_prior, xm) = step_glue_forward(&at.mask, &prior, &x0, &ex, enc.gamma as f32, enc.epsilon as f32);
+            m_loss += m_sum / rows as f64;
             let (out, layers) = transformer_forward(ft, &xm, &chunks);
             leaves.push(out.narrow(1, 0, enc.n_d).relu().set_requires_grad(true));
             a = out.narrow(1, enc.n_d, n_a);
             steps.push(StepTape { attention: at, layers, out });
             prior = next_prior;
         }
-        let m_loss_leaf = (m_loss / enc.transformers.len() as f64).set_requires_grad(true);
+        let m_loss_leaf = Tensor::from((m_loss / enc.transformers.len() as f64) as f32).set_requires_grad(true);
         let tape = EncoderTape {
             chunks,
             n_d: enc.n_d,
@@ -323,8 +444,7 @@ pub fn forward(enc: &Encoder, embedder: &Embedder, x_graph: &Tensor, prior: Opti
             epsilon: enc.epsilon,
             x_graph: x_graph.shallow_clone(),
             x0,
-            column_of_dim: (!embedder.identity).then(|| embedder.column_of_dim.shallow_clone()),
-            dim_scale: embedder.dim_scale.as_ref().map(|s| s.shallow_clone()),
+            expansion: ex,
             splitter,
             steps,
             step_leaves: leaves.iter().map(|l| l.shallow_clone()).collect(),
@@ -332,15 +452,6 @@ pub fn forward(enc: &Encoder, embedder: &Embedder, x_graph: &Tensor, prior: Opti
         };
         EncoderOutput { steps: leaves, m_loss: m_loss_leaf, masks: Vec::new(), tape: Some(tape) }
     })
-}
-
-fn grad_or_zeros(t: &Tensor) -> Tensor {
-    let g = t.grad();
-    if g.defined() {
-        g.contiguous()
-    } else {
-        t.zeros_like()
-    }
 }
 
 impl EncoderTape {
@@ -365,56 +476,35 @@ impl EncoderTape {
             if g.defined() { g.double_value(&[]) } else { 0.0 }
         };
         let mut grads = Vec::new();
-        let mut dx0 = self.x0.zeros_like();
+        let dx0 = self.x0.zeros_like();
         let n_groups = self.steps[0].attention.mask.size()[1];
         let n_a = self.steps[0].attention.a_in.size()[1];
         let mut g_a = Tensor::zeros(&[rows, n_a], (Kind::Float, tch::Device::Cpu));
         let mut g_prior = Tensor::zeros(&[rows, n_groups], (Kind::Float, tch::Device::Cpu));
+        let c = (g_mloss / (n as f64 * rows as f64)) as f32;
         for (i, st) in self.steps.iter().enumerate().rev() {
-            let d_out = st.out.narrow(1, 0, self.n_d);
-            let g_d = grad_or_zeros(&self.step_leaves[i]) * d_out.gt(0.0).to_kind(Kind::Float);
-            let g_out = Tensor::cat(&[g_d, g_a.shallow_clone()], 1);
+            let leaf_grad = self.step_leaves[i].grad();
+            let g_d = leaf_grad.defined().then(|| leaf_grad.contiguous());
+            let g_out = step_glue_out_grad(g_d.as_ref(), &st.out, &g_a, self.n_d as usize);
             let g_xm = transformer_backward(&st.layers, g_out, &self.chunks, &mut grads);
-            let m = &st.attention.mask;
-            // x_m = expand(M) ⊙ x0
-            let gx = &g_xm * &self.x0;
-            let mut g_m = match &self.column_of_dim {
-                None => gx,
-                Some(cols) => {
-                    let gx = match &self.dim_scale {
-                        Some(s) => gx * s,
-                        None => gx,
-                    };
-                    Tensor::zeros(&[rows, n_groups], (Kind::Float, tch::Device::Cpu)).index_add(1, cols, &gx)
-                }
-            };
-            let m_exp = match &self.column_of_dim {
-                None => m.shallow_clone(),
-                Some(cols) => {
-                    let e = m.index_select(1, cols);
-                    match &self.dim_scale {
-                        Some(s) => e * s,
-                        None => e,
-                    }
-                }
-            };
-            dx0 += &g_xm * m_exp;
-            // prior_{i+1} = prior_i ⊙ (γ − M_i)
-            let prior = &st.attention.prior;
-            g_m -= &g_prior * prior;
-            let g_prior_i = (&g_prior * (self.gamma - m)).contiguous();
-            // sparsity term: mean over steps of mean over rows of Σ M log(M + ε)
-            if g_mloss != 0.0 {
-                let c = g_mloss / (n as f64 * rows as f64);
-                g_m += ((m + self.epsilon).log() + m / (m + self.epsilon)) * c;
-            }
-            let g_m = g_m.contiguous();
+            let (g_m, g_prior_i) = step_glue_backward(
+                &g_xm,
+                &self.x0,
+                &st.attention.mask,
+                &st.attention.prior,
+                &g_prior,
+                &dx0,
+                &self.expansion,
+                self.gamma as f32,
+                self.epsilon as f32,
+                c,
+            );
             g_a = attention_backward(&st.attention, &g_m, &g_prior_i, &self.chunks, &mut grads);
             g_prior = g_prior_i;
         }
         let zeros_d = Tensor::zeros(&[rows, self.n_d], (Kind::Float, tch::Device::Cpu));
         let g_split = Tensor::cat(&[zeros_d, g_a], 1);
-        dx0 += transformer_backward(&self.splitter, g_split, &self.chunks, &mut grads);
-        (grads, dx0)
+        let dx_split = transformer_backward(&self.splitter, g_split, &self.chunks, &mut grads);
+        (grads, dx0 + dx_split)
     }
 }

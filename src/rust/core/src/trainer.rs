@@ -98,6 +98,8 @@ impl Trainer {
             None => return invalid("begin_epoch() must be called first"),
         };
         let bs = self.opts.batch_size.min(data.n);
+        let _threads = (model.vs.device() == tch::Device::Cpu && crate::manual_encoder::enabled())
+            .then(crate::threads::TrainingThreads::enter);
         let stop = (self.cursor + max_batches).min(self.n_batches);
         while self.cursor < stop {
             let start = self.cursor * bs;

@@ -76,6 +76,10 @@ rs_trainer_run <- function(trainer, model, data, max_batches) .Call(wrap__rs_tra
 #' @noRd
 rs_trainer_end <- function(trainer) .Call(wrap__rs_trainer_end, trainer)
 
+#' Restores the process settings held for an epoch (after an interrupt).
+#' @noRd
+rs_trainer_release <- function(trainer) .Call(wrap__rs_trainer_release, trainer)
+
 #' @noRd
 rs_trainer_set_lr <- function(trainer, lr) .Call(wrap__rs_trainer_set_lr, trainer, lr)
 

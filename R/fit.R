@@ -32,7 +32,9 @@
 #'   everything) and `blueprint`. `fit$metrics[[epoch]]` is a list with `train`
 #'   (mean training loss of the epoch), `valid` (validation loss, `NULL`
 #'   without `valid_split`), `checkpoint` (whether the epoch's weights were
-#'   kept) and `learn_rate` (the learning rate the epoch started with).
+#'   kept), `learn_rate` (the learning rate the epoch started with) and
+#'   `seconds` (wall-clock time of the epoch's training pass, validation
+#'   excluded).
 #'   With early stopping, `fit$best_epoch` is the epoch whose weights the model
 #'   holds; `fit$interrupted` is `TRUE` when training was stopped with Ctrl-C
 #'   (the model keeps what was trained so far).

@@ -29,10 +29,10 @@ schedule_settings <- function(config) {
 # states (`NULL`: a fresh schedule). Returns list(metrics, schedule,
 # checkpoints, best_epoch, stopped_early, interrupted).
 #
-# Each metrics entry is list(train, valid, checkpoint, learn_rate): the mean
+# Each metrics entry is list(train, valid, checkpoint, learn_rate, seconds): the mean
 # training loss of the epoch, the validation loss after it (NULL without
-# `valid_split`), whether its weights were checkpointed, and the learning rate
-# its first optimizer step used.
+# `valid_split`), whether its weights were checkpointed, the learning rate
+# its first optimizer step used, and the seconds its training pass took.
 train_epochs <- function(model, train_ds, valid_ds, config, history = list(), checkpoints = list(),
                          schedule = NULL) {
   states <- schedule %||% list()
@@ -60,16 +60,21 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
                           .envir = environment())
   }
   epoch <- first - 1L
+  # an interrupted epoch gives back the thread/allocator settings it took
+  on.exit(rs_trainer_release(trainer), add = TRUE)
   tryCatch({
     for (epoch in seq.int(first, length.out = config$epochs)) {
       learn_rate <- rs_trainer_lr(trainer)
+      started <- proc.time()[["elapsed"]]
       remaining <- rs_trainer_begin(trainer, train_ds)
       while (remaining > 0) {
         remaining <- rs_trainer_run(trainer, model, train_ds, batches_per_call)
       }
       train_loss <- rs_trainer_end(trainer)
+      seconds <- proc.time()[["elapsed"]] - started
       valid_loss <- if (is.null(valid_ds)) NULL else rs_eval_loss(model, valid_ds, 65536)
-      entry <- list(train = train_loss, valid = valid_loss, checkpoint = FALSE, learn_rate = learn_rate)
+      entry <- list(train = train_loss, valid = valid_loss, checkpoint = FALSE, learn_rate = learn_rate,
+                    seconds = seconds)
       if (config$checkpoint_epochs > 0 && epoch %% config$checkpoint_epochs == 0) {
         checkpoints[[paste0("epoch_", epoch)]] <- rs_model_weights(model)
         entry$checkpoint <- TRUE

@@ -51,7 +51,8 @@ acc <- mean((score > 0.5) == pos)
 res <- list(
   tool = "tabnetrs", config = config, epochs = epochs, threads = threads,
   n_train = meta$n_train, n_test = meta$n_test, p = p,
-  fit_total_s = t_fit, per_epoch_s = t_fit / epochs,
+  fit_total_s = t_fit, per_epoch_s = mean(vapply(fit$fit$metrics, function(m) m$seconds, numeric(1))),
+  epoch_times_s = vapply(fit$fit$metrics, function(m) m$seconds, numeric(1)),
   predict_holdout_rows_per_s = meta$n_test / t_pred_test,
   predict_all_rows_per_s = meta$n_train / t_pred_all,
   explain_rows_per_s = meta$n_test / t_explain,

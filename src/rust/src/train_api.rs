@@ -76,6 +76,13 @@ fn rs_trainer_end(mut trainer: ExternalPtr<Trainer>) -> f64 {
     trainer.end_epoch()
 }
 
+/// Restores the process settings held for an epoch (after an interrupt).
+/// @noRd
+#[extendr]
+fn rs_trainer_release(mut trainer: ExternalPtr<Trainer>) {
+    trainer.release()
+}
+
 /// @noRd
 #[extendr]
 fn rs_trainer_set_lr(mut trainer: ExternalPtr<Trainer>, lr: f64) {
@@ -192,6 +199,7 @@ extendr_module! {
     fn rs_trainer_begin;
     fn rs_trainer_run;
     fn rs_trainer_end;
+    fn rs_trainer_release;
     fn rs_trainer_set_lr;
     fn rs_trainer_lr;
     fn rs_trainer_step;

@@ -36,7 +36,7 @@ pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod pretrainer;
-pub mod threads;
+pub mod run_settings;
 pub mod trainer;
 
 pub use config::{MaskType, NetConfig, Task};

@@ -3,6 +3,7 @@
 //! and are read once per call, so there is no host sync per batch.
 //! The R layer drives epochs (and calls [`Trainer::run`] in chunks of batches),
 //! which keeps interrupts and progress output on R's side.
+use crate::run_settings::RunSettings;
 use crate::data::Dataset;
 use crate::error::{invalid, Result};
 use crate::model::Model;
@@ -30,6 +31,8 @@ pub struct Trainer {
     loss_sum: Option<Tensor>,
     rows_seen: i64,
     pub global_step: i64,
+    /// process settings held from `begin_epoch` to `end_epoch` / `release`
+    settings: Option<RunSettings>,
 }
 
 /// Sizes of the batches of one epoch: a last batch of fewer than two rows (or
@@ -64,7 +67,14 @@ impl Trainer {
             loss_sum: None,
             rows_seen: 0,
             global_step: 0,
+            settings: None,
         })
+    }
+
+    /// Restores the process settings taken for the epoch (see [`RunSettings`]);
+    /// for an epoch abandoned half-way (an interrupt).
+    pub fn release(&mut self) {
+        self.settings = None;
     }
 
     pub fn set_lr(&mut self, lr: f64) {
@@ -87,6 +97,9 @@ impl Trainer {
             batch_sizes(data.n, self.opts.batch_size, self.opts.drop_last).len() as i64;
         self.loss_sum = None;
         self.rows_seen = 0;
+        if self.settings.is_none() && data.device() == tch::Device::Cpu && crate::manual_encoder::enabled() {
+            self.settings = Some(RunSettings::enter());
+        }
         Ok(self.n_batches)
     }
 
@@ -98,8 +111,6 @@ impl Trainer {
             None => return invalid("begin_epoch() must be called first"),
         };
         let bs = self.opts.batch_size.min(data.n);
-        let _threads = (model.vs.device() == tch::Device::Cpu && crate::manual_encoder::enabled())
-            .then(crate::threads::TrainingThreads::enter);
         let stop = (self.cursor + max_batches).min(self.n_batches);
         while self.cursor < stop {
             let start = self.cursor * bs;
@@ -134,6 +145,7 @@ impl Trainer {
     /// Mean training loss of the epoch (row-weighted over batches).
     pub fn end_epoch(&mut self) -> f64 {
         self.perm = None;
+        self.release();
         match self.loss_sum.take() {
             Some(s) if self.rows_seen > 0 => s.double_value(&[]) / self.rows_seen as f64,
             _ => f64::NAN,

@@ -1,0 +1,150 @@
+//! Process settings for a training run on the CPU: threads and the allocator.
+//!
+//! The hand-derived pass ([`crate::manual_encoder`]) parallelises over virtual
+//! batches itself: each rayon task runs its own single-threaded BLAS products and
+//! fused kernels. libtorch's OpenMP pool and OpenBLAS's own threads would only
+//! compete with those tasks (both spin while idle; measured: 2 threads became
+//! slower than 1), so for the duration of a run they are set to one thread and
+//! the kernels get the requested count.
+//!
+//! glibc hands blocks above its (adaptive) mmap threshold back to the kernel on
+//! free, and trims the heap top above 128 KiB, so every step's multi-megabyte
+//! activations came back as fresh, kernel-zeroed pages (measured in R: a third of
+//! TabNet-S's epoch was system time). During a run the mmap threshold is 32 MiB
+//! and trimming is off; afterwards the defaults return and `malloc_trim` gives
+//! the memory back. Everything is restored when the run ends.
+use crate::kernels;
+use std::ffi::c_void;
+
+type SetThreads = unsafe extern "C" fn(i32);
+type GetThreads = unsafe extern "C" fn() -> i32;
+
+/// OpenBLAS's thread controls, when the BLAS in this process is OpenBLAS.
+fn openblas() -> Option<(SetThreads, GetThreads)> {
+    // SAFETY: dlsym with NUL-terminated names; the symbols, when present, have
+    // these C signatures (OpenBLAS's cblas.h).
+    unsafe {
+        let set = libc::dlsym(libc::RTLD_DEFAULT, c"openblas_set_num_threads".as_ptr());
+        let get = libc::dlsym(libc::RTLD_DEFAULT, c"openblas_get_num_threads".as_ptr());
+        if set.is_null() || get.is_null() {
+            return None;
+        }
+        Some((std::mem::transmute::<*mut c_void, SetThreads>(set), std::mem::transmute::<*mut c_void, GetThreads>(get)))
+    }
+}
+
+/// OpenBLAS's current thread count (None when the BLAS is not OpenBLAS).
+pub fn blas_threads() -> Option<i32> {
+    openblas().map(|(_, get)| unsafe { get() })
+}
+
+/// While alive: kernels on the caller's libtorch thread count, libtorch and
+/// OpenBLAS on one thread, activations reused by the allocator. Tokens nest:
+/// the first one saves the process settings, the last one dropped restores them.
+pub struct RunSettings(());
+
+struct Saved {
+    torch: i32,
+    kernels: usize,
+    blas: Option<i32>,
+}
+
+static STATE: std::sync::Mutex<Option<(usize, Saved)>> = std::sync::Mutex::new(None);
+
+impl RunSettings {
+    pub fn enter() -> RunSettings {
+        let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+        match state.as_mut() {
+            Some((count, _)) => *count += 1,
+            None => {
+                let torch = tch::get_num_threads().max(1);
+                let kernels = kernels::configured_threads();
+                kernels::set_threads(if kernels == 0 { torch as usize } else { kernels });
+                tch::set_num_threads(1);
+                let blas = openblas().map(|(set, get)| unsafe {
+                    let before = get();
+                    set(1);
+                    before
+                });
+                allocator::keep_pages();
+                *state = Some((1, Saved { torch, kernels, blas }));
+            }
+        }
+        RunSettings(())
+    }
+}
+
+impl Drop for RunSettings {
+    fn drop(&mut self) {
+        let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+        let last = match state.as_mut() {
+            Some((count, _)) => {
+                *count -= 1;
+                *count == 0
+            }
+            None => false,
+        };
+        if last {
+            if let Some((_, saved)) = state.take() {
+                allocator::restore();
+                tch::set_num_threads(saved.torch);
+                kernels::set_threads(saved.kernels);
+                if let (Some(n), Some((set, _))) = (saved.blas, openblas()) {
+                    unsafe { set(n) };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod allocator {
+    const DEFAULT: i32 = 128 * 1024;
+
+    pub fn keep_pages() {
+        // SAFETY: mallopt only changes glibc's tuning parameters.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        }
+    }
+
+    pub fn restore() {
+        // SAFETY: as above; malloc_trim releases free heap memory.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, DEFAULT);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, DEFAULT);
+            libc::malloc_trim(0);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod allocator {
+    pub fn keep_pages() {}
+    pub fn restore() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_restored() {
+        tch::set_num_threads(2);
+        let blas = blas_threads();
+        {
+            let _g = RunSettings::enter();
+            let _nested = RunSettings::enter();
+            assert_eq!(tch::get_num_threads(), 1);
+            assert_eq!(kernels::threads(), 2);
+            if blas.is_some() {
+                assert_eq!(blas_threads(), Some(1));
+            }
+        }
+        assert_eq!(tch::get_num_threads(), 2);
+        assert_eq!(kernels::configured_threads(), 0);
+        assert_eq!(blas_threads(), blas);
+        tch::set_num_threads(1);
+    }
+}

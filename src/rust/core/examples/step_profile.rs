@@ -1,8 +1,9 @@
-//! Where a training step's time goes (forward, backward, optimizer), single thread.
+//! Where a training step's time goes (forward, backward, optimizer), under the
+//! training-run settings: `step_profile THREADS [s]` (s: TabNet-S, else defaults).
 use std::time::Instant;
 use tabnet_core::data::{Dataset, Targets};
 use tabnet_core::{Model, NetConfig, Task};
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 fn main() {
     let threads: i32 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
@@ -11,8 +12,6 @@ fn main() {
         _ => (1024, 128, 8, 3, 10),
     };
     tch::set_num_threads(threads);
-    let kt: usize = std::env::args().nth(3).and_then(|s| s.parse().ok()).unwrap_or(0);
-    tabnet_core::kernels::set_threads(kt);
     tch::manual_seed(0);
     let n = batch as usize * 4;
     let x = Tensor::randn(&[p as i64, n as i64], (Kind::Double, Device::Cpu));
@@ -27,9 +26,10 @@ fn main() {
     let names: Vec<String> = (0..p).map(|j| format!("V{j}")).collect();
     let data = Dataset::from_columns(&cfg, &refs, &[], &names, Some(Targets::Classes(vec![&y])), None, Device::Cpu).unwrap();
     let model = Model::new(cfg, Device::Cpu).unwrap();
-    let mut opt = nn::Adam::default().build(&model.vs, 0.02).unwrap();
+    let mut opt = tabnet_core::adam::Adam::new(&model.vs, 0.02);
+    let _settings = tabnet_core::run_settings::RunSettings::enter();
     let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
-    let reps = if batch > 2000 { 8 } else { 100 };
+    let reps = if batch > 2000 { 8 } else { 400 };
     for i in 0..reps + 5 {
         let idx = Tensor::randperm(n as i64, (Kind::Int64, Device::Cpu)).narrow(0, 0, batch);
         let b = data.batch(&idx);

@@ -116,6 +116,28 @@ pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     pool.install(f)
 }
 
+/// Runs `f` on a thread of the kernels' pool, so that the rayon loops inside it
+/// run in-pool instead of handing work across threads at every loop. `f` may
+/// use libtorch tensors: the caller blocks until it returns, and grad mode is
+/// off inside it (grad mode is per thread).
+pub(crate) fn on_pool<R>(f: impl FnOnce() -> R) -> R {
+    struct AssertSend<T>(T);
+    // SAFETY: the value crosses to the pool thread and back while the caller
+    // waits; nothing else touches it meanwhile.
+    unsafe impl<T> Send for AssertSend<T> {}
+    impl<T> AssertSend<T> {
+        fn into_inner(self) -> T {
+            self.0
+        }
+    }
+    let f = AssertSend(f);
+    with_pool(move || {
+        let f = f.into_inner();
+        AssertSend(tch::no_grad(f))
+    })
+    .into_inner()
+}
+
 /// e^x in f32 (Cephes polynomial, ≤ 2 ulp), written so loops vectorise.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
@@ -277,6 +299,9 @@ simd_fn! {
     }
 }
 
+/// Rows per parallel task (at least).
+const TASK_ROWS: usize = 2048;
+
 /// Which rows make up each virtual batch of a training batch, and how the
 /// virtual batches are grouped into parallel tasks.
 #[derive(Debug, Clone)]
@@ -296,8 +321,9 @@ impl Chunks {
         let sizes = chunk_sizes(rows as i64, vbs as i64);
         let c = sizes[0] as usize;
         let k = sizes.iter().take_while(|&&s| s as usize == c).count();
-        // tasks of at least 256 rows, but at least one task per thread
-        let group = 256usize.div_ceil(c).min(k.div_ceil(threads())).max(1);
+        // tasks of at least TASK_ROWS rows (fewer, larger products), but at
+        // least one task per thread
+        let group = TASK_ROWS.div_ceil(c).min(k.div_ceil(threads())).max(1);
         Chunks { rows, k, c, rest: (k * c, rows - k * c), group }
     }
 

@@ -15,6 +15,7 @@
 //! * [`metrics`], [`importance`]: evaluation metrics and feature importances;
 //! * [`model`]: a network with its `VarStore`, config and (de)serialisation.
 
+pub mod adam;
 pub mod attentive;
 pub mod config;
 pub mod data;

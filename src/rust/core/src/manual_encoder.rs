@@ -35,7 +35,49 @@ pub fn enabled() -> bool {
 
 const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
+/// Parameter gradients of the hand-derived backward. A parameter whose `.grad()`
+/// already exists (every step after the first) is accumulated into in place;
+/// the others are handed to autograd through the surrogate.
+#[derive(Default)]
+struct Grads {
+    pending: Vec<(Tensor, Tensor)>,
+}
+
+impl Grads {
+    fn existing(p: &Tensor) -> Option<Tensor> {
+        let g = p.grad();
+        (g.defined() && kernels::supported(&g)).then_some(g)
+    }
+
+    fn add_tensor(&mut self, p: &Tensor, g: Tensor) {
+        match Self::existing(p) {
+            Some(mut acc) => {
+                let _ = acc.g_add_(&g);
+            }
+            None => self.pending.push((p.shallow_clone(), g)),
+        }
+    }
+
+    fn add_vec(&mut self, p: &Tensor, g: &[f32]) {
+        match Self::existing(p) {
+            Some(acc) => {
+                let a = ptr(&acc);
+                // SAFETY: `acc` is a live contiguous f32 tensor of g.len() elements.
+                let a = unsafe { std::slice::from_raw_parts_mut(a.get(), g.len()) };
+                kernels::add_row(a, g);
+            }
+            None => self.pending.push((p.shallow_clone(), from_vec(g))),
+        }
+    }
+}
+
+/// A parameter's values (contiguous f32 CPU) as a vector.
 fn to_vec(t: &Tensor) -> Vec<f32> {
+    if kernels::supported(t) {
+        let p = ptr(t);
+        // SAFETY: contiguous f32 tensor of numel() elements, only read here.
+        return unsafe { std::slice::from_raw_parts(p.get() as *const f32, t.numel()) }.to_vec();
+    }
     Vec::<f32>::from(&t.detach().to_kind(Kind::Float))
 }
 
@@ -138,15 +180,31 @@ fn layer_forward(layer: &GluLayer, h_in: &Tensor, residual: bool, chunks: &Chunk
     (out, tape)
 }
 
+/// One EMA update per virtual batch, in order, of the running statistics, in
+/// place (the closed form of [`crate::ghost_bn::GhostBatchNorm::update_running`]).
 fn running_update(bn: &crate::ghost_bn::GhostBatchNorm, stats: &BnStats, chunks: &Chunks, ch: usize) {
-    let k = chunks.count() as i64;
-    let means = from_vec(&stats.mean).view([k, ch as i64]);
-    let vars = from_vec(&stats.var_unbiased).view([k, ch as i64]);
-    bn.update_running(&means, &vars);
+    if !(kernels::supported(&bn.running_mean) && kernels::supported(&bn.running_var)) {
+        let k = chunks.count() as i64;
+        let means = from_vec(&stats.mean).view([k, ch as i64]);
+        let vars = from_vec(&stats.var_unbiased).view([k, ch as i64]);
+        bn.update_running(&means, &vars);
+        return;
+    }
+    let m = bn.momentum as f32;
+    let (rm, rv) = (ptr(&bn.running_mean), ptr(&bn.running_var));
+    // SAFETY: running statistics are contiguous f32 tensors of `ch` elements,
+    // not read by anyone else during the update.
+    let (rm, rv) = unsafe { (std::slice::from_raw_parts_mut(rm.get(), ch), std::slice::from_raw_parts_mut(rv.get(), ch)) };
+    for (mean, var) in stats.mean.chunks_exact(ch).zip(stats.var_unbiased.chunks_exact(ch)) {
+        for j in 0..ch {
+            rm[j] = (1.0 - m) * rm[j] + m * mean[j];
+            rv[j] = (1.0 - m) * rv[j] + m * var[j];
+        }
+    }
 }
 
 /// Backward of [`layer_forward`]: returns ∂L/∂h_in and pushes parameter gradients.
-fn layer_backward(t: &LayerTape, g_out: &Tensor, chunks: &Chunks, grads: &mut Vec<(Tensor, Tensor)>) -> Tensor {
+fn layer_backward(t: &LayerTape, g_out: &Tensor, chunks: &Chunks, grads: &mut Grads) -> Tensor {
     let g_out = g_out.contiguous();
     let ch = t.zhat.size()[1] as usize;
     let d = ch / 2;
@@ -172,9 +230,9 @@ fn layer_backward(t: &LayerTape, g_out: &Tensor, chunks: &Chunks, grads: &mut Ve
             }
         },
     );
-    grads.push((t.param.shallow_clone(), dw));
-    grads.push((t.weight.shallow_clone(), from_vec(&dgamma)));
-    grads.push((t.bias.shallow_clone(), from_vec(&dbeta)));
+    grads.add_tensor(&t.param, dw);
+    grads.add_vec(&t.weight, &dgamma);
+    grads.add_vec(&t.bias, &dbeta);
     g_in
 }
 
@@ -200,7 +258,7 @@ fn transformer_forward(ft: &FeatureTransformer, x: &Tensor, chunks: &Chunks) -> 
     (h, tapes)
 }
 
-fn transformer_backward(tapes: &[LayerTape], g_out: Tensor, chunks: &Chunks, grads: &mut Vec<(Tensor, Tensor)>) -> Tensor {
+fn transformer_backward(tapes: &[LayerTape], g_out: Tensor, chunks: &Chunks, grads: &mut Grads) -> Tensor {
     tapes.iter().rev().fold(g_out, |g, t| layer_backward(t, &g, chunks, grads))
 }
 
@@ -244,7 +302,7 @@ fn attention_forward(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor, chu
 
 /// Backward of [`attention_forward`] from ∂L/∂M. Adds ∂L/∂prior into `g_prior`,
 /// returns ∂L/∂a and pushes parameter gradients.
-fn attention_backward(t: &AttentionTape, g_mask: &Tensor, g_prior: &Tensor, chunks: &Chunks, grads: &mut Vec<(Tensor, Tensor)>) -> Tensor {
+fn attention_backward(t: &AttentionTape, g_mask: &Tensor, g_prior: &Tensor, chunks: &Chunks, grads: &mut Grads) -> Tensor {
     let g = t.zhat.size()[1] as usize;
     let dz = empty(chunks.rows, g);
     let g_a = empty(chunks.rows, t.a_in.size()[1] as usize);
@@ -271,9 +329,9 @@ fn attention_backward(t: &AttentionTape, g_mask: &Tensor, g_prior: &Tensor, chun
         },
         |_, _| {},
     );
-    grads.push((t.param.shallow_clone(), dw));
-    grads.push((t.weight.shallow_clone(), from_vec(&dgamma)));
-    grads.push((t.bias.shallow_clone(), from_vec(&dbeta)));
+    grads.add_tensor(&t.param, dw);
+    grads.add_vec(&t.weight, &dgamma);
+    grads.add_vec(&t.bias, &dbeta);
     g_a
 }
 
@@ -410,7 +468,7 @@ pub fn applicable(x: &Tensor) -> bool {
 /// are autograd leaves; its `tape` must be given to [`EncoderTape::backward`]
 /// after `loss.backward()`.
 pub fn forward(enc: &Encoder, embedder: &Embedder, x_graph: &Tensor, prior: Option<&Tensor>) -> EncoderOutput {
-    tch::no_grad(|| {
+    kernels::on_pool(|| {
         let x0 = x_graph.detach().contiguous();
         let rows = x0.size()[0] as usize;
         let chunks = Chunks::new(rows, enc.attention[0].bn.virtual_batch_size as usize);
@@ -459,23 +517,23 @@ impl EncoderTape {
     /// left on the leaves, then passes the parameter and input gradients back
     /// to autograd (accumulating into `.grad()` like any backward).
     pub fn backward(self) {
-        let (grads, dx0) = tch::no_grad(|| self.manual_backward());
+        let (grads, dx0) = kernels::on_pool(|| self.manual_backward());
         let mut surrogate = (&self.x_graph * dx0).sum(Kind::Float);
-        for (p, g) in &grads {
+        for (p, g) in &grads.pending {
             surrogate += (p * g).sum(Kind::Float);
         }
         surrogate.backward();
     }
 
     /// The hand-derived backward: (parameter, gradient) pairs and ∂L/∂x0.
-    fn manual_backward(&self) -> (Vec<(Tensor, Tensor)>, Tensor) {
+    fn manual_backward(&self) -> (Grads, Tensor) {
         let rows = self.chunks.rows as i64;
         let n = self.steps.len();
         let g_mloss = {
             let g = self.m_loss_leaf.grad();
             if g.defined() { g.double_value(&[]) } else { 0.0 }
         };
-        let mut grads = Vec::new();
+        let mut grads = Grads::default();
         let dx0 = self.x0.zeros_like();
         let n_groups = self.steps[0].attention.mask.size()[1];
         let n_a = self.steps[0].attention.a_in.size()[1];

@@ -3,11 +3,12 @@
 //! and are read once per call, so there is no host sync per batch.
 //! The R layer drives epochs (and calls [`Trainer::run`] in chunks of batches),
 //! which keeps interrupts and progress output on R's side.
+use crate::adam::Adam;
 use crate::run_settings::RunSettings;
 use crate::data::Dataset;
 use crate::error::{invalid, Result};
 use crate::model::Model;
-use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
@@ -23,7 +24,7 @@ pub struct TrainOptions {
 
 pub struct Trainer {
     pub opts: TrainOptions,
-    opt: nn::Optimizer,
+    opt: Adam,
     lr: f64,
     perm: Option<Tensor>,
     cursor: i64,
@@ -55,7 +56,7 @@ impl Trainer {
         if !(opts.learn_rate > 0.0) {
             return invalid("`learn_rate` must be positive");
         }
-        let opt = nn::Adam::default().build(&model.vs, opts.learn_rate)?;
+        let opt = Adam::new(&model.vs, opts.learn_rate);
         let lr = opts.learn_rate;
         Ok(Trainer {
             opts,

@@ -12,7 +12,8 @@ test_that("valid_split gives per-epoch train and validation losses in fit$fit$me
   m <- fit$fit$metrics
   expect_length(m, 3)
   for (e in m) {
-    expect_named(e, c("train", "valid", "checkpoint", "learn_rate"))
+    expect_named(e, c("train", "valid", "checkpoint", "learn_rate", "seconds"))
+    expect_true(is.finite(e$seconds) && e$seconds >= 0)
     expect_true(is.finite(e$train) && e$train > 0)
     expect_true(is.finite(e$valid) && e$valid > 0)
     expect_false(e$checkpoint)

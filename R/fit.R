@@ -79,10 +79,7 @@ tabnet_fit.matrix <- function(x, y, tabnet_model = NULL, config = tabnet_config(
 #' @rdname tabnet_fit
 tabnet_fit.formula <- function(formula, data, tabnet_model = NULL, config = tabnet_config(), ...,
                                from_epoch = NULL, weights = NULL) {
-  processed <- hardhat::mold(
-    formula, data,
-    blueprint = hardhat::default_formula_blueprint(indicators = "none", intercept = FALSE)
-  )
+  processed <- mold_formula(formula, data)
   tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")
 }
 

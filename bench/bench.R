@@ -1,7 +1,7 @@
 # tabnetrs vs pytorch-tabnet 4.1.0, same data, same configuration, same
-# thread count, in one run. Writes bench/results.md.
+# thread count, in one run. Writes bench/results.md (or --out FILE).
 #
-#   Rscript bench/bench.R [--threads 2] [--quick] [--higgs] [--no-peer]
+#   Rscript bench/bench.R [--threads 2] [--quick] [--higgs] [--no-peer] [--out FILE]
 #
 # Each measurement runs in its own process (fresh peak RSS). The peer needs
 # `bash tools/setup.sh --bench` and the wheel unpacked in bench/.peer (see
@@ -153,5 +153,5 @@ if (higgs) {
       format(h$n, big.mark = ","), h$epoch_s, h$peak_rss_mib, h$df_mib, h$peak_rss_mib - h$rss_with_df_mib))
   }
 }
-writeLines(lines, file.path(root, "bench", "results.md"))
+writeLines(lines, opt("--out", file.path(root, "bench", "results.md")))
 cat(lines, sep = "\n")

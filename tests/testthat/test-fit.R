@@ -100,3 +100,27 @@ test_that("case weights enter the loss", {
   expect_error(tabnet_fit(y ~ ., d, weights = w[-1]), "length")
   expect_error(tabnet_fit(y ~ ., d, weights = -w), "non-negative")
 })
+
+test_that("formulas that only name columns are molded without copying, with the same result", {
+  d <- mixed_data()
+  cols <- tabnetrs:::plain_formula_columns(target ~ ., d)
+  # factor-like columns last, as hardhat's formula blueprint orders them
+  expect_identical(cols$outcome, "target")
+  expect_identical(cols$predictors, c("num1", "num2", "grp", "flag", "cls"))
+  expect_null(tabnetrs:::plain_formula_columns(target ~ log(abs(num1)) + num2, d))
+  expect_null(tabnetrs:::plain_formula_columns(target ~ num1:num2, d))
+  expect_null(tabnetrs:::plain_formula_columns(cbind(num1, num2) ~ grp, d))
+  expect_null(tabnetrs:::plain_formula_columns(nothere ~ num1, d))
+  expect_identical(tabnetrs:::plain_formula_columns(target ~ . - num1, d)$predictors,
+                   setdiff(cols$predictors, "num1"))
+  # the molded columns are the data frame's own vectors, not copies
+  m <- tabnetrs:::mold_formula(target ~ num1 + num2, d)
+  if (capabilities("profmem")) {
+    expect_identical(tracemem(m$predictors$num1), tracemem(d$num1))
+    untracemem(d$num1)
+  }
+  # same fit as through hardhat's formula blueprint
+  a <- tabnet_fit(target ~ num1 + grp + num2, d, epochs = 2, seed = 4)
+  b <- tabnet_fit(target ~ num1 + grp + sqrt(abs(num2)), transform(d, num2 = num2^2), epochs = 2, seed = 4)
+  expect_equal(predict(a, d), predict(b, transform(d, num2 = num2^2)), tolerance = 1e-5)
+})

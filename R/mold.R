@@ -1,0 +1,37 @@
+# Molding a formula without copying the predictors.
+#
+# hardhat's formula blueprint builds a model matrix and then a tibble of it:
+# two full copies of the predictors (2 × 2.35 GB for a Higgs-size,
+# 10.5M × 28 data frame). When the formula only names columns
+# (`y ~ .`, `y ~ a + b`, `y ~ . - c`), the x/y blueprint on those columns gives
+# the same predictors, outcome and prediction-time checks, and the data
+# frame's column vectors are shared instead of copied.
+mold_formula <- function(formula, data) {
+  cols <- plain_formula_columns(formula, data)
+  if (is.null(cols)) {
+    return(hardhat::mold(
+      formula, data,
+      blueprint = hardhat::default_formula_blueprint(indicators = "none", intercept = FALSE)
+    ))
+  }
+  hardhat::mold(data[cols$predictors], data[cols$outcome])
+}
+
+# The outcome and predictor columns a formula names, or NULL when it does
+# anything else (transformations, interactions, offsets, several outcomes, an
+# outcome or column that is not in `data`).
+plain_formula_columns <- function(formula, data) {
+  if (!is.data.frame(data) || !inherits(formula, "formula") || length(formula) != 3L) return(NULL)
+  lhs <- formula[[2L]]
+  if (!is.name(lhs)) return(NULL)
+  outcome <- as.character(lhs)
+  if (!outcome %in% names(data)) return(NULL)
+  terms <- tryCatch(stats::terms(formula, data = data), error = function(e) NULL)
+  if (is.null(terms) || !is.null(attr(terms, "offset"))) return(NULL)
+  labels <- attr(terms, "term.labels")
+  if (!length(labels) || any(attr(terms, "order") != 1L)) return(NULL)
+  if (!all(labels %in% names(data)) || outcome %in% labels) return(NULL)
+  # the formula blueprint (indicators = "none") puts factor-like columns last
+  factorish <- vapply(labels, function(v) is.factor(data[[v]]) || is.character(data[[v]]), logical(1))
+  list(outcome = outcome, predictors = c(labels[!factorish], labels[factorish]))
+}

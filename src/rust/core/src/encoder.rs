@@ -114,6 +114,10 @@ impl Encoder {
         train: bool,
         keep_masks: bool,
     ) -> EncoderOutput {
+        if !train && manual_encoder::applicable_eval(x) {
+            let x0 = self.initial_bn(x, false);
+            return manual_encoder::forward_eval(self, embedder, &x0, prior, keep_masks);
+        }
         let b = x.size()[0];
         let x = self.initial_bn(x, train);
         let n_groups = self.attention[0].fc.size()[0];

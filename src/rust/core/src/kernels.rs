@@ -428,6 +428,31 @@ where
     stats
 }
 
+/// Eval mode: z = x wᵀ per task of rows (single-threaded BLAS each), then
+/// `epilogue(row, z_row)` on each row while the task's rows are in cache.
+pub fn linear_rows<F>(x: &Tensor, w: &Tensor, z: &Tensor, epilogue: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let rows = z.size()[0] as usize;
+    let ch = z.size()[1] as usize;
+    let zp = ptr(z);
+    let wt = w.tr();
+    let (xs, zs, wts) = (Shared(x), Shared(z), Shared(&wt));
+    let per = TASK_ROWS.min(rows.div_ceil(threads())).max(1);
+    with_pool(|| {
+        (0..rows.div_ceil(per)).into_par_iter().for_each(|t| {
+            let (f, n) = (t * per, per.min(rows - t * per));
+            tch::no_grad(|| {
+                let _ = xs.rows(f, n).mm_out(&zs.rows(f, n), wts.get());
+            });
+            for (j, r) in rows_mut(zp, f, n, ch).chunks_exact_mut(ch).enumerate() {
+                epilogue(f + j, r);
+            }
+        })
+    })
+}
+
 /// Backward of [`linear_bn_forward`], fused per task. `grad_y(row, ẑ_row, gy_row)`
 /// writes ∂L/∂y (y = γ ẑ + β) into `gy_row`; the kernel turns the task's rows into
 /// ∂L/∂z in `dz` (rows, ch), then computes its rows of ∂L/∂x = dz w into `gx`

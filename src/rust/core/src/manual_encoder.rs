@@ -512,6 +512,92 @@ pub fn forward(enc: &Encoder, embedder: &Embedder, x_graph: &Tensor, prior: Opti
     })
 }
 
+/// Eval-mode batch norm as an affine map: (scale, shift) with
+/// scale = γ / √(running var + ε), shift = β − running mean · scale.
+fn eval_affine(bn: &crate::ghost_bn::GhostBatchNorm) -> (Vec<f32>, Vec<f32>) {
+    let (g, b, m, v) = (to_vec(&bn.weight), to_vec(&bn.bias), to_vec(&bn.running_mean), to_vec(&bn.running_var));
+    let scale: Vec<f32> = g.iter().zip(&v).map(|(g, v)| g / (v + bn.eps as f32).sqrt()).collect();
+    let shift: Vec<f32> = b.iter().zip(&m).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    (scale, shift)
+}
+
+fn transformer_eval(ft: &FeatureTransformer, x: &Tensor) -> Tensor {
+    let mut h = x.contiguous();
+    for (layer, residual) in layers_of(ft) {
+        let fc = layer.fc.detach();
+        let d = (fc.size()[0] / 2) as usize;
+        let rows = h.size()[0] as usize;
+        let (scale, shift) = eval_affine(&layer.bn);
+        let z = empty(rows, 2 * d);
+        let out = empty(rows, d);
+        let (op, hp) = (ptr(&out), ptr(&h));
+        kernels::linear_rows(&h, &fc, &z, |r, zr| {
+            let h: &[f32] = if residual { row(hp, r, d) } else { &[] };
+            kernels::glu_row(zr, &scale, &shift, h, row(op, r, d));
+        });
+        h = out;
+    }
+    h
+}
+
+fn attention_eval(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor) -> Tensor {
+    let a = a.contiguous();
+    let fc = att.fc.detach();
+    let (rows, g) = (a.size()[0] as usize, fc.size()[0] as usize);
+    let (scale, shift) = eval_affine(&att.bn);
+    let entmax = att.mask == MaskType::Entmax;
+    let z = empty(rows, g);
+    let mask = empty(rows, g);
+    let (mp, pp) = (ptr(&mask), ptr(prior));
+    kernels::linear_rows(&a, &fc, &z, |r, zr| {
+        let (m, p) = (row(mp, r, g), row(pp, r, g));
+        for j in 0..g {
+            m[j] = (scale[j] * zr[j] + shift[j]) * p[j];
+        }
+        kernels::mask_row(m, entmax);
+    });
+    mask
+}
+
+/// True when the fused eval-mode pass can run for this input.
+pub fn applicable_eval(x: &Tensor) -> bool {
+    enabled() && x.device() == tch::Device::Cpu && x.kind() == Kind::Float && x.dim() == 2 && x.size()[0] >= 1
+}
+
+/// Eval-mode encoder pass (running statistics) with the fused kernels, from the
+/// initial BN's output. Same outputs as the autograd encoder in eval mode.
+pub fn forward_eval(enc: &Encoder, embedder: &Embedder, x0: &Tensor, prior: Option<&Tensor>, keep_masks: bool) -> EncoderOutput {
+    let _settings = crate::run_settings::RunSettings::enter();
+    kernels::on_pool(|| {
+        let x0 = x0.detach().contiguous();
+        let rows = x0.size()[0] as usize;
+        let n_groups = enc.attention[0].fc.size()[0];
+        let n_a = enc.attention[0].fc.size()[1];
+        let mut prior = match prior {
+            Some(p) => p.to_kind(Kind::Float).contiguous(),
+            None => Tensor::ones(&[rows as i64, n_groups], (Kind::Float, tch::Device::Cpu)),
+        };
+        let ex = Expansion::of(embedder, x0.size()[1] as usize);
+        let mut a = transformer_eval(&enc.splitter, &x0).narrow(1, enc.n_d, n_a);
+        let (mut steps, mut masks) = (Vec::new(), Vec::new());
+        let mut m_loss = 0f64;
+        for (att, ft) in enc.attention.iter().zip(&enc.transformers) {
+            let m = attention_eval(att, &a, &prior);
+            let (m_sum, next_prior, xm) = step_glue_forward(&m, &prior, &x0, &ex, enc.gamma as f32, enc.epsilon as f32);
+            m_loss += m_sum / rows as f64;
+            let out = transformer_eval(ft, &xm);
+            steps.push(out.narrow(1, 0, enc.n_d).relu());
+            a = out.narrow(1, enc.n_d, n_a);
+            if keep_masks {
+                masks.push(m);
+            }
+            prior = next_prior;
+        }
+        let m_loss = Tensor::from((m_loss / enc.transformers.len() as f64) as f32);
+        EncoderOutput { steps, m_loss, masks, tape: None }
+    })
+}
+
 impl EncoderTape {
     /// Back-propagates through the encoder by hand from the gradients autograd
     /// left on the leaves, then passes the parameter and input gradients back

@@ -11,8 +11,9 @@
 //! free, and trims the heap top above 128 KiB, so every step's multi-megabyte
 //! activations came back as fresh, kernel-zeroed pages (measured in R: a third of
 //! TabNet-S's epoch was system time). During a run the mmap threshold is 32 MiB
-//! and trimming is off; afterwards the defaults return and `malloc_trim` gives
-//! the memory back. Everything is restored when the run ends.
+//! and trimming is off; afterwards trimming resumes above 64 MiB (glibc's own
+//! adaptive steady state) and `malloc_trim` gives the memory back. Threads are
+//! restored when the run ends.
 use crate::kernels;
 use std::ffi::c_void;
 
@@ -99,12 +100,15 @@ impl Drop for RunSettings {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod allocator {
-    const DEFAULT: i32 = 128 * 1024;
+    /// glibc's adaptive mmap threshold tops out at 32 MiB (64-bit), with the
+    /// trim threshold at twice that; once set with mallopt the adaptation stops,
+    /// so afterwards the thresholds are left at that steady state.
+    const MMAP_MAX: i32 = 32 * 1024 * 1024;
 
     pub fn keep_pages() {
         // SAFETY: mallopt only changes glibc's tuning parameters.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_MAX);
             libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         }
     }
@@ -112,8 +116,7 @@ mod allocator {
     pub fn restore() {
         // SAFETY: as above; malloc_trim releases free heap memory.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, DEFAULT);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, DEFAULT);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 2 * MMAP_MAX);
             libc::malloc_trim(0);
         }
     }

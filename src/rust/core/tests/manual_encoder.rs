@@ -155,3 +155,48 @@ fn sparsemax_with_categorical_embeddings() {
 fn pretraining() {
     check(case(MaskType::Sparsemax, true, true, true, 190, 256));
 }
+
+/// Eval mode (running statistics): predictions, masks and the sparsity term
+/// of the fused pass equal autograd's, after a few training steps.
+#[test]
+fn eval_pass_matches_autograd() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (mask, cats, na) in [(MaskType::Sparsemax, false, false), (MaskType::Entmax, true, true)] {
+        let c = case(mask, cats, na, false, 300, 64);
+        let m = model(&c);
+        let mut t = tabnet_core::trainer::Trainer::new(
+            &m,
+            tabnet_core::trainer::TrainOptions {
+                batch_size: 100,
+                drop_last: false,
+                lambda_sparse: 1e-3,
+                clip_value: None,
+                learn_rate: 0.05,
+                exp_decay: None,
+            },
+        )
+        .unwrap();
+        t.begin_epoch(&c.data).unwrap();
+        t.run(&m, &c.data, 10).unwrap();
+        t.end_epoch();
+        let b = c.data.slice(0, c.data.n);
+        let net = m.supervised().unwrap();
+        let run = |fast: bool| {
+            manual_encoder::set_enabled(fast);
+            let (out, m_loss) = tch::no_grad(|| net.forward_t(&b, false));
+            let e = tch::no_grad(|| net.explain(&b));
+            manual_encoder::set_enabled(true);
+            (out, m_loss.double_value(&[]), e.m_explain, e.masks)
+        };
+        let (o1, l1, e1, k1) = run(false);
+        let (o2, l2, e2, k2) = run(true);
+        // differences relative to the largest magnitude (f32 rounding only)
+        let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) / a.abs().max().double_value(&[]).max(1.0);
+        assert!(close(&o1, &o2) < 1e-5, "outputs differ by {}", close(&o1, &o2));
+        assert!((l1 - l2).abs() < 1e-4 * l1.abs().max(1.0), "sparsity term {l1} vs {l2}");
+        assert!(close(&e1, &e2) < 1e-5, "M_explain differs by {}", close(&e1, &e2));
+        for (a, b) in k1.iter().zip(&k2) {
+            assert!(close(a, b) < 1e-4, "step masks differ by {}", close(a, b));
+        }
+    }
+}

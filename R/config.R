@@ -60,12 +60,13 @@
 #' @param num_workers Accepted for compatibility; data never goes through R
 #'   workers here.
 #' @param skip_importance Skip the global feature importance.
-#' @param num_threads libtorch threads (`NULL`: the `tabnetrs.threads` option,
-#'   else the `TABNETRS_THREADS` environment variable, else 1: with Debian's
-#'   libtorch two threads were measured 5-30 times slower whenever the cores
-#'   are shared, and barely faster on an idle machine). Parallel
-#'   tuning workers should use 1 thread each (e.g. `Sys.setenv(TABNETRS_THREADS = 1)`
-#'   before starting them), or the cores are oversubscribed.
+#' @param num_threads Cores to use (`NULL`: the `tabnetrs.threads` option,
+#'   else the `TABNETRS_THREADS` environment variable, else the machine's cores,
+#'   at most 8). On the CPU, training and inference run their fused kernels on
+#'   this many threads while libtorch and OpenBLAS are kept on one thread each
+#'   (their idle threads spin and would compete). Parallel tuning workers should
+#'   use 1 thread each (e.g. `Sys.setenv(TABNETRS_THREADS = 1)` before starting
+#'   them), or the cores are oversubscribed.
 #' @param seed Integer seed; `NULL` draws one from R's RNG, so `set.seed()`
 #'   makes fits reproducible.
 #' @return A named list of class `tabnet_config` using the `tabnet` package's

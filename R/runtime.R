@@ -1,16 +1,21 @@
 # libtorch runtime settings: threads and device.
 
-# Threads for libtorch: config, then option `tabnetrs.threads`, then the
-# environment variable TABNETRS_THREADS (inherited by parallel workers), then
-# 1. Debian's libtorch runs an OpenMP pool and an OpenBLAS pool that both
-# busy-wait; with TabNet's many small ops a second thread was measured 5-30x
-# slower whenever the cores are shared (tuning workers, CI, other jobs), and
-# at best marginally faster on an idle machine. Ask for more explicitly.
+# Threads: config, then option `tabnetrs.threads`, then the environment
+# variable TABNETRS_THREADS (inherited by parallel workers), then the machine's
+# cores (at most 8). On the CPU, training and inference run fused kernels on
+# that many rayon threads while libtorch's OpenMP pool and OpenBLAS stay on one
+# thread each (both busy-wait; together they made 2 threads slower than 1).
+# Parallel tuning workers should still ask for 1 each.
 resolve_threads <- function(n = NULL) {
   if (is.null(n)) n <- getOption("tabnetrs.threads", NULL)
   if (is.null(n) && nzchar(Sys.getenv("TABNETRS_THREADS"))) n <- as.integer(Sys.getenv("TABNETRS_THREADS"))
-  if (is.null(n)) n <- 1L
+  if (is.null(n)) n <- default_threads()
   as.integer(n)
+}
+
+default_threads <- function() {
+  cores <- suppressWarnings(parallel::detectCores())
+  if (is.na(cores) || cores < 1L) 1L else min(as.integer(cores), 8L)
 }
 
 use_threads <- function(n = NULL) {

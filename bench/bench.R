@@ -1,7 +1,11 @@
 # tabnetrs vs pytorch-tabnet 4.1.0, same data, same configuration, same
 # thread count, in one run. Writes bench/results.md (or --out FILE).
 #
-#   Rscript bench/bench.R [--threads 2] [--quick] [--higgs] [--no-peer] [--out FILE]
+#   Rscript bench/bench.R [--threads 2] [--seeds 3] [--quick] [--higgs] [--no-peer] [--out FILE]
+#
+# With --seeds K each side trains K times (seeds 0..K-1): times and rates are
+# the median over the runs, accuracy the mean (one seed's accuracy moves by
+# about 0.01 on these data, on both sides).
 #
 # Each measurement runs in its own process (fresh peak RSS). The peer needs
 # `bash tools/setup.sh --bench` and the wheel unpacked in bench/.peer (see
@@ -12,6 +16,7 @@ opt <- function(name, default) {
   if (is.na(i)) default else args[[i + 1]]
 }
 threads <- as.integer(opt("--threads", "2"))
+seeds <- seq_len(as.integer(opt("--seeds", "1"))) - 1L
 quick <- "--quick" %in% args
 run_peer <- !"--no-peer" %in% args
 higgs <- "--higgs" %in% args
@@ -40,19 +45,19 @@ write_data <- function(dir, n_train, n_test, p, seed) {
 }
 
 rscript <- file.path(R.home("bin"), "Rscript")
-run_ours <- function(dir, config, epochs) {
-  out <- file.path(work, paste0("ours-", config, ".json"))
-  status <- system2(rscript, c(file.path(root, "bench", "tabnetrs_run.R"), dir, config, epochs, threads, out),
+run_ours <- function(dir, config, epochs, seed) {
+  out <- file.path(work, paste0("ours-", config, "-", seed, ".json"))
+  status <- system2(rscript, c(file.path(root, "bench", "tabnetrs_run.R"), dir, config, epochs, threads, out, seed),
                     env = c(paste0("OMP_NUM_THREADS=", threads)))
   if (status != 0) stop("tabnetrs run failed for ", config)
   jsonlite::fromJSON(out)
 }
-run_theirs <- function(dir, config, epochs) {
+run_theirs <- function(dir, config, epochs, seed) {
   if (!run_peer) return(NULL)
-  out <- file.path(work, paste0("peer-", config, ".json"))
+  out <- file.path(work, paste0("peer-", config, "-", seed, ".json"))
   status <- system2("/usr/bin/python3", c(file.path(root, "bench", "peer_pytorch_tabnet.py"), "--data", dir,
                                           "--config", config, "--epochs", epochs, "--threads", threads,
-                                          "--out", out),
+                                          "--seed", seed, "--out", out),
                     env = c(paste0("PYTHONPATH=", file.path(root, "bench", ".peer"))))
   if (status != 0) {
     warning("pytorch-tabnet run failed for ", config)
@@ -88,12 +93,17 @@ for (cf in configs) {
   n_test <- cf$n %/% 5
   dir <- write_data(file.path(work, cf$name), cf$n, n_test, cf$p, seed = 42)
   message("running ", cf$name, " (", cf$n, " x ", cf$p, ")")
-  ours <- run_ours(dir, cf$name, cf$epochs)
-  theirs <- run_theirs(dir, cf$name, cf$epochs)
+  ours <- lapply(seeds, function(sd) run_ours(dir, cf$name, cf$epochs, sd))
+  theirs <- Filter(Negate(is.null), lapply(seeds, function(sd) run_theirs(dir, cf$name, cf$epochs, sd)))
   rows[[cf$name]] <- list(cf = cf, ours = ours, theirs = theirs)
 }
 rates <- sgemm()
 
+# median (or `f`) over the runs of one side of a value at `path`
+over_runs <- function(runs, path, f = stats::median) {
+  v <- vapply(runs, function(x) mean(peer_val(x, path)), numeric(1))
+  if (!length(v)) NA_real_ else f(v)
+}
 peer_val <- function(x, path) {
   for (k in path) {
     if (is.null(x)) return(NA_real_)
@@ -109,7 +119,10 @@ lines <- c(
           format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC"), Sys.info()[["nodename"]], parallel::detectCores(),
           trimws(sub(".*: ", "", grep("model name", readLines("/proc/cpuinfo"), value = TRUE)[1])),
           getRversion(), threads),
-  sprintf("BLAS in the tabnetrs process: %s.", rows[[1]]$ours$blas),
+  sprintf("BLAS in the tabnetrs process: %s.", rows[[1]]$ours[[1]]$blas),
+  sprintf("BLAS in the pytorch-tabnet process: %s.",
+          if (length(rows[[1]]$theirs)) rows[[1]]$theirs[[1]]$summary$blas else "n/a"),
+  sprintf("Seeds per side: %d (times and rates: median over the runs; accuracy: mean).", length(seeds)),
   sprintf("sgemm with tabnetrs' libtorch: %.1f GFLOP/s (2048²), %.1f GFLOP/s (16384×50·50×100).",
           rates[["square_2048"]], rates[["tabnet_s"]]),
   "train s/epoch: mean of each tool's own per-epoch timer (fit setup excluded; `fit total s` includes it).",
@@ -125,19 +138,22 @@ for (r in rows) {
     lines <<- c(lines, sprintf("| %s | %s | %s | %s | %s | %s |", cf$name, data, what, fmt(a, d), fmt(b, d),
                                ifelse(is.na(ratio), "n/a", sprintf("%.1f×", ratio))))
   }
-  add("train s/epoch", o$per_epoch_s, mean(peer_val(t, c("fit", "epoch_times_s"))), higher_better = FALSE)
-  add("fit total s", o$fit_total_s, peer_val(t, c("fit", "total_s")), higher_better = FALSE)
-  add("predict rows/s", o$predict_holdout_rows_per_s, peer_val(t, c("predict_proba", "holdout", "rows_per_s_median")), d = 0)
-  add("explain rows/s", o$explain_rows_per_s, peer_val(t, c("explain", "holdout", "rows_per_s_median")), d = 0)
-  add("peak RSS MiB", o$peak_rss_mib, peer_val(t, c("memory", "peak_rss_mib")), higher_better = FALSE, d = 0)
-  lines <- c(lines, sprintf("| %s | %s | holdout accuracy | %.4f | %s | Δ %s |", cf$name, data, o$holdout_accuracy,
-                            fmt(peer_val(t, c("metrics", "holdout_accuracy")), 4),
-                            fmt(o$holdout_accuracy - peer_val(t, c("metrics", "holdout_accuracy")), 4)))
+  add("train s/epoch", over_runs(o, "per_epoch_s"), over_runs(t, c("fit", "epoch_times_s")), higher_better = FALSE)
+  add("fit total s", over_runs(o, "fit_total_s"), over_runs(t, c("fit", "total_s")), higher_better = FALSE)
+  add("predict rows/s", over_runs(o, "predict_holdout_rows_per_s"),
+      over_runs(t, c("predict_proba", "holdout", "rows_per_s_median")), d = 0)
+  add("explain rows/s", over_runs(o, "explain_rows_per_s"), over_runs(t, c("explain", "holdout", "rows_per_s_median")), d = 0)
+  add("peak RSS MiB", over_runs(o, "peak_rss_mib", max), over_runs(t, c("memory", "peak_rss_mib"), max),
+      higher_better = FALSE, d = 0)
+  acc_o <- over_runs(o, "holdout_accuracy", mean)
+  acc_t <- over_runs(t, c("metrics", "holdout_accuracy"), mean)
+  lines <- c(lines, sprintf("| %s | %s | holdout accuracy | %.4f | %s | Δ %s |", cf$name, data, acc_o,
+                            fmt(acc_t, 4), fmt(acc_o - acc_t, 4)))
 }
 s <- rows[["tabnet_s"]]
 if (!is.null(s)) {
-  flops <- tabnet_flops_per_row(s$cf$p, 24, 26, 5) * s$ours$n_train
-  achieved <- flops / s$ours$per_epoch_s / 1e9
+  flops <- tabnet_flops_per_row(s$cf$p, 24, 26, 5) * s$ours[[1]]$n_train
+  achieved <- flops / over_runs(s$ours, "per_epoch_s") / 1e9
   lines <- c(lines, "", sprintf(
     "TabNet-S epoch: %.2f GFLOP of FC work (3 × forward), %.2f GFLOP/s achieved = %.1f %% of the 2048² sgemm rate (%.1f %% of the sgemm rate at TabNet-S's own shape).",
     flops / 1e9, achieved, 100 * achieved / rates[["square_2048"]], 100 * achieved / rates[["tabnet_s"]]))

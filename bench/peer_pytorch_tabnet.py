@@ -171,6 +171,7 @@ def parse_args(argv):
     ap.add_argument("--keep-data", action="store_true", help="keep the selftest temp data dir")
     ap.add_argument("--config", choices=sorted(CONFIGS), default="defaults")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0, help="TabNetClassifier seed (default 0)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--blas-threads", type=int, default=None,
                     help="OpenBLAS pool size (OPENBLAS_NUM_THREADS + openblas_set_num_threads); "
@@ -323,7 +324,7 @@ def run(args, data_dir, selftest_info):
     lr = mp.pop("lr")
     model_params = dict(mp, optimizer_fn=torch.optim.Adam, optimizer_params=dict(lr=lr),
                         scheduler_fn=None, mask_type="sparsemax", n_independent=2, n_shared=2,
-                        seed=0, verbose=0, device_name="cpu")
+                        seed=args.seed, verbose=0, device_name="cpu")
     fit_params = dict(cfg["fit_params"], max_epochs=args.epochs, patience=0, eval_set=None,
                       drop_last=False, num_workers=0, pin_memory=False,
                       compute_importance=False, weights=0)

@@ -1,10 +1,11 @@
 # One tabnetrs measurement in a fresh R process (so peak memory is its own):
-#   Rscript bench/tabnetrs_run.R DATA_DIR CONFIG EPOCHS THREADS OUT.json
+#   Rscript bench/tabnetrs_run.R DATA_DIR CONFIG EPOCHS THREADS OUT.json [SEED]
 # Reads the data written by bench/bench.R (format in bench/README.md), trains,
 # predicts and explains with the same configuration as the peer.
 args <- commandArgs(trailingOnly = TRUE)
 dir <- args[[1]]; config <- args[[2]]; epochs <- as.integer(args[[3]])
 threads <- as.integer(args[[4]]); out <- args[[5]]
+seed <- if (length(args) >= 6) as.integer(args[[6]]) else 0L
 suppressPackageStartupMessages(library(tabnetrs))
 peak_rss_mib <- function() {
   s <- readLines("/proc/self/status")
@@ -36,7 +37,7 @@ cfg <- switch(config,
                            batch_size = 16384, virtual_batch_size = 512, momentum = 0.4, penalty = 1e-6,
                            learn_rate = 0.02)
 )
-set.seed(0)
+set.seed(seed)
 t_fit <- system.time(fit <- tabnet_fit(y ~ ., train, config = cfg, epochs = epochs, skip_importance = TRUE,
                                        num_threads = threads, checkpoint_epochs = 0))[["elapsed"]]
 prob <- predict(fit, test, type = "prob")

@@ -17,6 +17,7 @@ use crate::config::MaskType;
 use crate::embedding::Embedder;
 use crate::encoder::{Encoder, EncoderOutput};
 use crate::feature_transformer::FeatureTransformer;
+use crate::ghost_bn::GhostBatchNorm;
 use crate::glu::GluLayer;
 use crate::kernels::{self, empty, linear_bn_backward, linear_bn_forward, ptr, BnStats, Chunks};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,32 +86,68 @@ fn from_vec(v: &[f32]) -> Tensor {
     Tensor::of_slice(v)
 }
 
-/// Saved state of one GLU layer.
-struct LayerTape {
-    /// the FC weight, detached (for the products) and as the parameter
+/// A bias-free linear map followed by ghost BN, as saved for the backward: the
+/// weight (detached for the products, and as the parameter), the BN's γ, β and
+/// their parameters, the input, ẑ and the per-virtual-batch statistics.
+struct LinearBn {
     fc: Tensor,
     param: Tensor,
     weight: Tensor,
     bias: Tensor,
     gamma: Vec<f32>,
     beta: Vec<f32>,
-    h_in: Tensor,
+    input: Tensor,
     zhat: Tensor,
     stats: BnStats,
+}
+
+impl LinearBn {
+    /// ẑ = GBN(input · fcᵀ) per virtual batch, then `epilogue(row, ẑ_row, γ, β)`
+    /// on each row; updates the BN's running statistics.
+    fn forward<F>(fc: &Tensor, bn: &GhostBatchNorm, input: &Tensor, chunks: &Chunks, epilogue: F) -> LinearBn
+    where
+        F: Fn(usize, &[f32], &[f32], &[f32]) + Sync,
+    {
+        let input = input.contiguous();
+        let param = fc.shallow_clone();
+        let fc = fc.detach();
+        let ch = fc.size()[0] as usize;
+        let (gamma, beta) = (to_vec(&bn.weight), to_vec(&bn.bias));
+        let zhat = empty(chunks.rows, ch);
+        let stats = linear_bn_forward(&input, &fc, &zhat, chunks, bn.eps as f32, |r, zr| epilogue(r, zr, &gamma, &beta));
+        running_update(bn, &stats, chunks, ch);
+        LinearBn { fc, param, weight: bn.weight.shallow_clone(), bias: bn.bias.shallow_clone(), gamma, beta, input, zhat, stats }
+    }
+
+    /// Backward from `grad_y(row, ẑ_row, gy_row)` (∂L/∂y, y = γ ẑ + β) with
+    /// `post(row, ∂L/∂input row)`; accumulates the parameter gradients and
+    /// returns ∂L/∂input.
+    fn backward<F, P>(&self, chunks: &Chunks, grads: &mut Grads, grad_y: F, post: P) -> Tensor
+    where
+        F: Fn(usize, &[f32], &mut [f32]) + Sync,
+        P: Fn(usize, &mut [f32]) + Sync,
+    {
+        let dz = empty(chunks.rows, self.zhat.size()[1] as usize);
+        let g_in = empty(chunks.rows, self.input.size()[1] as usize);
+        let (dgamma, dbeta, dw) = linear_bn_backward(
+            &self.input, &self.fc, &self.zhat, &dz, &g_in, &self.stats, &self.gamma, chunks, grad_y, post,
+        );
+        grads.add_tensor(&self.param, dw);
+        grads.add_vec(&self.weight, &dgamma);
+        grads.add_vec(&self.bias, &dbeta);
+        g_in
+    }
+}
+
+/// Saved state of one GLU layer.
+struct LayerTape {
+    lin: LinearBn,
     residual: bool,
 }
 
 /// Saved state of one attentive transformer.
 struct AttentionTape {
-    fc: Tensor,
-    param: Tensor,
-    weight: Tensor,
-    bias: Tensor,
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
-    a_in: Tensor,
-    zhat: Tensor,
-    stats: BnStats,
+    lin: LinearBn,
     prior: Tensor,
     mask: Tensor,
     entmax: bool,
@@ -144,40 +181,15 @@ pub struct EncoderTape {
 
 /// GLU layer forward: out = GLU(GBN(h Wᵀ)) [+ h, × √½ when residual].
 fn layer_forward(layer: &GluLayer, h_in: &Tensor, residual: bool, chunks: &Chunks) -> (Tensor, LayerTape) {
+    let d = (layer.fc.size()[0] / 2) as usize;
+    let out = empty(chunks.rows, d);
     let h_in = h_in.contiguous();
-    let fc = layer.fc.detach();
-    let ch = fc.size()[0] as usize;
-    let d = ch / 2;
-    let rows = chunks.rows;
-    let gamma = to_vec(&layer.bn.weight);
-    let beta = to_vec(&layer.bn.bias);
-    let z = empty(rows, ch);
-    let out = empty(rows, d);
-    let op = ptr(&out);
-    let hp = ptr(&h_in);
-    let stats = linear_bn_forward(&h_in, &fc, &z, chunks, layer.bn.eps as f32, |r, zr| {
-        let o = unsafe { std::slice::from_raw_parts_mut(op.get().add(r * d), d) };
-        let h: &[f32] = if residual {
-            unsafe { std::slice::from_raw_parts(hp.get().add(r * d) as *const f32, d) }
-        } else {
-            &[]
-        };
-        kernels::glu_row(zr, &gamma, &beta, h, o);
+    let (op, hp) = (ptr(&out), ptr(&h_in));
+    let lin = LinearBn::forward(&layer.fc, &layer.bn, &h_in, chunks, |r, zr, gamma, beta| {
+        let h: &[f32] = if residual { row(hp, r, d) } else { &[] };
+        kernels::glu_row(zr, gamma, beta, h, row(op, r, d));
     });
-    running_update(&layer.bn, &stats, chunks, ch);
-    let tape = LayerTape {
-        fc,
-        weight: layer.bn.weight.shallow_clone(),
-        bias: layer.bn.bias.shallow_clone(),
-        param: layer.fc.shallow_clone(),
-        gamma,
-        beta,
-        h_in,
-        zhat: z,
-        stats,
-        residual,
-    };
-    (out, tape)
+    (out, LayerTape { lin, residual })
 }
 
 /// One EMA update per virtual batch, in order, of the running statistics, in
@@ -203,37 +215,23 @@ fn running_update(bn: &crate::ghost_bn::GhostBatchNorm, stats: &BnStats, chunks:
     }
 }
 
-/// Backward of [`layer_forward`]: returns ∂L/∂h_in and pushes parameter gradients.
+/// Backward of [`layer_forward`]: returns ∂L/∂h_in and accumulates parameter gradients.
 fn layer_backward(t: &LayerTape, g_out: &Tensor, chunks: &Chunks, grads: &mut Grads) -> Tensor {
     let g_out = g_out.contiguous();
-    let ch = t.zhat.size()[1] as usize;
-    let d = ch / 2;
+    let d = g_out.size()[1] as usize;
     let gp = ptr(&g_out);
-    let dz = empty(chunks.rows, ch);
-    let g_in = empty(chunks.rows, t.h_in.size()[1] as usize);
-    let scale = if t.residual { SQRT_HALF } else { 1.0 };
-    let (gamma, beta, residual) = (&t.gamma, &t.beta, t.residual);
-    let go_row = |r: usize| unsafe { std::slice::from_raw_parts(gp.get().add(r * d) as *const f32, d) };
-    let (dgamma, dbeta, dw) = linear_bn_backward(
-        &t.h_in,
-        &t.fc,
-        &t.zhat,
-        &dz,
-        &g_in,
-        &t.stats,
-        gamma,
+    let (residual, scale) = (t.residual, if t.residual { SQRT_HALF } else { 1.0 });
+    let (gamma, beta) = (&t.lin.gamma, &t.lin.beta);
+    t.lin.backward(
         chunks,
-        |r, zr, gy| kernels::glu_grad_row(zr, gamma, beta, go_row(r), scale, gy),
+        grads,
+        |r, zr, gy| kernels::glu_grad_row(zr, gamma, beta, row(gp, r, d), scale, gy),
         |r, gi| {
             if residual {
-                kernels::axpy_row(gi, go_row(r), scale);
+                kernels::axpy_row(gi, row(gp, r, d), scale);
             }
         },
-    );
-    grads.add_tensor(&t.param, dw);
-    grads.add_vec(&t.weight, &dgamma);
-    grads.add_vec(&t.bias, &dbeta);
-    g_in
+    )
 }
 
 /// Layers of a feature transformer with their residual flags, in order.
@@ -264,63 +262,33 @@ fn transformer_backward(tapes: &[LayerTape], g_out: Tensor, chunks: &Chunks, gra
 
 /// Attentive transformer forward: M = mask(GBN(a Wᵀ) ⊙ prior).
 fn attention_forward(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor, chunks: &Chunks) -> AttentionTape {
-    let a_in = a.contiguous();
-    let fc = att.fc.detach();
-    let g = fc.size()[0] as usize;
-    let gamma = to_vec(&att.bn.weight);
-    let beta = to_vec(&att.bn.bias);
-    let z = empty(chunks.rows, g);
+    let g = att.fc.size()[0] as usize;
     let mask = empty(chunks.rows, g);
-    let mp = ptr(&mask);
-    let pp = ptr(prior);
+    let (mp, pp) = (ptr(&mask), ptr(prior));
     let entmax = att.mask == MaskType::Entmax;
-    let stats = linear_bn_forward(&a_in, &fc, &z, chunks, att.bn.eps as f32, |r, zr| {
-        let p = unsafe { std::slice::from_raw_parts(pp.get().add(r * g) as *const f32, g) };
-        let m = unsafe { std::slice::from_raw_parts_mut(mp.get().add(r * g), g) };
+    let lin = LinearBn::forward(&att.fc, &att.bn, a, chunks, |r, zr, gamma, beta| {
+        let (m, p) = (row(mp, r, g), row(pp, r, g));
         // the logits go into `m`, the mask overwrites them
         for j in 0..g {
             m[j] = (gamma[j] * zr[j] + beta[j]) * p[j];
         }
         kernels::mask_row(m, entmax);
     });
-    running_update(&att.bn, &stats, chunks, g);
-    AttentionTape {
-        fc,
-        param: att.fc.shallow_clone(),
-        weight: att.bn.weight.shallow_clone(),
-        bias: att.bn.bias.shallow_clone(),
-        gamma,
-        beta,
-        a_in,
-        zhat: z,
-        stats,
-        prior: prior.shallow_clone(),
-        mask,
-        entmax,
-    }
+    AttentionTape { lin, prior: prior.shallow_clone(), mask, entmax }
 }
 
 /// Backward of [`attention_forward`] from ∂L/∂M. Adds ∂L/∂prior into `g_prior`,
-/// returns ∂L/∂a and pushes parameter gradients.
+/// returns ∂L/∂a and accumulates parameter gradients.
 fn attention_backward(t: &AttentionTape, g_mask: &Tensor, g_prior: &Tensor, chunks: &Chunks, grads: &mut Grads) -> Tensor {
-    let g = t.zhat.size()[1] as usize;
-    let dz = empty(chunks.rows, g);
-    let g_a = empty(chunks.rows, t.a_in.size()[1] as usize);
+    let g = t.mask.size()[1] as usize;
     let (gm, mp, pp, gpp) = (ptr(g_mask), ptr(&t.mask), ptr(&t.prior), ptr(g_prior));
-    let (gamma, beta, entmax) = (&t.gamma, &t.beta, t.entmax);
-    let (dgamma, dbeta, dw) = linear_bn_backward(
-        &t.a_in,
-        &t.fc,
-        &t.zhat,
-        &dz,
-        &g_a,
-        &t.stats,
-        gamma,
+    let (gamma, beta, entmax) = (&t.lin.gamma, &t.lin.beta, t.entmax);
+    t.lin.backward(
         chunks,
+        grads,
         |r, zr, gy| {
-            let row = |p: kernels::SendPtr| unsafe { std::slice::from_raw_parts_mut(p.get().add(r * g), g) };
-            let (gmr, mr, pr, gpr) = (row(gm), row(mp), row(pp), row(gpp));
-            gy.copy_from_slice(gmr);
+            let (mr, pr, gpr) = (row(mp, r, g), row(pp, r, g), row(gpp, r, g));
+            gy.copy_from_slice(row(gm, r, g));
             kernels::mask_row_backward(mr, gy, entmax); // now ∂L/∂logits
             for j in 0..g {
                 gpr[j] += gy[j] * (gamma[j] * zr[j] + beta[j]);
@@ -328,11 +296,7 @@ fn attention_backward(t: &AttentionTape, g_mask: &Tensor, g_prior: &Tensor, chun
             }
         },
         |_, _| {},
-    );
-    grads.add_tensor(&t.param, dw);
-    grads.add_vec(&t.weight, &dgamma);
-    grads.add_vec(&t.bias, &dbeta);
-    g_a
+    )
 }
 
 /// How the column-level mask reaches the embedded input: x_m = M[col(j)] · s_j · x_j.
@@ -622,7 +586,7 @@ impl EncoderTape {
         let mut grads = Grads::default();
         let dx0 = self.x0.zeros_like();
         let n_groups = self.steps[0].attention.mask.size()[1];
-        let n_a = self.steps[0].attention.a_in.size()[1];
+        let n_a = self.steps[0].attention.lin.input.size()[1];
         let mut g_a = Tensor::zeros(&[rows, n_a], (Kind::Float, tch::Device::Cpu));
         let mut g_prior = Tensor::zeros(&[rows, n_groups], (Kind::Float, tch::Device::Cpu));
         let c = (g_mloss / (n as f64 * rows as f64)) as f32;

@@ -192,9 +192,9 @@ fn eval_pass_matches_autograd() {
         let (o2, l2, e2, k2) = run(true);
         // differences relative to the largest magnitude (f32 rounding only)
         let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) / a.abs().max().double_value(&[]).max(1.0);
-        assert!(close(&o1, &o2) < 1e-5, "outputs differ by {}", close(&o1, &o2));
+        assert!(close(&o1, &o2) < 1e-4, "outputs differ by {}", close(&o1, &o2));
         assert!((l1 - l2).abs() < 1e-4 * l1.abs().max(1.0), "sparsity term {l1} vs {l2}");
-        assert!(close(&e1, &e2) < 1e-5, "M_explain differs by {}", close(&e1, &e2));
+        assert!(close(&e1, &e2) < 1e-4, "M_explain differs by {}", close(&e1, &e2));
         for (a, b) in k1.iter().zip(&k2) {
             assert!(close(a, b) < 1e-4, "step masks differ by {}", close(a, b));
         }

@@ -23,9 +23,7 @@ pub struct Adam {
 }
 
 fn raw(t: &Tensor) -> Option<&mut [f32]> {
-    // SAFETY: a contiguous f32 CPU tensor of numel() elements; the optimiser is
-    // its only user while a step runs.
-    kernels::supported(t).then(|| unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel()) })
+    kernels::as_mut_slice(t)
 }
 
 impl Adam {

@@ -97,7 +97,7 @@ impl Encoder {
     /// Training pass: the hand-derived encoder when it applies (CPU, f32), else
     /// autograd. The caller must run `tape.backward()` after `loss.backward()`.
     pub fn forward_train(&self, x: &Tensor, prior: Option<&Tensor>, embedder: &Embedder) -> EncoderOutput {
-        if manual_encoder::applicable(x) {
+        if manual_encoder::applicable(x, true) {
             let x0 = self.initial_bn(x, true);
             return manual_encoder::forward(self, embedder, &x0, prior);
         }
@@ -114,7 +114,7 @@ impl Encoder {
         train: bool,
         keep_masks: bool,
     ) -> EncoderOutput {
-        if !train && manual_encoder::applicable_eval(x) {
+        if !train && manual_encoder::applicable(x, false) {
             let x0 = self.initial_bn(x, false);
             return manual_encoder::forward_eval(self, embedder, &x0, prior, keep_masks);
         }

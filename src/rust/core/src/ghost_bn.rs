@@ -121,6 +121,29 @@ impl GhostBatchNorm {
         });
     }
 
+    /// [`update_running`](Self::update_running) from per-chunk means and
+    /// unbiased variances given as (k·C) slices; in place on the CPU.
+    pub fn update_running_from(&self, means: &[f32], vars: &[f32]) {
+        let ch = self.running_mean.numel();
+        match (crate::kernels::as_mut_slice(&self.running_mean), crate::kernels::as_mut_slice(&self.running_var)) {
+            (Some(rm), Some(rv)) => {
+                let m = self.momentum as f32;
+                for (mean, var) in means.chunks_exact(ch).zip(vars.chunks_exact(ch)) {
+                    for j in 0..ch {
+                        rm[j] = (1.0 - m) * rm[j] + m * mean[j];
+                        rv[j] = (1.0 - m) * rv[j] + m * var[j];
+                    }
+                }
+            }
+            _ => {
+                let k = (means.len() / ch) as i64;
+                let dev = self.running_mean.device();
+                let t = |v: &[f32]| Tensor::of_slice(v).view([k, ch as i64]).to_device(dev);
+                self.update_running(&t(means), &t(vars));
+            }
+        }
+    }
+
     /// Normalises `k` chunks of `c` rows each. The chunks are interleaved: chunk `i`
     /// holds rows i, i + k, i + 2k, …, so the (k·c, C) batch is a contiguous
     /// (c, k·C) view and libtorch's fused batch norm (one kernel forward, one

@@ -71,6 +71,13 @@ pub(crate) fn ptr(t: &Tensor) -> SendPtr {
     SendPtr(t.data_ptr() as *mut f32)
 }
 
+/// The elements of a contiguous f32 CPU tensor (None for any other tensor).
+/// The caller must be the tensor's only user while the slice lives.
+pub(crate) fn as_mut_slice(t: &Tensor) -> Option<&mut [f32]> {
+    // SAFETY: checked contiguous f32 CPU storage of numel() elements.
+    supported(t).then(|| unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel()) })
+}
+
 /// A fresh, uninitialised (rows, cols) f32 CPU tensor.
 pub(crate) fn empty(rows: usize, cols: usize) -> Tensor {
     Tensor::empty(&[rows as i64, cols as i64], (Kind::Float, Device::Cpu))

@@ -61,29 +61,18 @@ impl Grads {
 
     fn add_vec(&mut self, p: &Tensor, g: &[f32]) {
         match Self::existing(p) {
-            Some(acc) => {
-                let a = ptr(&acc);
-                // SAFETY: `acc` is a live contiguous f32 tensor of g.len() elements.
-                let a = unsafe { std::slice::from_raw_parts_mut(a.get(), g.len()) };
-                kernels::add_row(a, g);
-            }
-            None => self.pending.push((p.shallow_clone(), from_vec(g))),
+            Some(acc) => kernels::add_row(kernels::as_mut_slice(&acc).expect("checked by existing()"), g),
+            None => self.pending.push((p.shallow_clone(), Tensor::of_slice(g))),
         }
     }
 }
 
 /// A parameter's values (contiguous f32 CPU) as a vector.
 fn to_vec(t: &Tensor) -> Vec<f32> {
-    if kernels::supported(t) {
-        let p = ptr(t);
-        // SAFETY: contiguous f32 tensor of numel() elements, only read here.
-        return unsafe { std::slice::from_raw_parts(p.get() as *const f32, t.numel()) }.to_vec();
+    match kernels::as_mut_slice(t) {
+        Some(v) => v.to_vec(),
+        None => Vec::<f32>::from(&t.detach().to_kind(Kind::Float)),
     }
-    Vec::<f32>::from(&t.detach().to_kind(Kind::Float))
-}
-
-fn from_vec(v: &[f32]) -> Tensor {
-    Tensor::of_slice(v)
 }
 
 /// A bias-free linear map followed by ghost BN, as saved for the backward: the
@@ -115,7 +104,7 @@ impl LinearBn {
         let (gamma, beta) = (to_vec(&bn.weight), to_vec(&bn.bias));
         let zhat = empty(chunks.rows, ch);
         let stats = linear_bn_forward(&input, &fc, &zhat, chunks, bn.eps as f32, |r, zr| epilogue(r, zr, &gamma, &beta));
-        running_update(bn, &stats, chunks, ch);
+        bn.update_running_from(&stats.mean, &stats.var_unbiased);
         LinearBn { fc, param, weight: bn.weight.shallow_clone(), bias: bn.bias.shallow_clone(), gamma, beta, input, zhat, stats }
     }
 
@@ -192,29 +181,6 @@ fn layer_forward(layer: &GluLayer, h_in: &Tensor, residual: bool, chunks: &Chunk
     (out, LayerTape { lin, residual })
 }
 
-/// One EMA update per virtual batch, in order, of the running statistics, in
-/// place (the closed form of [`crate::ghost_bn::GhostBatchNorm::update_running`]).
-fn running_update(bn: &crate::ghost_bn::GhostBatchNorm, stats: &BnStats, chunks: &Chunks, ch: usize) {
-    if !(kernels::supported(&bn.running_mean) && kernels::supported(&bn.running_var)) {
-        let k = chunks.count() as i64;
-        let means = from_vec(&stats.mean).view([k, ch as i64]);
-        let vars = from_vec(&stats.var_unbiased).view([k, ch as i64]);
-        bn.update_running(&means, &vars);
-        return;
-    }
-    let m = bn.momentum as f32;
-    let (rm, rv) = (ptr(&bn.running_mean), ptr(&bn.running_var));
-    // SAFETY: running statistics are contiguous f32 tensors of `ch` elements,
-    // not read by anyone else during the update.
-    let (rm, rv) = unsafe { (std::slice::from_raw_parts_mut(rm.get(), ch), std::slice::from_raw_parts_mut(rv.get(), ch)) };
-    for (mean, var) in stats.mean.chunks_exact(ch).zip(stats.var_unbiased.chunks_exact(ch)) {
-        for j in 0..ch {
-            rm[j] = (1.0 - m) * rm[j] + m * mean[j];
-            rv[j] = (1.0 - m) * rv[j] + m * var[j];
-        }
-    }
-}
-
 /// Backward of [`layer_forward`]: returns ∂L/∂h_in and accumulates parameter gradients.
 fn layer_backward(t: &LayerTape, g_out: &Tensor, chunks: &Chunks, grads: &mut Grads) -> Tensor {
     let g_out = g_out.contiguous();
@@ -267,14 +233,18 @@ fn attention_forward(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor, chu
     let (mp, pp) = (ptr(&mask), ptr(prior));
     let entmax = att.mask == MaskType::Entmax;
     let lin = LinearBn::forward(&att.fc, &att.bn, a, chunks, |r, zr, gamma, beta| {
-        let (m, p) = (row(mp, r, g), row(pp, r, g));
-        // the logits go into `m`, the mask overwrites them
-        for j in 0..g {
-            m[j] = (gamma[j] * zr[j] + beta[j]) * p[j];
-        }
-        kernels::mask_row(m, entmax);
+        attention_row(zr, gamma, beta, row(pp, r, g), row(mp, r, g), entmax)
     });
     AttentionTape { lin, prior: prior.shallow_clone(), mask, entmax }
+}
+
+/// One row of an attentive transformer after its product: M = mask((a ẑ + b) ⊙ prior),
+/// the logits written into `m` and overwritten by the mask.
+fn attention_row(z: &[f32], a: &[f32], b: &[f32], prior: &[f32], m: &mut [f32], entmax: bool) {
+    for j in 0..m.len() {
+        m[j] = (a[j] * z[j] + b[j]) * prior[j];
+    }
+    kernels::mask_row(m, entmax);
 }
 
 /// Backward of [`attention_forward`] from ∂L/∂M. Adds ∂L/∂prior into `g_prior`,
@@ -422,9 +392,19 @@ fn step_glue_backward(
     (g_m, g_prior)
 }
 
-/// True when the hand-derived pass can run for this input.
-pub fn applicable(x: &Tensor) -> bool {
-    enabled() && x.device() == tch::Device::Cpu && x.kind() == Kind::Float && x.dim() == 2 && x.size()[0] > 1
+/// The first step's prior: the given one (missing values), else ones.
+fn initial_prior(prior: Option<&Tensor>, rows: usize, n_groups: i64) -> Tensor {
+    match prior {
+        Some(p) => p.to_kind(Kind::Float).contiguous(),
+        None => Tensor::ones(&[rows as i64, n_groups], (Kind::Float, tch::Device::Cpu)),
+    }
+}
+
+/// True when the fused passes can run for this input (training needs two rows
+/// for batch statistics).
+pub fn applicable(x: &Tensor, train: bool) -> bool {
+    let min_rows = if train { 2 } else { 1 };
+    enabled() && x.device() == tch::Device::Cpu && x.kind() == Kind::Float && x.dim() == 2 && x.size()[0] >= min_rows
 }
 
 /// Training forward of the encoder from the initial BN's output `x_graph`
@@ -438,10 +418,7 @@ pub fn forward(enc: &Encoder, embedder: &Embedder, x_graph: &Tensor, prior: Opti
         let chunks = Chunks::new(rows, enc.attention[0].bn.virtual_batch_size as usize);
         let n_groups = enc.attention[0].fc.size()[0];
         let n_a = enc.attention[0].fc.size()[1];
-        let mut prior = match prior {
-            Some(p) => p.to_kind(Kind::Float).contiguous(),
-            None => Tensor::ones(&[rows as i64, n_groups], (Kind::Float, tch::Device::Cpu)),
-        };
+        let mut prior = initial_prior(prior, rows, n_groups);
         let (split_out, splitter) = transformer_forward(&enc.splitter, &x0, &chunks);
         let mut a = split_out.narrow(1, enc.n_d, n_a);
         let mut steps = Vec::new();
@@ -478,7 +455,7 @@ pub fn forward(enc: &Encoder, embedder: &Embedder, x_graph: &Tensor, prior: Opti
 
 /// Eval-mode batch norm as an affine map: (scale, shift) with
 /// scale = γ / √(running var + ε), shift = β − running mean · scale.
-fn eval_affine(bn: &crate::ghost_bn::GhostBatchNorm) -> (Vec<f32>, Vec<f32>) {
+fn eval_affine(bn: &GhostBatchNorm) -> (Vec<f32>, Vec<f32>) {
     let (g, b, m, v) = (to_vec(&bn.weight), to_vec(&bn.bias), to_vec(&bn.running_mean), to_vec(&bn.running_var));
     let scale: Vec<f32> = g.iter().zip(&v).map(|(g, v)| g / (v + bn.eps as f32).sqrt()).collect();
     let shift: Vec<f32> = b.iter().zip(&m).zip(&scale).map(|((b, m), s)| b - m * s).collect();
@@ -513,19 +490,8 @@ fn attention_eval(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor) -> Ten
     let z = empty(rows, g);
     let mask = empty(rows, g);
     let (mp, pp) = (ptr(&mask), ptr(prior));
-    kernels::linear_rows(&a, &fc, &z, |r, zr| {
-        let (m, p) = (row(mp, r, g), row(pp, r, g));
-        for j in 0..g {
-            m[j] = (scale[j] * zr[j] + shift[j]) * p[j];
-        }
-        kernels::mask_row(m, entmax);
-    });
+    kernels::linear_rows(&a, &fc, &z, |r, zr| attention_row(zr, &scale, &shift, row(pp, r, g), row(mp, r, g), entmax));
     mask
-}
-
-/// True when the fused eval-mode pass can run for this input.
-pub fn applicable_eval(x: &Tensor) -> bool {
-    enabled() && x.device() == tch::Device::Cpu && x.kind() == Kind::Float && x.dim() == 2 && x.size()[0] >= 1
 }
 
 /// Eval-mode encoder pass (running statistics) with the fused kernels, from the
@@ -537,10 +503,7 @@ pub fn forward_eval(enc: &Encoder, embedder: &Embedder, x0: &Tensor, prior: Opti
         let rows = x0.size()[0] as usize;
         let n_groups = enc.attention[0].fc.size()[0];
         let n_a = enc.attention[0].fc.size()[1];
-        let mut prior = match prior {
-            Some(p) => p.to_kind(Kind::Float).contiguous(),
-            None => Tensor::ones(&[rows as i64, n_groups], (Kind::Float, tch::Device::Cpu)),
-        };
+        let mut prior = initial_prior(prior, rows, n_groups);
         let ex = Expansion::of(embedder, x0.size()[1] as usize);
         let mut a = transformer_eval(&enc.splitter, &x0).narrow(1, enc.n_d, n_a);
         let (mut steps, mut masks) = (Vec::new(), Vec::new());

@@ -1,0 +1,84 @@
+# Conditions: the one path by which every tabnetrs error reaches the user.
+#
+# Every error tabnetrs raises has class `tabnetrs_error` and one of four
+# subclasses, so that callers can catch exactly what they mean:
+#
+#   tabnetrs_error_input     the data or an argument of the call is unusable
+#   tabnetrs_error_config    a configuration value (tabnet_config(), options,
+#                            environment variables) is out of range
+#   tabnetrs_error_model     a fitted object is corrupted, modified or does not
+#                            match the data (saved models are verified)
+#   tabnetrs_error_internal  a defect in tabnetrs (a Rust panic or libtorch
+#                            assertion): the message says so and asks for a report
+#
+# Errors are raised with the user's call (`tabnet_fit(y ~ ., df)`,
+# `predict(fit, new)`), found as the outermost frame of a tabnetrs function
+# on the stack, never with an internal function's.
+#
+# Rust functions (`rs_*`) return errors as values (extendr's `result_condition`):
+# the generated wrappers pass every result through `rust_result()`, which turns
+# them into these conditions. A panic or an argument-conversion failure inside
+# `.Call()` arrives as a plain R error and becomes a `tabnetrs_error_internal`
+# whose message keeps no panic text (it is in the condition's `detail`).
+
+error_kinds <- c("input", "config", "model", "internal")
+
+# Raises a tabnetrs condition. `message` is a cli message (glue syntax,
+# evaluated in `.envir`); `kind` one of `error_kinds`; `...` extra fields.
+tabnetrs_abort <- function(message, kind = "input", ..., call = user_call(), .envir = parent.frame()) {
+  kind <- match.arg(kind, error_kinds)
+  cli::cli_abort(message, class = c(paste0("tabnetrs_error_", kind), "tabnetrs_error"),
+                 call = call, ..., .envir = .envir)
+}
+
+abort_input <- function(message, ..., .envir = parent.frame()) {
+  tabnetrs_abort(message, "input", ..., .envir = .envir)
+}
+
+abort_config <- function(message, ..., .envir = parent.frame()) {
+  tabnetrs_abort(message, "config", ..., .envir = .envir)
+}
+
+abort_model <- function(message, ..., .envir = parent.frame()) {
+  tabnetrs_abort(message, "model", ..., .envir = .envir)
+}
+
+# `detail` (the raw Rust or libtorch text) is kept in the condition, not shown.
+abort_internal <- function(detail = NULL) {
+  tabnetrs_abort(c("Internal error in tabnetrs.",
+                   i = "This is a bug; please report it with the code that produced it."),
+                 "internal", detail = detail)
+}
+
+# The call of the outermost tabnetrs function on the stack: the one the user
+# wrote (an S3 method's frame carries its generic's call, e.g. `predict(fit, d)`).
+user_call <- function() {
+  ns <- topenv(environment(user_call))
+  n <- sys.nframe() - 1L
+  for (i in seq_len(max(n, 0L))) {
+    if (identical(topenv(environment(sys.function(i))), ns)) return(sys.call(i))
+  }
+  NULL
+}
+
+# Every `rs_*()` wrapper passes its `.Call()` through here (see
+# src/rust/document.rs). `x` is evaluated inside, so an R error raised by the
+# call itself (a panic caught by extendr, an argument that could not be
+# converted) is caught too.
+rust_result <- function(x) {
+  fn <- format(sys.call(-1L)[[1L]])
+  x <- tryCatch(x, error = function(e) abort_internal(paste0(fn, ": ", conditionMessage(e))))
+  if (inherits(x, "extendr_error")) {
+    err <- x$value
+    kind <- if (is.list(err) && isTRUE(err$kind %in% error_kinds)) err$kind else "internal"
+    msg <- if (is.list(err)) err$message else as.character(err)
+    if (kind == "internal") abort_internal(paste0(fn, ": ", msg))
+    # the message is plain text from Rust: no cli markup
+    tabnetrs_abort(cli_escape(msg), kind)
+  }
+  x
+}
+
+cli_escape <- function(x) {
+  gsub("}", "}}", gsub("{", "{{", x, fixed = TRUE), fixed = TRUE)
+}

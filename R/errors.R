@@ -25,9 +25,11 @@ error_kinds <- c("input", "config", "model", "internal")
 
 # Raises a tabnetrs condition. `message` is a cli message (glue syntax,
 # evaluated in `.envir`); `kind` one of `error_kinds`; `...` extra fields.
-tabnetrs_abort <- function(message, kind = "input", ..., call = user_call(), .envir = parent.frame()) {
+# `subclass`: more specific classes, placed before the kind's.
+tabnetrs_abort <- function(message, kind = "input", ..., subclass = NULL, call = user_call(),
+                           .envir = parent.frame()) {
   kind <- match.arg(kind, error_kinds)
-  cli::cli_abort(message, class = c(paste0("tabnetrs_error_", kind), "tabnetrs_error"),
+  cli::cli_abort(message, class = c(subclass, paste0("tabnetrs_error_", kind), "tabnetrs_error"),
                  call = call, ..., .envir = .envir)
 }
 
@@ -56,9 +58,22 @@ user_call <- function() {
   ns <- topenv(environment(user_call))
   n <- sys.nframe() - 1L
   for (i in seq_len(max(n, 0L))) {
-    if (identical(topenv(environment(sys.function(i))), ns)) return(sys.call(i))
+    if (identical(topenv(environment(sys.function(i))), ns)) {
+      call <- sys.call(i)
+      # an S3 method of another package's generic (predict.tabnet_fit from
+      # stats::predict): the user wrote the generic's call
+      if (i > 1L && is_dispatch(sys.call(i - 1L), call)) call <- sys.call(i - 1L)
+      return(call)
+    }
   }
   NULL
+}
+
+is_dispatch <- function(generic_call, method_call) {
+  g <- generic_call[[1L]]
+  m <- method_call[[1L]]
+  if (is.call(g) && identical(g[[1L]], quote(`::`))) g <- g[[3L]]
+  is.name(g) && is.name(m) && startsWith(as.character(m), paste0(as.character(g), "."))
 }
 
 # Every `rs_*()` wrapper passes its `.Call()` through here (see
@@ -74,7 +89,11 @@ rust_result <- function(x) {
     msg <- if (is.list(err)) err$message else as.character(err)
     if (kind == "internal") abort_internal(paste0(fn, ": ", msg))
     # the message is plain text from Rust: no cli markup
-    tabnetrs_abort(cli_escape(msg), kind)
+    msg <- cli_escape(paste0(toupper(substr(msg, 1L, 1L)), substring(msg, 2L)))
+    if (kind == "model") {
+      msg <- c(msg, i = "The object was damaged or edited; refit the model or read it again from its file.")
+    }
+    tabnetrs_abort(msg, kind)
   }
   x
 }

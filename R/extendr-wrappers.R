@@ -6,113 +6,122 @@ NULL
 
 #' `num`/`cat`: lists of double / integer (factor code) vectors in the model's
 #' tensor order; `names`: predictor names in original order; `y_class` (0-based
-#' codes) or `y_value`: lists of outcome columns, or NULL; `weights` or NULL.
+#' codes) or `y_value`: named lists of outcome columns, or NULL; `weights` or NULL.
 #' @noRd
-rs_dataset <- function(model, num, cat, names, y_class, y_value, weights) .Call(wrap__rs_dataset, model, num, cat, names, y_class, y_value, weights)
-
-#' @noRd
-rs_dataset_nrow <- function(data) .Call(wrap__rs_dataset_nrow, data)
+rs_dataset <- function(model, num, cat, names, y_class, y_value, weights) rust_result(.Call(wrap__rs_dataset, model, num, cat, names, y_class, y_value, weights))
 
 #' A freshly initialised network; `seed` seeds libtorch first.
 #' @noRd
-rs_model_new <- function(config_json, kind, pretraining_ratio, seed, device_name) .Call(wrap__rs_model_new, config_json, kind, pretraining_ratio, seed, device_name)
+rs_model_new <- function(config_json, kind, pretraining_ratio, seed, device_name) rust_result(.Call(wrap__rs_model_new, config_json, kind, pretraining_ratio, seed, device_name))
 
-#' Rebuilds a network from its config and saved weights.
+#' The checksum saved with a model (see `tabnet_core::digest`).
 #' @noRd
-rs_model_load <- function(config_json, kind, pretraining_ratio, weights, device_name) .Call(wrap__rs_model_load, config_json, kind, pretraining_ratio, weights, device_name)
+rs_model_digest <- function(kind, config_json, weights) rust_result(.Call(wrap__rs_model_digest, kind, config_json, weights))
+
+#' Rebuilds a network from its config and saved weights. `digest` is the
+#' checksum stored with them ("" for models saved before checksums existed):
+#' a mismatch means the bytes or the configuration were damaged or edited.
+#' @noRd
+rs_model_load <- function(config_json, kind, pretraining_ratio, weights, device_name, digest) rust_result(.Call(wrap__rs_model_load, config_json, kind, pretraining_ratio, weights, device_name, digest))
 
 #' Overwrites the weights of a live model (checkpoints, best epoch).
 #' @noRd
-rs_model_set_weights <- function(model, weights) .Call(wrap__rs_model_set_weights, model, weights)
+rs_model_set_weights <- function(model, weights) rust_result(.Call(wrap__rs_model_set_weights, model, weights))
 
 #' The weights (parameters and batch-norm statistics) as bytes.
 #' @noRd
-rs_model_weights <- function(model) .Call(wrap__rs_model_weights, model)
+rs_model_weights <- function(model) rust_result(.Call(wrap__rs_model_weights, model))
 
 #' @noRd
-rs_model_n_parameters <- function(model) .Call(wrap__rs_model_n_parameters, model)
+rs_model_n_parameters <- function(model) rust_result(.Call(wrap__rs_model_n_parameters, model))
 
 #' The config as the core normalised it.
 #' @noRd
-rs_model_config <- function(model) .Call(wrap__rs_model_config, model)
+rs_model_config <- function(model) rust_result(.Call(wrap__rs_model_config, model))
 
 #' Copies embedder and encoder weights from `src` (fine-tuning); returns the count.
 #' @noRd
-rs_model_copy_encoder <- function(dst, src) .Call(wrap__rs_model_copy_encoder, dst, src)
+rs_model_copy_encoder <- function(dst, src) rust_result(.Call(wrap__rs_model_copy_encoder, dst, src))
+
+#' Called by `.onLoad()`: quiet panics, record the loading process (fork safety).
+#' @noRd
+rs_init <- function() rust_result(.Call(wrap__rs_init))
 
 #' @noRd
-rs_set_threads <- function(n) .Call(wrap__rs_set_threads, n)
+rs_set_threads <- function(n) rust_result(.Call(wrap__rs_set_threads, n))
 
 #' @noRd
-rs_get_threads <- function() .Call(wrap__rs_get_threads)
+rs_get_threads <- function() rust_result(.Call(wrap__rs_get_threads))
 
 #' @noRd
-rs_manual_seed <- function(seed) .Call(wrap__rs_manual_seed, seed)
+rs_manual_seed <- function(seed) rust_result(.Call(wrap__rs_manual_seed, seed))
 
 #' @noRd
-rs_cuda_available <- function() .Call(wrap__rs_cuda_available)
+rs_cuda_available <- function() rust_result(.Call(wrap__rs_cuda_available))
 
-#' GFLOP/s of an (m × k)·(k × n) f32 product on the CPU, best of `reps`.
+#' True in a process forked from the one that loaded tabnetrs.
 #' @noRd
-rs_sgemm_gflops <- function(m, k, n, reps) .Call(wrap__rs_sgemm_gflops, m, k, n, reps)
+rs_in_forked_child <- function() rust_result(.Call(wrap__rs_in_forked_child))
 
 #' `clip_value` and `decay_every` are ignored when <= 0.
 #' @noRd
-rs_trainer_new <- function(model, batch_size, drop_last, lambda_sparse, clip_value, learn_rate, decay_rate, decay_every) .Call(wrap__rs_trainer_new, model, batch_size, drop_last, lambda_sparse, clip_value, learn_rate, decay_rate, decay_every)
+rs_trainer_new <- function(model, batch_size, drop_last, lambda_sparse, clip_value, learn_rate, decay_rate, decay_every) rust_result(.Call(wrap__rs_trainer_new, model, batch_size, drop_last, lambda_sparse, clip_value, learn_rate, decay_rate, decay_every))
 
 #' Prepares data-dependent model state (the pretrainer's target variances).
 #' @noRd
-rs_model_prepare <- function(model, data) .Call(wrap__rs_model_prepare, model, data)
+rs_model_prepare <- function(model, data) rust_result(.Call(wrap__rs_model_prepare, model, data))
 
 #' Starts an epoch; returns its number of batches.
 #' @noRd
-rs_trainer_begin <- function(trainer, data) .Call(wrap__rs_trainer_begin, trainer, data)
+rs_trainer_begin <- function(trainer, data) rust_result(.Call(wrap__rs_trainer_begin, trainer, data))
 
-#' Runs up to `max_batches` batches; returns how many remain in the epoch.
+#' Runs up to `max_batches` batches; returns how many remain in the epoch, or
+#' -1 when the user pressed Ctrl-C (checked after every batch; the R layer
+#' raises the interrupt).
 #' @noRd
-rs_trainer_run <- function(trainer, model, data, max_batches) .Call(wrap__rs_trainer_run, trainer, model, data, max_batches)
+rs_trainer_run <- function(trainer, model, data, max_batches) rust_result(.Call(wrap__rs_trainer_run, trainer, model, data, max_batches))
 
 #' Ends the epoch; returns its mean training loss.
 #' @noRd
-rs_trainer_end <- function(trainer) .Call(wrap__rs_trainer_end, trainer)
+rs_trainer_end <- function(trainer) rust_result(.Call(wrap__rs_trainer_end, trainer))
 
 #' Restores the process settings held for an epoch (after an interrupt).
 #' @noRd
-rs_trainer_release <- function(trainer) .Call(wrap__rs_trainer_release, trainer)
+rs_trainer_release <- function(trainer) rust_result(.Call(wrap__rs_trainer_release, trainer))
 
 #' @noRd
-rs_trainer_set_lr <- function(trainer, lr) .Call(wrap__rs_trainer_set_lr, trainer, lr)
+rs_trainer_set_lr <- function(trainer, lr) rust_result(.Call(wrap__rs_trainer_set_lr, trainer, lr))
 
 #' @noRd
-rs_trainer_lr <- function(trainer) .Call(wrap__rs_trainer_lr, trainer)
+rs_trainer_lr <- function(trainer) rust_result(.Call(wrap__rs_trainer_lr, trainer))
 
 #' Optimizer steps taken so far (the exponential schedule counts them).
 #' @noRd
-rs_trainer_step <- function(trainer) .Call(wrap__rs_trainer_step, trainer)
+rs_trainer_step <- function(trainer) rust_result(.Call(wrap__rs_trainer_step, trainer))
 
 #' Sets the optimizer-step counter (resuming an exponential schedule).
 #' @noRd
-rs_trainer_set_step <- function(trainer, step) .Call(wrap__rs_trainer_set_step, trainer, step)
+rs_trainer_set_step <- function(trainer, step) rust_result(.Call(wrap__rs_trainer_set_step, trainer, step))
 
 #' Eval-mode task loss over a dataset.
 #' @noRd
-rs_eval_loss <- function(model, data, batch_size) .Call(wrap__rs_eval_loss, model, data, batch_size)
+rs_eval_loss <- function(model, data, batch_size) rust_result(.Call(wrap__rs_eval_loss, model, data, batch_size))
 
 #' Probabilities or values, an n × outputs matrix.
 #' @noRd
-rs_predict <- function(model, data, batch_size) .Call(wrap__rs_predict, model, data, batch_size)
+rs_predict <- function(model, data, batch_size) rust_result(.Call(wrap__rs_predict, model, data, batch_size))
 
 #' list(M_explain = n × F matrix, masks = list of n × F matrices).
 #' @noRd
-rs_explain <- function(model, data, batch_size) .Call(wrap__rs_explain, model, data, batch_size)
+rs_explain <- function(model, data, batch_size) rust_result(.Call(wrap__rs_explain, model, data, batch_size))
 
 #' Mask importance (sums to 1), in original predictor order.
 #' @noRd
-rs_mask_importance <- function(model, data, batch_size) .Call(wrap__rs_mask_importance, model, data, batch_size)
+rs_mask_importance <- function(model, data, batch_size) rust_result(.Call(wrap__rs_mask_importance, model, data, batch_size))
 
 #' list(values = F × repeats matrix, baseline, metric).
 #' @noRd
-rs_importance <- function(model, data, method, n_repeats, batch_size, seed) .Call(wrap__rs_importance, model, data, method, n_repeats, batch_size, seed)
+rs_importance <- function(model, data, method, n_repeats, batch_size, seed) rust_result(.Call(wrap__rs_importance, model, data, method, n_repeats, batch_size, seed))
 
 
 # nolint end

@@ -119,12 +119,14 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
 
   history <- list()
   checkpoints <- list()
+  checkpoint_digests <- list()
   schedule <- NULL
   if (!is.null(tabnet_model)) {
     start <- resume_from(tabnet_model, processed, config, layout, outcome, kind, from_epoch, seed, device)
     model <- start$model
     history <- start$history
     checkpoints <- start$checkpoints
+    checkpoint_digests <- start$checkpoint_digests
     schedule <- start$schedule
     config <- start$config
     net <- start$net
@@ -153,33 +155,56 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
   if (kind == "pretrain" && is.null(tabnet_model)) rs_model_prepare(model, train_ds)
   rs_manual_seed(seed + length(history))
 
-  run <- train_epochs(model, train_ds, valid_ds, config, history, checkpoints, schedule)
+  run <- train_epochs(model, train_ds, valid_ds, config, history, checkpoints, schedule,
+                      checkpoint_digests, digest_of = function(w) {
+                        model_digest(kind, as.character(rs_model_config(model)), w)
+                      })
 
   importances <- NULL
   if (kind == "supervised" && !config$skip_importance) {
     importances <- fit_importance(model, predictors[train_idx, , drop = FALSE], layout, config)
   }
+  serialized <- rs_model_weights(model)
+  net_config_string <- as.character(rs_model_config(model))
+  digest <- model_digest(kind, net_config_string, serialized)
   fit <- list(
-    network = network_cache(model),
+    network = network_cache(model, digest),
     metrics = run$metrics,
     config = config,
     checkpoints = run$checkpoints,
+    checkpoint_digests = run$checkpoint_digests,
     schedule = run$schedule,
     importances = importances,
-    net_config = as.character(rs_model_config(model)),
+    net_config = net_config_string,
     layout = layout,
     outcome = outcome,
     best_epoch = run$best_epoch,
     stopped_early = run$stopped_early,
     interrupted = run$interrupted,
-    n_parameters = rs_model_n_parameters(model)
+    n_parameters = rs_model_n_parameters(model),
+    digest = digest
   )
-  hardhat::new_model(
+  result <- hardhat::new_model(
     fit = fit,
-    serialized_net = rs_model_weights(model),
+    serialized_net = serialized,
     blueprint = processed$blueprint,
     class = if (kind == "supervised") "tabnet_fit" else "tabnet_pretrain"
   )
+  if (!is.null(run$nonfinite)) abort_nonfinite(run$nonfinite, result)
+  result
+}
+
+# Training met a NaN / infinite loss: an error that carries the model as it was
+# before that epoch (`conditionCall(e)`, `e$fit`), so nothing trained is lost.
+abort_nonfinite <- function(nonfinite, result) {
+  epoch <- nonfinite$epoch
+  loss <- format(nonfinite$loss)
+  kept <- length(result$fit$metrics)
+  abort_input(c("Training stopped at epoch {epoch}: its loss was {loss}.",
+                i = if (kept > 0) "The model of epoch {kept} (the last with a finite loss) is in the error's {.field fit} field." else
+                  "No epoch finished with a finite loss; the error's {.field fit} field holds the initial model.",
+                i = "Lower {.arg learn_rate}, set {.arg clip_value}, or rescale predictors or outcomes with very large values."),
+              subclass = "tabnetrs_error_nonfinite", fit = result)
 }
 
 check_loss <- function(loss, task) {
@@ -219,8 +244,13 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
             "n_shared_decoder", "virtual_batch_size", "momentum", "mask_type", "cat_emb_dim")
   config[arch] <- old$config[arch]
   old_kind <- if (inherits(tabnet_model, "tabnet_pretrain")) "pretrain" else "supervised"
-  weights <- if (is.null(from_epoch)) tabnet_model$serialized_net else checkpoint_weights(tabnet_model, from_epoch)
-  src <- rs_model_load(old$net_config, old_kind, old$config$pretraining_ratio, weights, device)
+  # a fresh copy (training changes it), verified like any saved model
+  src <- if (is.null(from_epoch)) {
+    load_network(tabnet_model, tabnet_model$serialized_net, old$digest, device)
+  } else {
+    load_network(tabnet_model, checkpoint_weights(tabnet_model, from_epoch),
+                 old$checkpoint_digests[[paste0("epoch_", from_epoch)]], device)
+  }
   if (old_kind == kind) {
     if (kind == "supervised" && !identical(old$outcome, outcome)) {
       cli::cli_abort(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."), call = NULL)
@@ -229,14 +259,17 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
     # (from `from_epoch` if given: later epochs are dropped)
     history <- old$metrics
     checkpoints <- old$checkpoints
+    checkpoint_digests <- old$checkpoint_digests
     schedule <- old$schedule
     if (!is.null(from_epoch)) {
       history <- history[seq_len(from_epoch)]
       keep <- as.integer(sub("epoch_", "", names(checkpoints))) <= from_epoch
       checkpoints <- checkpoints[keep]
+      checkpoint_digests <- checkpoint_digests[intersect(names(checkpoint_digests), names(checkpoints))]
       if (length(schedule) >= from_epoch) schedule <- schedule[seq_len(from_epoch)]
     }
-    return(list(model = src, history = history, checkpoints = checkpoints, schedule = schedule,
+    return(list(model = src, history = history, checkpoints = checkpoints,
+                checkpoint_digests = checkpoint_digests, schedule = schedule,
                 config = config, net = jsonlite::fromJSON(old$net_config)))
   }
   if (old_kind == "supervised") {
@@ -246,5 +279,6 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
   net <- net_config(config, layout, outcome)
   model <- rs_model_new(net_config_json(net), "supervised", config$pretraining_ratio, seed, device)
   rs_model_copy_encoder(model, src)
-  list(model = model, history = list(), checkpoints = list(), schedule = NULL, config = config, net = net)
+  list(model = model, history = list(), checkpoints = list(), checkpoint_digests = list(), schedule = NULL,
+       config = config, net = net)
 }

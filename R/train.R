@@ -27,14 +27,16 @@ schedule_settings <- function(config) {
 # Trains `model` (a live pointer) for config$epochs epochs.
 # `history` holds earlier epochs (resuming) and `schedule` their schedule
 # states (`NULL`: a fresh schedule). Returns list(metrics, schedule,
-# checkpoints, best_epoch, stopped_early, interrupted).
+# checkpoints, checkpoint_digests, best_epoch, stopped_early, interrupted,
+# nonfinite). `nonfinite` is list(epoch, loss) when an epoch's loss was not
+# finite: training stopped there and the model keeps the weights before it.
 #
 # Each metrics entry is list(train, valid, checkpoint, learn_rate, seconds): the mean
 # training loss of the epoch, the validation loss after it (NULL without
 # `valid_split`), whether its weights were checkpointed, the learning rate
 # its first optimizer step used, and the seconds its training pass took.
 train_epochs <- function(model, train_ds, valid_ds, config, history = list(), checkpoints = list(),
-                         schedule = NULL) {
+                         schedule = NULL, checkpoint_digests = list(), digest_of = function(w) NULL) {
   states <- schedule %||% list()
   if (length(states) != length(history)) states <- vector("list", length(history))
   state <- if (length(history)) states[[length(history)]]
@@ -52,6 +54,7 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
   best <- list(loss = Inf, epoch = NA_integer_, weights = NULL, wait = 0L)
   stopped_early <- FALSE
   interrupted <- FALSE
+  nonfinite <- NULL
   show_bar <- config$verbose && !is_knitting() && interactive()
   status <- ""
   if (show_bar) {
@@ -65,18 +68,29 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
   tryCatch({
     for (epoch in seq.int(first, length.out = config$epochs)) {
       learn_rate <- rs_trainer_lr(trainer)
+      last_finite <- rs_model_weights(model)
       started <- proc.time()[["elapsed"]]
       remaining <- rs_trainer_begin(trainer, train_ds)
       while (remaining > 0) {
         remaining <- rs_trainer_run(trainer, model, train_ds, batches_per_call)
+        # Ctrl-C seen by Rust between two batches
+        if (remaining < 0) rlang::interrupt()
       }
       train_loss <- rs_trainer_end(trainer)
+      if (!is.finite(train_loss)) {
+        # a NaN/Inf loss spreads to every weight: keep the epoch before
+        rs_model_set_weights(model, last_finite)
+        nonfinite <- list(epoch = epoch, loss = train_loss)
+        break
+      }
       seconds <- proc.time()[["elapsed"]] - started
       valid_loss <- if (is.null(valid_ds)) NULL else rs_eval_loss(model, valid_ds, 65536)
       entry <- list(train = train_loss, valid = valid_loss, checkpoint = FALSE, learn_rate = learn_rate,
                     seconds = seconds)
       if (config$checkpoint_epochs > 0 && epoch %% config$checkpoint_epochs == 0) {
-        checkpoints[[paste0("epoch_", epoch)]] <- rs_model_weights(model)
+        key <- paste0("epoch_", epoch)
+        checkpoints[[key]] <- rs_model_weights(model)
+        checkpoint_digests[[key]] <- digest_of(checkpoints[[key]])
         entry$checkpoint <- TRUE
       }
       current <- if (monitor == "valid_loss") valid_loss else train_loss
@@ -147,11 +161,12 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
   if (show_bar) cli::cli_progress_done(.envir = environment())
   # the best epoch's weights, unless they are the last ones
   if (config$early_stopping && !is.null(best$weights) &&
-      (interrupted || !identical(best$epoch, length(metrics)))) {
+      (interrupted || !is.null(nonfinite) || !identical(best$epoch, length(metrics)))) {
     rs_model_set_weights(model, best$weights)
   }
-  list(metrics = metrics, schedule = states, checkpoints = checkpoints, best_epoch = best$epoch,
-       stopped_early = stopped_early, interrupted = interrupted)
+  list(metrics = metrics, schedule = states, checkpoints = checkpoints,
+       checkpoint_digests = checkpoint_digests, best_epoch = best$epoch,
+       stopped_early = stopped_early, interrupted = interrupted, nonfinite = nonfinite)
 }
 
 `%||%` <- function(x, y) if (is.null(x)) y else x

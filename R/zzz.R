@@ -1,6 +1,9 @@
 # Package load hooks.
 
 .onLoad <- function(libname, pkgname) {
+  # -- Rust runtime: silent panics (they become R errors), fork safety ---------
+  rs_init()
+
   # -- parsnip model registration ---------------------------------------------
   # Done at load time (not lazily in tabnet()) so that the model exists in
   # every process that loads tabnetrs: tune's parallel workers and fresh

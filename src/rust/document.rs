@@ -1,5 +1,6 @@
 //! Writes `R/extendr-wrappers.R` from the extendr module metadata.
 //! Run by `src/Makevars` after the library is built; never edit the output by hand.
+//! Each wrapper passes its `.Call()` through `rust_result()` (see `R/errors.R`).
 use std::io::Write;
 
 fn main() -> std::io::Result<()> {
@@ -7,6 +8,15 @@ fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "../../R/extendr-wrappers.R".to_string());
     let body = tabnetrs::get_tabnetrs_metadata().make_r_wrappers(true, "tabnetrs")?;
+    // Every result goes through rust_result() (R/errors.R): Rust errors arrive
+    // as condition values and become tabnetrs conditions with the user's call.
+    let body: String = body
+        .lines()
+        .map(|line| match (line.find(".Call("), line.starts_with("rs_")) {
+            (Some(i), true) => format!("{}rust_result({})\n", &line[..i], &line[i..]),
+            _ => format!("{line}\n"),
+        })
+        .collect();
     let mut f = std::fs::File::create(&out)?;
     writeln!(
         f,

@@ -1,22 +1,80 @@
-//! Conversions between R values and core types, and core errors → R errors.
+//! Conversions between R values and core types, and the one error path to R.
+//!
+//! Every fallible entry point returns [`ApiResult`]. With extendr's
+//! `result_condition` feature an `Err` reaches R as a value (a condition object
+//! holding `list(kind, message)`), never as a panic; the R wrapper
+//! (`rust_result()` in `R/errors.R`) raises it as a `tabnetrs_error_<kind>`
+//! with the user's call. Panics are silenced ([`init`]) and caught by extendr;
+//! `rust_result()` reports them as internal errors.
 use extendr_api::prelude::*;
-use extendr_api::Result;
-use tabnet_core::Error as CoreError;
+use tabnet_core::{Error as CoreError, ErrorKind};
 use tch::{Device, Kind, Tensor};
 
-/// Any core error becomes an R error carrying its message.
-pub fn r_err(e: CoreError) -> Error {
-    Error::Other(e.to_string())
+/// An error for R: its kind (the condition subclass) and a message for users.
+#[derive(Debug)]
+pub struct ApiError {
+    kind: &'static str,
+    message: String,
+}
+
+pub type ApiResult<T> = std::result::Result<T, ApiError>;
+
+impl ApiError {
+    /// The caller's data or arguments are unusable.
+    pub fn input(message: impl Into<String>) -> ApiError {
+        ApiError { kind: "input", message: message.into() }
+    }
+
+    /// A saved model is corrupted or was modified.
+    pub fn model(message: impl Into<String>) -> ApiError {
+        ApiError { kind: "model", message: message.into() }
+    }
+
+    /// A defect of tabnetrs (the R layer passed something it should not have).
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError { kind: "internal", message: message.into() }
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> ApiError {
+        let kind = match e.kind() {
+            ErrorKind::Input => "input",
+            ErrorKind::Model => "model",
+            ErrorKind::Internal => "internal",
+        };
+        ApiError { kind, message: e.to_string() }
+    }
+}
+
+impl From<extendr_api::Error> for ApiError {
+    fn from(e: extendr_api::Error) -> ApiError {
+        ApiError::internal(e.to_string())
+    }
+}
+
+impl From<ApiError> for Robj {
+    fn from(e: ApiError) -> Robj {
+        list!(kind = e.kind, message = e.message).into()
+    }
+}
+
+/// Called once when the package loads: panics print nothing (extendr catches
+/// them and R reports an internal error), and this process is recorded as the
+/// one fork-based workers are forked from.
+pub fn init() {
+    std::panic::set_hook(Box::new(|_| {}));
+    tabnet_core::process::init();
 }
 
 /// Reads a libtorch device name: "cpu" or "cuda" (or "cuda:N").
-pub fn device(name: &str) -> Result<Device> {
+pub fn device(name: &str) -> ApiResult<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
         s if s.starts_with("cuda") => {
             if !tch::Cuda::is_available() {
-                return Err(Error::Other(
-                    "`device = \"cuda\"` was requested but this libtorch has no CUDA support or no GPU is visible".into(),
+                return Err(ApiError::input(
+                    "`device = \"cuda\"` was requested but this libtorch has no CUDA support or no GPU is visible",
                 ));
             }
             let idx = s
@@ -25,39 +83,54 @@ pub fn device(name: &str) -> Result<Device> {
                 .unwrap_or(0);
             Ok(Device::Cuda(idx))
         }
-        other => Err(Error::Other(format!("unknown device \"{other}\""))),
+        other => Err(ApiError::input(format!("unknown device \"{other}\""))),
     }
 }
 
 /// Slices of the double vectors in an R list.
-pub fn real_columns(list: &List, what: &str) -> Result<Vec<&'static [f64]>> {
+pub fn real_columns(list: &List, what: &str) -> ApiResult<Vec<&'static [f64]>> {
     list.values()
         .enumerate()
         .map(|(i, v)| {
             v.as_real_slice()
                 // SAFETY: the R objects outlive the call that uses these slices.
                 .map(|s| unsafe { std::mem::transmute::<&[f64], &'static [f64]>(s) })
-                .ok_or_else(|| {
-                    Error::Other(format!("{what} column {} must be a double vector", i + 1))
-                })
+                .ok_or_else(|| ApiError::internal(format!("{what} column {} must be a double vector", i + 1)))
         })
         .collect()
 }
 
 /// Slices of the integer vectors (factor codes) in an R list.
-pub fn integer_columns(list: &List, what: &str) -> Result<Vec<&'static [i32]>> {
+pub fn integer_columns(list: &List, what: &str) -> ApiResult<Vec<&'static [i32]>> {
     list.values()
         .enumerate()
         .map(|(i, v)| {
-            v.as_integer_slice().ok_or_else(|| {
-                Error::Other(format!("{what} column {} must be an integer vector", i + 1))
-            })
+            v.as_integer_slice()
+                .ok_or_else(|| ApiError::internal(format!("{what} column {} must be an integer vector", i + 1)))
         })
         .collect()
 }
 
+/// A whole number in `[lo, hi]` from an R double (R passes counts as doubles).
+pub fn count(x: f64, what: &str, lo: i64, hi: i64) -> ApiResult<i64> {
+    if !x.is_finite() || x.fract() != 0.0 || x < lo as f64 || x > hi as f64 {
+        return Err(ApiError::input(format!("`{what}` must be a whole number in [{lo}, {hi}], not {x}")));
+    }
+    Ok(x as i64)
+}
+
+/// A seed from an R double: whole and exactly representable (|seed| <= 2^53),
+/// so that distinct seeds stay distinct.
+pub fn seed(x: f64) -> ApiResult<i64> {
+    const MAX: f64 = 9_007_199_254_740_992.0; // 2^53
+    if !x.is_finite() || x.fract() != 0.0 || x.abs() > MAX {
+        return Err(ApiError::input(format!("`seed` must be a whole number with |seed| <= 2^53, not {x}")));
+    }
+    Ok(x as i64)
+}
+
 /// A 2-d tensor as an R numeric matrix (column-major).
-pub fn matrix(t: &Tensor) -> Result<Robj> {
+pub fn matrix(t: &Tensor) -> ApiResult<Robj> {
     let size = t.size();
     let (n, p) = (size[0] as usize, size[1] as usize);
     let values: Vec<f64> = Vec::from(&t.to_kind(Kind::Double).tr().contiguous().view([-1]));

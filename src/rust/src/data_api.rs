@@ -1,13 +1,12 @@
 //! Column data from R into device tensors, done once per fit / predict.
-use crate::convert::{integer_columns, r_err, real_columns};
+use crate::convert::{integer_columns, real_columns, ApiError, ApiResult};
 use extendr_api::prelude::*;
-use extendr_api::Result;
-use tabnet_core::data::{Dataset, Targets};
+use tabnet_core::data::{beyond_f32, Dataset, Targets};
 use tabnet_core::Model;
 
 /// `num`/`cat`: lists of double / integer (factor code) vectors in the model's
 /// tensor order; `names`: predictor names in original order; `y_class` (0-based
-/// codes) or `y_value`: lists of outcome columns, or NULL; `weights` or NULL.
+/// codes) or `y_value`: named lists of outcome columns, or NULL; `weights` or NULL.
 /// @noRd
 #[extendr]
 fn rs_dataset(
@@ -18,7 +17,7 @@ fn rs_dataset(
     y_class: Nullable<List>,
     y_value: Nullable<List>,
     weights: Robj,
-) -> Result<ExternalPtr<Dataset>> {
+) -> ApiResult<ExternalPtr<Dataset>> {
     let num = real_columns(&num, "numeric predictor")?;
     let cat = integer_columns(&cat, "categorical predictor")?;
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
@@ -27,7 +26,19 @@ fn rs_dataset(
         Nullable::Null => None,
     };
     let values = match &y_value {
-        Nullable::NotNull(l) => Some(real_columns(l, "outcome")?),
+        Nullable::NotNull(l) => {
+            let cols = real_columns(l, "outcome")?;
+            let outcome_names: Vec<String> = l.names().map(|n| n.map(String::from).collect()).unwrap_or_default();
+            for (k, col) in cols.iter().enumerate() {
+                if let Some(v) = beyond_f32(col) {
+                    let name = outcome_names.get(k).cloned().unwrap_or_else(|| format!("#{}", k + 1));
+                    return Err(ApiError::input(format!(
+                        "outcome `{name}` holds {v:e}, beyond the float32 range (about ±3.4e38) the network computes in; rescale it"
+                    )));
+                }
+            }
+            Some(cols)
+        }
         Nullable::Null => None,
     };
     let targets = match (classes, values) {
@@ -41,23 +52,15 @@ fn rs_dataset(
         Some(
             weights
                 .as_real_slice()
-                .ok_or_else(|| Error::Other("`weights` must be a double vector".into()))?,
+                .ok_or_else(|| ApiError::internal("`weights` must be a double vector"))?,
         )
     };
     let device = model.vs.device();
-    let data =
-        Dataset::from_columns(&model.cfg, &num, &cat, &names, targets, w, device).map_err(r_err)?;
+    let data = Dataset::from_columns(&model.cfg, &num, &cat, &names, targets, w, device)?;
     Ok(ExternalPtr::new(data))
-}
-
-/// @noRd
-#[extendr]
-fn rs_dataset_nrow(data: ExternalPtr<Dataset>) -> f64 {
-    data.n as f64
 }
 
 extendr_module! {
     mod data_api;
     fn rs_dataset;
-    fn rs_dataset_nrow;
 }

@@ -5,6 +5,7 @@ use extendr_api::prelude::*;
 
 mod convert;
 mod data_api;
+mod interrupt;
 mod model_api;
 mod runtime_api;
 mod train_api;

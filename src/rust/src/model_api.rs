@@ -1,19 +1,19 @@
-//! Building, loading and saving networks.
-use crate::convert::{device, r_err};
+//! Building, loading (verified) and saving networks.
+use crate::convert::{self, device, ApiError, ApiResult};
 use extendr_api::prelude::*;
-use extendr_api::Result;
+use tabnet_core::digest::model_digest;
 use tabnet_core::{Model, NetConfig};
 
-fn parse_config(json: &str) -> Result<NetConfig> {
+fn parse_config(json: &str) -> ApiResult<NetConfig> {
     serde_json::from_str(json)
-        .map_err(|e| Error::Other(format!("invalid network configuration: {e}")))
+        .map_err(|e| ApiError::model(format!("the model's network configuration cannot be read: {e}")))
 }
 
-fn ratio(kind: &str, pretraining_ratio: f64) -> Result<Option<f64>> {
+fn ratio(kind: &str, pretraining_ratio: f64) -> ApiResult<Option<f64>> {
     match kind {
         "supervised" => Ok(None),
         "pretrain" => Ok(Some(pretraining_ratio)),
-        other => Err(Error::Other(format!("unknown model kind \"{other}\""))),
+        other => Err(ApiError::internal(format!("unknown model kind \"{other}\""))),
     }
 }
 
@@ -26,19 +26,27 @@ fn rs_model_new(
     pretraining_ratio: f64,
     seed: f64,
     device_name: &str,
-) -> Result<ExternalPtr<Model>> {
+) -> ApiResult<ExternalPtr<Model>> {
     let cfg = parse_config(config_json)?;
     let dev = device(device_name)?;
-    tch::manual_seed(seed as i64);
+    tch::manual_seed(convert::seed(seed)?);
     let model = match ratio(kind, pretraining_ratio)? {
         Some(r) => Model::new_pretrainer(cfg, r, dev),
         None => Model::new(cfg, dev),
-    }
-    .map_err(r_err)?;
+    }?;
     Ok(ExternalPtr::new(model))
 }
 
-/// Rebuilds a network from its config and saved weights.
+/// The checksum saved with a model (see `tabnet_core::digest`).
+/// @noRd
+#[extendr]
+fn rs_model_digest(kind: &str, config_json: &str, weights: Raw) -> String {
+    model_digest(kind, config_json, weights.as_slice())
+}
+
+/// Rebuilds a network from its config and saved weights. `digest` is the
+/// checksum stored with them ("" for models saved before checksums existed):
+/// a mismatch means the bytes or the configuration were damaged or edited.
 /// @noRd
 #[extendr]
 fn rs_model_load(
@@ -47,30 +55,30 @@ fn rs_model_load(
     pretraining_ratio: f64,
     weights: Raw,
     device_name: &str,
-) -> Result<ExternalPtr<Model>> {
+    digest: &str,
+) -> ApiResult<ExternalPtr<Model>> {
+    if !digest.is_empty() && model_digest(kind, config_json, weights.as_slice()) != digest {
+        return Err(ApiError::model(
+            "the model's weights or network configuration do not match the checksum saved with them: the object was damaged or edited",
+        ));
+    }
     let cfg = parse_config(config_json)?;
-    let model = Model::load(
-        cfg,
-        ratio(kind, pretraining_ratio)?,
-        weights.as_slice(),
-        device(device_name)?,
-    )
-    .map_err(r_err)?;
+    let model = Model::load(cfg, ratio(kind, pretraining_ratio)?, weights.as_slice(), device(device_name)?)?;
     Ok(ExternalPtr::new(model))
 }
 
 /// Overwrites the weights of a live model (checkpoints, best epoch).
 /// @noRd
 #[extendr]
-fn rs_model_set_weights(mut model: ExternalPtr<Model>, weights: Raw) -> Result<()> {
-    model.load_bytes(weights.as_slice()).map_err(r_err)
+fn rs_model_set_weights(mut model: ExternalPtr<Model>, weights: Raw) -> ApiResult<()> {
+    Ok(model.load_bytes(weights.as_slice())?)
 }
 
 /// The weights (parameters and batch-norm statistics) as bytes.
 /// @noRd
 #[extendr]
-fn rs_model_weights(model: ExternalPtr<Model>) -> Result<Raw> {
-    Ok(Raw::from_bytes(&model.to_bytes().map_err(r_err)?))
+fn rs_model_weights(model: ExternalPtr<Model>) -> ApiResult<Raw> {
+    Ok(Raw::from_bytes(&model.to_bytes()?))
 }
 
 /// @noRd
@@ -89,13 +97,14 @@ fn rs_model_config(model: ExternalPtr<Model>) -> String {
 /// Copies embedder and encoder weights from `src` (fine-tuning); returns the count.
 /// @noRd
 #[extendr]
-fn rs_model_copy_encoder(mut dst: ExternalPtr<Model>, src: ExternalPtr<Model>) -> Result<i32> {
-    Ok(dst.copy_encoder_from(&src).map_err(r_err)? as i32)
+fn rs_model_copy_encoder(mut dst: ExternalPtr<Model>, src: ExternalPtr<Model>) -> ApiResult<i32> {
+    Ok(dst.copy_encoder_from(&src)? as i32)
 }
 
 extendr_module! {
     mod model_api;
     fn rs_model_new;
+    fn rs_model_digest;
     fn rs_model_load;
     fn rs_model_set_weights;
     fn rs_model_weights;

@@ -1,24 +1,33 @@
-//! libtorch runtime: threads, seeds, devices, and a matmul rate probe.
+//! The session's runtime: threads, seeds, devices.
+use crate::convert::{self, ApiResult};
 use extendr_api::prelude::*;
-use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+
+/// Called by `.onLoad()`: quiet panics, record the loading process (fork safety).
+/// @noRd
+#[extendr]
+fn rs_init() {
+    convert::init();
+}
 
 /// @noRd
 #[extendr]
-fn rs_set_threads(n: i32) {
-    tch::set_num_threads(n.max(1));
+fn rs_set_threads(n: f64) -> ApiResult<()> {
+    let n = convert::count(n, "num_threads", 1, 4096)?;
+    tabnet_core::process::set_threads(n as usize);
+    Ok(())
 }
 
 /// @noRd
 #[extendr]
 fn rs_get_threads() -> i32 {
-    tch::get_num_threads()
+    tabnet_core::process::threads() as i32
 }
 
 /// @noRd
 #[extendr]
-fn rs_manual_seed(seed: f64) {
-    tch::manual_seed(seed as i64);
+fn rs_manual_seed(seed: f64) -> ApiResult<()> {
+    tch::manual_seed(convert::seed(seed)?);
+    Ok(())
 }
 
 /// @noRd
@@ -27,28 +36,19 @@ fn rs_cuda_available() -> bool {
     tch::Cuda::is_available()
 }
 
-/// GFLOP/s of an (m × k)·(k × n) f32 product on the CPU, best of `reps`.
+/// True in a process forked from the one that loaded tabnetrs.
 /// @noRd
 #[extendr]
-fn rs_sgemm_gflops(m: f64, k: f64, n: f64, reps: i32) -> f64 {
-    let a = Tensor::randn(&[m as i64, k as i64], (Kind::Float, Device::Cpu));
-    let b = Tensor::randn(&[k as i64, n as i64], (Kind::Float, Device::Cpu));
-    let _ = a.matmul(&b);
-    let mut best = f64::MAX;
-    for _ in 0..reps.max(1) {
-        let t = Instant::now();
-        let c = a.matmul(&b);
-        let _ = c.double_value(&[0, 0]);
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    2.0 * m * k * n / best / 1e9
+fn rs_in_forked_child() -> bool {
+    tabnet_core::process::in_forked_child()
 }
 
 extendr_module! {
     mod runtime_api;
+    fn rs_init;
     fn rs_set_threads;
     fn rs_get_threads;
     fn rs_manual_seed;
     fn rs_cuda_available;
-    fn rs_sgemm_gflops;
+    fn rs_in_forked_child;
 }

@@ -1,7 +1,7 @@
 //! Training steps, evaluation, prediction, explanation and importances.
-use crate::convert::{matrix, r_err};
+use crate::convert::{count, matrix, seed as seed_of, ApiResult};
+use crate::interrupt;
 use extendr_api::prelude::*;
-use extendr_api::Result;
 use tabnet_core::data::Dataset;
 use tabnet_core::importance::{mask_importance, model_agnostic, Method};
 use tabnet_core::inference::{explain, predict};
@@ -21,9 +21,9 @@ fn rs_trainer_new(
     learn_rate: f64,
     decay_rate: f64,
     decay_every: f64,
-) -> Result<ExternalPtr<Trainer>> {
+) -> ApiResult<ExternalPtr<Trainer>> {
     let opts = TrainOptions {
-        batch_size: batch_size as i64,
+        batch_size: count(batch_size, "batch_size", 2, i32::MAX as i64)?,
         drop_last,
         lambda_sparse,
         clip_value: if clip_value.is_finite() && clip_value > 0.0 {
@@ -38,7 +38,7 @@ fn rs_trainer_new(
             None
         },
     };
-    Ok(ExternalPtr::new(Trainer::new(&model, opts).map_err(r_err)?))
+    Ok(ExternalPtr::new(Trainer::new(&model, opts)?))
 }
 
 /// Prepares data-dependent model state (the pretrainer's target variances).
@@ -51,11 +51,13 @@ fn rs_model_prepare(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>) {
 /// Starts an epoch; returns its number of batches.
 /// @noRd
 #[extendr]
-fn rs_trainer_begin(mut trainer: ExternalPtr<Trainer>, data: ExternalPtr<Dataset>) -> Result<i32> {
-    Ok(trainer.begin_epoch(&data).map_err(r_err)? as i32)
+fn rs_trainer_begin(mut trainer: ExternalPtr<Trainer>, data: ExternalPtr<Dataset>) -> ApiResult<i32> {
+    Ok(trainer.begin_epoch(&data)? as i32)
 }
 
-/// Runs up to `max_batches` batches; returns how many remain in the epoch.
+/// Runs up to `max_batches` batches; returns how many remain in the epoch, or
+/// -1 when the user pressed Ctrl-C (checked after every batch; the R layer
+/// raises the interrupt).
 /// @noRd
 #[extendr]
 fn rs_trainer_run(
@@ -63,10 +65,18 @@ fn rs_trainer_run(
     model: ExternalPtr<Model>,
     data: ExternalPtr<Dataset>,
     max_batches: f64,
-) -> Result<i32> {
-    Ok(trainer
-        .run(&model, &data, max_batches as i64)
-        .map_err(r_err)? as i32)
+) -> ApiResult<i32> {
+    let mut remaining = 0;
+    for _ in 0..count(max_batches, "max_batches", 1, i32::MAX as i64)? {
+        remaining = trainer.run(&model, &data, 1)?;
+        if remaining == 0 {
+            break;
+        }
+        if interrupt::pending() {
+            return Ok(-1);
+        }
+    }
+    Ok(remaining as i32)
 }
 
 /// Ends the epoch; returns its mean training loss.
@@ -105,8 +115,9 @@ fn rs_trainer_step(trainer: ExternalPtr<Trainer>) -> f64 {
 /// Sets the optimizer-step counter (resuming an exponential schedule).
 /// @noRd
 #[extendr]
-fn rs_trainer_set_step(mut trainer: ExternalPtr<Trainer>, step: f64) {
-    trainer.global_step = step.max(0.0) as i64;
+fn rs_trainer_set_step(mut trainer: ExternalPtr<Trainer>, step: f64) -> ApiResult<()> {
+    trainer.global_step = count(step, "step", 0, i64::MAX / 2)?;
+    Ok(())
 }
 
 /// Eval-mode task loss over a dataset.
@@ -116,8 +127,8 @@ fn rs_eval_loss(
     model: ExternalPtr<Model>,
     data: ExternalPtr<Dataset>,
     batch_size: f64,
-) -> Result<f64> {
-    evaluate_loss(&model, &data, batch_size as i64).map_err(r_err)
+) -> ApiResult<f64> {
+    Ok(evaluate_loss(&model, &data, count(batch_size, "batch_size", 1, i32::MAX as i64)?)?)
 }
 
 /// Probabilities or values, an n × outputs matrix.
@@ -127,8 +138,8 @@ fn rs_predict(
     model: ExternalPtr<Model>,
     data: ExternalPtr<Dataset>,
     batch_size: f64,
-) -> Result<Robj> {
-    matrix(&predict(&model, &data, batch_size as i64).map_err(r_err)?)
+) -> ApiResult<Robj> {
+    matrix(&predict(&model, &data, count(batch_size, "batch_size", 1, i32::MAX as i64)?)?)
 }
 
 /// list(M_explain = n × F matrix, masks = list of n × F matrices).
@@ -138,9 +149,9 @@ fn rs_explain(
     model: ExternalPtr<Model>,
     data: ExternalPtr<Dataset>,
     batch_size: f64,
-) -> Result<List> {
-    let (agg, masks) = explain(&model, &data, batch_size as i64).map_err(r_err)?;
-    let masks: Vec<Robj> = masks.iter().map(matrix).collect::<Result<_>>()?;
+) -> ApiResult<List> {
+    let (agg, masks) = explain(&model, &data, count(batch_size, "batch_size", 1, i32::MAX as i64)?)?;
+    let masks: Vec<Robj> = masks.iter().map(matrix).collect::<ApiResult<_>>()?;
     Ok(list!(
         M_explain = matrix(&agg)?,
         masks = List::from_values(masks)
@@ -154,8 +165,8 @@ fn rs_mask_importance(
     model: ExternalPtr<Model>,
     data: ExternalPtr<Dataset>,
     batch_size: f64,
-) -> Result<Vec<f64>> {
-    mask_importance(&model, &data, batch_size as i64).map_err(r_err)
+) -> ApiResult<Vec<f64>> {
+    Ok(mask_importance(&model, &data, count(batch_size, "batch_size", 1, i32::MAX as i64)?)?)
 }
 
 /// list(values = F × repeats matrix, baseline, metric).
@@ -168,17 +179,16 @@ fn rs_importance(
     n_repeats: f64,
     batch_size: f64,
     seed: f64,
-) -> Result<List> {
-    tch::manual_seed(seed as i64);
-    let m = Method::parse(method).map_err(r_err)?;
+) -> ApiResult<List> {
+    tch::manual_seed(seed_of(seed)?);
+    let m = Method::parse(method)?;
     let imp = model_agnostic(
         &model,
         &data,
         m,
-        n_repeats.max(1.0) as usize,
-        batch_size as i64,
-    )
-    .map_err(r_err)?;
+        count(n_repeats, "n_repeats", 1, i32::MAX as i64)? as usize,
+        count(batch_size, "batch_size", 1, i32::MAX as i64)?,
+    )?;
     let reps = imp.values.first().map(|v| v.len()).unwrap_or(0);
     let flat: Vec<f64> = (0..reps)
         .flat_map(|r| imp.values.iter().map(move |v| v[r]))

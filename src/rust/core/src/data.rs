@@ -45,22 +45,34 @@ pub struct Batch {
 
 const ROW_BLOCK: usize = 8192;
 
+/// The first finite value of `col` that float32 cannot hold (it would become ±inf).
+pub fn beyond_f32(col: &[f64]) -> Option<f64> {
+    col.iter().copied().find(|v| v.is_finite() && v.abs() > f32::MAX as f64)
+}
+
 /// Fills a row-major (n, cols.len()) f32 tensor from column slices; NaN → 0.
 /// Returns the tensor and, per column, whether it had missing values.
 fn fill_numeric(cols: &[&[f64]], n: usize, names: &[String]) -> Result<(Tensor, Vec<bool>)> {
     let p = cols.len();
-    // one parallel read pass: missing and infinite values per column
-    let scan: Vec<(bool, bool)> = cols
+    // one parallel read pass: missing, infinite and out-of-float32 values per column
+    let scan: Vec<(bool, bool, Option<f64>)> = cols
         .par_iter()
         .map(|c| {
             (
                 c.iter().any(|v| v.is_nan()),
                 c.iter().any(|v| v.is_infinite()),
+                beyond_f32(c),
             )
         })
         .collect();
     if let Some(j) = scan.iter().position(|s| s.1) {
         return invalid(format!("predictor `{}` contains infinite values", names[j]));
+    }
+    if let Some((j, v)) = scan.iter().enumerate().find_map(|(j, s)| s.2.map(|v| (j, v))) {
+        return invalid(format!(
+            "predictor `{}` holds {v:e}, beyond the float32 range (about ±3.4e38) the network computes in; rescale it",
+            names[j]
+        ));
     }
     let t = Tensor::empty(&[n as i64, p as i64], (Kind::Float, Device::Cpu));
     if n > 0 && p > 0 {
@@ -202,6 +214,9 @@ impl Dataset {
                 }
                 if w.iter().any(|v| !v.is_finite() || *v < 0.0) {
                     return invalid("`weights` must be finite and non-negative");
+                }
+                if let Some(v) = beyond_f32(w) {
+                    return invalid(format!("`weights` holds {v:e}, beyond the float32 range (about 3.4e38); rescale the weights"));
                 }
                 if w.iter().sum::<f64>() <= 0.0 {
                     return invalid("`weights` must not all be zero");

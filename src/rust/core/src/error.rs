@@ -1,10 +1,13 @@
-//! Error type of the core: invalid input or a libtorch failure.
+//! Error type of the core. Each variant says whose problem it is, so that the
+//! R layer can raise the matching condition class (see [`Error::kind`]).
 use std::fmt;
 
 #[derive(Debug)]
 pub enum Error {
-    /// The caller passed something the model cannot use; the text says what.
+    /// The caller passed data or an argument the model cannot use; the text says what.
     Invalid(String),
+    /// A saved model is corrupted, was modified, or does not fit its configuration.
+    Model(String),
     /// libtorch raised an exception.
     Torch(tch::TchError),
     /// Reading or writing model bytes failed.
@@ -13,15 +16,47 @@ pub enum Error {
     Config(serde_json::Error),
 }
 
+/// Who is to act on an error: the caller (bad input), the owner of a saved
+/// model (corrupted or modified), or tabnetrs's developers (a defect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Input,
+    Model,
+    Internal,
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Invalid(_) => ErrorKind::Input,
+            Error::Model(_) | Error::Config(_) => ErrorKind::Model,
+            Error::Torch(_) | Error::Io(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// The first meaningful line of a libtorch message: libtorch appends
+/// "Exception raised from ..." and a C++ stack trace, which say nothing to a user.
+pub fn torch_message(e: &tch::TchError) -> String {
+    let full = e.to_string();
+    let head = full.split("Exception raised from").next().unwrap_or(&full);
+    let head = head.trim_start().strip_prefix("Internal torch error:").unwrap_or(head);
+    head.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("libtorch failed")
+        .to_string()
+}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Invalid(m) => write!(f, "{m}"),
-            Error::Torch(e) => write!(f, "libtorch error: {e}"),
+            Error::Invalid(m) | Error::Model(m) => write!(f, "{m}"),
+            Error::Torch(e) => write!(f, "libtorch error: {}", torch_message(e)),
             Error::Io(e) => write!(f, "i/o error: {e}"),
-            Error::Config(e) => write!(f, "invalid model configuration: {e}"),
+            Error::Config(e) => write!(f, "the model's network configuration cannot be read: {e}"),
         }
     }
 }
@@ -47,4 +82,30 @@ impl From<serde_json::Error> for Error {
 /// Shorthand for an [`Error::Invalid`].
 pub fn invalid<T>(msg: impl Into<String>) -> Result<T> {
     Err(Error::Invalid(msg.into()))
+}
+
+/// Shorthand for an [`Error::Model`].
+pub fn corrupt<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error::Model(msg.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torch_messages_lose_their_stack_trace() {
+        let e = tch::TchError::Torch(
+            "PytorchStreamReader failed reading zip archive: failed finding central directory\n\
+             Exception raised from valid at ../caffe2/serialize/inline_container.cc:184 (most recent call first):\n\
+             frame #0: c10::Error::Error(...)"
+                .into(),
+        );
+        assert_eq!(
+            torch_message(&e),
+            "PytorchStreamReader failed reading zip archive: failed finding central directory"
+        );
+        assert_eq!(Error::Torch(e).kind(), ErrorKind::Internal);
+        assert_eq!(Error::Invalid("x".into()).kind(), ErrorKind::Input);
+    }
 }

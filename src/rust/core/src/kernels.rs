@@ -83,39 +83,44 @@ pub(crate) fn empty(rows: usize, cols: usize) -> Tensor {
     Tensor::empty(&[rows as i64, cols as i64], (Kind::Float, Device::Cpu))
 }
 
-static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Threads for the fused kernels (0: as many as libtorch's intra-op pool).
-pub fn set_threads(n: usize) {
-    THREADS.store(n, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// The explicitly configured kernel thread count (0: follow libtorch).
-pub fn configured_threads() -> usize {
-    THREADS.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-/// The number of threads the kernels run on.
+/// The number of threads the kernels run on: the session's (see [`crate::process`]).
+/// Results never depend on it: work is split by [`MAX_SPLIT`], not by threads.
 pub fn threads() -> usize {
-    match THREADS.load(std::sync::atomic::Ordering::SeqCst) {
-        0 => tch::get_num_threads().max(1) as usize,
-        n => n,
-    }
+    crate::process::threads()
 }
 
-/// The rayon pool used by the kernels (see [`threads`]).
+/// Parallel tasks a batch is split into at most. Reductions over rows
+/// (gradients, batch statistics) are summed per task and then over tasks in
+/// task order, so the split must not follow the thread count: it is fixed by
+/// the data's shape, and a seed gives bit-identical weights on 1, 2 or 8
+/// threads. (More threads than this do not speed up one batch.)
+pub const MAX_SPLIT: usize = 8;
+
+/// The rayon pool used by the kernels (see [`threads`]). A pool inherited
+/// through `fork()` has no workers: a new one is built in the child (the old
+/// one is leaked, see [`crate::process`]).
 pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    static POOL: OnceLock<Mutex<Option<(usize, std::sync::Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    type Pool = (usize, u32, std::sync::Arc<rayon::ThreadPool>);
+    static POOL: OnceLock<Mutex<Option<Pool>>> = OnceLock::new();
     let n = threads();
+    let pid = std::process::id();
     let pool = {
         let mut guard = POOL.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|e| e.into_inner());
-        match &*guard {
-            Some((m, p)) if *m == n => p.clone(),
-            _ => {
+        match guard.take() {
+            Some((m, owner, p)) if m == n && owner == pid => {
+                *guard = Some((m, owner, p.clone()));
+                p
+            }
+            old => {
+                if let Some((_, owner, p)) = old {
+                    if owner != pid {
+                        std::mem::forget(p);
+                    }
+                }
                 let p = std::sync::Arc::new(
                     rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("rayon pool"),
                 );
-                *guard = Some((n, p.clone()));
+                *guard = Some((n, pid, p.clone()));
                 p
             }
         }
@@ -328,9 +333,9 @@ impl Chunks {
         let sizes = chunk_sizes(rows as i64, vbs as i64);
         let c = sizes[0] as usize;
         let k = sizes.iter().take_while(|&&s| s as usize == c).count();
-        // tasks of at least TASK_ROWS rows (fewer, larger products), but at
-        // least one task per thread
-        let group = TASK_ROWS.div_ceil(c).min(k.div_ceil(threads())).max(1);
+        // tasks of at least TASK_ROWS rows (fewer, larger products), but up
+        // to MAX_SPLIT tasks (fixed by the shape, never by the threads)
+        let group = TASK_ROWS.div_ceil(c).min(k.div_ceil(MAX_SPLIT)).max(1);
         Chunks { rows, k, c, rest: (k * c, rows - k * c), group }
     }
 
@@ -446,7 +451,7 @@ where
     let zp = ptr(z);
     let wt = w.tr();
     let (xs, zs, wts) = (Shared(x), Shared(z), Shared(&wt));
-    let per = TASK_ROWS.min(rows.div_ceil(threads())).max(1);
+    let per = TASK_ROWS.min(rows.div_ceil(MAX_SPLIT)).max(1);
     with_pool(|| {
         (0..rows.div_ceil(per)).into_par_iter().for_each(|t| {
             let (f, n) = (t * per, per.min(rows - t * per));

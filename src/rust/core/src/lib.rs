@@ -13,13 +13,15 @@
 //! * [`loss`], [`trainer`]: weighted task losses and the mini-batch loop;
 //! * [`inference`]: batched prediction and explanation under no-grad;
 //! * [`metrics`], [`importance`]: evaluation metrics and feature importances;
-//! * [`model`]: a network with its `VarStore`, config and (de)serialisation.
+//! * [`model`]: a network with its `VarStore`, config and verified (de)serialisation;
+//! * [`digest`]: the checksum tying saved weights to their configuration.
 
 pub mod adam;
 pub mod attentive;
 pub mod config;
 pub mod data;
 pub mod decoder;
+pub mod digest;
 pub mod embedding;
 pub mod encoder;
 pub mod error;
@@ -37,10 +39,11 @@ pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod pretrainer;
+pub mod process;
 pub mod run_settings;
 pub mod trainer;
 
 pub use config::{MaskType, NetConfig, Task};
 pub use data::Dataset;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use model::Model;

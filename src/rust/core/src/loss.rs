@@ -31,7 +31,9 @@ pub fn per_row(cfg: &NetConfig, out: &Tensor, y: &Tensor) -> Tensor {
 pub fn weighted_mean(per_row: &Tensor, w: Option<&Tensor>) -> Tensor {
     match w {
         None => per_row.mean(Kind::Float),
-        Some(w) => (per_row * w).sum(Kind::Float) / w.sum(Kind::Float),
+        // A batch whose weights are all zero carries no information: its loss
+        // is 0 (not 0/0 = NaN, which would spread to every weight).
+        Some(w) => (per_row * w).sum(Kind::Float) / w.sum(Kind::Float).clamp_min(f64::from(f32::MIN_POSITIVE)),
     }
 }
 
@@ -104,5 +106,18 @@ mod tests {
             .sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float);
         assert!((s1 - 1.0).abs().max().double_value(&[]) < 1e-6);
         assert!((s2 - 1.0).abs().max().double_value(&[]) < 1e-6);
+    }
+
+    #[test]
+    fn a_batch_of_zero_weights_has_loss_zero_and_finite_gradients() {
+        let out = Tensor::randn(&[4, 1], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let rows = (&out * 2.0).square().view([-1]);
+        let w = Tensor::zeros(&[4], (Kind::Float, Device::Cpu));
+        let l = weighted_mean(&rows, Some(&w));
+        assert_eq!(l.double_value(&[]), 0.0);
+        l.backward();
+        let g = out.grad();
+        assert_eq!(g.isfinite().all().int64_value(&[]), 1);
+        assert_eq!(g.abs().max().double_value(&[]), 0.0);
     }
 }

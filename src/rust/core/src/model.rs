@@ -5,7 +5,7 @@
 //! object, so `saveRDS()` needs nothing else.
 use crate::config::NetConfig;
 use crate::data::{Batch, Dataset};
-use crate::error::{invalid, Result};
+use crate::error::{corrupt, invalid, torch_message, Error, Result};
 use crate::loss;
 use crate::manual_encoder::EncoderTape;
 use crate::network::TabNet;
@@ -81,9 +81,44 @@ impl Model {
         Ok(m)
     }
 
+    /// Overwrites the weights with `bytes`, which must hold exactly this
+    /// network's tensors (every name, each with its shape and type); anything
+    /// else is a corrupted or mismatched model and leaves the weights untouched.
     pub fn load_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        self.vs.load_from_stream(Cursor::new(bytes))?;
-        Ok(())
+        let loaded = Tensor::load_multi_from_stream(Cursor::new(bytes)).map_err(|e| {
+            Error::Model(format!("the weights cannot be read ({})", torch_message(&e)))
+        })?;
+        let vars = self.vs.variables();
+        let mut pairs = Vec::with_capacity(vars.len());
+        let mut seen = std::collections::HashSet::new();
+        for (name, src) in loaded {
+            let dst = match vars.get(&name) {
+                Some(d) => d,
+                None => return corrupt(format!("the weights hold a tensor `{name}` that this network does not have")),
+            };
+            if src.size() != dst.size() || src.kind() != dst.kind() {
+                return corrupt(format!(
+                    "tensor `{name}` has shape {:?} ({:?}) in the weights but {:?} ({:?}) in the network",
+                    src.size(),
+                    src.kind(),
+                    dst.size(),
+                    dst.kind()
+                ));
+            }
+            if !seen.insert(name.clone()) {
+                return corrupt(format!("the weights hold tensor `{name}` twice"));
+            }
+            pairs.push((dst.shallow_clone(), src));
+        }
+        if let Some(missing) = vars.keys().find(|k| !seen.contains(*k)) {
+            return corrupt(format!("the weights lack tensor `{missing}` of this network"));
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (mut dst, src) in pairs {
+                dst.f_copy_(&src.to_device(dst.device()))?;
+            }
+            Ok(())
+        })
     }
 
     /// The tensors are written sorted by name (`VarStore::save_to_stream()`

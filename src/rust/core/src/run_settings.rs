@@ -14,7 +14,7 @@
 //! and trimming is off; afterwards trimming resumes above 64 MiB (glibc's own
 //! adaptive steady state) and `malloc_trim` gives the memory back. Threads are
 //! restored when the run ends.
-use crate::kernels;
+use crate::process;
 use std::ffi::c_void;
 
 type SetThreads = unsafe extern "C" fn(i32);
@@ -45,8 +45,6 @@ pub fn blas_threads() -> Option<i32> {
 pub struct RunSettings(());
 
 struct Saved {
-    torch: i32,
-    kernels: usize,
     blas: Option<i32>,
 }
 
@@ -58,9 +56,8 @@ impl RunSettings {
         match state.as_mut() {
             Some((count, _)) => *count += 1,
             None => {
-                let torch = tch::get_num_threads().max(1);
-                let kernels = kernels::configured_threads();
-                kernels::set_threads(if kernels == 0 { torch as usize } else { kernels });
+                // the kernels keep the session's count (libtorch's, if none was set)
+                process::set_threads(process::threads());
                 tch::set_num_threads(1);
                 let blas = openblas().map(|(set, get)| unsafe {
                     let before = get();
@@ -68,7 +65,7 @@ impl RunSettings {
                     before
                 });
                 allocator::keep_pages();
-                *state = Some((1, Saved { torch, kernels, blas }));
+                *state = Some((1, Saved { blas }));
             }
         }
         RunSettings(())
@@ -88,8 +85,7 @@ impl Drop for RunSettings {
         if last {
             if let Some((_, saved)) = state.take() {
                 allocator::restore();
-                tch::set_num_threads(saved.torch);
-                kernels::set_threads(saved.kernels);
+                tch::set_num_threads(process::torch_threads());
                 if let (Some(n), Some((set, _))) = (saved.blas, openblas()) {
                     unsafe { set(n) };
                 }
@@ -131,10 +127,11 @@ mod allocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels;
 
     #[test]
     fn settings_are_restored() {
-        tch::set_num_threads(2);
+        process::set_threads(2);
         let blas = blas_threads();
         {
             let _g = RunSettings::enter();
@@ -146,8 +143,8 @@ mod tests {
             }
         }
         assert_eq!(tch::get_num_threads(), 2);
-        assert_eq!(kernels::configured_threads(), 0);
+        assert_eq!(kernels::threads(), 2);
         assert_eq!(blas_threads(), blas);
-        tch::set_num_threads(1);
+        process::set_threads(1);
     }
 }

@@ -17,7 +17,7 @@ export OMP_NUM_THREADS ?= 2
 R_LIB ?= $(CURDIR)/.cache/R-lib
 RSCRIPT := R_LIBS=$(R_LIB):$$R_LIBS Rscript
 
-.PHONY: setup makevars install demo test test-rust test-r check docs clean
+.PHONY: setup makevars install demo test test-rust lint-rust test-r check docs clean
 
 setup:
 	bash tools/setup.sh
@@ -33,10 +33,24 @@ install: makevars
 demo: setup install
 	$(RSCRIPT) tools/demo.R
 
+# The core's tests, then its numerics again with OpenBLAS's Prescott and Haswell
+# sgemm kernels (every x86-64 CPU runs Prescott; CPUs differ in the kernel
+# OpenBLAS picks, so a tolerance that only holds for one kernel fails here too).
+CARGO_TEST = cargo test --release $(if $(TABNETRS_CARGO_VENDOR),--offline,) -p tabnet_core --target-dir "$(TABNETRS_TARGET_DIR)"
 test-rust: makevars
 	mkdir -p .cache
-	set -o pipefail; export LIBTORCH=$$(sed -n 's/^CARGO_ENV = LIBTORCH="\(.*\)"/\1/p' src/Makevars); cd src/rust && cargo test --release $(if $(TABNETRS_CARGO_VENDOR),--offline,) -p tabnet_core --target-dir "$(TABNETRS_TARGET_DIR)" 2>&1 | tee $(CURDIR)/.cache/cargo-test.log
+	set -o pipefail; export LIBTORCH=$$(sed -n 's/^CARGO_ENV = LIBTORCH="\(.*\)"/\1/p' src/Makevars); \
+	  cd src/rust && $(CARGO_TEST) 2>&1 | tee $(CURDIR)/.cache/cargo-test.log && \
+	  for core in Prescott Haswell; do \
+	    echo "== cargo test with OPENBLAS_CORETYPE=$$core"; \
+	    OPENBLAS_CORETYPE=$$core $(CARGO_TEST) 2>&1 | tee -a $(CURDIR)/.cache/cargo-test.log || exit 1; \
+	  done
 	@grep -h "^test result:" .cache/cargo-test.log | awk '{p+=$$4; f+=$$6} END {printf "cargo: %d passed, %d failed\n", p, f}'
+
+# cargo fmt --check, clippy -D warnings, a SAFETY comment on every unsafe block
+lint-rust: makevars
+	export LIBTORCH=$$(sed -n 's/^CARGO_ENV = LIBTORCH="\(.*\)"/\1/p' src/Makevars); \
+	  bash tools/lint-rust.sh "$(TABNETRS_TARGET_DIR)" $(if $(TABNETRS_CARGO_VENDOR),--offline,)
 
 test-r: install
 	$(RSCRIPT) tools/run-tests.R
@@ -49,6 +63,7 @@ check: install
 
 test: setup
 	mkdir -p .cache
+	$(MAKE) lint-rust
 	$(MAKE) test-rust
 	$(MAKE) test-r
 	$(MAKE) check

@@ -35,6 +35,10 @@ rs_model_weights <- function(model) rust_result(.Call(wrap__rs_model_weights, mo
 #' @noRd
 rs_model_n_parameters <- function(model) rust_result(.Call(wrap__rs_model_n_parameters, model))
 
+#' True when every weight is finite (training checks it after each epoch).
+#' @noRd
+rs_model_is_finite <- function(model) rust_result(.Call(wrap__rs_model_is_finite, model))
+
 #' The config as the core normalised it.
 #' @noRd
 rs_model_config <- function(model) rust_result(.Call(wrap__rs_model_config, model))

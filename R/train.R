@@ -77,8 +77,9 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
         if (remaining < 0) rlang::interrupt()
       }
       train_loss <- rs_trainer_end(trainer)
-      if (!is.finite(train_loss)) {
-        # a NaN/Inf loss spreads to every weight: keep the epoch before
+      if (!is.finite(train_loss) || !rs_model_is_finite(model)) {
+        # a NaN/Inf loss spreads to every weight (and the last step of an epoch
+        # can break the weights with a finite loss): keep the epoch before
         rs_model_set_weights(model, last_finite)
         nonfinite <- list(epoch = epoch, loss = train_loss)
         break

@@ -12,10 +12,12 @@ fn main() -> std::io::Result<()> {
     // as condition values and become tabnetrs conditions with the user's call.
     let body: String = body
         .lines()
-        .map(|line| match (line.find(".Call("), line.starts_with("rs_")) {
-            (Some(i), true) => format!("{}rust_result({})\n", &line[..i], &line[i..]),
-            _ => format!("{line}\n"),
-        })
+        .map(
+            |line| match (line.find(".Call("), line.starts_with("rs_")) {
+                (Some(i), true) => format!("{}rust_result({})\n", &line[..i], &line[i..]),
+                _ => format!("{line}\n"),
+            },
+        )
         .collect();
     let mut f = std::fs::File::create(&out)?;
     writeln!(

@@ -288,3 +288,39 @@ test_that("an interrupt returns the model trained so far", {
   p <- predict(res$fit, data.frame(a = c(-1, 0, 1), b = 0))
   expect_false(anyNA(p$.pred))
 })
+
+test_that("Ctrl-C takes effect within the running epoch", {
+  skip_on_cran()
+  skip_if_not_installed("callr")
+  out <- withr::local_tempfile(fileext = ".rds")
+  proc <- callr::r_bg(function(out) {
+    library(tabnetrs)
+    set.seed(1)
+    d <- data.frame(a = rnorm(3e5), b = rnorm(3e5))
+    d$y <- d$a - d$b
+    cat("training\n")
+    fit <- suppressWarnings(tabnet_fit(y ~ ., d, epochs = 2, batch_size = 256, num_threads = 1,
+                                       checkpoint_epochs = 0, skip_importance = TRUE))
+    saveRDS(list(fit = fit, done = Sys.time()), out)
+  }, args = list(out = out), stdout = "|", stderr = "2>&1")
+  on.exit(if (proc$is_alive()) proc$kill(), add = TRUE)
+  seen <- character()
+  deadline <- Sys.time() + 60
+  while (!any(grepl("training", seen)) && proc$is_alive() && Sys.time() < deadline) {
+    seen <- c(seen, proc$read_output_lines())
+    Sys.sleep(0.05)
+  }
+  # an epoch of 300,000 rows in batches of 256 takes several seconds; R alone
+  # looks at a pending interrupt only every thousand loop iterations or so,
+  # which is after the whole fit here
+  Sys.sleep(1.5)
+  expect_true(proc$is_alive())
+  sent <- Sys.time()
+  proc$interrupt()
+  proc$wait(30000)
+  expect_equal(proc$get_exit_status(), 0)
+  res <- readRDS(out)
+  expect_true(res$fit$fit$interrupted)
+  expect_length(res$fit$fit$metrics, 0)
+  message(sprintf("interrupt honoured after %.2f s", as.numeric(difftime(res$done, sent, units = "secs"))))
+})

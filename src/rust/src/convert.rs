@@ -22,17 +22,26 @@ pub type ApiResult<T> = std::result::Result<T, ApiError>;
 impl ApiError {
     /// The caller's data or arguments are unusable.
     pub fn input(message: impl Into<String>) -> ApiError {
-        ApiError { kind: "input", message: message.into() }
+        ApiError {
+            kind: "input",
+            message: message.into(),
+        }
     }
 
     /// A saved model is corrupted or was modified.
     pub fn model(message: impl Into<String>) -> ApiError {
-        ApiError { kind: "model", message: message.into() }
+        ApiError {
+            kind: "model",
+            message: message.into(),
+        }
     }
 
     /// A defect of tabnetrs (the R layer passed something it should not have).
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError { kind: "internal", message: message.into() }
+        ApiError {
+            kind: "internal",
+            message: message.into(),
+        }
     }
 }
 
@@ -43,7 +52,10 @@ impl From<CoreError> for ApiError {
             ErrorKind::Model => "model",
             ErrorKind::Internal => "internal",
         };
-        ApiError { kind, message: e.to_string() }
+        ApiError {
+            kind,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -95,7 +107,9 @@ pub fn real_columns(list: &List, what: &str) -> ApiResult<Vec<&'static [f64]>> {
             v.as_real_slice()
                 // SAFETY: the R objects outlive the call that uses these slices.
                 .map(|s| unsafe { std::mem::transmute::<&[f64], &'static [f64]>(s) })
-                .ok_or_else(|| ApiError::internal(format!("{what} column {} must be a double vector", i + 1)))
+                .ok_or_else(|| {
+                    ApiError::internal(format!("{what} column {} must be a double vector", i + 1))
+                })
         })
         .collect()
 }
@@ -105,8 +119,9 @@ pub fn integer_columns(list: &List, what: &str) -> ApiResult<Vec<&'static [i32]>
     list.values()
         .enumerate()
         .map(|(i, v)| {
-            v.as_integer_slice()
-                .ok_or_else(|| ApiError::internal(format!("{what} column {} must be an integer vector", i + 1)))
+            v.as_integer_slice().ok_or_else(|| {
+                ApiError::internal(format!("{what} column {} must be an integer vector", i + 1))
+            })
         })
         .collect()
 }
@@ -114,7 +129,9 @@ pub fn integer_columns(list: &List, what: &str) -> ApiResult<Vec<&'static [i32]>
 /// A whole number in `[lo, hi]` from an R double (R passes counts as doubles).
 pub fn count(x: f64, what: &str, lo: i64, hi: i64) -> ApiResult<i64> {
     if !x.is_finite() || x.fract() != 0.0 || x < lo as f64 || x > hi as f64 {
-        return Err(ApiError::input(format!("`{what}` must be a whole number in [{lo}, {hi}], not {x}")));
+        return Err(ApiError::input(format!(
+            "`{what}` must be a whole number in [{lo}, {hi}], not {x}"
+        )));
     }
     Ok(x as i64)
 }
@@ -124,7 +141,9 @@ pub fn count(x: f64, what: &str, lo: i64, hi: i64) -> ApiResult<i64> {
 pub fn seed(x: f64) -> ApiResult<i64> {
     const MAX: f64 = 9_007_199_254_740_992.0; // 2^53
     if !x.is_finite() || x.fract() != 0.0 || x.abs() > MAX {
-        return Err(ApiError::input(format!("`seed` must be a whole number with |seed| <= 2^53, not {x}")));
+        return Err(ApiError::input(format!(
+            "`seed` must be a whole number with |seed| <= 2^53, not {x}"
+        )));
     }
     Ok(x as i64)
 }

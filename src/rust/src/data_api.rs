@@ -28,10 +28,16 @@ fn rs_dataset(
     let values = match &y_value {
         Nullable::NotNull(l) => {
             let cols = real_columns(l, "outcome")?;
-            let outcome_names: Vec<String> = l.names().map(|n| n.map(String::from).collect()).unwrap_or_default();
+            let outcome_names: Vec<String> = l
+                .names()
+                .map(|n| n.map(String::from).collect())
+                .unwrap_or_default();
             for (k, col) in cols.iter().enumerate() {
                 if let Some(v) = beyond_f32(col) {
-                    let name = outcome_names.get(k).cloned().unwrap_or_else(|| format!("#{}", k + 1));
+                    let name = outcome_names
+                        .get(k)
+                        .cloned()
+                        .unwrap_or_else(|| format!("#{}", k + 1));
                     return Err(ApiError::input(format!(
                         "outcome `{name}` holds {v:e}, beyond the float32 range (about ±3.4e38) the network computes in; rescale it"
                     )));

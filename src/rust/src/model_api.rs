@@ -5,15 +5,20 @@ use tabnet_core::digest::model_digest;
 use tabnet_core::{Model, NetConfig};
 
 fn parse_config(json: &str) -> ApiResult<NetConfig> {
-    serde_json::from_str(json)
-        .map_err(|e| ApiError::model(format!("the model's network configuration cannot be read: {e}")))
+    serde_json::from_str(json).map_err(|e| {
+        ApiError::model(format!(
+            "the model's network configuration cannot be read: {e}"
+        ))
+    })
 }
 
 fn ratio(kind: &str, pretraining_ratio: f64) -> ApiResult<Option<f64>> {
     match kind {
         "supervised" => Ok(None),
         "pretrain" => Ok(Some(pretraining_ratio)),
-        other => Err(ApiError::internal(format!("unknown model kind \"{other}\""))),
+        other => Err(ApiError::internal(format!(
+            "unknown model kind \"{other}\""
+        ))),
     }
 }
 
@@ -63,7 +68,12 @@ fn rs_model_load(
         ));
     }
     let cfg = parse_config(config_json)?;
-    let model = Model::load(cfg, ratio(kind, pretraining_ratio)?, weights.as_slice(), device(device_name)?)?;
+    let model = Model::load(
+        cfg,
+        ratio(kind, pretraining_ratio)?,
+        weights.as_slice(),
+        device(device_name)?,
+    )?;
     Ok(ExternalPtr::new(model))
 }
 
@@ -85,6 +95,13 @@ fn rs_model_weights(model: ExternalPtr<Model>) -> ApiResult<Raw> {
 #[extendr]
 fn rs_model_n_parameters(model: ExternalPtr<Model>) -> f64 {
     model.n_parameters() as f64
+}
+
+/// True when every weight is finite (training checks it after each epoch).
+/// @noRd
+#[extendr]
+fn rs_model_is_finite(model: ExternalPtr<Model>) -> bool {
+    model.is_finite()
 }
 
 /// The config as the core normalised it.
@@ -109,6 +126,7 @@ extendr_module! {
     fn rs_model_set_weights;
     fn rs_model_weights;
     fn rs_model_n_parameters;
+    fn rs_model_is_finite;
     fn rs_model_config;
     fn rs_model_copy_encoder;
 }

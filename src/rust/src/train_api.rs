@@ -51,7 +51,10 @@ fn rs_model_prepare(model: ExternalPtr<Model>, data: ExternalPtr<Dataset>) {
 /// Starts an epoch; returns its number of batches.
 /// @noRd
 #[extendr]
-fn rs_trainer_begin(mut trainer: ExternalPtr<Trainer>, data: ExternalPtr<Dataset>) -> ApiResult<i32> {
+fn rs_trainer_begin(
+    mut trainer: ExternalPtr<Trainer>,
+    data: ExternalPtr<Dataset>,
+) -> ApiResult<i32> {
     Ok(trainer.begin_epoch(&data)? as i32)
 }
 
@@ -128,7 +131,11 @@ fn rs_eval_loss(
     data: ExternalPtr<Dataset>,
     batch_size: f64,
 ) -> ApiResult<f64> {
-    Ok(evaluate_loss(&model, &data, count(batch_size, "batch_size", 1, i32::MAX as i64)?)?)
+    Ok(evaluate_loss(
+        &model,
+        &data,
+        count(batch_size, "batch_size", 1, i32::MAX as i64)?,
+    )?)
 }
 
 /// Probabilities or values, an n × outputs matrix.
@@ -139,7 +146,11 @@ fn rs_predict(
     data: ExternalPtr<Dataset>,
     batch_size: f64,
 ) -> ApiResult<Robj> {
-    matrix(&predict(&model, &data, count(batch_size, "batch_size", 1, i32::MAX as i64)?)?)
+    matrix(&predict(
+        &model,
+        &data,
+        count(batch_size, "batch_size", 1, i32::MAX as i64)?,
+    )?)
 }
 
 /// list(M_explain = n × F matrix, masks = list of n × F matrices).
@@ -150,7 +161,11 @@ fn rs_explain(
     data: ExternalPtr<Dataset>,
     batch_size: f64,
 ) -> ApiResult<List> {
-    let (agg, masks) = explain(&model, &data, count(batch_size, "batch_size", 1, i32::MAX as i64)?)?;
+    let (agg, masks) = explain(
+        &model,
+        &data,
+        count(batch_size, "batch_size", 1, i32::MAX as i64)?,
+    )?;
     let masks: Vec<Robj> = masks.iter().map(matrix).collect::<ApiResult<_>>()?;
     Ok(list!(
         M_explain = matrix(&agg)?,
@@ -166,7 +181,11 @@ fn rs_mask_importance(
     data: ExternalPtr<Dataset>,
     batch_size: f64,
 ) -> ApiResult<Vec<f64>> {
-    Ok(mask_importance(&model, &data, count(batch_size, "batch_size", 1, i32::MAX as i64)?)?)
+    Ok(mask_importance(
+        &model,
+        &data,
+        count(batch_size, "batch_size", 1, i32::MAX as i64)?,
+    )?)
 }
 
 /// list(values = F × repeats matrix, baseline, metric).

@@ -6,7 +6,10 @@ use tabnet_core::{Model, NetConfig, Task};
 use tch::{Device, Kind, Tensor};
 
 fn main() {
-    let threads: i32 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let threads: i32 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let (batch, vbs, nd, steps, p) = match std::env::args().nth(2).as_deref() {
         Some("s") => (16384i64, 512usize, 24usize, 5usize, 28usize),
         _ => (1024, 128, 8, 3, 10),
@@ -16,7 +19,9 @@ fn main() {
     let n = batch as usize * 4;
     let x = Tensor::randn(&[p as i64, n as i64], (Kind::Double, Device::Cpu));
     let cols: Vec<Vec<f64>> = (0..p).map(|j| Vec::<f64>::from(&x.get(j as i64))).collect();
-    let y: Vec<i32> = (0..n).map(|r| (cols[2][r] + cols[3][r] > 0.0) as i32).collect();
+    let y: Vec<i32> = (0..n)
+        .map(|r| (cols[2][r] + cols[3][r] > 0.0) as i32)
+        .collect();
     let mut cfg = NetConfig::example(p, vec![2], Task::Classification);
     cfg.virtual_batch_size = vbs;
     cfg.n_d = nd;
@@ -24,7 +29,16 @@ fn main() {
     cfg.n_steps = steps;
     let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
     let names: Vec<String> = (0..p).map(|j| format!("V{j}")).collect();
-    let data = Dataset::from_columns(&cfg, &refs, &[], &names, Some(Targets::Classes(vec![&y])), None, Device::Cpu).unwrap();
+    let data = Dataset::from_columns(
+        &cfg,
+        &refs,
+        &[],
+        &names,
+        Some(Targets::Classes(vec![&y])),
+        None,
+        Device::Cpu,
+    )
+    .unwrap();
     let model = Model::new(cfg, Device::Cpu).unwrap();
     let mut opt = tabnet_core::adam::Adam::new(&model.vs, 0.02);
     let _settings = tabnet_core::run_settings::RunSettings::enter();
@@ -48,5 +62,10 @@ fn main() {
         }
     }
     let r = reps as f64 * 1e-3;
-    println!("per step: forward {:.2} ms, backward {:.2} ms, adam {:.2} ms", tf / r, tb / r, to / r);
+    println!(
+        "per step: forward {:.2} ms, backward {:.2} ms, adam {:.2} ms",
+        tf / r,
+        tb / r,
+        to / r
+    );
 }

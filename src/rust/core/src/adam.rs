@@ -22,19 +22,39 @@ pub struct Adam {
     slots: Vec<Slot>,
 }
 
-fn raw(t: &Tensor) -> Option<&mut [f32]> {
-    kernels::as_mut_slice(t)
+/// # Safety
+/// As [`kernels::as_mut_slice`]: the optimiser's state and the parameters it
+/// steps are used by nothing else during a step.
+#[allow(clippy::mut_from_ref)] // see kernels::as_mut_slice
+unsafe fn raw(t: &Tensor) -> Option<&mut [f32]> {
+    // SAFETY: forwarded contract.
+    unsafe { kernels::as_mut_slice(t) }
 }
 
 impl Adam {
     pub fn new(vs: &VarStore, lr: f64) -> Adam {
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let slots = vars
             .into_iter()
-            .map(|(_, p)| Slot { m: p.zeros_like().detach(), v: p.zeros_like().detach(), param: p })
+            .map(|(_, p)| Slot {
+                m: p.zeros_like().detach(),
+                v: p.zeros_like().detach(),
+                param: p,
+            })
             .collect();
-        Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, slots }
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step: 0,
+            slots,
+        }
     }
 
     /// Sets every existing gradient to zero (keeping it allocated).
@@ -42,7 +62,8 @@ impl Adam {
         for s in &self.slots {
             let mut g = s.param.grad();
             if g.defined() {
-                match raw(&g) {
+                // SAFETY: see `raw`.
+                match unsafe { raw(&g) } {
                     Some(g) => g.iter_mut().for_each(|v| *v = 0.0),
                     None => {
                         let _ = g.zero_();
@@ -54,10 +75,16 @@ impl Adam {
 
     /// Scales the gradients so their global L2 norm is at most `max_norm`.
     pub fn clip_grad_norm(&self, max_norm: f64) {
-        let grads: Vec<Tensor> = self.slots.iter().map(|s| s.param.grad()).filter(|g| g.defined()).collect();
+        let grads: Vec<Tensor> = self
+            .slots
+            .iter()
+            .map(|s| s.param.grad())
+            .filter(|g| g.defined())
+            .collect();
         let total = grads
             .iter()
-            .map(|g| match raw(g) {
+            // SAFETY: see `raw`.
+            .map(|g| match unsafe { raw(g) } {
                 Some(v) => v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>(),
                 None => g.square().sum(Kind::Double).double_value(&[]),
             })
@@ -67,7 +94,8 @@ impl Adam {
         if coef < 1.0 {
             tch::no_grad(|| {
                 for g in &grads {
-                    match raw(g) {
+                    // SAFETY: see `raw`.
+                    match unsafe { raw(g) } {
                         Some(v) => v.iter_mut().for_each(|x| *x *= coef as f32),
                         None => {
                             let mut g = g.shallow_clone();
@@ -92,9 +120,17 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
-                match (raw(&s.param), raw(&g), raw(&s.m), raw(&s.v)) {
+                // SAFETY: see `raw`; parameter, gradient and moments are four
+                // distinct tensors.
+                match unsafe { (raw(&s.param), raw(&g), raw(&s.m), raw(&s.v)) } {
                     (Some(p), Some(g), Some(m), Some(v)) => {
-                        let (b1, b2, bc2s, ss, eps) = (b1 as f32, b2 as f32, bc2.sqrt() as f32, step_size as f32, eps as f32);
+                        let (b1, b2, bc2s, ss, eps) = (
+                            b1 as f32,
+                            b2 as f32,
+                            bc2.sqrt() as f32,
+                            step_size as f32,
+                            eps as f32,
+                        );
                         for i in 0..p.len() {
                             m[i] = b1 * m[i] + (1.0 - b1) * g[i];
                             v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
@@ -102,7 +138,11 @@ impl Adam {
                         }
                     }
                     _ => {
-                        let (mut m, mut v, mut p) = (s.m.shallow_clone(), s.v.shallow_clone(), s.param.shallow_clone());
+                        let (mut m, mut v, mut p) = (
+                            s.m.shallow_clone(),
+                            s.v.shallow_clone(),
+                            s.param.shallow_clone(),
+                        );
                         let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
                         let _ = v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
                         let denom = v.sqrt() / bc2.sqrt() + eps;

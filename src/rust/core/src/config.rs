@@ -95,10 +95,10 @@ impl NetConfig {
                 "one level count and one embedding width are needed per categorical predictor",
             );
         }
-        if self.cat_emb_dims.iter().any(|&e| e == 0) {
+        if self.cat_emb_dims.contains(&0) {
             return invalid("`cat_emb_dim` must be at least 1");
         }
-        if self.output_dims.is_empty() || self.output_dims.iter().any(|&d| d == 0) {
+        if self.output_dims.is_empty() || self.output_dims.contains(&0) {
             return invalid("the model needs at least one outcome");
         }
         if self.task == Task::Classification && self.output_dims.iter().any(|&d| d < 2) {
@@ -122,7 +122,7 @@ impl NetConfig {
         if !(self.momentum > 0.0 && self.momentum <= 1.0) {
             return invalid("`momentum` must be in (0, 1] (PyTorch convention)");
         }
-        if !(self.gamma >= 1.0) || !self.gamma.is_finite() {
+        if self.gamma.is_nan() || self.gamma < 1.0 || !self.gamma.is_finite() {
             return invalid("`feature_reusage` (gamma) must be a finite number >= 1");
         }
         Ok(())
@@ -132,7 +132,7 @@ impl NetConfig {
     pub fn column_of_dim(&self) -> Vec<i64> {
         let mut out: Vec<i64> = self.num_cols.iter().map(|&c| c as i64).collect();
         for (k, &c) in self.cat_cols.iter().enumerate() {
-            out.extend(std::iter::repeat(c as i64).take(self.cat_emb_dims[k]));
+            out.extend(std::iter::repeat_n(c as i64, self.cat_emb_dims[k]));
         }
         out
     }

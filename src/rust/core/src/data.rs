@@ -47,7 +47,9 @@ const ROW_BLOCK: usize = 8192;
 
 /// The first finite value of `col` that float32 cannot hold (it would become ±inf).
 pub fn beyond_f32(col: &[f64]) -> Option<f64> {
-    col.iter().copied().find(|v| v.is_finite() && v.abs() > f32::MAX as f64)
+    col.iter()
+        .copied()
+        .find(|v| v.is_finite() && v.abs() > f32::MAX as f64)
 }
 
 /// Fills a row-major (n, cols.len()) f32 tensor from column slices; NaN → 0.
@@ -68,7 +70,11 @@ fn fill_numeric(cols: &[&[f64]], n: usize, names: &[String]) -> Result<(Tensor, 
     if let Some(j) = scan.iter().position(|s| s.1) {
         return invalid(format!("predictor `{}` contains infinite values", names[j]));
     }
-    if let Some((j, v)) = scan.iter().enumerate().find_map(|(j, s)| s.2.map(|v| (j, v))) {
+    if let Some((j, v)) = scan
+        .iter()
+        .enumerate()
+        .find_map(|(j, s)| s.2.map(|v| (j, v)))
+    {
         return invalid(format!(
             "predictor `{}` holds {v:e}, beyond the float32 range (about ±3.4e38) the network computes in; rescale it",
             names[j]
@@ -118,7 +124,7 @@ fn fill_codes(cols: &[&[i32]], levels: &[usize], n: usize) -> (Tensor, Vec<bool>
         });
     let na = cols
         .par_iter()
-        .map(|col| col.iter().any(|&v| v == NA_INTEGER))
+        .map(|col| col.contains(&NA_INTEGER))
         .collect();
     (Tensor::of_slice(&out).view([n as i64, c as i64]), na)
 }
@@ -127,6 +133,20 @@ impl Dataset {
     /// Builds the tensors for `cfg`'s column layout. `num` and `cat` are in the
     /// config's tensor order; `names` are the original predictor names (for errors).
     pub fn from_columns(
+        cfg: &NetConfig,
+        num: &[&[f64]],
+        cat: &[&[i32]],
+        names: &[String],
+        targets: Option<Targets>,
+        weights: Option<&[f64]>,
+        device: Device,
+    ) -> Result<Dataset> {
+        // on the kernels' pool, never rayon's global one (which cannot be
+        // rebuilt in a forked child, see `crate::process`)
+        crate::kernels::with_pool(|| Self::build(cfg, num, cat, names, targets, weights, device))
+    }
+
+    fn build(
         cfg: &NetConfig,
         num: &[&[f64]],
         cat: &[&[i32]],

@@ -41,9 +41,9 @@ impl Embedder {
         let cols = cfg.column_of_dim();
         let identity = cols.iter().enumerate().all(|(i, &c)| i as i64 == c);
         let mut scale = Vec::with_capacity(cols.len());
-        scale.extend(std::iter::repeat(1.0f32).take(cfg.num_cols.len()));
+        scale.extend(std::iter::repeat_n(1.0f32, cfg.num_cols.len()));
         for &e in &cfg.cat_emb_dims {
-            scale.extend(std::iter::repeat(1.0 / e as f32).take(e));
+            scale.extend(std::iter::repeat_n(1.0 / e as f32, e));
         }
         let dim_scale = if cfg.cat_emb_dims.iter().all(|&e| e == 1) {
             None

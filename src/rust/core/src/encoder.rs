@@ -89,14 +89,21 @@ impl Encoder {
             let mut rm = rm.shallow_clone();
             let mut rv = rv.shallow_clone();
             let _ = rm.g_mul_scalar_(1.0 - m).g_add_(&(mean.view([-1]) * m));
-            let _ = rv.g_mul_scalar_(1.0 - m).g_add_(&(var.view([-1]) * (m * n / (n - 1.0))));
+            let _ = rv
+                .g_mul_scalar_(1.0 - m)
+                .g_add_(&(var.view([-1]) * (m * n / (n - 1.0))));
         });
         out
     }
 
     /// Training pass: the hand-derived encoder when it applies (CPU, f32), else
     /// autograd. The caller must run `tape.backward()` after `loss.backward()`.
-    pub fn forward_train(&self, x: &Tensor, prior: Option<&Tensor>, embedder: &Embedder) -> EncoderOutput {
+    pub fn forward_train(
+        &self,
+        x: &Tensor,
+        prior: Option<&Tensor>,
+        embedder: &Embedder,
+    ) -> EncoderOutput {
         if manual_encoder::applicable(x, true) {
             let x0 = self.initial_bn(x, true);
             return manual_encoder::forward(self, embedder, &x0, prior);

@@ -42,7 +42,10 @@ impl Error {
 pub fn torch_message(e: &tch::TchError) -> String {
     let full = e.to_string();
     let head = full.split("Exception raised from").next().unwrap_or(&full);
-    let head = head.trim_start().strip_prefix("Internal torch error:").unwrap_or(head);
+    let head = head
+        .trim_start()
+        .strip_prefix("Internal torch error:")
+        .unwrap_or(head);
     head.lines()
         .map(str::trim)
         .find(|l| !l.is_empty())

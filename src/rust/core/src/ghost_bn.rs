@@ -69,7 +69,14 @@ impl GhostBatchNorm {
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         if !train {
-            return normalise_eval(x, &self.weight, &self.bias, &self.running_mean, &self.running_var, self.eps);
+            return normalise_eval(
+                x,
+                &self.weight,
+                &self.bias,
+                &self.running_mean,
+                &self.running_var,
+                self.eps,
+            );
         }
         let b = x.size()[0];
         let sizes = chunk_sizes(b, self.virtual_batch_size);
@@ -125,7 +132,14 @@ impl GhostBatchNorm {
     /// unbiased variances given as (k·C) slices; in place on the CPU.
     pub fn update_running_from(&self, means: &[f32], vars: &[f32]) {
         let ch = self.running_mean.numel();
-        match (crate::kernels::as_mut_slice(&self.running_mean), crate::kernels::as_mut_slice(&self.running_var)) {
+        // SAFETY: the running statistics are distinct tensors, and nothing else
+        // reads or writes them during the update.
+        match unsafe {
+            (
+                crate::kernels::as_mut_slice(&self.running_mean),
+                crate::kernels::as_mut_slice(&self.running_var),
+            )
+        } {
             (Some(rm), Some(rv)) => {
                 let m = self.momentum as f32;
                 for (mean, var) in means.chunks_exact(ch).zip(vars.chunks_exact(ch)) {
@@ -157,10 +171,14 @@ impl GhostBatchNorm {
         } else {
             (self.weight.repeat(&[k]), self.bias.repeat(&[k]))
         };
-        let (out, mean, var) = batch_norm_train(&x.contiguous().view([c, k * ch]), &w, &b, self.eps);
+        let (out, mean, var) =
+            batch_norm_train(&x.contiguous().view([c, k * ch]), &w, &b, self.eps);
         let out = out.view([k * c, ch]);
         let (mean, var) = tch::no_grad(|| {
-            (mean.view([k, ch]), var.view([k, ch]) * (c as f64 / (c - 1) as f64))
+            (
+                mean.view([k, ch]),
+                var.view([k, ch]) * (c as f64 / (c - 1) as f64),
+            )
         });
         (out, mean, var)
     }
@@ -169,15 +187,34 @@ impl GhostBatchNorm {
 /// Training-mode batch norm of a contiguous (rows, C) matrix over its rows with
 /// biased variance, through libtorch's fused `native_batch_norm` (autograd uses its
 /// fused backward). Returns (output, mean, biased variance), the statistics detached.
-pub fn batch_norm_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> (Tensor, Tensor, Tensor) {
-    let (out, mean, invstd) =
-        x.native_batch_norm(Some(weight), Some(bias), None::<&Tensor>, None::<&Tensor>, true, 0.0, eps);
+pub fn batch_norm_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> (Tensor, Tensor, Tensor) {
+    let (out, mean, invstd) = x.native_batch_norm(
+        Some(weight),
+        Some(bias),
+        None::<&Tensor>,
+        None::<&Tensor>,
+        true,
+        0.0,
+        eps,
+    );
     let var = tch::no_grad(|| invstd.detach().square().reciprocal() - eps);
     (out, mean.detach(), var)
 }
 
 /// Eval-mode batch norm with running statistics, as one fused `addcmul`.
-pub fn normalise_eval(x: &Tensor, weight: &Tensor, bias: &Tensor, running_mean: &Tensor, running_var: &Tensor, eps: f64) -> Tensor {
+pub fn normalise_eval(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+) -> Tensor {
     let scale = (running_var + eps).rsqrt() * weight;
     let shift = bias - running_mean * &scale;
     shift.addcmul(x, &scale)
@@ -217,7 +254,9 @@ mod tests {
         let equal = k * sizes[0];
         // chunk i of the k equal ones: rows i, i + k, i + 2k, … of the first k·c rows;
         // then the last, differently sized chunk (contiguous) if any
-        let mut chunks: Vec<Vec<i64>> = (0..k).map(|i| (i..equal).step_by(k as usize).collect()).collect();
+        let mut chunks: Vec<Vec<i64>> = (0..k)
+            .map(|i| (i..equal).step_by(k as usize).collect())
+            .collect();
         if equal < x.size()[0] {
             chunks.push((equal..x.size()[0]).collect());
         }
@@ -251,9 +290,9 @@ mod tests {
             let gbn = GhostBatchNorm::new(&vs.root(), 5, vbs, 0.02);
             tch::no_grad(|| {
                 let mut w = gbn.weight.shallow_clone();
-                let _ = w.copy_(&(Tensor::rand(&[5], (Kind::Float, Device::Cpu)) + 0.5));
+                w.copy_(&(Tensor::rand(&[5], (Kind::Float, Device::Cpu)) + 0.5));
                 let mut b = gbn.bias.shallow_clone();
-                let _ = b.copy_(&Tensor::randn(&[5], (Kind::Float, Device::Cpu)));
+                b.copy_(&Tensor::randn(&[5], (Kind::Float, Device::Cpu)));
             });
             let x = Tensor::randn(&[rows, 5], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
             let out = gbn.forward_t(&x, true);

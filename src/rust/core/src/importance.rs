@@ -29,7 +29,7 @@ pub fn mask_importance(model: &Model, data: &Dataset, batch_size: i64) -> Result
         Kind::Double,
     ));
     let total: f64 = sums.iter().sum();
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return Ok(vec![1.0 / sums.len() as f64; sums.len()]);
     }
     Ok(sums.iter().map(|s| s / total).collect())
@@ -174,7 +174,7 @@ pub fn model_agnostic(
     };
     let cfg = &model.cfg;
     let mut values = vec![Vec::new(); cfg.n_features()];
-    for feature in 0..cfg.n_features() {
+    for (feature, slot) in values.iter_mut().enumerate() {
         // a shallow clone shares storage: writing into it edits `work`
         let (tensor, col) = match cfg.num_cols.iter().position(|&c| c == feature) {
             Some(k) => (work.x_num.shallow_clone(), k as i64),
@@ -215,15 +215,18 @@ pub fn model_agnostic(
             });
         }
         tensor.select(1, col).copy_(&original);
-        values[feature] = match &scorer {
+        *slot = match &scorer {
             None => preds.into_iter().map(|v| v[0]).collect(),
-            Some(s) => preds
-                .par_iter()
-                .map(|p| {
-                    let v = s.score(p);
-                    baseline - v
-                })
-                .collect(),
+            // on the kernels' pool (fork-safe, see `crate::process`)
+            Some(s) => crate::kernels::with_pool(|| {
+                preds
+                    .par_iter()
+                    .map(|p| {
+                        let v = s.score(p);
+                        baseline - v
+                    })
+                    .collect()
+            }),
         };
     }
     Ok(Importance {

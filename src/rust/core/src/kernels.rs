@@ -18,7 +18,10 @@ use tch::{Device, Kind, Tensor};
 /// A raw pointer that rayon tasks may share; every task writes disjoint rows.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub *mut f32);
+// SAFETY: the pointer is only dereferenced for rows that one task owns (see
+// `rows_mut` and `row`), while the tensor it points into is kept alive by the caller.
 unsafe impl Send for SendPtr {}
+// SAFETY: as above.
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
@@ -32,11 +35,15 @@ impl SendPtr {
 /// reference counts are atomic). Tasks write only their own rows, through views.
 #[derive(Clone, Copy)]
 pub(crate) struct Shared<'a>(pub &'a Tensor);
+// SAFETY: tasks only create views and read through them (libtorch's reference
+// counts are atomic); writes go to disjoint rows.
 unsafe impl Sync for Shared<'_> {}
+// SAFETY: as above.
 unsafe impl Send for Shared<'_> {}
 
 /// A tensor produced in a rayon task and handed back to the caller.
 pub(crate) struct SendTensor(pub Tensor);
+// SAFETY: the tensor was created in the task and is not shared with it any more.
 unsafe impl Send for SendTensor {}
 
 impl<'a> Shared<'a> {
@@ -67,15 +74,29 @@ pub fn supported(t: &Tensor) -> bool {
 }
 
 pub(crate) fn ptr(t: &Tensor) -> SendPtr {
-    assert!(supported(t), "kernel input must be a contiguous f32 CPU tensor");
+    assert!(
+        supported(t),
+        "kernel input must be a contiguous f32 CPU tensor"
+    );
     SendPtr(t.data_ptr() as *mut f32)
 }
 
 /// The elements of a contiguous f32 CPU tensor (None for any other tensor).
-/// The caller must be the tensor's only user while the slice lives.
-pub(crate) fn as_mut_slice(t: &Tensor) -> Option<&mut [f32]> {
-    // SAFETY: checked contiguous f32 CPU storage of numel() elements.
-    supported(t).then(|| unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel()) })
+///
+/// # Safety
+/// A `Tensor` handle does not own its storage exclusively: the caller must be
+/// the storage's only reader and writer while the slice lives (no other handle
+/// or view of it is used meanwhile).
+// The storage behind a `Tensor` is shared and mutable (like an `UnsafeCell`):
+// a `&Tensor` is all any libtorch in-place operation needs, so the usual
+// reasoning behind `mut_from_ref` does not apply; the function is `unsafe`
+// and exclusive use is its caller's contract instead.
+#[allow(clippy::mut_from_ref)]
+pub(crate) unsafe fn as_mut_slice(t: &Tensor) -> Option<&mut [f32]> {
+    // SAFETY: checked contiguous f32 CPU storage of numel() elements; exclusive
+    // use is the caller's contract.
+    supported(t)
+        .then(|| unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel()) })
 }
 
 /// A fresh, uninitialised (rows, cols) f32 CPU tensor.
@@ -105,7 +126,10 @@ pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let n = threads();
     let pid = std::process::id();
     let pool = {
-        let mut guard = POOL.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = POOL
+            .get_or_init(|| Mutex::new(None))
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         match guard.take() {
             Some((m, owner, p)) if m == n && owner == pid => {
                 *guard = Some((m, owner, p.clone()));
@@ -118,7 +142,10 @@ pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
                     }
                 }
                 let p = std::sync::Arc::new(
-                    rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("rayon pool"),
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(n)
+                        .build()
+                        .expect("rayon pool"),
                 );
                 *guard = Some((n, pid, p.clone()));
                 p
@@ -168,7 +195,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 5e-1;
     let y = p * r * r + r + 1.0;
     y * f32::from_bits(((ni + 127) as u32) << 23)
 }
@@ -336,7 +363,13 @@ impl Chunks {
         // tasks of at least TASK_ROWS rows (fewer, larger products), but up
         // to MAX_SPLIT tasks (fixed by the shape, never by the threads)
         let group = TASK_ROWS.div_ceil(c).min(k.div_ceil(MAX_SPLIT)).max(1);
-        Chunks { rows, k, c, rest: (k * c, rows - k * c), group }
+        Chunks {
+            rows,
+            k,
+            c,
+            rest: (k * c, rows - k * c),
+            group,
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -354,7 +387,10 @@ impl Chunks {
 
     /// Tasks as ranges of chunk indices.
     fn tasks(&self) -> Vec<std::ops::Range<usize>> {
-        let mut t: Vec<_> = (0..self.k).step_by(self.group).map(|i| i..(i + self.group).min(self.k)).collect();
+        let mut t: Vec<_> = (0..self.k)
+            .step_by(self.group)
+            .map(|i| i..(i + self.group).min(self.k))
+            .collect();
         if self.rest.1 > 0 {
             t.push(self.k..self.k + 1);
         }
@@ -387,7 +423,14 @@ fn rows_mut<'a>(p: SendPtr, first: usize, n: usize, ch: usize) -> &'a mut [f32] 
 /// rows (single-threaded BLAS), then normalises each of its virtual batches in
 /// place (z becomes ẑ = (z − μ)/σ) and runs `epilogue(row, ẑ_row)` while the
 /// rows are in cache. `x` is (rows, in), `w` (ch, in) detached, `z` (rows, ch).
-pub fn linear_bn_forward<F>(x: &Tensor, w: &Tensor, z: &Tensor, chunks: &Chunks, eps: f32, epilogue: F) -> BnStats
+pub fn linear_bn_forward<F>(
+    x: &Tensor,
+    w: &Tensor,
+    z: &Tensor,
+    chunks: &Chunks,
+    eps: f32,
+    epilogue: F,
+) -> BnStats
 where
     F: Fn(usize, &[f32]) + Sync,
 {
@@ -395,7 +438,9 @@ where
     let zp = ptr(z);
     let wt = w.tr();
     let (xs, zs, wts) = (Shared(x), Shared(z), Shared(&wt));
-    let per_task: Vec<Vec<(Vec<f32>, Vec<f32>, Vec<f32>)>> = with_pool(|| {
+    // per task, per chunk: (1/σ, mean, unbiased variance) per channel
+    type ChunkStats = (Vec<f32>, Vec<f32>, Vec<f32>);
+    let per_task: Vec<Vec<ChunkStats>> = with_pool(|| {
         chunks
             .tasks()
             .into_par_iter()
@@ -418,7 +463,11 @@ where
                         sq_dev_row(&mut ss, r, &mean);
                     }
                     let rstd: Vec<f32> = ss.iter().map(|s| 1.0 / (s * inv + eps).sqrt()).collect();
-                    let unb = if count > 1 { 1.0 / (count - 1) as f32 } else { 0.0 };
+                    let unb = if count > 1 {
+                        1.0 / (count - 1) as f32
+                    } else {
+                        0.0
+                    };
                     let var_u: Vec<f32> = ss.iter().map(|s| s * unb).collect();
                     for (j, r) in block.chunks_exact_mut(ch).enumerate() {
                         normalise_row(r, &mean, &rstd);
@@ -431,7 +480,11 @@ where
             .collect()
     });
     let n = chunks.count();
-    let mut stats = BnStats { rstd: Vec::with_capacity(n * ch), mean: Vec::with_capacity(n * ch), var_unbiased: Vec::with_capacity(n * ch) };
+    let mut stats = BnStats {
+        rstd: Vec::with_capacity(n * ch),
+        mean: Vec::with_capacity(n * ch),
+        var_unbiased: Vec::with_capacity(n * ch),
+    };
     for (r, m, v) in per_task.into_iter().flatten() {
         stats.rstd.extend(r);
         stats.mean.extend(m);
@@ -504,7 +557,9 @@ where
                     let db = rows_mut(dp, first, count, ch);
                     let mut sum_g = vec![0f32; ch];
                     let mut sum_gz = vec![0f32; ch];
-                    for (j, (zr, dr)) in zb.chunks_exact(ch).zip(db.chunks_exact_mut(ch)).enumerate() {
+                    for (j, (zr, dr)) in
+                        zb.chunks_exact(ch).zip(db.chunks_exact_mut(ch)).enumerate()
+                    {
                         grad_y(first + j, zr, dr);
                         bn_grad_sums_row(dr, zr, &mut sum_g, &mut sum_gz);
                     }
@@ -650,7 +705,13 @@ mod tests {
 
     #[test]
     fn chunks_cover_every_row_once() {
-        for &(rows, vbs) in &[(1000usize, 128usize), (1030, 128), (257, 128), (7, 3), (64, 128)] {
+        for &(rows, vbs) in &[
+            (1000usize, 128usize),
+            (1030, 128),
+            (257, 128),
+            (7, 3),
+            (64, 128),
+        ] {
             let c = Chunks::new(rows, vbs);
             let mut seen = vec![0; rows];
             for i in 0..c.count() {

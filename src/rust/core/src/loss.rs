@@ -33,7 +33,10 @@ pub fn weighted_mean(per_row: &Tensor, w: Option<&Tensor>) -> Tensor {
         None => per_row.mean(Kind::Float),
         // A batch whose weights are all zero carries no information: its loss
         // is 0 (not 0/0 = NaN, which would spread to every weight).
-        Some(w) => (per_row * w).sum(Kind::Float) / w.sum(Kind::Float).clamp_min(f64::from(f32::MIN_POSITIVE)),
+        Some(w) => {
+            (per_row * w).sum(Kind::Float)
+                / w.sum(Kind::Float).clamp_min(f64::from(f32::MIN_POSITIVE))
+        }
     }
 }
 

@@ -61,7 +61,11 @@ impl Grads {
 
     fn add_vec(&mut self, p: &Tensor, g: &[f32]) {
         match Self::existing(p) {
-            Some(acc) => kernels::add_row(kernels::as_mut_slice(&acc).expect("checked by existing()"), g),
+            Some(acc) => kernels::add_row(
+                // SAFETY: a parameter's gradient is written by this pass alone.
+                unsafe { kernels::as_mut_slice(&acc) }.expect("checked by existing()"),
+                g,
+            ),
             None => self.pending.push((p.shallow_clone(), Tensor::of_slice(g))),
         }
     }
@@ -69,7 +73,8 @@ impl Grads {
 
 /// A parameter's values (contiguous f32 CPU) as a vector.
 fn to_vec(t: &Tensor) -> Vec<f32> {
-    match kernels::as_mut_slice(t) {
+    // SAFETY: read only, and parameters are not written while the pass reads them.
+    match unsafe { kernels::as_mut_slice(t) } {
         Some(v) => v.to_vec(),
         None => Vec::<f32>::from(&t.detach().to_kind(Kind::Float)),
     }
@@ -93,7 +98,13 @@ struct LinearBn {
 impl LinearBn {
     /// ẑ = GBN(input · fcᵀ) per virtual batch, then `epilogue(row, ẑ_row, γ, β)`
     /// on each row; updates the BN's running statistics.
-    fn forward<F>(fc: &Tensor, bn: &GhostBatchNorm, input: &Tensor, chunks: &Chunks, epilogue: F) -> LinearBn
+    fn forward<F>(
+        fc: &Tensor,
+        bn: &GhostBatchNorm,
+        input: &Tensor,
+        chunks: &Chunks,
+        epilogue: F,
+    ) -> LinearBn
     where
         F: Fn(usize, &[f32], &[f32], &[f32]) + Sync,
     {
@@ -103,9 +114,21 @@ impl LinearBn {
         let ch = fc.size()[0] as usize;
         let (gamma, beta) = (to_vec(&bn.weight), to_vec(&bn.bias));
         let zhat = empty(chunks.rows, ch);
-        let stats = linear_bn_forward(&input, &fc, &zhat, chunks, bn.eps as f32, |r, zr| epilogue(r, zr, &gamma, &beta));
+        let stats = linear_bn_forward(&input, &fc, &zhat, chunks, bn.eps as f32, |r, zr| {
+            epilogue(r, zr, &gamma, &beta)
+        });
         bn.update_running_from(&stats.mean, &stats.var_unbiased);
-        LinearBn { fc, param, weight: bn.weight.shallow_clone(), bias: bn.bias.shallow_clone(), gamma, beta, input, zhat, stats }
+        LinearBn {
+            fc,
+            param,
+            weight: bn.weight.shallow_clone(),
+            bias: bn.bias.shallow_clone(),
+            gamma,
+            beta,
+            input,
+            zhat,
+            stats,
+        }
     }
 
     /// Backward from `grad_y(row, ẑ_row, gy_row)` (∂L/∂y, y = γ ẑ + β) with
@@ -119,7 +142,16 @@ impl LinearBn {
         let dz = empty(chunks.rows, self.zhat.size()[1] as usize);
         let g_in = empty(chunks.rows, self.input.size()[1] as usize);
         let (dgamma, dbeta, dw) = linear_bn_backward(
-            &self.input, &self.fc, &self.zhat, &dz, &g_in, &self.stats, &self.gamma, chunks, grad_y, post,
+            &self.input,
+            &self.fc,
+            &self.zhat,
+            &dz,
+            &g_in,
+            &self.stats,
+            &self.gamma,
+            chunks,
+            grad_y,
+            post,
         );
         grads.add_tensor(&self.param, dw);
         grads.add_vec(&self.weight, &dgamma);
@@ -169,7 +201,12 @@ pub struct EncoderTape {
 }
 
 /// GLU layer forward: out = GLU(GBN(h Wᵀ)) [+ h, × √½ when residual].
-fn layer_forward(layer: &GluLayer, h_in: &Tensor, residual: bool, chunks: &Chunks) -> (Tensor, LayerTape) {
+fn layer_forward(
+    layer: &GluLayer,
+    h_in: &Tensor,
+    residual: bool,
+    chunks: &Chunks,
+) -> (Tensor, LayerTape) {
     let d = (layer.fc.size()[0] / 2) as usize;
     let out = empty(chunks.rows, d);
     let h_in = h_in.contiguous();
@@ -211,7 +248,11 @@ fn layers_of(ft: &FeatureTransformer) -> Vec<(&GluLayer, bool)> {
     v
 }
 
-fn transformer_forward(ft: &FeatureTransformer, x: &Tensor, chunks: &Chunks) -> (Tensor, Vec<LayerTape>) {
+fn transformer_forward(
+    ft: &FeatureTransformer,
+    x: &Tensor,
+    chunks: &Chunks,
+) -> (Tensor, Vec<LayerTape>) {
     let mut h = x.shallow_clone();
     let mut tapes = Vec::new();
     for (layer, residual) in layers_of(ft) {
@@ -222,12 +263,25 @@ fn transformer_forward(ft: &FeatureTransformer, x: &Tensor, chunks: &Chunks) -> 
     (h, tapes)
 }
 
-fn transformer_backward(tapes: &[LayerTape], g_out: Tensor, chunks: &Chunks, grads: &mut Grads) -> Tensor {
-    tapes.iter().rev().fold(g_out, |g, t| layer_backward(t, &g, chunks, grads))
+fn transformer_backward(
+    tapes: &[LayerTape],
+    g_out: Tensor,
+    chunks: &Chunks,
+    grads: &mut Grads,
+) -> Tensor {
+    tapes
+        .iter()
+        .rev()
+        .fold(g_out, |g, t| layer_backward(t, &g, chunks, grads))
 }
 
 /// Attentive transformer forward: M = mask(GBN(a Wᵀ) ⊙ prior).
-fn attention_forward(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor, chunks: &Chunks) -> AttentionTape {
+fn attention_forward(
+    att: &AttentiveTransformer,
+    a: &Tensor,
+    prior: &Tensor,
+    chunks: &Chunks,
+) -> AttentionTape {
     let g = att.fc.size()[0] as usize;
     let mask = empty(chunks.rows, g);
     let (mp, pp) = (ptr(&mask), ptr(prior));
@@ -235,7 +289,12 @@ fn attention_forward(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor, chu
     let lin = LinearBn::forward(&att.fc, &att.bn, a, chunks, |r, zr, gamma, beta| {
         attention_row(zr, gamma, beta, row(pp, r, g), row(mp, r, g), entmax)
     });
-    AttentionTape { lin, prior: prior.shallow_clone(), mask, entmax }
+    AttentionTape {
+        lin,
+        prior: prior.shallow_clone(),
+        mask,
+        entmax,
+    }
 }
 
 /// One row of an attentive transformer after its product: M = mask((a ẑ + b) ⊙ prior),
@@ -249,7 +308,13 @@ fn attention_row(z: &[f32], a: &[f32], b: &[f32], prior: &[f32], m: &mut [f32], 
 
 /// Backward of [`attention_forward`] from ∂L/∂M. Adds ∂L/∂prior into `g_prior`,
 /// returns ∂L/∂a and accumulates parameter gradients.
-fn attention_backward(t: &AttentionTape, g_mask: &Tensor, g_prior: &Tensor, chunks: &Chunks, grads: &mut Grads) -> Tensor {
+fn attention_backward(
+    t: &AttentionTape,
+    g_mask: &Tensor,
+    g_prior: &Tensor,
+    chunks: &Chunks,
+    grads: &mut Grads,
+) -> Tensor {
     let g = t.mask.size()[1] as usize;
     let (gm, mp, pp, gpp) = (ptr(g_mask), ptr(&t.mask), ptr(&t.prior), ptr(g_prior));
     let (gamma, beta, entmax) = (&t.lin.gamma, &t.lin.beta, t.entmax);
@@ -280,7 +345,10 @@ impl Expansion {
         let col: Vec<usize> = if embedder.identity {
             (0..dims).collect()
         } else {
-            Vec::<i64>::from(&embedder.column_of_dim).into_iter().map(|c| c as usize).collect()
+            Vec::<i64>::from(&embedder.column_of_dim)
+                .into_iter()
+                .map(|c| c as usize)
+                .collect()
         };
         let scale = match &embedder.dim_scale {
             Some(s) => to_vec(s),
@@ -298,7 +366,14 @@ fn row<'a>(p: kernels::SendPtr, r: usize, n: usize) -> &'a mut [f32] {
 
 /// Between attention and feature transformer, per row: Σ M log(M + ε) (returned,
 /// summed over rows), next prior = prior ⊙ (γ − M), x_m = expand(M) ⊙ x0.
-fn step_glue_forward(m: &Tensor, prior: &Tensor, x0: &Tensor, ex: &Expansion, gamma: f32, eps: f32) -> (f64, Tensor, Tensor) {
+fn step_glue_forward(
+    m: &Tensor,
+    prior: &Tensor,
+    x0: &Tensor,
+    ex: &Expansion,
+    gamma: f32,
+    eps: f32,
+) -> (f64, Tensor, Tensor) {
     let (rows, g) = (m.size()[0] as usize, m.size()[1] as usize);
     let dims = ex.col.len();
     let next = empty(rows, g);
@@ -370,11 +445,25 @@ fn step_glue_backward(
     let dims = ex.col.len();
     let g_m = empty(rows, g);
     let g_prior = empty(rows, g);
-    let (gxp, xp, mp, pp, gnp, dxp, gmp, gpp) =
-        (ptr(g_xm), ptr(x0), ptr(m), ptr(prior), ptr(g_prior_next), ptr(dx0), ptr(&g_m), ptr(&g_prior));
+    let (gxp, xp, mp, pp, gnp, dxp, gmp, gpp) = (
+        ptr(g_xm),
+        ptr(x0),
+        ptr(m),
+        ptr(prior),
+        ptr(g_prior_next),
+        ptr(dx0),
+        ptr(&g_m),
+        ptr(&g_prior),
+    );
     kernels::par_rows(rows, |r| {
         let (gxr, xr, dxr) = (row(gxp, r, dims), row(xp, r, dims), row(dxp, r, dims));
-        let (mr, pr, gnr, gmr, gpr) = (row(mp, r, g), row(pp, r, g), row(gnp, r, g), row(gmp, r, g), row(gpp, r, g));
+        let (mr, pr, gnr, gmr, gpr) = (
+            row(mp, r, g),
+            row(pp, r, g),
+            row(gnp, r, g),
+            row(gmp, r, g),
+            row(gpp, r, g),
+        );
         gmr.iter_mut().for_each(|v| *v = 0.0);
         for j in 0..dims {
             let k = ex.col[j];
@@ -404,14 +493,23 @@ fn initial_prior(prior: Option<&Tensor>, rows: usize, n_groups: i64) -> Tensor {
 /// for batch statistics).
 pub fn applicable(x: &Tensor, train: bool) -> bool {
     let min_rows = if train { 2 } else { 1 };
-    enabled() && x.device() == tch::Device::Cpu && x.kind() == Kind::Float && x.dim() == 2 && x.size()[0] >= min_rows
+    enabled()
+        && x.device() == tch::Device::Cpu
+        && x.kind() == Kind::Float
+        && x.dim() == 2
+        && x.size()[0] >= min_rows
 }
 
 /// Training forward of the encoder from the initial BN's output `x_graph`
 /// (with autograd history). Returns the output whose steps and sparsity term
 /// are autograd leaves; its `tape` must be given to [`EncoderTape::backward`]
 /// after `loss.backward()`.
-pub fn forward(enc: &Encoder, embedder: &Embedder, x_graph: &Tensor, prior: Option<&Tensor>) -> EncoderOutput {
+pub fn forward(
+    enc: &Encoder,
+    embedder: &Embedder,
+    x_graph: &Tensor,
+    prior: Option<&Tensor>,
+) -> EncoderOutput {
     kernels::on_pool(|| {
         let x0 = x_graph.detach().contiguous();
         let rows = x0.size()[0] as usize;
@@ -427,15 +525,27 @@ pub fn forward(enc: &Encoder, embedder: &Embedder, x_graph: &Tensor, prior: Opti
         let mut m_loss = 0f64;
         for (att, ft) in enc.attention.iter().zip(&enc.transformers) {
             let at = attention_forward(att, &a, &prior, &chunks);
-            let (m_sum, next_prior, xm) = step_glue_forward(&at.mask, &prior, &x0, &ex, enc.gamma as f32, enc.epsilon as f32);
+            let (m_sum, next_prior, xm) = step_glue_forward(
+                &at.mask,
+                &prior,
+                &x0,
+                &ex,
+                enc.gamma as f32,
+                enc.epsilon as f32,
+            );
             m_loss += m_sum / rows as f64;
             let (out, layers) = transformer_forward(ft, &xm, &chunks);
             leaves.push(out.narrow(1, 0, enc.n_d).relu().set_requires_grad(true));
             a = out.narrow(1, enc.n_d, n_a);
-            steps.push(StepTape { attention: at, layers, out });
+            steps.push(StepTape {
+                attention: at,
+                layers,
+                out,
+            });
             prior = next_prior;
         }
-        let m_loss_leaf = Tensor::from((m_loss / enc.transformers.len() as f64) as f32).set_requires_grad(true);
+        let m_loss_leaf =
+            Tensor::from((m_loss / enc.transformers.len() as f64) as f32).set_requires_grad(true);
         let tape = EncoderTape {
             chunks,
             n_d: enc.n_d,
@@ -449,16 +559,35 @@ pub fn forward(enc: &Encoder, embedder: &Embedder, x_graph: &Tensor, prior: Opti
             step_leaves: leaves.iter().map(|l| l.shallow_clone()).collect(),
             m_loss_leaf: m_loss_leaf.shallow_clone(),
         };
-        EncoderOutput { steps: leaves, m_loss: m_loss_leaf, masks: Vec::new(), tape: Some(tape) }
+        EncoderOutput {
+            steps: leaves,
+            m_loss: m_loss_leaf,
+            masks: Vec::new(),
+            tape: Some(tape),
+        }
     })
 }
 
 /// Eval-mode batch norm as an affine map: (scale, shift) with
 /// scale = γ / √(running var + ε), shift = β − running mean · scale.
 fn eval_affine(bn: &GhostBatchNorm) -> (Vec<f32>, Vec<f32>) {
-    let (g, b, m, v) = (to_vec(&bn.weight), to_vec(&bn.bias), to_vec(&bn.running_mean), to_vec(&bn.running_var));
-    let scale: Vec<f32> = g.iter().zip(&v).map(|(g, v)| g / (v + bn.eps as f32).sqrt()).collect();
-    let shift: Vec<f32> = b.iter().zip(&m).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    let (g, b, m, v) = (
+        to_vec(&bn.weight),
+        to_vec(&bn.bias),
+        to_vec(&bn.running_mean),
+        to_vec(&bn.running_var),
+    );
+    let scale: Vec<f32> = g
+        .iter()
+        .zip(&v)
+        .map(|(g, v)| g / (v + bn.eps as f32).sqrt())
+        .collect();
+    let shift: Vec<f32> = b
+        .iter()
+        .zip(&m)
+        .zip(&scale)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
     (scale, shift)
 }
 
@@ -490,13 +619,21 @@ fn attention_eval(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor) -> Ten
     let z = empty(rows, g);
     let mask = empty(rows, g);
     let (mp, pp) = (ptr(&mask), ptr(prior));
-    kernels::linear_rows(&a, &fc, &z, |r, zr| attention_row(zr, &scale, &shift, row(pp, r, g), row(mp, r, g), entmax));
+    kernels::linear_rows(&a, &fc, &z, |r, zr| {
+        attention_row(zr, &scale, &shift, row(pp, r, g), row(mp, r, g), entmax)
+    });
     mask
 }
 
 /// Eval-mode encoder pass (running statistics) with the fused kernels, from the
 /// initial BN's output. Same outputs as the autograd encoder in eval mode.
-pub fn forward_eval(enc: &Encoder, embedder: &Embedder, x0: &Tensor, prior: Option<&Tensor>, keep_masks: bool) -> EncoderOutput {
+pub fn forward_eval(
+    enc: &Encoder,
+    embedder: &Embedder,
+    x0: &Tensor,
+    prior: Option<&Tensor>,
+    keep_masks: bool,
+) -> EncoderOutput {
     let _settings = crate::run_settings::RunSettings::enter();
     kernels::on_pool(|| {
         let x0 = x0.detach().contiguous();
@@ -510,7 +647,8 @@ pub fn forward_eval(enc: &Encoder, embedder: &Embedder, x0: &Tensor, prior: Opti
         let mut m_loss = 0f64;
         for (att, ft) in enc.attention.iter().zip(&enc.transformers) {
             let m = attention_eval(att, &a, &prior);
-            let (m_sum, next_prior, xm) = step_glue_forward(&m, &prior, &x0, &ex, enc.gamma as f32, enc.epsilon as f32);
+            let (m_sum, next_prior, xm) =
+                step_glue_forward(&m, &prior, &x0, &ex, enc.gamma as f32, enc.epsilon as f32);
             m_loss += m_sum / rows as f64;
             let out = transformer_eval(ft, &xm);
             steps.push(out.narrow(1, 0, enc.n_d).relu());
@@ -521,7 +659,12 @@ pub fn forward_eval(enc: &Encoder, embedder: &Embedder, x0: &Tensor, prior: Opti
             prior = next_prior;
         }
         let m_loss = Tensor::from((m_loss / enc.transformers.len() as f64) as f32);
-        EncoderOutput { steps, m_loss, masks, tape: None }
+        EncoderOutput {
+            steps,
+            m_loss,
+            masks,
+            tape: None,
+        }
     })
 }
 
@@ -544,7 +687,11 @@ impl EncoderTape {
         let n = self.steps.len();
         let g_mloss = {
             let g = self.m_loss_leaf.grad();
-            if g.defined() { g.double_value(&[]) } else { 0.0 }
+            if g.defined() {
+                g.double_value(&[])
+            } else {
+                0.0
+            }
         };
         let mut grads = Grads::default();
         let dx0 = self.x0.zeros_like();

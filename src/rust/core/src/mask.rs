@@ -43,7 +43,7 @@ pub fn sparsemax_support_torch(z: &Tensor) -> Tensor {
     let tau = tch::no_grad(|| {
         let (zs, _) = z.sort(-1, true);
         let cs = zs.cumsum(-1, z.kind());
-        let k = ranks(&z);
+        let k = ranks(z);
         let support = (&k * &zs).gt_tensor(&(&cs - 1.0));
         let kstar = support.sum_dim_intlist(Some(&[-1i64][..]), true, Kind::Int64);
         (cs.gather(-1, &(kstar.shallow_clone() - 1), false) - 1.0) / kstar.to_kind(z.kind())
@@ -71,7 +71,7 @@ pub fn entmax15(z: &Tensor) -> Tensor {
 pub fn entmax_support_torch(x: &Tensor) -> Tensor {
     let tau = tch::no_grad(|| {
         let (xs, _) = x.sort(-1, true);
-        let k = ranks(&x);
+        let k = ranks(x);
         let mean = xs.cumsum(-1, x.kind()) / &k;
         let mean_sq = xs.square().cumsum(-1, x.kind()) / &k;
         let ss = &k * (mean_sq - mean.square());
@@ -157,18 +157,25 @@ fn fill_support<T: Real>(z: &Tensor, out: &Tensor, rows: usize, g: usize, entmax
     let src = unsafe { std::slice::from_raw_parts(z.data_ptr() as *const T, rows * g) };
     let dst = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut T, rows * g) };
     const BLOCK: usize = 1024;
-    dst.par_chunks_mut(BLOCK * g).zip(src.par_chunks(BLOCK * g)).for_each(|(d, s)| {
-        let mut buf = vec![0.0f64; g];
-        for (drow, srow) in d.chunks_mut(g).zip(s.chunks(g)) {
-            for (b, v) in buf.iter_mut().zip(srow) {
-                *b = v.to_f64();
-            }
-            buf.sort_unstable_by(|a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal));
-            let tau = row_threshold(&buf, entmax);
-            for (o, v) in drow.iter_mut().zip(srow) {
-                *o = T::from_bool(v.to_f64() > tau);
-            }
-        }
+    // on the kernels' pool (fork-safe, see `crate::process`)
+    crate::kernels::with_pool(|| {
+        dst.par_chunks_mut(BLOCK * g)
+            .zip(src.par_chunks(BLOCK * g))
+            .for_each(|(d, s)| {
+                let mut buf = vec![0.0f64; g];
+                for (drow, srow) in d.chunks_mut(g).zip(s.chunks(g)) {
+                    for (b, v) in buf.iter_mut().zip(srow) {
+                        *b = v.to_f64();
+                    }
+                    buf.sort_unstable_by(|a, b| {
+                        b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal)
+                    });
+                    let tau = row_threshold(&buf, entmax);
+                    for (o, v) in drow.iter_mut().zip(srow) {
+                        *o = T::from_bool(v.to_f64() > tau);
+                    }
+                }
+            })
     });
 }
 
@@ -280,10 +287,16 @@ mod tests {
             let z = rows().to_kind(kind) * 3.0;
             let z = &z - z.amax(&[-1], true);
             let host = host_support(&z, false).unwrap();
-            assert!(host.equal(&sparsemax_support_torch(&z)), "sparsemax support, {kind:?}");
+            assert!(
+                host.equal(&sparsemax_support_torch(&z)),
+                "sparsemax support, {kind:?}"
+            );
             let x = &z / 2.0;
             let host = host_support(&x, true).unwrap();
-            assert!(host.equal(&entmax_support_torch(&x)), "entmax support, {kind:?}");
+            assert!(
+                host.equal(&entmax_support_torch(&x)),
+                "entmax support, {kind:?}"
+            );
         }
     }
 

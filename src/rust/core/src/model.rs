@@ -86,7 +86,10 @@ impl Model {
     /// else is a corrupted or mismatched model and leaves the weights untouched.
     pub fn load_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         let loaded = Tensor::load_multi_from_stream(Cursor::new(bytes)).map_err(|e| {
-            Error::Model(format!("the weights cannot be read ({})", torch_message(&e)))
+            Error::Model(format!(
+                "the weights cannot be read ({})",
+                torch_message(&e)
+            ))
         })?;
         let vars = self.vs.variables();
         let mut pairs = Vec::with_capacity(vars.len());
@@ -94,7 +97,11 @@ impl Model {
         for (name, src) in loaded {
             let dst = match vars.get(&name) {
                 Some(d) => d,
-                None => return corrupt(format!("the weights hold a tensor `{name}` that this network does not have")),
+                None => {
+                    return corrupt(format!(
+                        "the weights hold a tensor `{name}` that this network does not have"
+                    ))
+                }
             };
             if src.size() != dst.size() || src.kind() != dst.kind() {
                 return corrupt(format!(
@@ -111,7 +118,9 @@ impl Model {
             pairs.push((dst.shallow_clone(), src));
         }
         if let Some(missing) = vars.keys().find(|k| !seen.contains(*k)) {
-            return corrupt(format!("the weights lack tensor `{missing}` of this network"));
+            return corrupt(format!(
+                "the weights lack tensor `{missing}` of this network"
+            ));
         }
         tch::no_grad(|| -> Result<()> {
             for (mut dst, src) in pairs {
@@ -140,6 +149,16 @@ impl Model {
 
     pub fn config_json(&self) -> String {
         serde_json::to_string(&self.cfg).expect("config serialises")
+    }
+
+    /// True when every parameter and batch-norm statistic is finite.
+    pub fn is_finite(&self) -> bool {
+        tch::no_grad(|| {
+            self.vs
+                .variables()
+                .values()
+                .all(|t| t.isfinite().all().int64_value(&[]) != 0)
+        })
     }
 
     pub fn n_parameters(&self) -> i64 {
@@ -185,12 +204,7 @@ impl Model {
 
     /// The loss of a batch: what to optimise, the task loss to report, and in
     /// training the encoder tape (see [`BatchLoss::backward`]).
-    pub fn batch_loss(
-        &self,
-        b: &Batch,
-        train: bool,
-        lambda_sparse: f64,
-    ) -> Result<BatchLoss> {
+    pub fn batch_loss(&self, b: &Batch, train: bool, lambda_sparse: f64) -> Result<BatchLoss> {
         let (task, m_loss, tape) = match &self.net {
             Net::Supervised(net) => {
                 let y = match &b.y {
@@ -208,7 +222,11 @@ impl Model {
             }
             Net::Pretrain(p) => p.loss(b, train),
         };
-        Ok(BatchLoss { loss: &task - m_loss * lambda_sparse, task, tape })
+        Ok(BatchLoss {
+            loss: &task - m_loss * lambda_sparse,
+            task,
+            tape,
+        })
     }
 
     /// Prepares model-specific state that depends on the training data.

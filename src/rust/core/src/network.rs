@@ -3,8 +3,8 @@ use crate::config::NetConfig;
 use crate::data::Batch;
 use crate::embedding::Embedder;
 use crate::encoder::Encoder;
-use crate::manual_encoder::EncoderTape;
 use crate::init;
+use crate::manual_encoder::EncoderTape;
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]
@@ -48,7 +48,9 @@ impl TabNet {
     /// the encoder tape to back-propagate after `loss.backward()`).
     pub fn forward_train(&self, b: &Batch) -> (Tensor, Tensor, Option<EncoderTape>) {
         let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
-        let enc = self.encoder.forward_train(&x, b.present.as_ref(), &self.embedder);
+        let enc = self
+            .encoder
+            .forward_train(&x, b.present.as_ref(), &self.embedder);
         (self.head_of(&enc.steps), enc.m_loss, enc.tape)
     }
 

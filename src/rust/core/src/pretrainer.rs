@@ -56,7 +56,8 @@ impl Pretrainer {
             let dim = Some(&[0i64][..]);
             let count = w.sum_dim_intlist(dim, false, Kind::Float).clamp_min(1.0);
             let mean = (&x * &w).sum_dim_intlist(dim, false, Kind::Float) / &count;
-            let var = ((&x - &mean).square() * &w).sum_dim_intlist(dim, false, Kind::Float) / &count;
+            let var =
+                ((&x - &mean).square() * &w).sum_dim_intlist(dim, false, Kind::Float) / &count;
             let mut m = self.target_mean.shallow_clone();
             m.copy_(&mean);
             let mut t = self.target_var.shallow_clone();
@@ -72,7 +73,7 @@ impl Pretrainer {
         let mut obf =
             Tensor::empty(&[rows, f], (Kind::Float, x.device())).bernoulli_float_(self.ratio);
         if let Some(p) = &b.present {
-            obf = obf * p; // a missing cell is never a reconstruction target
+            obf *= p; // a missing cell is never a reconstruction target
         }
         let keep = 1.0f64 - &obf;
         let prior = match &b.present {
@@ -82,9 +83,11 @@ impl Pretrainer {
         let obf_d = self.embedder.expand_binary(&obf);
         let x_in = &x * (1.0f64 - &obf_d);
         let enc = if train {
-            self.encoder.forward_train(&x_in, Some(&prior), &self.embedder)
+            self.encoder
+                .forward_train(&x_in, Some(&prior), &self.embedder)
         } else {
-            self.encoder.forward_t(&x_in, Some(&prior), &self.embedder, false, false)
+            self.encoder
+                .forward_t(&x_in, Some(&prior), &self.embedder, false, false)
         };
         let recon = self.decoder.forward_t(&enc.steps, train);
         let target = (x.detach() - &self.target_mean) / self.target_var.sqrt();

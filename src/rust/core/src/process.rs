@@ -77,6 +77,7 @@ mod tests {
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
             let ok = in_forked_child();
+            // SAFETY: ends the child without running the parent's destructors.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) };
         }
         let mut status = 0;

@@ -30,12 +30,16 @@ fn openblas() -> Option<(SetThreads, GetThreads)> {
         if set.is_null() || get.is_null() {
             return None;
         }
-        Some((std::mem::transmute::<*mut c_void, SetThreads>(set), std::mem::transmute::<*mut c_void, GetThreads>(get)))
+        Some((
+            std::mem::transmute::<*mut c_void, SetThreads>(set),
+            std::mem::transmute::<*mut c_void, GetThreads>(get),
+        ))
     }
 }
 
 /// OpenBLAS's current thread count (None when the BLAS is not OpenBLAS).
 pub fn blas_threads() -> Option<i32> {
+    // SAFETY: OpenBLAS's getter takes no arguments and has no preconditions.
     openblas().map(|(_, get)| unsafe { get() })
 }
 
@@ -59,6 +63,7 @@ impl RunSettings {
                 // the kernels keep the session's count (libtorch's, if none was set)
                 process::set_threads(process::threads());
                 tch::set_num_threads(1);
+                // SAFETY: OpenBLAS's thread controls; setting one thread is always valid.
                 let blas = openblas().map(|(set, get)| unsafe {
                     let before = get();
                     set(1);
@@ -87,6 +92,7 @@ impl Drop for RunSettings {
                 allocator::restore();
                 tch::set_num_threads(process::torch_threads());
                 if let (Some(n), Some((set, _))) = (saved.blas, openblas()) {
+                    // SAFETY: restores a count OpenBLAS reported itself.
                     unsafe { set(n) };
                 }
             }

@@ -4,10 +4,10 @@
 //! The R layer drives epochs (and calls [`Trainer::run`] in chunks of batches),
 //! which keeps interrupts and progress output on R's side.
 use crate::adam::Adam;
-use crate::run_settings::RunSettings;
 use crate::data::Dataset;
 use crate::error::{invalid, Result};
 use crate::model::Model;
+use crate::run_settings::RunSettings;
 use tch::{Kind, Tensor};
 
 #[derive(Clone, Debug)]
@@ -53,7 +53,7 @@ impl Trainer {
         if opts.batch_size < 2 {
             return invalid("`batch_size` must be at least 2");
         }
-        if !(opts.learn_rate > 0.0) {
+        if opts.learn_rate.is_nan() || opts.learn_rate <= 0.0 {
             return invalid("`learn_rate` must be positive");
         }
         let opt = Adam::new(&model.vs, opts.learn_rate);
@@ -98,7 +98,10 @@ impl Trainer {
             batch_sizes(data.n, self.opts.batch_size, self.opts.drop_last).len() as i64;
         self.loss_sum = None;
         self.rows_seen = 0;
-        if self.settings.is_none() && data.device() == tch::Device::Cpu && crate::manual_encoder::enabled() {
+        if self.settings.is_none()
+            && data.device() == tch::Device::Cpu
+            && crate::manual_encoder::enabled()
+        {
             self.settings = Some(RunSettings::enter());
         }
         Ok(self.n_batches)

@@ -40,11 +40,22 @@ struct Case {
     pretrain: bool,
 }
 
-fn case(mask: MaskType, with_cats: bool, with_na: bool, pretrain: bool, rows: usize, vbs: usize) -> Case {
+fn case(
+    mask: MaskType,
+    with_cats: bool,
+    with_na: bool,
+    pretrain: bool,
+    rows: usize,
+    vbs: usize,
+) -> Case {
     tch::manual_seed(11);
     let n_num = 5;
     let mut cols: Vec<Vec<f64>> = (0..n_num)
-        .map(|_| Vec::<f64>::from(&(Tensor::randn(&[rows as i64], (Kind::Double, Device::Cpu)) * 1.7 + 0.3)))
+        .map(|_| {
+            Vec::<f64>::from(
+                &(Tensor::randn(&[rows as i64], (Kind::Double, Device::Cpu)) * 1.7 + 0.3),
+            )
+        })
         .collect();
     if with_na {
         for r in (0..rows).step_by(7) {
@@ -66,13 +77,20 @@ fn case(mask: MaskType, with_cats: bool, with_na: bool, pretrain: bool, rows: us
     } else {
         vec![]
     };
-    let y: Vec<i32> = (0..rows).map(|r| ((cols[0][r] + cols[2][r] > 0.0) as i32) + ((cols[3][r] > 1.0) as i32)).collect();
+    let y: Vec<i32> = (0..rows)
+        .map(|r| ((cols[0][r] + cols[2][r] > 0.0) as i32) + ((cols[3][r] > 1.0) as i32))
+        .collect();
     let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
     let crefs: Vec<&[i32]> = cats.iter().map(|c| c.as_slice()).collect();
     let names: Vec<String> = (0..n_num + cats.len()).map(|j| format!("V{j}")).collect();
     let targets = (!pretrain).then(|| Targets::Classes(vec![&y]));
-    let data = Dataset::from_columns(&cfg, &refs, &crefs, &names, targets, None, Device::Cpu).unwrap();
-    Case { cfg, data, pretrain }
+    let data =
+        Dataset::from_columns(&cfg, &refs, &crefs, &names, targets, None, Device::Cpu).unwrap();
+    Case {
+        cfg,
+        data,
+        pretrain,
+    }
 }
 
 fn model(c: &Case) -> Model {
@@ -87,7 +105,12 @@ fn model(c: &Case) -> Model {
 
 /// (loss, gradient of every trainable variable accumulated over two passes,
 /// every variable after them)
-fn run(c: &Case, bytes: &[u8], idx: &[i64], manual: bool) -> (f64, HashMap<String, Tensor>, HashMap<String, Tensor>) {
+fn run(
+    c: &Case,
+    bytes: &[u8],
+    idx: &[i64],
+    manual: bool,
+) -> (f64, HashMap<String, Tensor>, HashMap<String, Tensor>) {
     manual_encoder::set_enabled(manual);
     let mut m = model(c);
     m.load_bytes(bytes).unwrap();
@@ -107,7 +130,10 @@ fn run(c: &Case, bytes: &[u8], idx: &[i64], manual: bool) -> (f64, HashMap<Strin
         .filter(|(_, t)| t.requires_grad())
         .map(|(k, t)| (k.clone(), t.grad().copy()))
         .collect();
-    let v = vars.iter().map(|(k, t)| (k.clone(), t.detach().copy())).collect();
+    let v = vars
+        .iter()
+        .map(|(k, t)| (k.clone(), t.detach().copy()))
+        .collect();
     (loss, g, v)
 }
 
@@ -119,14 +145,20 @@ fn check(c: Case) {
     let inter = interleaving(rows, c.cfg.virtual_batch_size);
     let (l_auto, g_auto, v_auto) = run(&c, &bytes, &inter, false);
     let (l_man, g_man, v_man) = run(&c, &bytes, &natural, true);
-    assert!((l_auto - l_man).abs() < 1e-5 * l_auto.abs().max(1.0), "loss {l_auto} vs {l_man}");
+    assert!(
+        (l_auto - l_man).abs() < 1e-5 * l_auto.abs().max(1.0),
+        "loss {l_auto} vs {l_man}"
+    );
     assert_eq!(g_auto.len(), g_man.len());
     for (name, ga) in &g_auto {
         let gm = &g_man[name];
         assert!(ga.defined() && gm.defined(), "{name}: gradient missing");
         let scale = ga.abs().max().double_value(&[]).max(1e-6);
         let diff = (ga - gm).abs().max().double_value(&[]);
-        assert!(diff <= 2e-3 * scale, "{name}: gradients differ by {diff} (scale {scale})");
+        assert!(
+            diff <= 2e-3 * scale,
+            "{name}: gradients differ by {diff} (scale {scale})"
+        );
     }
     for (name, va) in &v_auto {
         let diff = (va - &v_man[name]).abs().max().double_value(&[]);
@@ -161,7 +193,10 @@ fn pretraining() {
 #[test]
 fn eval_pass_matches_autograd() {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for (mask, cats, na) in [(MaskType::Sparsemax, false, false), (MaskType::Entmax, true, true)] {
+    for (mask, cats, na) in [
+        (MaskType::Sparsemax, false, false),
+        (MaskType::Entmax, true, true),
+    ] {
         let c = case(mask, cats, na, false, 300, 64);
         let m = model(&c);
         let mut t = tabnet_core::trainer::Trainer::new(
@@ -191,10 +226,23 @@ fn eval_pass_matches_autograd() {
         let (o1, l1, e1, k1) = run(false);
         let (o2, l2, e2, k2) = run(true);
         // differences relative to the largest magnitude (f32 rounding only)
-        let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) / a.abs().max().double_value(&[]).max(1.0);
-        assert!(close(&o1, &o2) < 1e-4, "outputs differ by {}", close(&o1, &o2));
-        assert!((l1 - l2).abs() < 1e-4 * l1.abs().max(1.0), "sparsity term {l1} vs {l2}");
-        assert!(close(&e1, &e2) < 1e-4, "M_explain differs by {}", close(&e1, &e2));
+        let close = |a: &Tensor, b: &Tensor| {
+            (a - b).abs().max().double_value(&[]) / a.abs().max().double_value(&[]).max(1.0)
+        };
+        assert!(
+            close(&o1, &o2) < 1e-4,
+            "outputs differ by {}",
+            close(&o1, &o2)
+        );
+        assert!(
+            (l1 - l2).abs() < 1e-4 * l1.abs().max(1.0),
+            "sparsity term {l1} vs {l2}"
+        );
+        assert!(
+            close(&e1, &e2) < 1e-4,
+            "M_explain differs by {}",
+            close(&e1, &e2)
+        );
         for (a, b) in k1.iter().zip(&k2) {
             assert!(close(a, b) < 1e-4, "step masks differ by {}", close(a, b));
         }

@@ -54,14 +54,17 @@ tabnet_fit <- function(x, ...) {
 #' @export
 #' @rdname tabnet_fit
 tabnet_fit.default <- function(x, ...) {
-  cli::cli_abort("{.fn tabnet_fit} is not defined for a {.cls {class(x)[1]}}.")
+  abort_input(c("{.fn tabnet_fit} is not defined for {.obj_type_friendly {x}}.",
+                i = "Give a data frame or matrix of predictors with {.arg y}, a formula with {.arg data}, or a recipe with {.arg data}."))
 }
 
 #' @export
 #' @rdname tabnet_fit
 tabnet_fit.data.frame <- function(x, y, tabnet_model = NULL, config = tabnet_config(), ...,
                                   from_epoch = NULL, weights = NULL) {
-  if (missing(y) || is.null(y)) cli::cli_abort("{.arg y} (the outcome) is missing.")
+  if (missing(y) || is.null(y)) abort_input("{.arg y} (the outcome) is missing.")
+  check_predictor_names(names(x), "x")
+  check_outcome_arg(y, nrow(x))
   processed <- hardhat::mold(x, y)
   tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")
 }
@@ -71,6 +74,7 @@ tabnet_fit.data.frame <- function(x, y, tabnet_model = NULL, config = tabnet_con
 tabnet_fit.matrix <- function(x, y, tabnet_model = NULL, config = tabnet_config(), ...,
                               from_epoch = NULL, weights = NULL) {
   if (is.null(colnames(x))) colnames(x) <- sprintf("V%d", seq_len(ncol(x)))
+  check_predictor_names(colnames(x), "x")
   tabnet_fit.data.frame(as.data.frame(x), y, tabnet_model = tabnet_model, config = config, ...,
                         from_epoch = from_epoch, weights = weights)
 }
@@ -79,6 +83,7 @@ tabnet_fit.matrix <- function(x, y, tabnet_model = NULL, config = tabnet_config(
 #' @rdname tabnet_fit
 tabnet_fit.formula <- function(formula, data, tabnet_model = NULL, config = tabnet_config(), ...,
                                from_epoch = NULL, weights = NULL) {
+  if (is.data.frame(data)) check_predictor_names(names(data), "data")
   processed <- mold_formula(formula, data)
   tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")
 }
@@ -100,13 +105,15 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
   if (inherits(tabnet_model, same_kind) && inherits(tabnet_model$fit$config, "tabnet_config") &&
       identical(config, tabnet_config())) {
     config <- tabnet_model$fit$config
+    # the thread count belongs to this session, not to the saved model
+    config[["num_threads"]] <- NULL
   }
   config <- merge_config(config, dots)
   predictors <- processed$predictors
   layout <- predictor_layout(predictors)
   n <- nrow(predictors)
-  if (n == 0) cli::cli_abort("The training data has zero rows.", call = NULL)
-  if (n < 2) cli::cli_abort("Training needs at least 2 rows.", call = NULL)
+  if (n == 0) abort_input("The training data has zero rows.")
+  if (n < 2) abort_input("Training needs at least 2 rows, not {n}.")
   outcomes <- if (kind == "supervised") processed$outcomes else NULL
   outcome <- if (kind == "supervised") outcome_layout(outcomes) else
     list(task = "regression", names = character(), dims = 1L, levels = NULL)
@@ -129,7 +136,7 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
     config <- start$config
     net <- start$net
   } else {
-    if (!is.null(from_epoch)) cli::cli_abort("{.arg from_epoch} needs {.arg tabnet_model}.", call = NULL)
+    if (!is.null(from_epoch)) abort_input("{.arg from_epoch} needs {.arg tabnet_model}.")
     net <- net_config(config, layout, outcome)
     model <- rs_model_new(net_config_json(net), kind, config$pretraining_ratio, seed, device)
   }
@@ -138,7 +145,9 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
   valid_idx <- integer()
   if (config$valid_split > 0) {
     n_valid <- max(1L, floor(n * config$valid_split))
-    if (n - n_valid < 2) cli::cli_abort("{.arg valid_split} leaves fewer than 2 training rows.", call = NULL)
+    if (n - n_valid < 2) {
+      abort_input("{.arg valid_split} = {config$valid_split} leaves {n - n_valid} of the {n} rows for training; at least 2 are needed.")
+    }
     valid_idx <- sort(sample.int(n, n_valid))
   }
   rows <- function(df, idx) if (is.null(df)) NULL else df[idx, , drop = FALSE]
@@ -190,7 +199,7 @@ check_loss <- function(loss, task) {
   )
   if (!ok) {
     type <- if (task == "regression") "numeric" else "factor"
-    cli::cli_abort("{.val {loss}} is not a valid loss for outcome of type {type}.", call = NULL)
+    abort_config("{.val {loss}} is not a valid loss for outcome of type {type}.")
   }
 }
 
@@ -200,19 +209,19 @@ fit_importance <- function(model, predictors, layout, config) {
   size <- config$importance_sample_size %||% min(n, 1e5)
   idx <- if (size >= n) seq_len(n) else sort(sample.int(n, size))
   ds <- rust_dataset(model, predictors[idx, , drop = FALSE], layout)
-  tibble::tibble(variables = layout$names, importance = rs_mask_importance(model, ds, 65536))
+  tibble::tibble(variables = predictor_labels(layout$names), importance = rs_mask_importance(model, ds, 65536))
 }
 
 # Starting point when `tabnet_model` is given: continue a fit (optionally from
 # a checkpoint) or fine-tune from a pretrained encoder.
 resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, from_epoch, seed, device) {
   if (!inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain"))) {
-    cli::cli_abort("{.arg tabnet_model} must be a {.cls tabnet_fit} or {.cls tabnet_pretrain}.", call = NULL)
+    abort_input("{.arg tabnet_model} must be a {.cls tabnet_fit} or {.cls tabnet_pretrain}, not {.obj_type_friendly {tabnet_model}}.")
   }
   old <- tabnet_model$fit
   if (!identical(old$layout$names, layout$names) || !identical(old$layout$levels, layout$levels)) {
-    cli::cli_abort(c("Model dimensions don't match.",
-                     i = "{.arg tabnet_model} was trained on different predictors or factor levels."), call = NULL)
+    abort_model(c("Model dimensions don't match.",
+                  i = "{.arg tabnet_model} was trained on different predictors or factor levels."))
   }
   # architecture comes from the earlier model; training settings from `config`
   arch <- c("n_d", "n_a", "n_steps", "gamma", "n_independent", "n_shared", "n_independent_decoder",
@@ -223,7 +232,7 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
   src <- rs_model_load(old$net_config, old_kind, old$config$pretraining_ratio, weights, device)
   if (old_kind == kind) {
     if (kind == "supervised" && !identical(old$outcome, outcome)) {
-      cli::cli_abort(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."), call = NULL)
+      abort_model(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."))
     }
     # epochs, metrics, checkpoints and the learning-rate schedule continue
     # (from `from_epoch` if given: later epochs are dropped)
@@ -240,7 +249,7 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
                 config = config, net = jsonlite::fromJSON(old$net_config)))
   }
   if (old_kind == "supervised") {
-    cli::cli_abort("A {.cls tabnet_fit} cannot be used to start {.fn tabnet_pretrain}.", call = NULL)
+    abort_model("A {.cls tabnet_fit} cannot be used to start {.fn tabnet_pretrain}.")
   }
   # fine-tuning: a new supervised network with the pretrained encoder
   net <- net_config(config, layout, outcome)

@@ -8,7 +8,9 @@ format_value <- function(x) {
   if (is.null(x)) return("NULL")
   if (is.atomic(x) && length(x) == 1) {
     if (is.character(x)) return(encodeString(x, quote = "\""))
-    return(format(x, digits = 15))
+    # whole numbers in full (3000000000, not 3e+09) up to 2^63 or so
+    if (is.numeric(x) && is.finite(x)) return(format(x, digits = 15, scientific = abs(x) >= 1e20))
+    return(format(x))
   }
   if (is.atomic(x) && length(x) > 1 && length(x) <= 5) {
     return(paste0("c(", paste(vapply(x, format_value, character(1)), collapse = ", "), ")"))

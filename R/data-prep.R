@@ -157,7 +157,7 @@ check_outcome_arg <- function(y, n) {
 
 # An outcome that is neither a factor nor numeric.
 abort_bad_outcome <- function(y, name = NULL) {
-  what <- if (is.null(name)) "The outcome" else "The outcome {.field {name}}"
+  what <- if (is.null(name)) "The outcome" else "The outcome column {.field {name}}"
   hint <- if (is.character(y) || is.logical(y)) {
     "For classification, convert it with {.code factor()}."
   } else {

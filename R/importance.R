@@ -212,11 +212,11 @@ check_importance_rows <- function(new_data, method) {
   n <- nrow(new_data)
   if (n < 2) {
     why <- switch(method,
-      permutation = "permuting a column of one row leaves it unchanged",
-      "the mean of a column of one row is the row's own value"
+      permutation = "Permuting a column of one row leaves it unchanged.",
+      "Replacing a column of one row by its mean leaves it unchanged."
     )
     abort_input(c("The {method} importance needs at least 2 rows of {.arg new_data}, not {n}.",
-                  i = "With one row, {why}."))
+                  i = why))
   }
   invisible()
 }
@@ -233,9 +233,9 @@ check_metric_classes <- function(object, new_data, method) {
   if (length(present) < 2) {
     levels <- outcome$levels[[1]]
     abort_input(c(
-      "The {method} importance of this binary classifier uses the ROC AUC, which needs both classes in the outcome {.field {nm}} of {.arg new_data}.",
-      x = if (length(present)) "{.arg new_data} has only the class {.val {present}} of {.val {levels}}."
-          else "{.arg new_data} has none of the classes {.val {levels}}.",
+      "The {method} importance of this binary classifier uses the ROC AUC, which needs both classes in the outcome column {.field {nm}} of {.arg new_data}.",
+      x = if (length(present)) "{.arg new_data} has only class {.val {present}} (the model's classes are {.val {levels}})."
+          else "{.arg new_data} has none of the model's classes {.val {levels}}.",
       i = "Use rows with both classes, or {.code method = \"mad\"}, which needs no outcome."
     ))
   }

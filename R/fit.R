@@ -12,7 +12,10 @@
 #'   * A __formula__ specifying the outcome(s) and predictors.
 #'   * A __recipe__ specifying a set of preprocessing steps.
 #' @param y When `x` is a data frame or matrix, the outcome: a factor or numeric
-#'   vector, or a data frame of outcomes (all factors or all numeric).
+#'   vector with one value per row of `x`, or a data frame of outcomes (all
+#'   factors or all numeric). A character or logical outcome is an error:
+#'   convert it with [factor()] for classification. Predictor column names
+#'   must be unique.
 #' @param data When a __recipe__ or __formula__ is used, the data frame holding
 #'   predictors and outcome(s).
 #' @param formula A formula such as `y ~ .` or `y1 + y2 ~ .`.

@@ -1,5 +1,11 @@
 #' Predict from a TabNet model
 #'
+#' Prediction runs on the session's threads (the `tabnetrs.threads` option,
+#' else the `TABNETRS_THREADS` environment variable, else the default; see
+#' `num_threads` in [tabnet_config()]), never on the `num_threads` a saved model
+#' was trained with. The same holds for [tabnet_explain()] and
+#' [tabnet_importance()].
+#'
 #' @param object A `tabnet_fit`.
 #' @param new_data A data frame (or matrix) with the predictors used at fit time.
 #' @param type `"class"` or `"prob"` for factor outcomes, `"numeric"` for numeric

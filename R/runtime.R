@@ -30,7 +30,9 @@ default_threads <- function() {
 
 # A thread count (whole number >= 1) from the argument `num_threads`, the
 # option `tabnetrs.threads` or the environment variable TABNETRS_THREADS,
-# capped at the machine's cores (with a message). Returns an integer.
+# capped at the machine's cores with a message (for the option and the
+# variable once per session and value: every predict() reads them). Returns an
+# integer.
 check_threads <- function(n, name, source = c("arg", "option", "env")) {
   source <- match.arg(source)
   value <- if (source == "env") n else format_value(n)
@@ -54,14 +56,20 @@ check_threads <- function(n, name, source = c("arg", "option", "env")) {
   }
   cores <- machine_cores()
   if (n > cores) {
-    what <- switch(source, arg = "{.arg {name}}", option = "Option {.code {name}}",
-                   env = "{.envvar {name}}")
-    cli::cli_inform(paste(what, "= {format(n, scientific = FALSE)} is capped at the machine's {cores} core{?s}."),
-                    class = "tabnetrs_message")
+    key <- paste(source, n, cores)
+    if (source == "arg" || !identical(capped_threads$last, key)) {
+      what <- switch(source, arg = "{.arg {name}}", option = "Option {.code {name}}",
+                     env = "{.envvar {name}}")
+      cli::cli_inform(paste(what, "= {format(n, scientific = FALSE)} is capped at the machine's {cores} core{?s}."),
+                      class = "tabnetrs_message")
+      if (source != "arg") capped_threads$last <- key
+    }
     n <- cores
   }
   as.integer(n)
 }
+
+capped_threads <- new.env(parent = emptyenv())
 
 use_threads <- function(n = NULL) {
   n <- resolve_threads(n)

@@ -163,8 +163,13 @@ test_that("a bad TABNETRS_THREADS variable is a config error naming it", {
 
 test_that("the option and the variable are capped at the machine's cores", {
   cores <- as.integer(parallel::detectCores())
+  capped <- tabnetrs:::capped_threads
+  rm(list = ls(capped), envir = capped)
   withr::local_options(tabnetrs.threads = cores + 100)
   expect_message(n <- tabnetrs:::resolve_threads(), "tabnetrs.threads.*capped", class = "tabnetrs_message")
+  expect_equal(n, cores)
+  # once per session and value: predict() reads the option every time
+  expect_no_message(n <- tabnetrs:::resolve_threads())
   expect_equal(n, cores)
   withr::local_options(tabnetrs.threads = NULL)
   withr::local_envvar(TABNETRS_THREADS = as.character(cores + 100))

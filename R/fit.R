@@ -222,7 +222,10 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
     abort_input("{.arg tabnet_model} must be a {.cls tabnet_fit} or {.cls tabnet_pretrain}, not {.obj_type_friendly {tabnet_model}}.")
   }
   old <- tabnet_model$fit
-  if (!identical(old$layout$names, layout$names) || !identical(old$layout$levels, layout$levels)) {
+  # names compared as users see them: a pretraining's formula blueprint keeps
+  # the backticks of non-syntactic names, `y ~ .` does not
+  if (!identical(predictor_labels(old$layout$names), predictor_labels(layout$names)) ||
+      !identical(unname(old$layout$levels), unname(layout$levels))) {
     abort_model(c("Model dimensions don't match.",
                   i = "{.arg tabnet_model} was trained on different predictors or factor levels."))
   }

@@ -86,7 +86,7 @@ tabnet_importance.tabnet_fit <- function(object, new_data = NULL,
                                          method = c("mask", "permutation", "occlusion", "mad"),
                                          n_repeats = 5, seed = NULL, ...) {
   method <- check_importance_method(method)
-  check_count(n_repeats, "n_repeats", min = 1, max = 1000)
+  check_count(n_repeats, "n_repeats", min = 1)
   if (method == "mask") return(mask_importance(object, new_data))
   if (is.null(new_data)) {
     abort_input("{.arg new_data} is needed for {.code method = \"{method}\"}.")

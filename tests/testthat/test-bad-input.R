@@ -302,6 +302,12 @@ test_that("non-syntactic column names are shown without backticks", {
   # and a plain formula naming the columns
   fit3 <- tabnet_fit(y ~ `my var` + a, d, epochs = 1)
   expect_setequal(fit3$fit$importances$variables, c("my var", "a"))
+
+  # pretraining (hardhat's formula blueprint) then fine-tuning with `y ~ .`
+  pre <- tabnet_pretrain(d[, 1:3], epochs = 1)
+  expect_setequal(names(tabnet_explain(pre, d[1:5, ])$M_explain), c("my var", "2x", "a"))
+  tuned <- tabnet_fit(y ~ ., d, tabnet_model = pre, epochs = 1)
+  expect_setequal(tuned$fit$importances$variables, c("my var", "2x", "a"))
 })
 
 # --- importances ------------------------------------------------------------

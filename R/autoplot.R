@@ -38,7 +38,7 @@ autoplot.tabnet_explain <- function(object, type = c("mask_agg", "steps"), quant
     long$step <- "Aggregated mask"
     fill <- "M_explain"
   } else {
-    if (!length(object$masks)) cli::cli_abort("This explanation has no step masks.", call = NULL)
+    if (!length(object$masks)) abort_input("This explanation has no step masks.")
     steps <- sprintf("Step %d", seq_along(object$masks))
     long <- do.call(rbind, lapply(seq_along(object$masks), function(i) {
       d <- mask_long(object$masks[[i]], vars, quantile)
@@ -129,7 +129,7 @@ history_data <- function(object) {
 
 plot_history <- function(object, title) {
   d <- history_data(object)
-  if (is.null(d)) cli::cli_abort("This model has no training history to plot.", call = NULL)
+  if (is.null(d)) abort_model("This model has no training history to plot.")
   log_y <- all(is.finite(d$loss) & d$loss > 0)
   p <- ggplot2::ggplot(d, ggplot2::aes(x = .data$epoch, y = .data$loss, colour = .data$dataset)) +
     ggplot2::geom_line()
@@ -173,7 +173,7 @@ autoplot.tabnet_importance <- function(object, top = Inf, ...) {
   if (!identical(top, Inf)) check_count(top, "top", min = 1)
   d <- as.data.frame(object)
   if (!all(c("Variable", "Importance") %in% names(d))) {
-    cli::cli_abort("{.arg object} needs the columns {.field Variable} and {.field Importance}.", call = NULL)
+    abort_input("{.arg object} needs the columns {.field Variable} and {.field Importance}.")
   }
   d <- d[order(-d$Importance), , drop = FALSE]
   d <- utils::head(d, min(nrow(d), top))

@@ -1,25 +1,96 @@
-# Argument checks with messages that name the argument.
+# Argument checks with messages that name the argument and the bad value.
+# `kind` is the condition kind (see R/errors.R): "config" for tabnet_config()
+# values, "input" for arguments of the user's call.
 
-check_count <- function(x, arg, min = 0) {
-  if (!is.numeric(x) || length(x) != 1 || is.na(x) || x != round(x) || x < min) {
-    cli::cli_abort("{.arg {arg}} must be a whole number >= {min}, not {.val {format(x)}}.", call = NULL)
+# A value as it appears in messages: `format()` of a short vector, its type
+# and length otherwise.
+format_value <- function(x) {
+  if (is.null(x)) return("NULL")
+  if (is.atomic(x) && length(x) == 1) {
+    if (is.character(x)) return(encodeString(x, quote = "\""))
+    # whole numbers in full (3000000000, not 3e+09) up to 2^63 or so
+    if (is.numeric(x) && is.finite(x)) return(format(x, digits = 15, scientific = abs(x) >= 1e20))
+    return(format(x))
   }
-  invisible(x)
+  if (is.atomic(x) && length(x) > 1 && length(x) <= 5) {
+    return(paste0("c(", paste(vapply(x, format_value, character(1)), collapse = ", "), ")"))
+  }
+  if (is.atomic(x)) return(sprintf("a %s vector of length %d", typeof(x), length(x)))
+  sprintf("an object of class <%s>", class(x)[[1]])
 }
 
-check_number <- function(x, arg, min = -Inf, max = Inf, open = FALSE) {
-  ok <- is.numeric(x) && length(x) == 1 && !is.na(x) && is.finite(x) && x >= min && x <= max
-  if (ok && open) ok <- x > min
+# A whole number in [min, max] (max: the largest R integer by default, since
+# the value is passed on as an integer).
+check_count <- function(x, arg, min = 0, max = .Machine$integer.max, kind = "input") {
+  ok <- is.numeric(x) && length(x) == 1 && !is.na(x) && is.finite(x) && x == round(x)
   if (!ok) {
-    range <- if (open) paste0("> ", min) else paste0("in [", min, ", ", max, "]")
-    cli::cli_abort("{.arg {arg}} must be a finite number {range}, not {.val {format(x)}}.", call = NULL)
+    value <- format_value(x)
+    tabnetrs_abort("{.arg {arg}} must be a single whole number, not {value}.", kind)
+  }
+  if (x < min) {
+    value <- format_value(x)
+    tabnetrs_abort("{.arg {arg}} must be a whole number >= {min}, not {value}.", kind)
+  }
+  if (x > max) {
+    value <- format_value(x)
+    tabnetrs_abort(c("{.arg {arg}} must be at most {format(max, scientific = FALSE)}, not {value}.",
+                     i = if (max == .Machine$integer.max) "This is the largest integer R can hold."),
+                   kind)
   }
   invisible(x)
 }
 
-match_choice <- function(x, choices, arg, what = "must be one of") {
-  if (!is.character(x) || length(x) != 1 || !x %in% choices) {
-    cli::cli_abort("{.val {format(x)}} {what}: {.arg {arg}} must be one of {.or {.val {choices}}}.", call = NULL)
+# A finite number in [min, max]; `open` excludes `min`, `open_max` excludes
+# `max`.
+check_number <- function(x, arg, min = -Inf, max = Inf, open = FALSE, open_max = FALSE,
+                         kind = "input") {
+  ok <- is.numeric(x) && length(x) == 1 && !is.na(x) && is.finite(x) &&
+    (if (open) x > min else x >= min) && (if (open_max) x < max else x <= max)
+  if (!ok) {
+    value <- format_value(x)
+    range <- number_range(min, max, open, open_max)
+    tabnetrs_abort("{.arg {arg}} must be a finite number {range}, not {value}.", kind)
+  }
+  invisible(x)
+}
+
+number_range <- function(min, max, open = FALSE, open_max = FALSE) {
+  if (is.finite(min) && is.finite(max)) {
+    return(paste0("in ", if (open) "(" else "[", min, ", ", max, if (open_max) ")" else "]"))
+  }
+  if (is.finite(min)) return(paste0(if (open) "> " else ">= ", min))
+  if (is.finite(max)) return(paste0(if (open_max) "< " else "<= ", max))
+  ""
+}
+
+# TRUE or FALSE.
+check_flag <- function(x, arg, kind = "input") {
+  if (!is.logical(x) || length(x) != 1 || is.na(x)) {
+    value <- format_value(x)
+    tabnetrs_abort("{.arg {arg}} must be {.code TRUE} or {.code FALSE}, not {value}.", kind)
+  }
+  invisible(x)
+}
+
+match_choice <- function(x, choices, arg, what = NULL, kind = "input") {
+  if (!is.character(x) || length(x) != 1 || is.na(x) || !x %in% choices) {
+    value <- format_value(x)
+    msg <- "{.arg {arg}} must be one of {.or {.val {choices}}}, not {value}."
+    if (!is.null(what) && is.character(x) && length(x) == 1) msg <- c(paste0("{.val {x}} ", what, "."), x = msg)
+    tabnetrs_abort(msg, kind)
   }
   x
+}
+
+# A seed: a single whole number that a double holds exactly (|seed| <= 2^53),
+# so that different seeds stay different down to the Rust core.
+check_seed <- function(seed, arg = "seed", kind = "input") {
+  ok <- is.numeric(seed) && length(seed) == 1 && !is.na(seed) && is.finite(seed) &&
+    seed == round(seed) && abs(seed) <= 2^53
+  if (!ok) {
+    value <- format_value(seed)
+    tabnetrs_abort(c("{.arg {arg}} must be a single whole number between -2^53 and 2^53, or {.code NULL}, not {value}.",
+                     i = "Larger seeds cannot be told apart."), kind)
+  }
+  invisible(seed)
 }

@@ -12,22 +12,26 @@
 #' step per epoch. Momentum uses the PyTorch convention (the paper's
 #' \eqn{m_B} is `1 - momentum`).
 #'
-#' @param batch_size Rows per mini-batch.
+#' @param batch_size Rows per mini-batch (a whole number from 2 to
+#'   `.Machine$integer.max`).
 #' @param penalty Sparsity regularisation \eqn{\lambda_{sparse}} (the entropy of the masks).
 #' @param clip_value If a number, the global gradient norm is clipped at it.
 #' @param loss `"auto"` (cross-entropy for factor outcomes, MSE for numeric),
 #'   `"mse"`, or `"cross_entropy"` (also `"bce"`).
-#' @param epochs Number of passes over the training data.
+#' @param epochs Number of passes over the training data (a whole number from 0
+#'   to `.Machine$integer.max`).
 #' @param drop_last Drop a final batch smaller than `batch_size`. A final batch of
 #'   one row is always dropped (batch norm cannot use it).
-#' @param decision_width,attention_width Widths \eqn{N_d} and \eqn{N_a}; if one is
-#'   `NULL` it copies the other, if both are `NULL` both are 8.
-#' @param num_steps Number of decision steps.
+#' @param decision_width,attention_width Widths \eqn{N_d} and \eqn{N_a}: whole
+#'   numbers from 1 to 4096. If one is `NULL` it copies the other, if both are
+#'   `NULL` both are 8.
+#' @param num_steps Number of decision steps (1 to 64).
 #' @param feature_reusage Relaxation \eqn{\gamma} of the prior (1 = use each
 #'   feature once).
 #' @param mask_type `"sparsemax"` or `"entmax"` (entmax-1.5; `"entmax15"` is accepted).
 #' @param mask_topk Accepted for compatibility; ignored (exact masks are used).
-#' @param virtual_batch_size Rows per ghost batch-norm chunk.
+#' @param virtual_batch_size Rows per ghost batch-norm chunk (a whole number
+#'   from 2 to `.Machine$integer.max`).
 #' @param valid_split Share of the training rows held out to compute a
 #'   validation loss each epoch.
 #' @param learn_rate Initial learning rate of Adam.
@@ -42,10 +46,10 @@
 #' @param cat_emb_dim Embedding width of categorical predictors: one number, or
 #'   one per categorical predictor.
 #' @param num_independent,num_shared GLU layers per feature transformer that are
-#'   step-specific and shared across steps.
+#'   step-specific and shared across steps (0 to 64 each, not both 0).
 #' @param num_independent_decoder,num_shared_decoder The same for the
 #'   pretraining decoder.
-#' @param momentum Batch-norm momentum (PyTorch convention).
+#' @param momentum Batch-norm momentum (PyTorch convention), in (0, 1].
 #' @param pretraining_ratio Share of cells masked in [tabnet_pretrain()].
 #' @param verbose Show a progress bar and per-epoch losses.
 #' @param device `"auto"` (CUDA when libtorch has it, else CPU), `"cpu"` or
@@ -60,14 +64,22 @@
 #' @param num_workers Accepted for compatibility; data never goes through R
 #'   workers here.
 #' @param skip_importance Skip the global feature importance.
-#' @param num_threads Cores to use (`NULL`: the `tabnetrs.threads` option,
-#'   else the `TABNETRS_THREADS` environment variable, else the machine's cores,
-#'   at most 8). On the CPU, training and inference run their fused kernels on
+#' @param num_threads Cores to use for training (`NULL`: the `tabnetrs.threads`
+#'   option, else the `TABNETRS_THREADS` environment variable, else the
+#'   machine's cores, at most 8). A whole number >= 1; a larger value than the
+#'   machine's cores ([parallel::detectCores()]) is capped at them, with a
+#'   message (the option and the environment variable too). The thread count
+#'   belongs to the session, not to the model: [predict()][predict.tabnet_fit],
+#'   [tabnet_explain()] and [tabnet_importance()] use the session's setting (the
+#'   option, else the environment variable, else the default), never the
+#'   `num_threads` a saved model was trained with, and continuing a fit with
+#'   `tabnet_model` does not reuse it either. On the CPU, training and inference run their fused kernels on
 #'   this many threads while libtorch and OpenBLAS are kept on one thread each
 #'   (their idle threads spin and would compete). Parallel tuning workers should
 #'   use 1 thread each (e.g. `Sys.setenv(TABNETRS_THREADS = 1)` before starting
 #'   them), or the cores are oversubscribed.
-#' @param seed Integer seed; `NULL` draws one from R's RNG, so `set.seed()`
+#' @param seed A whole number with absolute value at most 2^53 (larger ones
+#'   cannot be told apart); `NULL` draws one from R's RNG, so `set.seed()`
 #'   makes fits reproducible.
 #' @return A named list of class `tabnet_config` using the `tabnet` package's
 #'   internal names (`n_d`, `n_a`, `n_steps`, `gamma`, `lambda_sparse`, ...).
@@ -87,63 +99,74 @@ tabnet_config <- function(batch_size = 1024, penalty = 1e-3, clip_value = NULL, 
                           early_stopping_monitor = "auto", early_stopping_tolerance = 0,
                           early_stopping_patience = 0L, num_workers = 0L, skip_importance = FALSE,
                           num_threads = NULL, seed = NULL) {
+  # each width as the user gave it is checked before one is copied into the other
+  max_width <- 4096
+  if (!is.null(decision_width)) check_count(decision_width, "decision_width", min = 1, max = max_width, kind = "config")
+  if (!is.null(attention_width)) check_count(attention_width, "attention_width", min = 1, max = max_width, kind = "config")
   if (is.null(decision_width) && is.null(attention_width)) decision_width <- 8
   if (is.null(attention_width)) attention_width <- decision_width
   if (is.null(decision_width)) decision_width <- attention_width
-  check_count(batch_size, "batch_size", min = 2)
-  check_count(virtual_batch_size, "virtual_batch_size", min = 2)
-  check_count(epochs, "epochs", min = 0)
-  check_count(decision_width, "decision_width", min = 1)
-  check_count(attention_width, "attention_width", min = 1)
-  check_count(num_steps, "num_steps", min = 1)
-  check_count(num_independent, "num_independent", min = 0)
-  check_count(num_shared, "num_shared", min = 0)
-  check_count(num_independent_decoder, "num_independent_decoder", min = 0)
-  check_count(num_shared_decoder, "num_shared_decoder", min = 0)
+  check_count(batch_size, "batch_size", min = 2, kind = "config")
+  check_count(virtual_batch_size, "virtual_batch_size", min = 2, kind = "config")
+  check_count(epochs, "epochs", min = 0, kind = "config")
+  check_count(num_steps, "num_steps", min = 1, max = 64, kind = "config")
+  check_count(num_independent, "num_independent", min = 0, max = 64, kind = "config")
+  check_count(num_shared, "num_shared", min = 0, max = 64, kind = "config")
+  check_count(num_independent_decoder, "num_independent_decoder", min = 0, max = 64, kind = "config")
+  check_count(num_shared_decoder, "num_shared_decoder", min = 0, max = 64, kind = "config")
   if (num_independent + num_shared == 0) {
-    cli::cli_abort("{.arg num_independent} and {.arg num_shared} cannot both be 0.")
+    abort_config("{.arg num_independent} and {.arg num_shared} cannot both be 0.")
   }
-  check_number(penalty, "penalty", min = 0)
-  check_number(learn_rate, "learn_rate", min = 0, open = TRUE)
-  check_number(feature_reusage, "feature_reusage", min = 1)
-  check_number(momentum, "momentum", min = 0, max = 1, open = TRUE)
-  check_number(valid_split, "valid_split", min = 0, max = 1)
-  if (valid_split >= 1) cli::cli_abort("{.arg valid_split} must be below 1.")
-  check_number(pretraining_ratio, "pretraining_ratio", min = 0, max = 1, open = TRUE)
-  if (pretraining_ratio >= 1) cli::cli_abort("{.arg pretraining_ratio} must be below 1.")
-  if (!is.null(clip_value)) check_number(clip_value, "clip_value", min = 0, open = TRUE)
-  if (!is.numeric(cat_emb_dim) || any(cat_emb_dim < 1) || anyNA(cat_emb_dim)) {
-    cli::cli_abort("{.arg cat_emb_dim} must be one or more positive integers.")
+  check_number(penalty, "penalty", min = 0, kind = "config")
+  check_number(learn_rate, "learn_rate", min = 0, open = TRUE, kind = "config")
+  check_number(feature_reusage, "feature_reusage", min = 1, kind = "config")
+  check_number(momentum, "momentum", min = 0, max = 1, open = TRUE, kind = "config")
+  check_number(valid_split, "valid_split", min = 0, max = 1, open_max = TRUE, kind = "config")
+  check_number(pretraining_ratio, "pretraining_ratio", min = 0, max = 1, open = TRUE, open_max = TRUE,
+               kind = "config")
+  if (!is.null(clip_value)) check_number(clip_value, "clip_value", min = 0, open = TRUE, kind = "config")
+  if (!is.numeric(cat_emb_dim) || !length(cat_emb_dim) || anyNA(cat_emb_dim) || any(!is.finite(cat_emb_dim)) ||
+      any(cat_emb_dim != round(cat_emb_dim)) || any(cat_emb_dim < 1) || any(cat_emb_dim > max_width)) {
+    value <- format_value(cat_emb_dim)
+    abort_config("{.arg cat_emb_dim} must be one or more whole numbers between 1 and {max_width}, not {value}.")
   }
-  mask_type <- match_choice(mask_type, c("sparsemax", "entmax", "entmax15"), "mask_type")
+  mask_type <- match_choice(mask_type, c("sparsemax", "entmax", "entmax15"), "mask_type", kind = "config")
   if (mask_type == "entmax15") mask_type <- "entmax"
   if (!identical(optimizer, "adam")) {
-    cli::cli_abort('Currently only "adam" is supported as {.arg optimizer}.')
+    value <- format_value(optimizer)
+    abort_config('Currently only "adam" is supported as {.arg optimizer}, not {value}.')
   }
-  loss <- match_choice(loss, c("auto", "mse", "cross_entropy", "bce"), "loss")
+  loss <- match_choice(loss, c("auto", "mse", "cross_entropy", "bce"), "loss", kind = "config")
   if (!is.null(lr_scheduler)) {
     if (!is.character(lr_scheduler) || length(lr_scheduler) != 1 ||
         !lr_scheduler %in% c("step", "reduce_on_plateau", "exponential")) {
-      cli::cli_abort(c('{.arg lr_scheduler} must be NULL or one of "step", "reduce_on_plateau" or "exponential".',
-                       i = 'Currently only the "step", "reduce_on_plateau" and "exponential" schedulers are supported.'))
+      value <- format_value(lr_scheduler)
+      abort_config(c('{.arg lr_scheduler} must be NULL or one of "step", "reduce_on_plateau" or "exponential", not {value}.',
+                     i = 'Currently only the "step", "reduce_on_plateau" and "exponential" schedulers are supported.'))
     }
-    check_number(lr_decay, "lr_decay", min = 0, max = 1, open = TRUE)
-    check_count(step_size, "step_size", min = 1)
+    check_number(lr_decay, "lr_decay", min = 0, max = 1, open = TRUE, kind = "config")
+    check_count(step_size, "step_size", min = 1, kind = "config")
   }
   early_stopping_monitor <- match_choice(early_stopping_monitor, c("auto", "valid_loss", "train_loss"),
                                          "early_stopping_monitor",
-                                         what = "is not a valid early-stopping metric to monitor")
+                                         what = "is not a valid early-stopping metric to monitor",
+                                         kind = "config")
   if (early_stopping_monitor == "valid_loss" && valid_split == 0) {
-    cli::cli_abort(c('"valid_loss" is not a valid early-stopping metric to monitor without a validation set.',
-                     i = "Set {.arg valid_split} > 0."))
+    abort_config(c('"valid_loss" is not a valid early-stopping metric to monitor without a validation set.',
+                   i = "Set {.arg valid_split} > 0."))
   }
-  check_number(early_stopping_tolerance, "early_stopping_tolerance", min = 0)
-  check_count(early_stopping_patience, "early_stopping_patience", min = 0)
-  if (!is.null(checkpoint_epochs)) check_count(checkpoint_epochs, "checkpoint_epochs", min = 0)
-  device <- match_choice(device, c("auto", "cpu", "cuda"), "device")
-  if (!is.null(importance_sample_size)) check_count(importance_sample_size, "importance_sample_size", min = 1)
-  if (!is.null(num_threads)) check_count(num_threads, "num_threads", min = 1)
-  if (!is.null(seed)) check_number(seed, "seed")
+  check_number(early_stopping_tolerance, "early_stopping_tolerance", min = 0, kind = "config")
+  check_count(early_stopping_patience, "early_stopping_patience", min = 0, kind = "config")
+  if (!is.null(checkpoint_epochs)) check_count(checkpoint_epochs, "checkpoint_epochs", min = 0, kind = "config")
+  device <- match_choice(device, c("auto", "cpu", "cuda"), "device", kind = "config")
+  if (!is.null(importance_sample_size)) {
+    check_count(importance_sample_size, "importance_sample_size", min = 1, kind = "config")
+  }
+  check_flag(drop_last, "drop_last", kind = "config")
+  check_flag(verbose, "verbose", kind = "config")
+  check_flag(skip_importance, "skip_importance", kind = "config")
+  if (!is.null(num_threads)) num_threads <- check_threads(num_threads, "num_threads")
+  if (!is.null(seed)) check_seed(seed, kind = "config")
 
   resolved_monitor <- if (early_stopping_monitor == "auto") {
     if (valid_split > 0) "valid_loss" else "train_loss"
@@ -221,16 +244,17 @@ config_as_args <- function(config) {
 merge_config <- function(config, dots) {
   if (is.null(config)) config <- tabnet_config()
   if (!inherits(config, "tabnet_config")) {
-    cli::cli_abort("{.arg config} must be created by {.fn tabnet_config}.")
+    value <- format_value(config)
+    abort_config("{.arg config} must be created by {.fn tabnet_config}, not {value}.")
   }
   args <- config_as_args(config)
   if (length(dots)) {
     full <- names(formals(tabnet_config))
     nm <- names(dots)
-    if (is.null(nm) || any(!nzchar(nm))) cli::cli_abort("All arguments in {.arg ...} must be named.")
+    if (is.null(nm) || any(!nzchar(nm))) abort_input("All arguments in {.arg ...} must be named.")
     matched <- vapply(nm, function(n) {
       hit <- pmatch(n, full)
-      if (is.na(hit)) cli::cli_abort("unused argument {.arg {n}}: it is not a {.fn tabnet_config} argument.")
+      if (is.na(hit)) abort_input("unused argument {.arg {n}}: it is not a {.fn tabnet_config} argument.")
       full[[hit]]
     }, character(1))
     # a width given alone must be copied into the other one, as in tabnet_config()
@@ -241,14 +265,8 @@ merge_config <- function(config, dots) {
     args[matched] <- dots
   }
   if (is.null(args$decision_width) && is.null(args$attention_width)) args$decision_width <- 8
-  # a validation error names tabnet_config(), not its deparsed body
-  tryCatch(
-    do.call(tabnet_config, args[intersect(names(args), names(formals(tabnet_config)))]),
-    error = function(e) {
-      e$call <- quote(tabnet_config())
-      stop(e)
-    }
-  )
+  # validation errors carry the user's call (tabnet_fit(...), see user_call())
+  do.call(tabnet_config, args[intersect(names(args), names(formals(tabnet_config)))])
 }
 
 #' @export

@@ -2,16 +2,15 @@
 
 # Which predictors are numeric and which categorical, with their levels.
 predictor_layout <- function(predictors) {
-  if (!is.data.frame(predictors)) cli::cli_abort("Predictors must be a data frame.", call = NULL)
-  if (ncol(predictors) == 0) cli::cli_abort("The model needs at least one predictor column.", call = NULL)
+  if (!is.data.frame(predictors)) abort_input("Predictors must be a data frame, not {.obj_type_friendly {predictors}}.")
+  if (ncol(predictors) == 0) abort_input("The model needs at least one predictor column.")
   ok <- vapply(predictors, function(x) is.numeric(x) || is.factor(x) || is.logical(x), logical(1))
   if (!all(ok)) {
     bad <- names(predictors)[!ok]
     cls <- vapply(predictors[!ok], function(x) class(x)[[1]], character(1))
-    cli::cli_abort(c("Predictors must be numeric or factors.",
-                     x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} {?is/are} of class {.cls {unique(cls)}}.",
-                     i = "Convert character columns to factors, e.g. with {.code recipes::step_string2factor()}."),
-                   call = NULL)
+    abort_input(c("Predictors must be numeric or factors.",
+                  x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} {?is/are} of class {.cls {unique(cls)}}.",
+                  i = "Convert character columns to factors, e.g. with {.code recipes::step_string2factor()}."))
   }
   is_cat <- vapply(predictors, is.factor, logical(1))
   list(
@@ -24,30 +23,31 @@ predictor_layout <- function(predictors) {
 
 # Outcome description: task, output sizes, levels.
 outcome_layout <- function(outcomes) {
-  if (is.null(outcomes) || ncol(outcomes) == 0) cli::cli_abort("No outcome was given.", call = NULL)
+  if (is.null(outcomes) || ncol(outcomes) == 0) abort_input("No outcome was given.")
   for (nm in names(outcomes)) {
     if (anyNA(outcomes[[nm]])) {
-      cli::cli_abort("Found missing values in the {.field {nm}} outcome column.", call = NULL)
+      abort_input("Found missing values in the {.field {nm}} outcome column ({sum(is.na(outcomes[[nm]]))} row{?s}).")
     }
   }
   is_fac <- vapply(outcomes, is.factor, logical(1))
   is_num <- vapply(outcomes, is.numeric, logical(1))
   if (any(!(is_fac | is_num))) {
-    bad <- names(outcomes)[!(is_fac | is_num)]
-    cli::cli_abort("The outcome {.field {bad}} must be a factor (classification) or numeric (regression).", call = NULL)
+    bad <- names(outcomes)[!(is_fac | is_num)][[1]]
+    abort_bad_outcome(outcomes[[bad]], bad)
   }
   if (any(is_fac) && any(is_num)) {
-    cli::cli_abort("Mixed multi-outcome type: outcomes must be all factors or all numeric.", call = NULL)
+    abort_input(c("Mixed multi-outcome type: outcomes must be all factors or all numeric.",
+                  i = "Factor: {.field {names(outcomes)[is_fac]}}; numeric: {.field {names(outcomes)[is_num]}}."))
   }
   if (all(is_num)) {
     bad <- names(outcomes)[vapply(outcomes, function(y) any(is.infinite(y)), logical(1))]
-    if (length(bad)) cli::cli_abort("The outcome {.field {bad}} contains infinite values.", call = NULL)
+    if (length(bad)) abort_input("The outcome {.field {bad}} contains infinite values.")
     return(list(task = "regression", names = names(outcomes), dims = rep(1L, ncol(outcomes)), levels = NULL))
   }
   levels <- lapply(outcomes, levels)
   small <- vapply(levels, length, integer(1)) < 2
   if (any(small)) {
-    cli::cli_abort("The outcome {.field {names(outcomes)[small]}} needs at least two levels.", call = NULL)
+    abort_input("The outcome {.field {names(outcomes)[small]}} needs at least two levels.")
   }
   list(task = "classification", names = names(outcomes), dims = lengths(levels, use.names = FALSE),
        levels = levels)
@@ -58,8 +58,8 @@ net_config <- function(config, layout, outcome) {
   n_cat <- length(layout$cat)
   emb <- config$cat_emb_dim
   if (n_cat > 0 && length(emb) != 1 && length(emb) != n_cat) {
-    cli::cli_abort(c("{.arg cat_emb_dim} has length {length(emb)}, but the number of categorical predictors is {n_cat}.",
-                     i = "Give one width, or one per categorical predictor."), call = NULL)
+    abort_config(c("{.arg cat_emb_dim} has length {length(emb)}, but the number of categorical predictors is {n_cat}.",
+                   i = "Give one width, or one per categorical predictor."))
   }
   list(
     num_cols = as.integer(layout$num - 1L),
@@ -98,7 +98,7 @@ factor_codes <- function(x, levels, unseen = NULL) {
 # Builds the Rust data set for `model_ptr` from predictors (and outcomes).
 rust_dataset <- function(model_ptr, predictors, layout, outcome = NULL, outcomes = NULL,
                          weights = NULL, unseen = NULL) {
-  if (nrow(predictors) == 0) cli::cli_abort("The data has zero rows.", call = NULL)
+  if (nrow(predictors) == 0) abort_input("The data has zero rows.")
   num <- lapply(predictors[layout$num], function(x) {
     if (is.double(x) && is.null(attributes(x))) x else as.double(x)
   })
@@ -121,12 +121,65 @@ rust_dataset <- function(model_ptr, predictors, layout, outcome = NULL, outcomes
 resolve_weights <- function(weights, n) {
   if (is.null(weights)) return(NULL)
   if (inherits(weights, "hardhat_case_weights")) weights <- as.double(unclass(weights))
-  if (!is.numeric(weights)) cli::cli_abort("{.arg weights} must be numeric case weights.", call = NULL)
+  if (!is.numeric(weights)) abort_input("{.arg weights} must be numeric case weights, not {.obj_type_friendly {weights}}.")
   if (length(weights) != n) {
-    cli::cli_abort("{.arg weights} has length {length(weights)}, but the data has {n} rows.", call = NULL)
+    abort_input("{.arg weights} has length {length(weights)}, but the data has {n} rows.")
   }
-  if (anyNA(weights) || any(!is.finite(weights)) || any(weights < 0)) {
-    cli::cli_abort("{.arg weights} must be finite and non-negative.", call = NULL)
+  bad <- which(is.na(weights) | !is.finite(weights) | weights < 0)
+  if (length(bad)) {
+    value <- format_value(weights[[bad[[1]]]])
+    abort_input("{.arg weights} must be finite and non-negative; element {bad[[1]]} is {value}.")
   }
   as.double(weights)
+}
+
+# The outcome `y` of the data frame / matrix methods, checked before hardhat
+# sees it: a factor or numeric vector, a numeric matrix, or a data frame of
+# such columns, with one value per row of `x` (`n` rows).
+check_outcome_arg <- function(y, n) {
+  if (is.data.frame(y)) {
+    for (nm in names(y)) {
+      col <- y[[nm]]
+      if (!is.factor(col) && !(is.numeric(col) && is.null(dim(col)))) abort_bad_outcome(col, nm)
+    }
+  } else if (is.matrix(y)) {
+    if (!is.numeric(y)) abort_bad_outcome(y)
+  } else if (!is.factor(y) && !(is.numeric(y) && is.null(dim(y)))) {
+    abort_bad_outcome(y)
+  }
+  if (NROW(y) != n) {
+    len <- NROW(y)
+    what <- if (is.data.frame(y) || is.matrix(y)) "rows" else "values"
+    abort_input("{.arg y} has {len} {what}, but {.arg x} has {n} rows: they must match.")
+  }
+  invisible(y)
+}
+
+# An outcome that is neither a factor nor numeric.
+abort_bad_outcome <- function(y, name = NULL) {
+  what <- if (is.null(name)) "The outcome" else "The outcome column {.field {name}}"
+  hint <- if (is.character(y) || is.logical(y)) {
+    "For classification, convert it with {.code factor()}."
+  } else {
+    "For classification use a factor, for regression a numeric vector."
+  }
+  abort_input(c(paste(what, "must be a factor (classification) or numeric (regression), not {.obj_type_friendly {y}}."),
+                i = hint))
+}
+
+# Predictor column names must be unique (else prediction can never find them).
+check_predictor_names <- function(nms, arg) {
+  if (is.null(nms)) return(invisible())
+  dups <- unique(nms[duplicated(nms)])
+  if (length(dups)) {
+    abort_input(c("The column names of {.arg {arg}} must be unique.",
+                  x = "{cli::qty(length(dups))}{?The name/The names} {.val {dups}} {?is/are} used more than once."))
+  }
+  invisible()
+}
+
+# Predictor names as users see them: hardhat's formula blueprint keeps the
+# backticks of non-syntactic names (`my var`) in its column names.
+predictor_labels <- function(nms) {
+  sub("^`(.*)`$", "\\1", nms)
 }

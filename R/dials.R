@@ -242,7 +242,7 @@ lr_scheduler <- function(values = c("step", "reduce_on_plateau")) {
 # Non-tunable settings ------------------------------------------------------
 
 not_tunable_param <- function(name, call = rlang::caller_env()) {
-  cli::cli_abort(
+  abort_config(
     c(
       "{.arg {name}} cannot be used as a {.fn tune} parameter yet.",
       "i" = "Set a fixed value in {.fn tabnet} or {.fn set_engine} instead."

@@ -48,10 +48,10 @@ tabnet_explain <- function(object, new_data) {
 #' @export
 #' @rdname tabnet_explain
 tabnet_explain.default <- function(object, new_data) {
-  cli::cli_abort(c(
+  abort_input(c(
     "{.fn tabnet_explain} is not defined for a {.cls {class(object)[1]}}.",
     i = "Use a model from {.fn tabnet_fit}, {.fn tabnet_pretrain}, or a parsnip/workflow fit of {.fn tabnet}."
-  ), call = NULL)
+  ))
 }
 
 #' @export
@@ -87,7 +87,7 @@ explain_impl <- function(object, new_data) {
   model <- live_network(object)
   ds <- forge_dataset(object, new_data, model)
   res <- rs_explain(model, ds, explain_batch_size)
-  vars <- object$fit$layout$names
+  vars <- predictor_labels(object$fit$layout$names)
   new_tabnet_explain(res$M_explain, res$masks, vars)
 }
 
@@ -107,23 +107,24 @@ new_tabnet_explain <- function(m_explain, masks, vars) {
 # the fitted `object`, hold the predictor columns it was fitted on).
 check_new_data <- function(new_data, arg = "new_data", object = NULL) {
   if (missing(new_data) || is.null(new_data)) {
-    cli::cli_abort("{.arg {arg}} is missing: give the data frame of predictors to use.", call = NULL)
+    abort_input("{.arg {arg}} is missing: give the data frame of predictors to use.")
   }
   if (is.matrix(new_data) && is.null(colnames(new_data))) {
-    cli::cli_abort("{.arg {arg}} is a matrix without column names.", call = NULL)
+    abort_input("{.arg {arg}} is a matrix without column names.")
   }
   if (!is.data.frame(new_data) && !is.matrix(new_data)) {
-    cli::cli_abort("{.arg {arg}} must be a data frame, not {.obj_type_friendly {new_data}}.", call = NULL)
+    abort_input("{.arg {arg}} must be a data frame, not {.obj_type_friendly {new_data}}.")
   }
-  if (nrow(new_data) == 0) cli::cli_abort("{.arg {arg}} has zero rows.", call = NULL)
+  if (nrow(new_data) == 0) abort_input("{.arg {arg}} has zero rows.")
+  check_predictor_names(colnames(new_data), arg)
   if (!is.null(object)) {
     need <- names(object$blueprint$ptypes$predictors)
     absent <- setdiff(need, colnames(new_data))
     if (length(absent)) {
-      cli::cli_abort(c(
+      abort_input(c(
         "{.arg {arg}} lacks {cli::qty(length(absent))}{?the predictor/the predictors} {.field {absent}} used at fit time.",
         i = "The model was fitted on {.field {need}}."
-      ), call = NULL)
+      ))
     }
   }
   invisible(new_data)
@@ -134,15 +135,14 @@ engine_fit <- function(object) {
   fit <- if (inherits(object, "workflow")) {
     rlang::check_installed("workflows")
     if (!isTRUE(object$trained)) {
-      cli::cli_abort("The workflow has not been fitted yet; call {.fn fit} first.", call = NULL)
+      abort_model("The workflow has not been fitted yet; call {.fn fit} first.")
     }
     workflows::extract_fit_engine(object)
   } else {
     parsnip::extract_fit_engine(object)
   }
   if (!inherits(fit, c("tabnet_fit", "tabnet_pretrain"))) {
-    cli::cli_abort("The model inside the {.cls {class(object)[1]}} is a {.cls {class(fit)[1]}}, not a TabNet fit.",
-                   call = NULL)
+    abort_model("The model inside the {.cls {class(object)[1]}} is a {.cls {class(fit)[1]}}, not a TabNet fit.")
   }
   fit
 }
@@ -153,7 +153,12 @@ forge_workflow <- function(object, new_data, outcomes = FALSE) {
   check_new_data(new_data)
   rlang::check_installed("workflows")
   mold <- workflows::extract_mold(object)
-  hardhat::forge(new_data, mold$blueprint, outcomes = outcomes)
+  tryCatch(
+    hardhat::forge(new_data, mold$blueprint, outcomes = outcomes),
+    error = function(e) {
+      abort_input("{.arg new_data} does not match the data the workflow was fitted on.", parent = e)
+    }
+  )
 }
 
 #' @export

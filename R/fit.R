@@ -12,7 +12,10 @@
 #'   * A __formula__ specifying the outcome(s) and predictors.
 #'   * A __recipe__ specifying a set of preprocessing steps.
 #' @param y When `x` is a data frame or matrix, the outcome: a factor or numeric
-#'   vector, or a data frame of outcomes (all factors or all numeric).
+#'   vector with one value per row of `x`, or a data frame of outcomes (all
+#'   factors or all numeric). A character or logical outcome is an error:
+#'   convert it with [factor()] for classification. Predictor column names
+#'   must be unique.
 #' @param data When a __recipe__ or __formula__ is used, the data frame holding
 #'   predictors and outcome(s).
 #' @param formula A formula such as `y ~ .` or `y1 + y2 ~ .`.
@@ -54,14 +57,17 @@ tabnet_fit <- function(x, ...) {
 #' @export
 #' @rdname tabnet_fit
 tabnet_fit.default <- function(x, ...) {
-  cli::cli_abort("{.fn tabnet_fit} is not defined for a {.cls {class(x)[1]}}.")
+  abort_input(c("{.fn tabnet_fit} is not defined for {.obj_type_friendly {x}}.",
+                i = "Give a data frame or matrix of predictors with {.arg y}, a formula with {.arg data}, or a recipe with {.arg data}."))
 }
 
 #' @export
 #' @rdname tabnet_fit
 tabnet_fit.data.frame <- function(x, y, tabnet_model = NULL, config = tabnet_config(), ...,
                                   from_epoch = NULL, weights = NULL) {
-  if (missing(y) || is.null(y)) cli::cli_abort("{.arg y} (the outcome) is missing.")
+  if (missing(y) || is.null(y)) abort_input("{.arg y} (the outcome) is missing.")
+  check_predictor_names(names(x), "x")
+  check_outcome_arg(y, nrow(x))
   processed <- hardhat::mold(x, y)
   tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")
 }
@@ -71,6 +77,7 @@ tabnet_fit.data.frame <- function(x, y, tabnet_model = NULL, config = tabnet_con
 tabnet_fit.matrix <- function(x, y, tabnet_model = NULL, config = tabnet_config(), ...,
                               from_epoch = NULL, weights = NULL) {
   if (is.null(colnames(x))) colnames(x) <- sprintf("V%d", seq_len(ncol(x)))
+  check_predictor_names(colnames(x), "x")
   tabnet_fit.data.frame(as.data.frame(x), y, tabnet_model = tabnet_model, config = config, ...,
                         from_epoch = from_epoch, weights = weights)
 }
@@ -79,6 +86,7 @@ tabnet_fit.matrix <- function(x, y, tabnet_model = NULL, config = tabnet_config(
 #' @rdname tabnet_fit
 tabnet_fit.formula <- function(formula, data, tabnet_model = NULL, config = tabnet_config(), ...,
                                from_epoch = NULL, weights = NULL) {
+  if (is.data.frame(data)) check_predictor_names(names(data), "data")
   processed <- mold_formula(formula, data)
   tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")
 }
@@ -100,13 +108,15 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
   if (inherits(tabnet_model, same_kind) && inherits(tabnet_model$fit$config, "tabnet_config") &&
       identical(config, tabnet_config())) {
     config <- tabnet_model$fit$config
+    # the thread count belongs to this session, not to the saved model
+    config[["num_threads"]] <- NULL
   }
   config <- merge_config(config, dots)
   predictors <- processed$predictors
   layout <- predictor_layout(predictors)
   n <- nrow(predictors)
-  if (n == 0) cli::cli_abort("The training data has zero rows.", call = NULL)
-  if (n < 2) cli::cli_abort("Training needs at least 2 rows.", call = NULL)
+  if (n == 0) abort_input("The training data has zero rows.")
+  if (n < 2) abort_input("Training needs at least 2 rows, not {n}.")
   outcomes <- if (kind == "supervised") processed$outcomes else NULL
   outcome <- if (kind == "supervised") outcome_layout(outcomes) else
     list(task = "regression", names = character(), dims = 1L, levels = NULL)
@@ -131,7 +141,7 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
     config <- start$config
     net <- start$net
   } else {
-    if (!is.null(from_epoch)) cli::cli_abort("{.arg from_epoch} needs {.arg tabnet_model}.", call = NULL)
+    if (!is.null(from_epoch)) abort_input("{.arg from_epoch} needs {.arg tabnet_model}.")
     net <- net_config(config, layout, outcome)
     model <- rs_model_new(net_config_json(net), kind, config$pretraining_ratio, seed, device)
   }
@@ -140,7 +150,9 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
   valid_idx <- integer()
   if (config$valid_split > 0) {
     n_valid <- max(1L, floor(n * config$valid_split))
-    if (n - n_valid < 2) cli::cli_abort("{.arg valid_split} leaves fewer than 2 training rows.", call = NULL)
+    if (n - n_valid < 2) {
+      abort_input("{.arg valid_split} = {config$valid_split} leaves {n - n_valid} of the {n} rows for training; at least 2 are needed.")
+    }
     valid_idx <- sort(sample.int(n, n_valid))
   }
   rows <- function(df, idx) if (is.null(df)) NULL else df[idx, , drop = FALSE]
@@ -216,7 +228,7 @@ check_loss <- function(loss, task) {
   )
   if (!ok) {
     type <- if (task == "regression") "numeric" else "factor"
-    cli::cli_abort("{.val {loss}} is not a valid loss for outcome of type {type}.", call = NULL)
+    abort_config("{.val {loss}} is not a valid loss for outcome of type {type}.")
   }
 }
 
@@ -226,19 +238,22 @@ fit_importance <- function(model, predictors, layout, config) {
   size <- config$importance_sample_size %||% min(n, 1e5)
   idx <- if (size >= n) seq_len(n) else sort(sample.int(n, size))
   ds <- rust_dataset(model, predictors[idx, , drop = FALSE], layout)
-  tibble::tibble(variables = layout$names, importance = rs_mask_importance(model, ds, 65536))
+  tibble::tibble(variables = predictor_labels(layout$names), importance = rs_mask_importance(model, ds, 65536))
 }
 
 # Starting point when `tabnet_model` is given: continue a fit (optionally from
 # a checkpoint) or fine-tune from a pretrained encoder.
 resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, from_epoch, seed, device) {
   if (!inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain"))) {
-    cli::cli_abort("{.arg tabnet_model} must be a {.cls tabnet_fit} or {.cls tabnet_pretrain}.", call = NULL)
+    abort_input("{.arg tabnet_model} must be a {.cls tabnet_fit} or {.cls tabnet_pretrain}, not {.obj_type_friendly {tabnet_model}}.")
   }
   old <- tabnet_model$fit
-  if (!identical(old$layout$names, layout$names) || !identical(old$layout$levels, layout$levels)) {
-    cli::cli_abort(c("Model dimensions don't match.",
-                     i = "{.arg tabnet_model} was trained on different predictors or factor levels."), call = NULL)
+  # names compared as users see them: a pretraining's formula blueprint keeps
+  # the backticks of non-syntactic names, `y ~ .` does not
+  if (!identical(predictor_labels(old$layout$names), predictor_labels(layout$names)) ||
+      !identical(unname(old$layout$levels), unname(layout$levels))) {
+    abort_model(c("Model dimensions don't match.",
+                  i = "{.arg tabnet_model} was trained on different predictors or factor levels."))
   }
   # architecture comes from the earlier model; training settings from `config`
   arch <- c("n_d", "n_a", "n_steps", "gamma", "n_independent", "n_shared", "n_independent_decoder",
@@ -254,7 +269,7 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
   }
   if (old_kind == kind) {
     if (kind == "supervised" && !identical(old$outcome, outcome)) {
-      cli::cli_abort(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."), call = NULL)
+      abort_model(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."))
     }
     # epochs, metrics, checkpoints and the learning-rate schedule continue
     # (from `from_epoch` if given: later epochs are dropped)
@@ -274,7 +289,7 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
                 config = config, net = jsonlite::fromJSON(old$net_config)))
   }
   if (old_kind == "supervised") {
-    cli::cli_abort("A {.cls tabnet_fit} cannot be used to start {.fn tabnet_pretrain}.", call = NULL)
+    abort_model("A {.cls tabnet_fit} cannot be used to start {.fn tabnet_pretrain}.")
   }
   # fine-tuning: a new supervised network with the pretrained encoder
   net <- net_config(config, layout, outcome)

@@ -22,7 +22,9 @@
 #'
 #' The metric is the ROC AUC for one binary outcome, the accuracy for other
 #' classification outcomes and the RMSE for regression (where the "drop" is the
-#' increase of the RMSE). Use held-out data for the metric-based measures to see
+#' increase of the RMSE). The model-agnostic measures need at least 2 rows of
+#' `new_data`, and the ROC AUC needs both classes in its outcome column: an
+#' error says so rather than returning `NaN`. Use held-out data for the metric-based measures to see
 #' what generalises.
 #'
 #' @param object A `tabnet_fit`, a parsnip `model_fit` or fitted `workflow`
@@ -31,8 +33,9 @@
 #'   and `"occlusion"`, the outcome columns). May be `NULL` for `"mask"`.
 #' @param method One of `"mask"`, `"permutation"`, `"occlusion"`, `"mad"`.
 #' @param n_repeats Number of permutations per predictor (`"permutation"` only).
-#' @param seed Seed of the permutations; `NULL` draws one from R's RNG, so
-#'   [set.seed()] makes the result reproducible.
+#' @param seed Seed of the permutations: a whole number with absolute value at
+#'   most 2^53; `NULL` draws one from R's RNG, so [set.seed()] makes the result
+#'   reproducible.
 #' @param ... Not used.
 #' @return A tibble of class `tabnet_importance`, sorted by decreasing
 #'   importance, with columns `Variable`, `Importance` and, for
@@ -71,10 +74,10 @@ importance_methods <- c("mask", "permutation", "occlusion", "mad")
 tabnet_importance.default <- function(object, new_data = NULL,
                                       method = c("mask", "permutation", "occlusion", "mad"),
                                       n_repeats = 5, seed = NULL, ...) {
-  cli::cli_abort(c(
+  abort_input(c(
     "{.fn tabnet_importance} is not defined for a {.cls {class(object)[1]}}.",
     i = "Use a model from {.fn tabnet_fit}, or a parsnip/workflow fit of {.fn tabnet}."
-  ), call = NULL)
+  ))
 }
 
 #' @export
@@ -86,19 +89,23 @@ tabnet_importance.tabnet_fit <- function(object, new_data = NULL,
   check_count(n_repeats, "n_repeats", min = 1)
   if (method == "mask") return(mask_importance(object, new_data))
   if (is.null(new_data)) {
-    cli::cli_abort("{.arg new_data} is needed for {.code method = \"{method}\"}.", call = NULL)
+    abort_input("{.arg new_data} is needed for {.code method = \"{method}\"}.")
   }
   check_new_data(new_data, object = object)
   if (is.matrix(new_data)) new_data <- as.data.frame(new_data)
   seed <- importance_seed(seed)
   needs_outcome <- method != "mad"
-  if (needs_outcome) check_outcome_columns(object, new_data, method)
+  check_importance_rows(new_data, method)
+  if (needs_outcome) {
+    check_outcome_columns(object, new_data, method)
+    check_metric_classes(object, new_data, method)
+  }
   model <- live_network(object)
   ds <- forge_dataset(object, new_data, model, outcomes = needs_outcome)
   res <- rs_importance(model, ds, method, if (method == "permutation") n_repeats else 1,
                        explain_batch_size, seed)
   values <- res$values
-  tib <- tibble::tibble(Variable = object$fit$layout$names, Importance = rowMeans(values))
+  tib <- tibble::tibble(Variable = predictor_labels(object$fit$layout$names), Importance = rowMeans(values))
   if (method == "permutation") {
     tib$StDev <- if (ncol(values) > 1) apply(values, 1, stats::sd) else NA_real_
   }
@@ -115,16 +122,16 @@ tabnet_importance.tabnet_pretrain <- function(object, new_data = NULL,
                                               n_repeats = 5, seed = NULL, ...) {
   method <- check_importance_method(method)
   if (method != "mask") {
-    cli::cli_abort(c(
-      "A {.cls tabnet_pretrain} model has no prediction head, so only {.code method = \"mask\"} applies.",
+    abort_model(c(
+      "A {.cls tabnet_pretrain} model has no prediction head, so only {.code method = \"mask\"} applies, not {.val {method}}.",
       i = "Fine-tune it with {.code tabnet_fit(..., tabnet_model = <pretrained>)} for the other methods."
-    ), call = NULL)
+    ))
   }
   if (is.null(new_data)) {
-    cli::cli_abort(c(
+    abort_input(c(
       "{.arg new_data} is needed: a pretrained encoder stores no importance.",
       i = "Give the rows on which to aggregate the masks."
-    ), call = NULL)
+    ))
   }
   mask_importance(object, new_data)
 }
@@ -144,10 +151,10 @@ tabnet_importance.model_fit <- function(object, new_data = NULL,
     user_names <- outcome %||% object$preproc$y_var
     engine_names <- fit$fit$outcome$names
     if (identical(engine_names, "..y") && !"..y" %in% names(new_data) && !length(user_names)) {
-      cli::cli_abort(c(
+      abort_input(c(
         "This model was fitted with {.fn fit_xy} on an outcome vector, so the outcome column of {.arg new_data} is unknown.",
         i = "Name it with {.code outcome = \"<column>\"}."
-      ), call = NULL)
+      ))
     }
     new_data <- rename_outcomes(new_data, engine_names, user_names)
   }
@@ -177,29 +184,62 @@ tabnet_importance.workflow <- function(object, new_data = NULL,
 check_importance_method <- function(method) {
   if (identical(method, importance_methods)) return("mask")
   if (!is.character(method) || length(method) != 1 || !method %in% importance_methods) {
-    cli::cli_abort("{.arg method} must be one of {.or {.val {importance_methods}}}, not {.val {format(method)}}.",
-                   call = NULL)
+    value <- format_value(method)
+    abort_input("{.arg method} must be one of {.or {.val {importance_methods}}}, not {value}.")
   }
   method
 }
 
 importance_seed <- function(seed) {
   if (is.null(seed)) return(as.double(sample.int(.Machine$integer.max, 1L)))
-  if (!is.numeric(seed) || length(seed) != 1 || is.na(seed)) {
-    cli::cli_abort("{.arg seed} must be a single number or {.code NULL}.", call = NULL)
-  }
-  as.double(round(seed))
+  as.double(check_seed(seed))
 }
 
 check_outcome_columns <- function(object, new_data, method) {
   need <- object$fit$outcome$names
   missing_cols <- setdiff(need, names(new_data))
   if (length(missing_cols)) {
-    cli::cli_abort(c(
+    abort_input(c(
       "{.arg new_data} needs the outcome column{cli::qty(length(missing_cols))}{?s} {.field {missing_cols}} for the {method} importance.",
       i = "{.code method = \"mad\"} and {.code method = \"mask\"} need no outcome."
-    ), call = NULL)
+    ))
   }
+}
+
+# The model-agnostic importances compare predictions across rows (a column
+# permuted, or replaced by its mean): one row gives nothing to compare.
+check_importance_rows <- function(new_data, method) {
+  n <- nrow(new_data)
+  if (n < 2) {
+    why <- switch(method,
+      permutation = "Permuting a column of one row leaves it unchanged.",
+      "Replacing a column of one row by its mean leaves it unchanged."
+    )
+    abort_input(c("The {method} importance needs at least 2 rows of {.arg new_data}, not {n}.",
+                  i = why))
+  }
+  invisible()
+}
+
+# The ROC AUC (the metric for one binary outcome) needs both classes in the
+# outcome column of `new_data`.
+check_metric_classes <- function(object, new_data, method) {
+  outcome <- object$fit$outcome
+  if (!identical(outcome$task, "classification") || length(outcome$names) != 1 ||
+      !identical(as.integer(outcome$dims), 2L)) return(invisible())
+  nm <- outcome$names[[1]]
+  y <- as.character(new_data[[nm]])
+  present <- intersect(outcome$levels[[1]], unique(y[!is.na(y)]))
+  if (length(present) < 2) {
+    levels <- outcome$levels[[1]]
+    abort_input(c(
+      "The {method} importance of this binary classifier uses the ROC AUC, which needs both classes in the outcome column {.field {nm}} of {.arg new_data}.",
+      x = if (length(present)) "{.arg new_data} has only class {.val {present}} (the model's classes are {.val {levels}})."
+          else "{.arg new_data} has none of the model's classes {.val {levels}}.",
+      i = "Use rows with both classes, or {.code method = \"mad\"}, which needs no outcome."
+    ))
+  }
+  invisible()
 }
 
 rename_outcomes <- function(new_data, engine_names, user_names) {
@@ -215,10 +255,10 @@ mask_importance <- function(object, new_data = NULL) {
   if (is.null(new_data)) {
     imp <- object$fit$importances
     if (is.null(imp)) {
-      cli::cli_abort(c(
+      abort_model(c(
         "This model stores no importance (it was fitted with {.code skip_importance = TRUE}).",
         i = "Compute it on data with {.code tabnet_importance(object, new_data)}."
-      ), call = NULL)
+      ))
     }
     tib <- tibble::tibble(Variable = imp$variables, Importance = imp$importance)
     n_rows <- NA_integer_
@@ -226,7 +266,7 @@ mask_importance <- function(object, new_data = NULL) {
     check_new_data(new_data, object = object)
     model <- live_network(object)
     ds <- forge_dataset(object, new_data, model)
-    tib <- tibble::tibble(Variable = object$fit$layout$names,
+    tib <- tibble::tibble(Variable = predictor_labels(object$fit$layout$names),
                           Importance = rs_mask_importance(model, ds, explain_batch_size))
     n_rows <- nrow(new_data)
   }
@@ -314,17 +354,17 @@ vi_model.tabnet_fit <- function(object, new_data = NULL, ...) {
 #' @exportS3Method vip::vi_model
 vi_model.tabnet_pretrain <- function(object, new_data = NULL, ...) {
   if (is.null(new_data)) {
-    cli::cli_abort(c(
+    abort_model(c(
       "A {.cls tabnet_pretrain} model stores no importance.",
       i = "Pass rows to aggregate the masks on, e.g. {.code vip::vi(pretrained, new_data = df)}."
-    ), call = NULL)
+    ))
   }
   vi_tibble(mask_importance(object, new_data), object)
 }
 
 vi_tibble <- function(imp, object) {
   # vip sorts itself; keep the model's predictor order like `tabnet`
-  vars <- object$fit$layout$names
+  vars <- predictor_labels(object$fit$layout$names)
   imp <- imp[match(vars, imp$Variable), , drop = FALSE]
   tib <- tibble::tibble(Variable = imp$Variable, Importance = imp$Importance)
   attr(tib, "type") <- "mask"

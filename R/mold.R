@@ -14,6 +14,8 @@ mold_formula <- function(formula, data) {
       blueprint = hardhat::default_formula_blueprint(indicators = "none", intercept = FALSE)
     ))
   }
+  y <- data[[cols$outcome]]
+  if (!is.factor(y) && !is.numeric(y)) abort_bad_outcome(y, cols$outcome)
   hardhat::mold(data[cols$predictors], data[cols$outcome])
 }
 
@@ -30,6 +32,11 @@ plain_formula_columns <- function(formula, data) {
   if (is.null(terms) || !is.null(attr(terms, "offset"))) return(NULL)
   labels <- attr(terms, "term.labels")
   if (!length(labels) || any(attr(terms, "order") != 1L)) return(NULL)
+  # a non-syntactic name is a backticked label (`my var`): the column is `my var`
+  labels <- vapply(labels, function(l) {
+    e <- tryCatch(str2lang(l), error = function(e) NULL)
+    if (is.name(e)) as.character(e) else l
+  }, character(1), USE.NAMES = FALSE)
   if (!all(labels %in% names(data)) || outcome %in% labels) return(NULL)
   # the formula blueprint (indicators = "none") puts factor-like columns last
   factorish <- vapply(labels, function(v) is.factor(data[[v]]) || is.character(data[[v]]), logical(1))

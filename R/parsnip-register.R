@@ -198,7 +198,7 @@ register_tabnet_model <- function(quiet = FALSE) {
       "!" = "The parsnip model {.fn tabnet} was already registered by {.pkg {torch_owner}}.",
       "i" = "Engine {.val torch} keeps running {.pkg {torch_owner}}.",
       "i" = "tabnetrs registered engine {.val tabnetrs}: use {.code set_engine(\"tabnetrs\")} to run tabnetrs; {.code tabnetrs::tabnet()} uses it by default."
-    ))
+    ), class = "tabnetrs_message")
   }
   invisible(engines)
 }

@@ -292,11 +292,12 @@ print.tabnet <- function(x, ...) {
 multi_predict._tabnet_fit <- function(object, new_data, type = NULL,
                                       epochs = NULL, ...) {
   if (any(names(rlang::enquos(...)) == "newdata")) {
-    cli::cli_abort("Did you mean to use {.arg new_data} instead of {.arg newdata}?")
+    abort_input("Did you mean to use {.arg new_data} instead of {.arg newdata}?")
   }
   if (is.null(type)) {
     type <- if (identical(object$spec$mode, "classification")) "class" else "numeric"
   }
+  type <- match_choice(type, pred_types, "type")
   engine_fit <- object$fit
   last_epoch <- length(engine_fit$fit$metrics)
   # the epoch whose weights the fit holds: the last one, or the best one when
@@ -309,12 +310,14 @@ multi_predict._tabnet_fit <- function(object, new_data, type = NULL,
   if (is.null(epochs)) {
     epochs <- current_epoch
   }
-  epochs <- as.integer(epochs)
-  if (anyNA(epochs) || any(epochs < 1L) || (last_epoch > 0 && any(epochs > last_epoch))) {
-    cli::cli_abort(
-      "{.arg epochs} must be between 1 and {last_epoch}, the number of epochs of the fit."
+  if (!is.numeric(epochs) || !length(epochs) || anyNA(epochs) || any(epochs != round(epochs)) ||
+      any(epochs < 1) || (last_epoch > 0 && any(epochs > last_epoch))) {
+    value <- format_value(epochs)
+    abort_input(
+      "{.arg epochs} must be whole numbers between 1 and {last_epoch}, the number of epochs of the fit, not {value}."
     )
   }
+  epochs <- as.integer(epochs)
 
   n <- nrow(new_data)
   preds <- lapply(epochs, function(epoch) {

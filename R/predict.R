@@ -1,9 +1,15 @@
 #' Predict from a TabNet model
 #'
+#' Prediction runs on the session's threads (the `tabnetrs.threads` option,
+#' else the `TABNETRS_THREADS` environment variable, else the default; see
+#' `num_threads` in [tabnet_config()]), never on the `num_threads` a saved model
+#' was trained with. The same holds for [tabnet_explain()] and
+#' [tabnet_importance()].
+#'
 #' @param object A `tabnet_fit`.
 #' @param new_data A data frame (or matrix) with the predictors used at fit time.
 #' @param type `"class"` or `"prob"` for factor outcomes, `"numeric"` for numeric
-#'   ones. `NULL` picks `"class"` or `"numeric"`.
+#'   ones. `NULL` picks `"class"` or `"numeric"`. Any other value is an error.
 #' @param ... Not used (accepted for compatibility).
 #' @param epoch Predict with the weights checkpointed at this epoch.
 #' @return A tibble with one row per row of `new_data`: `.pred_class`,
@@ -23,12 +29,18 @@ predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL)
 # (hardhat turns them into NA; we record which NAs were new levels).
 forge_predictors <- function(object, new_data, outcomes = FALSE) {
   if (is.matrix(new_data)) new_data <- as.data.frame(new_data)
-  if (!is.data.frame(new_data)) cli::cli_abort("{.arg new_data} must be a data frame.", call = NULL)
+  if (!is.data.frame(new_data)) abort_input("{.arg new_data} must be a data frame, not {.obj_type_friendly {new_data}}.")
+  check_predictor_names(names(new_data), "new_data")
   layout <- object$fit$layout
   cat_names <- layout$names[layout$cat]
   was_na <- lapply(stats::setNames(nm = intersect(cat_names, names(new_data))), function(nm) is.na(new_data[[nm]]))
   forged <- withCallingHandlers(
-    hardhat::forge(new_data, object$blueprint, outcomes = outcomes),
+    tryCatch(
+      hardhat::forge(new_data, object$blueprint, outcomes = outcomes),
+      error = function(e) {
+        abort_input("{.arg new_data} does not match the data the model was fitted on.", parent = e)
+      }
+    ),
     warning = function(w) {
       if (grepl("[Nn]ovel", conditionMessage(w))) invokeRestart("muffleWarning")
     }
@@ -38,20 +50,28 @@ forge_predictors <- function(object, new_data, outcomes = FALSE) {
   hits <- vapply(unseen, sum, integer(1))
   if (any(hits > 0)) {
     cli::cli_warn(c("Factor levels not seen at fit time in {.field {names(hits)[hits > 0]}}.",
-                    i = "They use the model's unknown-level embedding."))
+                    i = "They use the model's unknown-level embedding."),
+                  class = "tabnetrs_warning")
   }
   list(predictors = predictors, outcomes = forged$outcomes, unseen = unseen)
 }
 
 # The Rust data set for `new_data`; with `outcomes = TRUE` it also carries the
 # outcome columns (needed by metric-based importances).
+#
+# The threads are the session's (option, environment variable or default):
+# never the `num_threads` a saved model was trained with.
 forge_dataset <- function(object, new_data, model, outcomes = FALSE) {
-  use_threads(object$fit$config$num_threads)
+  use_threads()
   forged <- forge_predictors(object, new_data, outcomes)
   layout <- object$fit$layout
   layout_check <- predictor_layout(forged$predictors)
   if (!identical(layout_check$cat, layout$cat)) {
-    cli::cli_abort("The predictors of {.arg new_data} do not have the types seen at fit time.", call = NULL)
+    now_cat <- layout_check$names[layout_check$cat]
+    was_cat <- layout$names[layout$cat]
+    bad <- predictor_labels(union(setdiff(now_cat, was_cat), setdiff(was_cat, now_cat)))
+    abort_input(c("The predictors of {.arg new_data} do not have the types seen at fit time.",
+                  x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} changed between factor and numeric."))
   }
   if (outcomes) {
     outcome_layout(forged$outcomes)
@@ -61,14 +81,17 @@ forge_dataset <- function(object, new_data, model, outcomes = FALSE) {
   rust_dataset(model, forged$predictors, layout, unseen = forged$unseen)
 }
 
+# The prediction types of predict() and multi_predict(), in one list.
+pred_types <- c("class", "prob", "numeric")
+
 check_pred_type <- function(type, task) {
   if (is.null(type)) return(if (task == "classification") "class" else "numeric")
-  type <- match_choice(type, c("class", "prob", "numeric"), "type")
+  type <- match_choice(type, pred_types, "type")
   if (task == "classification" && type == "numeric") {
-    cli::cli_abort("Outcome is factor and the prediction type is {.val numeric}; use {.val class} or {.val prob}.", call = NULL)
+    abort_input("Outcome is factor and the prediction type is {.val numeric}; use {.val class} or {.val prob}.")
   }
   if (task == "regression" && type != "numeric") {
-    cli::cli_abort("Outcome is numeric and the prediction type is {.val {type}}; use {.val numeric}.", call = NULL)
+    abort_input("Outcome is numeric and the prediction type is {.val {type}}; use {.val numeric}.")
   }
   type
 }

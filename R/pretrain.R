@@ -30,13 +30,15 @@ tabnet_pretrain <- function(x, ...) {
 #' @export
 #' @rdname tabnet_pretrain
 tabnet_pretrain.default <- function(x, ...) {
-  cli::cli_abort("{.fn tabnet_pretrain} is not defined for a {.cls {class(x)[1]}}.")
+  abort_input(c("{.fn tabnet_pretrain} is not defined for {.obj_type_friendly {x}}.",
+                i = "Give a data frame or matrix of predictors, a formula with {.arg data}, or a recipe with {.arg data}."))
 }
 
 #' @export
 #' @rdname tabnet_pretrain
 tabnet_pretrain.data.frame <- function(x, y = NULL, tabnet_model = NULL, config = tabnet_config(), ...,
                                        from_epoch = NULL) {
+  check_predictor_names(names(x), "x")
   processed <- hardhat::mold(
     ~ ., x,
     blueprint = hardhat::default_formula_blueprint(indicators = "none", intercept = FALSE)
@@ -49,6 +51,7 @@ tabnet_pretrain.data.frame <- function(x, y = NULL, tabnet_model = NULL, config 
 tabnet_pretrain.matrix <- function(x, y = NULL, tabnet_model = NULL, config = tabnet_config(), ...,
                                    from_epoch = NULL) {
   if (is.null(colnames(x))) colnames(x) <- sprintf("V%d", seq_len(ncol(x)))
+  check_predictor_names(colnames(x), "x")
   tabnet_pretrain.data.frame(as.data.frame(x), tabnet_model = tabnet_model, config = config, ...,
                              from_epoch = from_epoch)
 }
@@ -74,6 +77,6 @@ tabnet_pretrain.recipe <- function(x, data, tabnet_model = NULL, config = tabnet
 
 #' @export
 predict.tabnet_pretrain <- function(object, new_data, ...) {
-  cli::cli_abort(c("A {.cls tabnet_pretrain} model has no prediction head.",
-                   i = "Fine-tune it first with {.code tabnet_fit(..., tabnet_model = <pretrained>)}."))
+  abort_model(c("A {.cls tabnet_pretrain} model has no prediction head.",
+                i = "Fine-tune it first with {.code tabnet_fit(..., tabnet_model = <pretrained>)}."))
 }

@@ -1,22 +1,75 @@
 # libtorch runtime settings: threads and device.
 
-# Threads: config, then option `tabnetrs.threads`, then the environment
-# variable TABNETRS_THREADS (inherited by parallel workers), then the machine's
-# cores (at most 8). On the CPU, training and inference run fused kernels on
+# Threads. Training uses `num_threads` of the call or config when given;
+# otherwise, and always for prediction, explanations and importances, the
+# session's setting: option `tabnetrs.threads`, then the environment variable
+# TABNETRS_THREADS (inherited by parallel workers), then the machine's cores
+# (at most 8). A saved model's `num_threads` is never used: the thread count
+# belongs to the session that runs the model. Every value is capped at the
+# machine's cores. On the CPU, training and inference run fused kernels on
 # that many rayon threads while libtorch's OpenMP pool and OpenBLAS stay on one
 # thread each (both busy-wait; together they made 2 threads slower than 1).
 # Parallel tuning workers should still ask for 1 each.
 resolve_threads <- function(n = NULL) {
-  if (is.null(n)) n <- getOption("tabnetrs.threads", NULL)
-  if (is.null(n) && nzchar(Sys.getenv("TABNETRS_THREADS"))) n <- as.integer(Sys.getenv("TABNETRS_THREADS"))
-  if (is.null(n)) n <- default_threads()
-  as.integer(n)
+  if (!is.null(n)) return(check_threads(n, "num_threads"))
+  opt <- getOption("tabnetrs.threads", NULL)
+  if (!is.null(opt)) return(check_threads(opt, "tabnetrs.threads", source = "option"))
+  env <- Sys.getenv("TABNETRS_THREADS")
+  if (nzchar(env)) return(check_threads(env, "TABNETRS_THREADS", source = "env"))
+  default_threads()
+}
+
+machine_cores <- function() {
+  cores <- suppressWarnings(parallel::detectCores())
+  if (length(cores) != 1 || is.na(cores) || cores < 1L) 1L else as.integer(cores)
 }
 
 default_threads <- function() {
-  cores <- suppressWarnings(parallel::detectCores())
-  if (is.na(cores) || cores < 1L) 1L else min(as.integer(cores), 8L)
+  min(machine_cores(), 8L)
 }
+
+# A thread count (whole number >= 1) from the argument `num_threads`, the
+# option `tabnetrs.threads` or the environment variable TABNETRS_THREADS,
+# capped at the machine's cores with a message (for the option and the
+# variable once per session and value: every predict() reads them). Returns an
+# integer.
+check_threads <- function(n, name, source = c("arg", "option", "env")) {
+  source <- match.arg(source)
+  value <- if (source == "env") n else format_value(n)
+  if (source == "env") {
+    n <- suppressWarnings(as.numeric(n))
+    value <- encodeString(value, quote = "\"")
+  }
+  ok <- is.numeric(n) && length(n) == 1 && !is.na(n) && is.finite(n) && n == round(n) && n >= 1
+  if (!ok) {
+    what <- switch(source,
+      arg = "{.arg {name}}",
+      option = "The option {.code {name}}",
+      env = "The environment variable {.envvar {name}}"
+    )
+    fix <- switch(source,
+      arg = NULL,
+      option = "Set it with e.g. {.code options({name} = 2)}, or to {.code NULL} for the default.",
+      env = "Set it with e.g. {.code Sys.setenv({name} = 2)}, or unset it for the default."
+    )
+    abort_config(c(paste(what, "must be a whole number of threads >= 1, not {value}."), i = fix))
+  }
+  cores <- machine_cores()
+  if (n > cores) {
+    key <- paste(source, n, cores)
+    if (source == "arg" || !identical(capped_threads$last, key)) {
+      what <- switch(source, arg = "{.arg {name}}", option = "Option {.code {name}}",
+                     env = "{.envvar {name}}")
+      cli::cli_inform(paste(what, "= {format(n, scientific = FALSE)} is capped at the machine's {cores} core{?s}."),
+                      class = "tabnetrs_message")
+      if (source != "arg") capped_threads$last <- key
+    }
+    n <- cores
+  }
+  as.integer(n)
+}
+
+capped_threads <- new.env(parent = emptyenv())
 
 use_threads <- function(n = NULL) {
   n <- resolve_threads(n)
@@ -39,14 +92,13 @@ resolve_device <- function(device) {
     return(if (rs_cuda_available()) "cuda" else "cpu")
   }
   if (identical(device, "cuda") && !rs_cuda_available()) {
-    cli::cli_abort(c('{.code device = "cuda"} was requested, but CUDA is not available.',
-                     i = "This libtorch has no CUDA support or no GPU is visible; use {.code device = \"cpu\"} or {.code \"auto\"}."),
-                   call = NULL)
+    abort_config(c('{.code device = "cuda"} was requested, but CUDA is not available.',
+                   i = "This libtorch has no CUDA support or no GPU is visible; use {.code device = \"cpu\"} or {.code \"auto\"}."))
   }
   device
 }
 
 new_seed <- function(seed = NULL) {
-  if (!is.null(seed)) return(as.double(seed))
+  if (!is.null(seed)) return(as.double(check_seed(seed, kind = "config")))
   as.double(sample.int(.Machine$integer.max, 1L))
 }

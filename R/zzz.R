@@ -18,7 +18,8 @@
             "x" = conditionMessage(e),
             "i" = "{.fn tabnet_fit} and {.fn predict} still work; {.fn tabnet} will retry the registration."
           ),
-          parent = e
+          parent = e,
+          class = "tabnetrs_warning"
         )
       }
     )

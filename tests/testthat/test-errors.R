@@ -2,40 +2,42 @@ test_that("bad input gives clear R errors", {
   d <- syn2_data(100)
   bad <- d
   bad$y[3] <- NA
-  expect_error(tabnet_fit(y ~ ., bad, epochs = 1), "missing values in the .*y.* outcome")
-  expect_error(tabnet_fit(y ~ ., d[0, ], epochs = 1), "zero rows")
+  expect_error(tabnet_fit(y ~ ., bad, epochs = 1), "missing values in the .*y.* outcome",
+               class = "tabnetrs_error_input")
+  expect_error(tabnet_fit(y ~ ., d[0, ], epochs = 1), "zero rows", class = "tabnetrs_error_input")
   inf <- d
   inf$V04[2] <- Inf
   expect_error(tabnet_fit(y ~ ., inf, epochs = 1), "V04.*infinite")
   chr <- d
   chr$V05 <- as.character(chr$V05)
-  expect_error(tabnet_fit(y ~ ., chr, epochs = 1), "numeric or factors")
+  expect_error(tabnet_fit(y ~ ., chr, epochs = 1), "numeric or factors", class = "tabnetrs_error_input")
   expect_error(tabnet_fit(d[, 1:10]), "outcome")
-  expect_error(tabnet_fit("not data"), "not defined")
-  expect_error(tabnet_fit(y ~ ., d, epochs = -1), "epochs")
-  expect_error(tabnet_fit(y ~ ., d, optimizer = "sgd"), 'only "adam"')
+  expect_error(tabnet_fit("not data"), "not defined", class = "tabnetrs_error_input")
+  expect_error(tabnet_fit(y ~ ., d, epochs = -1), "epochs", class = "tabnetrs_error_config")
+  expect_error(tabnet_fit(y ~ ., d, optimizer = "sgd"), 'only "adam"', class = "tabnetrs_error_config")
   expect_error(tabnet_fit(y ~ ., d, lr_scheduler = "cosine"), "step")
-  expect_error(tabnet_fit(y ~ ., d, mask_type = "softmax"), "mask_type")
-  expect_error(tabnet_fit(y ~ ., d, loss = "mse", epochs = 1), "not a valid loss for outcome of type factor")
+  expect_error(tabnet_fit(y ~ ., d, mask_type = "softmax"), "mask_type", class = "tabnetrs_error_config")
+  expect_error(tabnet_fit(y ~ ., d, loss = "mse", epochs = 1), "not a valid loss for outcome of type factor",
+               class = "tabnetrs_error_config")
   expect_error(tabnet_fit(y ~ ., d, num_independent = 0, num_shared = 0), "cannot both be 0")
   expect_error(tabnet_fit(y ~ ., d, early_stopping_monitor = "valid_loss", early_stopping_patience = 2),
                "not a valid early-stopping metric")
   mixed <- d
   mixed$z <- rnorm(nrow(d))
-  expect_error(tabnet_fit(y + z ~ ., mixed, epochs = 1), "Mixed multi-outcome type")
+  expect_error(tabnet_fit(y + z ~ ., mixed, epochs = 1), "Mixed multi-outcome type", class = "tabnetrs_error_input")
 })
 
 test_that("prediction input is validated", {
   d <- syn2_data(200)
   fit <- tabnet_fit(y ~ ., d, epochs = 1)
-  expect_error(predict(fit, d[, -3]), "V03")
-  expect_error(predict(fit, d, type = "numeric"), "Outcome is factor")
+  expect_error(predict(fit, d[, -3]), "V03", class = "tabnetrs_error_input")
+  expect_error(predict(fit, d, type = "numeric"), "Outcome is factor", class = "tabnetrs_error_input")
   inf <- d
   inf$V01[1] <- -Inf
   expect_error(predict(fit, inf), "V01.*infinite")
   expect_error(predict(fit, d, epoch = 3), "checkpoint")
   reg <- tabnet_fit(V01 ~ V02 + V03, d, epochs = 1)
-  expect_error(predict(reg, d, type = "prob"), "Outcome is numeric")
+  expect_error(predict(reg, d, type = "prob"), "Outcome is numeric", class = "tabnetrs_error_input")
 })
 
 test_that("errors from the Rust core are R errors and leave the session usable", {
@@ -44,6 +46,7 @@ test_that("errors from the Rust core are R errors and leave the session usable",
   broken <- fit
   broken$serialized_net <- as.raw(1:10)
   broken$fit$network <- tabnetrs:::network_cache()
-  expect_error(predict(broken, d))
+  # a damaged model is refused (its weights cannot be read, or its checksum fails)
+  expect_error(predict(broken, d), "damaged|not a ZIP archive")
   expect_equal(nrow(predict(fit, d)), 200)
 })

@@ -124,7 +124,7 @@ test_that("tabnet_explain() gives clear errors for bad input", {
   expect_error(tabnet_explain(stats::lm(V01 ~ V02, x), x), "not defined for a <lm>")
   expect_error(tabnet_explain(list(), x), "not defined for a <list>")
   x$V04 <- as.character(x$V04)
-  expect_error(tabnet_explain(fit, x))
+  expect_error(tabnet_explain(fit, x), "new_data.*does not match", class = "tabnetrs_error_input")
 })
 
 test_that("print() summarises an explanation", {

@@ -78,7 +78,7 @@ test_that("tabnet() keeps the mlverse signature and positional order", {
   expect_equal(spec$engine, "torch")
   expect_s3_class(spec, c("tabnet", "model_spec"))
   expect_equal(tabnet(engine = "tabnetrs")$engine, "tabnetrs")
-  expect_error(tabnet(mode = "bogus"))
+  expect_error(tabnet(mode = "bogus"), "bogus.*not a known mode")
 })
 
 test_that("case weights are allowed", {

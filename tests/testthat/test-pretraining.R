@@ -54,9 +54,6 @@ test_that("autoplot works for a pretrained model", {
   skip_if_not_installed("ggplot2")
   d <- syn2_data(200)
   pre <- tabnet_pretrain(d[, 1:10], epochs = 3, valid_split = 0.2, checkpoint_epochs = 1, num_threads = 1)
-  method <- utils::getS3method("autoplot", "tabnet_pretrain", optional = TRUE,
-                               envir = asNamespace("tabnetrs"))
-  skip_if(is.null(method), "autoplot.tabnet_pretrain() is not there yet")
   p <- ggplot2::autoplot(pre)
   expect_s3_class(p, "ggplot")
   expect_no_error(ggplot2::ggplot_build(p))

@@ -143,9 +143,9 @@ test_that("bad optimizers and schedulers give clear errors", {
   expect_error(tabnet_fit(y ~ ., d, epochs = 1, lr_scheduler = function(opt) opt), "lr_scheduler")
   expect_error(tabnet_fit(y ~ ., d, epochs = 1, lr_scheduler = "step", lr_decay = 2), "lr_decay")
   expect_error(tabnet_fit(y ~ ., d, epochs = 1, lr_scheduler = "step", step_size = 0), "step_size")
-  # the error names tabnet_config(), not a deparsed function body
+  # the error names the call the user wrote, not a deparsed function body
   err <- tryCatch(tabnet_fit(y ~ ., d, epochs = 1, optimizer = "sgd"), error = identity)
-  expect_identical(conditionCall(err), quote(tabnet_config()))
+  expect_identical(conditionCall(err), quote(tabnet_fit(y ~ ., d, epochs = 1, optimizer = "sgd")))
 })
 
 test_that("checkpoints are kept every checkpoint_epochs and predict(epoch = ) uses them", {

@@ -17,7 +17,7 @@ export OMP_NUM_THREADS ?= 2
 R_LIB ?= $(CURDIR)/.cache/R-lib
 RSCRIPT := R_LIBS=$(R_LIB):$$R_LIBS Rscript
 
-.PHONY: setup makevars install demo test test-rust lint-rust test-r check docs clean
+.PHONY: setup makevars install demo test test-rust lint-rust test-r check dist docs clean
 
 setup:
 	bash tools/setup.sh
@@ -39,7 +39,7 @@ demo: setup install
 CARGO_TEST = cargo test --release $(if $(TABNETRS_CARGO_VENDOR),--offline,) -p tabnet_core --target-dir "$(TABNETRS_TARGET_DIR)"
 test-rust: makevars
 	mkdir -p .cache
-	set -o pipefail; export LIBTORCH=$$(sed -n 's/^CARGO_ENV = LIBTORCH="\(.*\)"/\1/p' src/Makevars); \
+	set -o pipefail; export LIBTORCH=$$(sed -n 's/^CARGO_ENV = LIBTORCH="\([^"]*\)"/\1/p' src/Makevars); \
 	  cd src/rust && $(CARGO_TEST) 2>&1 | tee $(CURDIR)/.cache/cargo-test.log && \
 	  for core in Prescott Haswell; do \
 	    echo "== cargo test with OPENBLAS_CORETYPE=$$core"; \
@@ -49,7 +49,7 @@ test-rust: makevars
 
 # cargo fmt --check, clippy -D warnings, a SAFETY comment on every unsafe block
 lint-rust: makevars
-	export LIBTORCH=$$(sed -n 's/^CARGO_ENV = LIBTORCH="\(.*\)"/\1/p' src/Makevars); \
+	export LIBTORCH=$$(sed -n 's/^CARGO_ENV = LIBTORCH="\([^"]*\)"/\1/p' src/Makevars); \
 	  bash tools/lint-rust.sh "$(TABNETRS_TARGET_DIR)" $(if $(TABNETRS_CARGO_VENDOR),--offline,)
 
 test-r: install
@@ -67,6 +67,11 @@ test: setup
 	$(MAKE) test-rust
 	$(MAKE) test-r
 	$(MAKE) check
+
+# A source tarball that installs with no network (crates bundled), as CRAN
+# requires of Rust packages: tabnetrs_<version>.tar.gz
+dist: install
+	R_LIBS=$(R_LIB):$$R_LIBS bash tools/dist.sh
 
 docs: install
 	$(RSCRIPT) -e 'roxygen2::roxygenise(load_code = roxygen2::load_installed)'

@@ -80,7 +80,12 @@
 #'   them), or the cores are oversubscribed.
 #' @param seed A whole number with absolute value at most 2^53 (larger ones
 #'   cannot be told apart); `NULL` draws one from R's RNG, so `set.seed()`
-#'   makes fits reproducible.
+#'   makes fits reproducible. What is promised: on one machine (same CPU and
+#'   libraries) a seed gives bit-identical weights and predictions whatever
+#'   `num_threads` is (work is split by the data's shape, never by the
+#'   threads) and in every session. Across machines, results agree to float32
+#'   rounding only: OpenBLAS picks its matrix kernels per CPU, and rounding
+#'   differences of about 1e-7 can grow over many epochs of training.
 #' @return A named list of class `tabnet_config` using the `tabnet` package's
 #'   internal names (`n_d`, `n_a`, `n_steps`, `gamma`, `lambda_sparse`, ...).
 #' @examples

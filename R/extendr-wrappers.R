@@ -67,6 +67,11 @@ rs_cuda_available <- function() rust_result(.Call(wrap__rs_cuda_available))
 #' @noRd
 rs_in_forked_child <- function() rust_result(.Call(wrap__rs_in_forked_child))
 
+#' list(core = OpenBLAS's kernel set or NA, best = the best one this CPU runs
+#' or NA, fallback = whether OpenBLAS runs older kernels than the CPU supports).
+#' @noRd
+rs_blas_info <- function() rust_result(.Call(wrap__rs_blas_info))
+
 #' `clip_value` and `decay_every` are ignored when <= 0.
 #' @noRd
 rs_trainer_new <- function(model, batch_size, drop_last, lambda_sparse, clip_value, learn_rate, decay_rate, decay_every) rust_result(.Call(wrap__rs_trainer_new, model, batch_size, drop_last, lambda_sparse, clip_value, learn_rate, decay_rate, decay_every))

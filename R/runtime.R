@@ -74,8 +74,32 @@ capped_threads <- new.env(parent = emptyenv())
 use_threads <- function(n = NULL) {
   n <- resolve_threads(n)
   if (rs_get_threads() != n) rs_set_threads(n)
+  blas_advice()
   invisible(n)
 }
+
+# OpenBLAS picks its kernels per CPU, and falls back to generic ones (Prescott,
+# SSE3) on CPUs it does not know, such as recent Xeons with OpenBLAS 0.3.21:
+# every product then runs 3-6x slower than the CPU allows. Said once per
+# session, in interactive sessions (option `tabnetrs.blas_advice`), when the
+# user has not chosen a kernel set with OPENBLAS_CORETYPE.
+blas_advice <- function(info = NULL) {
+  if (isTRUE(blas_state$told) || !isTRUE(getOption("tabnetrs.blas_advice", interactive()))) return(invisible())
+  if (nzchar(Sys.getenv("OPENBLAS_CORETYPE"))) return(invisible())
+  info <- info %||% rs_blas_info()
+  blas_state$told <- TRUE
+  if (!isTRUE(info$fallback)) return(invisible())
+  core <- info$core
+  best <- info$best
+  cli::cli_inform(c(
+    "OpenBLAS runs its generic {.val {core}} kernels on this CPU, which can run its {.val {best}} kernels.",
+    i = "Training and prediction can be several times faster: set {.envvar OPENBLAS_CORETYPE={best}} before R starts (e.g. in {.file ~/.Renviron}).",
+    i = "Shown once per session; {.code options(tabnetrs.blas_advice = FALSE)} turns it off."
+  ), class = "tabnetrs_message")
+  invisible()
+}
+
+blas_state <- new.env(parent = emptyenv())
 
 #' Is CUDA available to tabnetrs?
 #'

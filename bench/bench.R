@@ -1,11 +1,16 @@
-# tabnetrs vs pytorch-tabnet 4.1.0, same data, same configuration, same
-# thread count, in one run. Writes bench/results.md (or --out FILE).
+# tabnetrs vs pytorch-tabnet 4.1.0 on the same data and configuration, in one
+# run, each tool at every thread count asked for; the report puts each tool's
+# best setting beside the other's (best vs best) and the same-thread figures.
+# Writes bench/results.md (or --out FILE).
 #
-#   Rscript bench/bench.R [--threads 2] [--seeds 3] [--quick] [--higgs] [--no-peer] [--out FILE]
+#   Rscript bench/bench.R [--threads 1,2] [--seeds 3] [--coretype NAME] [--quick] [--higgs] [--no-peer] [--out FILE]
 #
-# With --seeds K each side trains K times (seeds 0..K-1): times and rates are
-# the median over the runs, accuracy the mean (one seed's accuracy moves by
-# about 0.01 on these data, on both sides).
+# --threads: comma-separated thread counts tried for both tools (default: 1
+#   and all cores). --seeds K: each side trains K times per thread count
+#   (seeds 0..K-1): times and rates are medians, accuracy the mean and standard
+#   deviation. --coretype NAME: run both tools (and the sgemm probe) with
+#   OPENBLAS_CORETYPE=NAME, e.g. to compare OpenBLAS's fallback kernels with the
+#   CPU's own (see bench/README.md).
 #
 # Each measurement runs in its own process (fresh peak RSS). The peer needs
 # `bash tools/setup.sh --bench` and the wheel unpacked in bench/.peer (see
@@ -15,8 +20,10 @@ opt <- function(name, default) {
   i <- match(name, args)
   if (is.na(i)) default else args[[i + 1]]
 }
-threads <- as.integer(opt("--threads", "2"))
-seeds <- seq_len(as.integer(opt("--seeds", "1"))) - 1L
+cores <- parallel::detectCores()
+thread_counts <- sort(unique(as.integer(strsplit(opt("--threads", paste(unique(c(1L, cores)), collapse = ",")), ",")[[1]])))
+seeds <- seq_len(as.integer(opt("--seeds", "3"))) - 1L
+coretype <- opt("--coretype", "")
 quick <- "--quick" %in% args
 run_peer <- !"--no-peer" %in% args
 higgs <- "--higgs" %in% args
@@ -24,6 +31,7 @@ root <- normalizePath(".")
 if (!file.exists(file.path(root, "bench", "bench.R"))) stop("run from the repository root")
 work <- file.path(tempdir(), "tabnet-bench")
 dir.create(work, showWarnings = FALSE)
+blas_env <- if (nzchar(coretype)) paste0("OPENBLAS_CORETYPE=", coretype) else character()
 suppressPackageStartupMessages(library(tabnetrs))
 
 # Syn2-like data: p standard normals, y = 1{V03 + V04 + V05 + V06 > 0}, float32 on disk.
@@ -45,20 +53,20 @@ write_data <- function(dir, n_train, n_test, p, seed) {
 }
 
 rscript <- file.path(R.home("bin"), "Rscript")
-run_ours <- function(dir, config, epochs, seed) {
-  out <- file.path(work, paste0("ours-", config, "-", seed, ".json"))
+run_ours <- function(dir, config, epochs, seed, threads) {
+  out <- file.path(work, paste0("ours-", config, "-", threads, "-", seed, ".json"))
   status <- system2(rscript, c(file.path(root, "bench", "tabnetrs_run.R"), dir, config, epochs, threads, out, seed),
-                    env = c(paste0("OMP_NUM_THREADS=", threads)))
+                    env = c(paste0("OMP_NUM_THREADS=", threads), blas_env))
   if (status != 0) stop("tabnetrs run failed for ", config)
   jsonlite::fromJSON(out)
 }
-run_theirs <- function(dir, config, epochs, seed) {
+run_theirs <- function(dir, config, epochs, seed, threads) {
   if (!run_peer) return(NULL)
-  out <- file.path(work, paste0("peer-", config, "-", seed, ".json"))
+  out <- file.path(work, paste0("peer-", config, "-", threads, "-", seed, ".json"))
   status <- system2("/usr/bin/python3", c(file.path(root, "bench", "peer_pytorch_tabnet.py"), "--data", dir,
                                           "--config", config, "--epochs", epochs, "--threads", threads,
                                           "--seed", seed, "--out", out),
-                    env = c(paste0("PYTHONPATH=", file.path(root, "bench", ".peer"))))
+                    env = c(paste0("PYTHONPATH=", file.path(root, "bench", ".peer")), blas_env))
   if (status != 0) {
     warning("pytorch-tabnet run failed for ", config)
     return(NULL)
@@ -66,10 +74,15 @@ run_theirs <- function(dir, config, epochs, seed) {
   jsonlite::fromJSON(out)
 }
 
-sgemm <- function() {
-  tabnetrs:::use_threads(threads)
-  c(square_2048 = tabnetrs:::rs_sgemm_gflops(2048, 2048, 2048, 5L),
-    tabnet_s = tabnetrs:::rs_sgemm_gflops(16384, 50, 100, 20L))
+# The machine's sgemm rate, measured once by one probe: bench/sgemm.py on
+# Debian's torch, which is the same libtorch 1.13.1 and OpenBLAS tabnetrs links.
+sgemm <- function(threads) {
+  out <- file.path(work, paste0("sgemm-", threads, ".json"))
+  status <- system2("/usr/bin/python3", c(file.path(root, "bench", "sgemm.py"), "--threads", threads,
+                                          "--min-time", "1", "--out", out), env = blas_env)
+  if (status != 0) return(c(square_2048 = NA_real_, tabnet_s = NA_real_))
+  s <- jsonlite::fromJSON(out)$summary
+  c(square_2048 = s$gflops_2048, tabnet_s = s$gflops_tabnet_s_16384x50x100)
 }
 
 # FLOPs of one TabNet-S training row: every FC is 2·in·out per row forward;
@@ -92,12 +105,15 @@ rows <- list()
 for (cf in configs) {
   n_test <- cf$n %/% 5
   dir <- write_data(file.path(work, cf$name), cf$n, n_test, cf$p, seed = 42)
-  message("running ", cf$name, " (", cf$n, " x ", cf$p, ")")
-  ours <- lapply(seeds, function(sd) run_ours(dir, cf$name, cf$epochs, sd))
-  theirs <- Filter(Negate(is.null), lapply(seeds, function(sd) run_theirs(dir, cf$name, cf$epochs, sd)))
-  rows[[cf$name]] <- list(cf = cf, ours = ours, theirs = theirs)
+  for (threads in thread_counts) {
+    message("running ", cf$name, " (", cf$n, " x ", cf$p, ") on ", threads, " thread(s)")
+    ours <- lapply(seeds, function(sd) run_ours(dir, cf$name, cf$epochs, sd, threads))
+    theirs <- Filter(Negate(is.null), lapply(seeds, function(sd) run_theirs(dir, cf$name, cf$epochs, sd, threads)))
+    rows[[paste(cf$name, threads)]] <- list(cf = cf, threads = threads, ours = ours, theirs = theirs)
+  }
 }
-rates <- sgemm()
+rates <- lapply(stats::setNames(thread_counts, thread_counts), sgemm)
+best_rate <- max(vapply(rates, function(r) r[["square_2048"]], numeric(1)), na.rm = TRUE)
 
 # median (or `f`) over the runs of one side of a value at `path`
 over_runs <- function(runs, path, f = stats::median) {
@@ -112,57 +128,102 @@ peer_val <- function(x, path) {
   if (is.null(x)) NA_real_ else as.numeric(x)
 }
 fmt <- function(x, d = 2) ifelse(is.na(x), "n/a", formatC(x, digits = d, format = "f", big.mark = ","))
+sd_runs <- function(runs, path) {
+  v <- vapply(runs, function(x) mean(peer_val(x, path)), numeric(1))
+  if (length(v) < 2) NA_real_ else stats::sd(v)
+}
+# measures: name, path in our JSON, path in the peer's JSON, higher is better, digits
+measures <- list(
+  list("train s/epoch", "per_epoch_s", c("fit", "epoch_times_s"), FALSE, 2),
+  list("fit total s", "fit_total_s", c("fit", "total_s"), FALSE, 2),
+  list("predict rows/s", "predict_holdout_rows_per_s", c("predict_proba", "holdout", "rows_per_s_median"), TRUE, 0),
+  list("explain rows/s", "explain_rows_per_s", c("explain", "holdout", "rows_per_s_median"), TRUE, 0)
+)
+ours_core <- tabnetrs:::rs_blas_info()
 lines <- c(
   "# tabnetrs vs pytorch-tabnet 4.1.0",
   "",
-  sprintf("Run %s on %s (%d cores, %s), R %s, libtorch 1.13.1 (Debian) for both, %d threads each.",
-          format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC"), Sys.info()[["nodename"]], parallel::detectCores(),
+  sprintf("Run %s on %s (%d cores, %s), R %s, libtorch 1.13.1 (Debian) for both; thread counts tried: %s.",
+          format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC"), Sys.info()[["nodename"]], cores,
           trimws(sub(".*: ", "", grep("model name", readLines("/proc/cpuinfo"), value = TRUE)[1])),
-          getRversion(), threads),
+          getRversion(), paste(thread_counts, collapse = ", ")),
+  sprintf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE %s; this CPU's best: %s).",
+          if (nzchar(coretype)) coretype else ours_core$core,
+          if (nzchar(coretype)) paste("set to", coretype) else "unset", ours_core$best),
   sprintf("BLAS in the tabnetrs process: %s.", rows[[1]]$ours[[1]]$blas),
   sprintf("BLAS in the pytorch-tabnet process: %s.",
           if (length(rows[[1]]$theirs)) rows[[1]]$theirs[[1]]$summary$blas else "n/a"),
-  sprintf("Seeds per side: %d (times and rates: median over the runs; accuracy: mean).", length(seeds)),
-  sprintf("sgemm with tabnetrs' libtorch: %.1f GFLOP/s (2048²), %.1f GFLOP/s (16384×50·50×100).",
-          rates[["square_2048"]], rates[["tabnet_s"]]),
+  sprintf("Seeds per side and setting: %d (times and rates: median over the runs; accuracy: mean ± sd).", length(seeds)),
+  paste0("sgemm (bench/sgemm.py, same libtorch and OpenBLAS): ", paste(vapply(names(rates), function(t)
+    sprintf("%s thread(s) %.1f GFLOP/s (2048²), %.1f GFLOP/s (16384×50·50×100)", t, rates[[t]][["square_2048"]],
+            rates[[t]][["tabnet_s"]]), ""), collapse = "; "), "."),
   "train s/epoch: mean of each tool's own per-epoch timer (fit setup excluded; `fit total s` includes it).",
-  "",
-  "| config | data | measure | tabnetrs | pytorch-tabnet | ratio |",
-  "|---|---|---|---|---|---|"
+  ""
 )
+acc_cell <- function(runs, path) sprintf("%s ± %s", fmt(over_runs(runs, path, mean), 4), fmt(sd_runs(runs, path), 4))
+
+# best vs best: per configuration and measure, each tool at its fastest thread count
+lines <- c(lines, "## Best vs best (each tool at its own fastest thread count)", "",
+           "| config | data | measure | tabnetrs | pytorch-tabnet | ratio |", "|---|---|---|---|---|---|")
+for (cf in configs) {
+  sub <- Filter(function(r) identical(r$cf$name, cf$name), rows)
+  data <- sprintf("%s × %d", format(cf$n, big.mark = ","), cf$p)
+  pick <- function(side, path, higher) {
+    v <- vapply(sub, function(r) over_runs(r[[side]], path), numeric(1))
+    if (all(is.na(v))) return(list(value = NA_real_, threads = NA, row = NULL))
+    i <- if (higher) which.max(v) else which.min(v)
+    list(value = v[[i]], threads = sub[[i]]$threads, row = sub[[i]])
+  }
+  for (m in measures) {
+    a <- pick("ours", m[[2]], m[[4]])
+    b <- pick("theirs", m[[3]], m[[4]])
+    ratio <- if (m[[4]]) a$value / b$value else b$value / a$value
+    lines <- c(lines, sprintf("| %s | %s | %s | %s (%s thr) | %s (%s thr) | %s |", cf$name, data, m[[1]],
+                              fmt(a$value, m[[5]]), a$threads, fmt(b$value, m[[5]]), b$threads,
+                              ifelse(is.na(ratio), "n/a", sprintf("%.1f×", ratio))))
+  }
+  # accuracy at each tool's fastest training setting
+  a <- pick("ours", "per_epoch_s", FALSE)
+  b <- pick("theirs", c("fit", "epoch_times_s"), FALSE)
+  lines <- c(lines, sprintf("| %s | %s | holdout accuracy | %s | %s | Δ %s |", cf$name, data,
+                            acc_cell(a$row$ours, "holdout_accuracy"),
+                            if (is.null(b$row)) "n/a" else acc_cell(b$row$theirs, c("metrics", "holdout_accuracy")),
+                            fmt(over_runs(a$row$ours, "holdout_accuracy", mean) -
+                                  if (is.null(b$row)) NA_real_ else over_runs(b$row$theirs, c("metrics", "holdout_accuracy"), mean), 4)))
+}
+
+lines <- c(lines, "", "## Same thread count", "",
+           "| config | data | threads | measure | tabnetrs | pytorch-tabnet | ratio |", "|---|---|---|---|---|---|---|")
 for (r in rows) {
   o <- r$ours; t <- r$theirs; cf <- r$cf
   data <- sprintf("%s × %d", format(cf$n, big.mark = ","), cf$p)
-  add <- function(what, a, b, higher_better = TRUE, d = 2) {
-    ratio <- if (higher_better) a / b else b / a
-    lines <<- c(lines, sprintf("| %s | %s | %s | %s | %s | %s |", cf$name, data, what, fmt(a, d), fmt(b, d),
-                               ifelse(is.na(ratio), "n/a", sprintf("%.1f×", ratio))))
+  for (m in measures) {
+    a <- over_runs(o, m[[2]]); b <- over_runs(t, m[[3]])
+    ratio <- if (m[[4]]) a / b else b / a
+    lines <- c(lines, sprintf("| %s | %s | %d | %s | %s | %s | %s |", cf$name, data, r$threads, m[[1]], fmt(a, m[[5]]),
+                              fmt(b, m[[5]]), ifelse(is.na(ratio), "n/a", sprintf("%.1f×", ratio))))
   }
-  add("train s/epoch", over_runs(o, "per_epoch_s"), over_runs(t, c("fit", "epoch_times_s")), higher_better = FALSE)
-  add("fit total s", over_runs(o, "fit_total_s"), over_runs(t, c("fit", "total_s")), higher_better = FALSE)
-  add("predict rows/s", over_runs(o, "predict_holdout_rows_per_s"),
-      over_runs(t, c("predict_proba", "holdout", "rows_per_s_median")), d = 0)
-  add("explain rows/s", over_runs(o, "explain_rows_per_s"), over_runs(t, c("explain", "holdout", "rows_per_s_median")), d = 0)
-  add("peak RSS MiB", over_runs(o, "peak_rss_mib", max), over_runs(t, c("memory", "peak_rss_mib"), max),
-      higher_better = FALSE, d = 0)
-  acc_o <- over_runs(o, "holdout_accuracy", mean)
-  acc_t <- over_runs(t, c("metrics", "holdout_accuracy"), mean)
-  lines <- c(lines, sprintf("| %s | %s | holdout accuracy | %.4f | %s | Δ %s |", cf$name, data, acc_o,
-                            fmt(acc_t, 4), fmt(acc_o - acc_t, 4)))
+  lines <- c(lines, sprintf("| %s | %s | %d | peak RSS MiB | %s | %s | |", cf$name, data, r$threads,
+                            fmt(over_runs(o, "peak_rss_mib", max), 0), fmt(over_runs(t, c("memory", "peak_rss_mib"), max), 0)),
+             sprintf("| %s | %s | %d | holdout accuracy | %s | %s | |", cf$name, data, r$threads,
+                     acc_cell(o, "holdout_accuracy"), acc_cell(t, c("metrics", "holdout_accuracy"))))
 }
-s <- rows[["tabnet_s"]]
-if (!is.null(s)) {
-  flops <- tabnet_flops_per_row(s$cf$p, 24, 26, 5) * s$ours[[1]]$n_train
-  achieved <- flops / over_runs(s$ours, "per_epoch_s") / 1e9
-  lines <- c(lines, "", sprintf(
-    "TabNet-S epoch: %.2f GFLOP of FC work (3 × forward), %.2f GFLOP/s achieved = %.1f %% of the 2048² sgemm rate (%.1f %% of the sgemm rate at TabNet-S's own shape).",
-    flops / 1e9, achieved, 100 * achieved / rates[["square_2048"]], 100 * achieved / rates[["tabnet_s"]]))
+s_rows <- Filter(function(r) identical(r$cf$name, "tabnet_s"), rows)
+if (length(s_rows)) {
+  lines <- c(lines, "")
+  for (r in s_rows) {
+    flops <- tabnet_flops_per_row(r$cf$p, 24, 26, 5) * r$ours[[1]]$n_train
+    achieved <- flops / over_runs(r$ours, "per_epoch_s") / 1e9
+    lines <- c(lines, sprintf(
+      "TabNet-S epoch on %d thread(s): %.2f GFLOP of FC work (3 × forward), %.2f GFLOP/s achieved = %.1f %% of the machine's best 2048² sgemm rate (%.1f GFLOP/s).",
+      r$threads, flops / 1e9, achieved, 100 * achieved / best_rate, best_rate))
+  }
 }
 if (higgs) {
   message("Higgs-size run: 10.5M x 28, one TabNet-S epoch")
   out <- file.path(work, "higgs.json")
   md <- file.path(work, "higgs.md")
-  status <- system2(rscript, c(file.path(root, "bench", "higgs_run.R"), threads, out, md))
+  status <- system2(rscript, c(file.path(root, "bench", "higgs_run.R"), max(thread_counts), out, md))
   if (status == 0) lines <- c(lines, "", readLines(md)[-(1:2)])
 }
 writeLines(lines, opt("--out", file.path(root, "bench", "results.md")))

@@ -278,7 +278,7 @@ def run(args, data_dir, selftest_info):
             import pytorch_tabnet
         else:
             bc.die("cannot import pytorch_tabnet. Unpack the wheel: /usr/bin/python3 -m zipfile "
-                   "-e /work/shared/wheels/pytorch_tabnet-4.1.0-py3-none-any.whl bench/.peer "
+                   "-e ../shared/wheels/pytorch_tabnet-4.1.0-py3-none-any.whl bench/.peer "
                    "and run with PYTHONPATH=bench/.peer")
     from pytorch_tabnet.tab_model import TabNetClassifier
     from pytorch_tabnet.callbacks import Callback

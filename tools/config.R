@@ -30,7 +30,17 @@ if (!nzchar(cargo) || !nzchar(rustc)) {
        "Install them with your package manager (Debian/Ubuntu: apt-get install cargo rustc)\n",
        "or from https://rustup.rs, then reinstall tabnetrs.")
 }
-msg("using", system2(rustc, "--version", stdout = TRUE))
+rustc_version <- system2(rustc, "--version", stdout = TRUE)
+msg("using", rustc_version)
+# the minimum Rust is the crates' `rust-version` (src/rust/Cargo.toml)
+cargo_toml <- readLines(file.path("src", "rust", "Cargo.toml"), warn = FALSE)
+need_rust <- sub('^rust-version *= *"([^"]+)".*', "\\1", grep("^rust-version", cargo_toml, value = TRUE)[1])
+have_rust <- sub("^rustc ([0-9.]+).*", "\\1", rustc_version[1])
+if (!is.na(need_rust) && !is.na(package_version(have_rust, strict = FALSE)) &&
+    package_version(have_rust) < package_version(need_rust)) {
+  fail("tabnetrs needs Rust >= ", need_rust, ", but ", rustc, " is ", have_rust, ".\n",
+       "Update it (rustup update, or a newer rustc/cargo from your package manager), then reinstall tabnetrs.")
+}
 msg("using", system2(cargo, "--version", stdout = TRUE))
 
 # ---- libtorch -----------------------------------------------------------------
@@ -78,6 +88,17 @@ vendor_archive <- Sys.getenv("TABNETRS_CARGO_VENDOR")
 cargo_dir <- file.path("src", "rust", ".cargo")
 cargo_config <- file.path(cargo_dir, "config.toml")
 offline <- ""
+cargo_home <- ""
+# A source tarball made by `make dist` carries its crates (src/rust/vendor.tar.xz):
+# it builds offline, with no environment variable, as CRAN requires.
+bundled <- file.path("src", "rust", "vendor.tar.xz")
+if (!nzchar(vendor_archive) && file.exists(bundled)) {
+  vendor_archive <- bundled
+  Sys.setenv(TABNETRS_VENDOR_DIR = file.path(getwd(), "src", "rust"))
+  # cargo writes nothing outside the build directory
+  cargo_home <- file.path(getwd(), "src", "rust", ".cargo-home")
+  msg("using the crates bundled with this source package")
+}
 if (nzchar(vendor_archive)) {
   vendor_archive <- normalizePath(vendor_archive, mustWork = FALSE)
   if (!file.exists(vendor_archive)) fail("TABNETRS_CARGO_VENDOR names '", vendor_archive, "', which does not exist.")
@@ -109,12 +130,18 @@ if (nzchar(vendor_archive)) {
 }
 
 target_dir <- Sys.getenv("TABNETRS_TARGET_DIR")
-if (!nzchar(target_dir)) target_dir <- "$(CURDIR)/rust/target"
+in_tree_target <- !nzchar(target_dir)
+if (in_tree_target) target_dir <- "$(CURDIR)/rust/target"
 jobs <- Sys.getenv("TABNETRS_JOBS", "2")
 
 tpl <- readLines(file.path("src", "Makevars.in"))
+cargo_env_extra <- if (nzchar(cargo_home)) paste0(' CARGO_HOME="', cargo_home, '"') else ""
+# an in-tree target is build debris once the library is linked: only the
+# static library and the wrapper generator are kept until then
+tidy <- if (in_tree_target) 'rm -rf "$(TARGET_DIR)/release/build" "$(TARGET_DIR)/release/deps" "$(TARGET_DIR)/release/incremental" "$(TARGET_DIR)/release/.fingerprint"' else "true"
 subst <- c(LIBTORCH = libtorch, LIBTORCH_INCLUDE = inc, LIBTORCH_LIB = lib, TORCH_LIBS = torch_libs,
-           OFFLINE = offline, TARGET_DIR = target_dir, JOBS = jobs, CARGO = cargo)
+           OFFLINE = offline, TARGET_DIR = target_dir, JOBS = jobs, CARGO = cargo,
+           CARGO_ENV_EXTRA = cargo_env_extra, TIDY = tidy)
 for (k in names(subst)) tpl <- gsub(paste0("@", k, "@"), subst[[k]], tpl, fixed = TRUE)
 writeLines(tpl, file.path("src", "Makevars"))
 msg("wrote src/Makevars")

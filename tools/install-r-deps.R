@@ -23,7 +23,14 @@ t0 <- Sys.time()
 args <- commandArgs(trailingOnly = TRUE)
 dry_run <- "--dry-run" %in% args
 
-repos <- c(CRAN = "https://cloud.r-project.org")
+# The user's repositories (a mirror set in .Rprofile, Rprofile.site or by an
+# organisation) when any is set; the cloud mirror only where none is.
+repos <- getOption("repos")
+if (!length(repos) || all(is.na(repos) | repos %in% c("", "@CRAN@"))) {
+  repos <- c(CRAN = "https://cloud.r-project.org")
+} else {
+  repos[repos == "@CRAN@"] <- "https://cloud.r-project.org"
+}
 ncpus <- 2L
 
 # name = minimum version ("" = any). Imports first, then Suggests.
@@ -84,7 +91,7 @@ if (length(need_top)) {
                  error = function(e) NULL)
   if (is.null(ap) || !nrow(ap)) {
     cran_ok <- FALSE
-    msg("could not read the CRAN index at ", repos[[1]])
+    msg("could not read the package index at ", paste(repos, collapse = ", "))
   }
 }
 

@@ -237,3 +237,24 @@ test_that("forked children run tabnetrs after the parent used it (mclapply, futu
   }
   if (!is.null(res$fut)) expect_identical(res$fut, res$parent)
 })
+
+test_that("a BLAS running fallback kernels is pointed out once per session", {
+  withr::local_options(tabnetrs.blas_advice = TRUE)
+  withr::local_envvar(OPENBLAS_CORETYPE = "")
+  state <- tabnetrs:::blas_state
+  old <- state$told
+  on.exit(state$told <- old, add = TRUE)
+  state$told <- NULL
+  slow <- list(core = "Prescott", best = "SkylakeX", fallback = TRUE)
+  expect_message(tabnetrs:::blas_advice(slow), "OPENBLAS_CORETYPE=SkylakeX", class = "tabnetrs_message")
+  expect_silent(tabnetrs:::blas_advice(slow))
+  state$told <- NULL
+  expect_silent(tabnetrs:::blas_advice(list(core = "Haswell", best = "Haswell", fallback = FALSE)))
+  state$told <- NULL
+  withr::local_envvar(OPENBLAS_CORETYPE = "Prescott")
+  expect_silent(tabnetrs:::blas_advice(slow))
+  # what this machine reports
+  info <- tabnetrs:::rs_blas_info()
+  expect_named(info, c("core", "best", "fallback"))
+  expect_type(info$fallback, "logical")
+})

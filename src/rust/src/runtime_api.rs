@@ -36,6 +36,23 @@ fn rs_cuda_available() -> bool {
     tch::Cuda::is_available()
 }
 
+/// list(core = OpenBLAS's kernel set or NA, best = the best one this CPU runs
+/// or NA, fallback = whether OpenBLAS runs older kernels than the CPU supports).
+/// @noRd
+#[extendr]
+fn rs_blas_info() -> List {
+    use tabnet_core::run_settings::{best_blas_core, blas_core, blas_is_fallback};
+    let core = blas_core();
+    let best = best_blas_core();
+    let fallback = matches!((&core, best), (Some(c), Some(b)) if blas_is_fallback(c, b));
+    let na = || Robj::from(Strings::from_values([Rstr::na()]));
+    list!(
+        core = core.map(Robj::from).unwrap_or_else(na),
+        best = best.map(Robj::from).unwrap_or_else(na),
+        fallback = fallback
+    )
+}
+
 /// True in a process forked from the one that loaded tabnetrs.
 /// @noRd
 #[extendr]
@@ -51,4 +68,5 @@ extendr_module! {
     fn rs_manual_seed;
     fn rs_cuda_available;
     fn rs_in_forked_child;
+    fn rs_blas_info;
 }

@@ -18,7 +18,7 @@ rm "$tarball"
 vendor_args=(--locked)
 if [ -f src/rust/.cargo/config.toml ]; then vendor_args+=(--offline --respect-source-config); fi
 mkdir -p "$out/crates"
-(cd src/rust && cargo vendor "${vendor_args[@]}" "$out/crates/vendor" > /dev/null)
+(cd src/rust && cargo vendor "${vendor_args[@]}" "$out/crates/vendor" > /dev/null 2> "$out/vendor.log")
 tar -cJf "$out/tabnetrs/src/rust/vendor.tar.xz" -C "$out/crates" vendor
 (cd "$out" && tar -czf "$root/$(basename "$tarball")" tabnetrs)
 rm -rf "$out"

@@ -160,34 +160,11 @@ test_that("mini-batches whose case weights are all zero leave the model finite",
   expect_error(tabnet_fit(y ~ ., d, epochs = 1, weights = rep(0, nrow(d))), "zero")
 })
 
-test_that("errors from Rust reach the console as R conditions, never as panic text", {
-  skip_on_cran()
-  skip_if_not_installed("callr")
-  res <- callr::r(function() {
-    library(tabnetrs)
-    d <- data.frame(a = rnorm(50), b = rnorm(50), y = factor(rep(c("u", "v"), 25)))
-    fit <- tabnet_fit(y ~ ., d, epochs = 1)
-    broken <- fit
-    broken$serialized_net <- as.raw(1:10)
-    broken$fit$digest <- NULL
-    broken$fit$network <- tabnetrs:::network_cache()
-    classes <- list(
-      model = class(tryCatch(predict(broken, d), error = identity)),
-      # the R layer calling Rust wrongly: an internal error, not a crash
-      internal = class(tryCatch(tabnetrs:::rs_model_weights(NULL), error = identity))
-    )
-    try(predict(broken, d))
-    classes
-  }, libpath = .libPaths())
-  expect_true("tabnetrs_error_model" %in% res$model)
-  expect_true("tabnetrs_error_internal" %in% res$internal)
-})
-
-test_that("the console shows no panic, no C++ frames and no internal names", {
+test_that("errors from Rust are R conditions; the console shows no panic, C++ frames or internal names", {
   skip_on_cran()
   skip_if_not_installed("callr")
   out <- withr::local_tempfile(fileext = ".txt")
-  callr::r(function() {
+  classes <- callr::r(function() {
     library(tabnetrs)
     d <- data.frame(a = rnorm(50), b = rnorm(50), y = factor(rep(c("u", "v"), 25)))
     fit <- tabnet_fit(y ~ ., d, epochs = 1)
@@ -196,9 +173,13 @@ test_that("the console shows no panic, no C++ frames and no internal names", {
     broken$fit$digest <- NULL
     broken$fit$network <- tabnetrs:::network_cache()
     try(predict(broken, d))
+    # the R layer calling Rust wrongly: an internal error, not a crash
     try(tabnetrs:::rs_model_weights(NULL))
-    invisible()
+    list(model = class(tryCatch(predict(broken, d), error = identity)),
+         internal = class(tryCatch(tabnetrs:::rs_model_weights(NULL), error = identity)))
   }, stdout = out, stderr = out, libpath = .libPaths(), env = c(callr::rcmd_safe_env(), RUST_BACKTRACE = "1"))
+  expect_true("tabnetrs_error_model" %in% classes$model)
+  expect_true("tabnetrs_error_internal" %in% classes$internal)
   console <- paste(readLines(out), collapse = "\n")
   expect_match(console, "cannot be read")
   expect_match(console, "Internal error in tabnetrs")

@@ -143,122 +143,112 @@ impl Dataset {
     ) -> Result<Dataset> {
         // on the kernels' pool, never rayon's global one (which cannot be
         // rebuilt in a forked child, see `crate::process`)
-        crate::kernels::with_pool(|| Self::build(cfg, num, cat, names, targets, weights, device))
-    }
-
-    fn build(
-        cfg: &NetConfig,
-        num: &[&[f64]],
-        cat: &[&[i32]],
-        names: &[String],
-        targets: Option<Targets>,
-        weights: Option<&[f64]>,
-        device: Device,
-    ) -> Result<Dataset> {
-        if num.len() != cfg.num_cols.len() || cat.len() != cfg.cat_cols.len() {
-            return invalid(format!(
-                "expected {} numeric and {} categorical predictors, got {} and {}",
-                cfg.num_cols.len(),
-                cfg.cat_cols.len(),
-                num.len(),
-                cat.len()
-            ));
-        }
-        let n = num
-            .first()
-            .map(|c| c.len())
-            .or(cat.first().map(|c| c.len()))
-            .unwrap_or(0);
-        if num.iter().any(|c| c.len() != n) || cat.iter().any(|c| c.len() != n) {
-            return invalid("all predictor columns must have the same length");
-        }
-        if n == 0 {
-            return invalid("the data has zero rows");
-        }
-        let num_names: Vec<String> = cfg
-            .num_cols
-            .iter()
-            .map(|&j| {
-                names
-                    .get(j)
-                    .cloned()
-                    .unwrap_or_else(|| format!("#{}", j + 1))
-            })
-            .collect();
-        let (x_num, num_na) = fill_numeric(num, n, &num_names)?;
-        let (x_cat, cat_na) = if cat.is_empty() {
-            (None, vec![])
-        } else {
-            let (t, na) = fill_codes(cat, &cfg.cat_levels, n);
-            (Some(t), na)
-        };
-        let present = if num_na.iter().chain(&cat_na).any(|&b| b) {
-            let f = cfg.n_features() as i64;
-            let mut pres = Tensor::ones(&[n as i64, f], (Kind::Float, Device::Cpu));
-            for (k, &j) in cfg.num_cols.iter().enumerate() {
-                if num_na[k] {
-                    let miss: Vec<f32> = num[k]
-                        .par_iter()
-                        .map(|v| if v.is_nan() { 0.0 } else { 1.0 })
-                        .collect();
-                    pres.select(1, j as i64).copy_(&Tensor::of_slice(&miss));
-                }
+        crate::kernels::with_pool(|| {
+            if num.len() != cfg.num_cols.len() || cat.len() != cfg.cat_cols.len() {
+                return invalid(format!(
+                    "expected {} numeric and {} categorical predictors, got {} and {}",
+                    cfg.num_cols.len(),
+                    cfg.cat_cols.len(),
+                    num.len(),
+                    cat.len()
+                ));
             }
-            for (k, &j) in cfg.cat_cols.iter().enumerate() {
-                if cat_na[k] {
-                    let miss: Vec<f32> = cat[k]
-                        .par_iter()
-                        .map(|&v| if v == NA_INTEGER { 0.0 } else { 1.0 })
-                        .collect();
-                    pres.select(1, j as i64).copy_(&Tensor::of_slice(&miss));
-                }
+            let n = num
+                .first()
+                .map(|c| c.len())
+                .or(cat.first().map(|c| c.len()))
+                .unwrap_or(0);
+            if num.iter().any(|c| c.len() != n) || cat.iter().any(|c| c.len() != n) {
+                return invalid("all predictor columns must have the same length");
             }
-            let _ = &mut pres;
-            Some(pres)
-        } else {
-            None
-        };
-        let y = match targets {
-            None => None,
-            Some(t) => Some(targets_tensor(cfg, t, n)?),
-        };
-        let w = match weights {
-            None => None,
-            Some(w) => {
-                if w.len() != n {
-                    return invalid(format!(
-                        "`weights` has length {}, the data has {} rows",
-                        w.len(),
-                        n
-                    ));
-                }
-                if w.iter().any(|v| !v.is_finite() || *v < 0.0) {
-                    return invalid("`weights` must be finite and non-negative");
-                }
-                if let Some(v) = beyond_f32(w) {
-                    return invalid(format!("`weights` holds {v:e}, beyond the float32 range (about 3.4e38); rescale the weights"));
-                }
-                if w.iter().sum::<f64>() <= 0.0 {
-                    return invalid("`weights` must not all be zero");
-                }
-                let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
-                Some(Tensor::of_slice(&w32))
+            if n == 0 {
+                return invalid("the data has zero rows");
             }
-        };
-        let dev = |t: Tensor| {
-            if device == Device::Cpu {
-                t
+            let num_names: Vec<String> = cfg
+                .num_cols
+                .iter()
+                .map(|&j| {
+                    names
+                        .get(j)
+                        .cloned()
+                        .unwrap_or_else(|| format!("#{}", j + 1))
+                })
+                .collect();
+            let (x_num, num_na) = fill_numeric(num, n, &num_names)?;
+            let (x_cat, cat_na) = if cat.is_empty() {
+                (None, vec![])
             } else {
-                t.to_device(device)
-            }
-        };
-        Ok(Dataset {
-            n: n as i64,
-            x_num: dev(x_num),
-            x_cat: x_cat.map(dev),
-            present: present.map(dev),
-            y: y.map(dev),
-            w: w.map(dev),
+                let (t, na) = fill_codes(cat, &cfg.cat_levels, n);
+                (Some(t), na)
+            };
+            let present = if num_na.iter().chain(&cat_na).any(|&b| b) {
+                let f = cfg.n_features() as i64;
+                let mut pres = Tensor::ones(&[n as i64, f], (Kind::Float, Device::Cpu));
+                for (k, &j) in cfg.num_cols.iter().enumerate() {
+                    if num_na[k] {
+                        let miss: Vec<f32> = num[k]
+                            .par_iter()
+                            .map(|v| if v.is_nan() { 0.0 } else { 1.0 })
+                            .collect();
+                        pres.select(1, j as i64).copy_(&Tensor::of_slice(&miss));
+                    }
+                }
+                for (k, &j) in cfg.cat_cols.iter().enumerate() {
+                    if cat_na[k] {
+                        let miss: Vec<f32> = cat[k]
+                            .par_iter()
+                            .map(|&v| if v == NA_INTEGER { 0.0 } else { 1.0 })
+                            .collect();
+                        pres.select(1, j as i64).copy_(&Tensor::of_slice(&miss));
+                    }
+                }
+                let _ = &mut pres;
+                Some(pres)
+            } else {
+                None
+            };
+            let y = match targets {
+                None => None,
+                Some(t) => Some(targets_tensor(cfg, t, n)?),
+            };
+            let w = match weights {
+                None => None,
+                Some(w) => {
+                    if w.len() != n {
+                        return invalid(format!(
+                            "`weights` has length {}, the data has {} rows",
+                            w.len(),
+                            n
+                        ));
+                    }
+                    if w.iter().any(|v| !v.is_finite() || *v < 0.0) {
+                        return invalid("`weights` must be finite and non-negative");
+                    }
+                    if let Some(v) = beyond_f32(w) {
+                        return invalid(format!("`weights` holds {v:e}, beyond the float32 range (about 3.4e38); rescale the weights"));
+                    }
+                    if w.iter().sum::<f64>() <= 0.0 {
+                        return invalid("`weights` must not all be zero");
+                    }
+                    let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+                    Some(Tensor::of_slice(&w32))
+                }
+            };
+            let dev = |t: Tensor| {
+                if device == Device::Cpu {
+                    t
+                } else {
+                    t.to_device(device)
+                }
+            };
+            Ok(Dataset {
+                n: n as i64,
+                x_num: dev(x_num),
+                x_cat: x_cat.map(dev),
+                present: present.map(dev),
+                y: y.map(dev),
+                w: w.map(dev),
+            })
         })
     }
 

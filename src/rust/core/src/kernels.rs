@@ -6,11 +6,11 @@
 //! libtorch (BLAS).
 //!
 //! Virtual batches are cut exactly like pytorch-tabnet's `torch.chunk`: contiguous
-//! runs of rows (see [`crate::ghost_bn::chunk_sizes`]), so each task streams through
+//! runs of rows (the sizes come from the caller, see `ghost_bn::chunk_sizes`;
+//! this module is a leaf and knows no network type), so each task streams through
 //! memory the prefetcher can follow. (The autograd path interleaves its chunks to
 //! reach libtorch's fused batch norm; batches are shuffled, so both are random
 //! virtual batches of the same sizes.)
-use crate::ghost_bn::chunk_sizes;
 use rayon::prelude::*;
 use std::sync::{Mutex, OnceLock};
 use tch::{Device, Kind, Tensor};
@@ -356,8 +356,10 @@ pub struct Chunks {
 }
 
 impl Chunks {
-    pub fn new(rows: usize, vbs: usize) -> Chunks {
-        let sizes = chunk_sizes(rows as i64, vbs as i64);
+    /// The layout of virtual batches of the given sizes, in row order: equal
+    /// ones first, then at most one of another size.
+    pub fn from_sizes(sizes: &[i64]) -> Chunks {
+        let rows = sizes.iter().sum::<i64>() as usize;
         let c = sizes[0] as usize;
         let k = sizes.iter().take_while(|&&s| s as usize == c).count();
         // tasks of at least TASK_ROWS rows (fewer, larger products), but up
@@ -613,8 +615,33 @@ pub fn par_rows(rows: usize, f: impl Fn(usize) + Sync) {
     })
 }
 
+/// Threshold of one row (values already sorted in descending order).
+pub(crate) fn row_threshold(sorted: &[f64], entmax: bool) -> f64 {
+    let mut tau = 0.0;
+    let (mut sum, mut sum_sq) = (0.0, 0.0);
+    for (i, &v) in sorted.iter().enumerate() {
+        let k = (i + 1) as f64;
+        sum += v;
+        sum_sq += v * v;
+        let t = if entmax {
+            let mean = sum / k;
+            let delta = (1.0 - (sum_sq - k * mean * mean)) / k;
+            mean - delta.max(0.0).sqrt()
+        } else {
+            (sum - 1.0) / k
+        };
+        if (entmax && t <= v) || (!entmax && k * v > sum - 1.0) {
+            tau = t;
+        } else {
+            break;
+        }
+    }
+    tau
+}
+
 /// Sparsemax (entmax = false) or entmax-1.5 of one row, in place (logits in,
-/// mask out), with the same support rule and closed form as [`crate::mask`].
+/// mask out), with the same support rule and closed form as `mask.rs` (whose
+/// threshold search, [`row_threshold`], is shared).
 pub fn mask_row(m: &mut [f32], entmax: bool) {
     thread_local! {
         static SCRATCH: std::cell::RefCell<(Vec<f64>, Vec<f64>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
@@ -628,7 +655,7 @@ pub fn mask_row(m: &mut [f32], entmax: bool) {
         sorted.clear();
         sorted.extend_from_slice(xs);
         sorted.sort_unstable_by(|a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal));
-        let thr = crate::mask::row_threshold(sorted, entmax);
+        let thr = row_threshold(sorted, entmax);
         // closed form on the support {x > thr}
         let (mut k, mut s, mut s2) = (0f64, 0f64, 0f64);
         for &x in xs.iter() {
@@ -705,14 +732,16 @@ mod tests {
 
     #[test]
     fn chunks_cover_every_row_once() {
-        for &(rows, vbs) in &[
-            (1000usize, 128usize),
-            (1030, 128),
-            (257, 128),
-            (7, 3),
-            (64, 128),
+        // the layouts of 1000, 1030, 257, 7 and 64 rows (ghost_bn's chunk_sizes)
+        for sizes in [
+            vec![125i64; 8],
+            [vec![115; 8], vec![110]].concat(),
+            vec![86, 86, 85],
+            vec![3, 4],
+            vec![64],
         ] {
-            let c = Chunks::new(rows, vbs);
+            let c = Chunks::from_sizes(&sizes);
+            let rows = sizes.iter().sum::<i64>() as usize;
             let mut seen = vec![0; rows];
             for i in 0..c.count() {
                 let (f, n) = c.rows_of(i);
@@ -720,7 +749,7 @@ mod tests {
                     seen[f + r] += 1;
                 }
             }
-            assert!(seen.iter().all(|&v| v == 1), "rows {rows} vbs {vbs}");
+            assert!(seen.iter().all(|&v| v == 1), "sizes {sizes:?}");
             let mut covered = 0;
             for t in c.tasks() {
                 let (f, n) = c.task_rows(&t);

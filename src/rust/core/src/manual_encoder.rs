@@ -17,7 +17,7 @@ use crate::config::MaskType;
 use crate::embedding::Embedder;
 use crate::encoder::{Encoder, EncoderOutput};
 use crate::feature_transformer::FeatureTransformer;
-use crate::ghost_bn::GhostBatchNorm;
+use crate::ghost_bn::{chunk_sizes, GhostBatchNorm};
 use crate::glu::GluLayer;
 use crate::kernels::{self, empty, linear_bn_backward, linear_bn_forward, ptr, BnStats, Chunks};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -513,7 +513,8 @@ pub fn forward(
     kernels::on_pool(|| {
         let x0 = x_graph.detach().contiguous();
         let rows = x0.size()[0] as usize;
-        let chunks = Chunks::new(rows, enc.attention[0].bn.virtual_batch_size as usize);
+        let vbs = enc.attention[0].bn.virtual_batch_size;
+        let chunks = Chunks::from_sizes(&chunk_sizes(rows as i64, vbs));
         let n_groups = enc.attention[0].fc.size()[0];
         let n_a = enc.attention[0].fc.size()[1];
         let mut prior = initial_prior(prior, rows, n_groups);

@@ -11,6 +11,7 @@
 //! short rows costs far more than the rest of the step. Elsewhere (CUDA) the
 //! support comes from libtorch's sort.
 use crate::config::MaskType;
+use crate::kernels::row_threshold;
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
@@ -83,30 +84,6 @@ pub fn entmax_support_torch(x: &Tensor) -> Tensor {
         tau.gather(-1, &(support - 1), false)
     });
     x.gt_tensor(&tau).to_kind(x.kind())
-}
-
-/// Threshold of one row (values already sorted in descending order).
-pub(crate) fn row_threshold(sorted: &[f64], entmax: bool) -> f64 {
-    let mut tau = 0.0;
-    let (mut sum, mut sum_sq) = (0.0, 0.0);
-    for (i, &v) in sorted.iter().enumerate() {
-        let k = (i + 1) as f64;
-        sum += v;
-        sum_sq += v * v;
-        let t = if entmax {
-            let mean = sum / k;
-            let delta = (1.0 - (sum_sq - k * mean * mean)) / k;
-            mean - delta.max(0.0).sqrt()
-        } else {
-            (sum - 1.0) / k
-        };
-        if (entmax && t <= v) || (!entmax && k * v > sum - 1.0) {
-            tau = t;
-        } else {
-            break;
-        }
-    }
-    tau
 }
 
 /// The 0/1 support of each row computed in Rust on a CPU tensor (None on

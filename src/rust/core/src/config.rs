@@ -9,18 +9,6 @@ pub enum MaskType {
     Entmax,
 }
 
-impl MaskType {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "sparsemax" => Ok(MaskType::Sparsemax),
-            "entmax" | "entmax15" => Ok(MaskType::Entmax),
-            other => invalid(format!(
-                "`mask_type` must be \"sparsemax\" or \"entmax\", not \"{other}\""
-            )),
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {

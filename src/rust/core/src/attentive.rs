@@ -2,6 +2,7 @@
 use crate::config::MaskType;
 use crate::ghost_bn::GhostBatchNorm;
 use crate::{init, mask};
+use tch::nn::ModuleT;
 use tch::{nn, Tensor};
 
 #[derive(Debug)]

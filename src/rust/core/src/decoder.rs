@@ -4,6 +4,7 @@
 use crate::config::NetConfig;
 use crate::feature_transformer::{shared_fcs, FeatureTransformer};
 use crate::init;
+use tch::nn::ModuleT;
 use tch::{nn, Tensor};
 
 #[derive(Debug)]

@@ -4,20 +4,20 @@ use crate::attentive::AttentiveTransformer;
 use crate::config::NetConfig;
 use crate::embedding::{ones_prior, Embedder};
 use crate::feature_transformer::{shared_fcs, FeatureTransformer};
-use crate::ghost_bn::{batch_norm_train, bn_params, normalise_eval};
+use crate::ghost_bn::BatchNorm;
 use crate::manual_encoder::{self, EncoderTape};
+use tch::nn::ModuleT;
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]
 pub struct Encoder {
-    pub bn: (Tensor, Tensor, Tensor, Tensor),
+    pub bn: BatchNorm,
     pub splitter: FeatureTransformer,
     pub transformers: Vec<FeatureTransformer>,
     pub attention: Vec<AttentiveTransformer>,
     pub n_d: i64,
     pub gamma: f64,
     pub epsilon: f64,
-    pub momentum: f64,
 }
 
 /// What one encoder pass produces.
@@ -65,35 +65,19 @@ impl Encoder {
             })
             .collect();
         Encoder {
-            bn: bn_params(&(p / "initial_bn"), d),
+            bn: BatchNorm::new(&(p / "initial_bn"), d, cfg.momentum),
             splitter,
             transformers,
             attention,
             n_d: cfg.n_d as i64,
             gamma: cfg.gamma,
             epsilon: cfg.epsilon,
-            momentum: cfg.momentum,
         }
     }
 
     /// Plain (non-ghost) batch norm on the embedded input.
     pub fn initial_bn(&self, x: &Tensor, train: bool) -> Tensor {
-        let (w, b, rm, rv) = &self.bn;
-        if !train {
-            return normalise_eval(x, w, b, rm, rv, 1e-5);
-        }
-        let (out, mean, var) = batch_norm_train(&x.contiguous(), w, b, 1e-5);
-        let n = x.size()[0] as f64;
-        tch::no_grad(|| {
-            let m = self.momentum;
-            let mut rm = rm.shallow_clone();
-            let mut rv = rv.shallow_clone();
-            let _ = rm.g_mul_scalar_(1.0 - m).g_add_(&(mean.view([-1]) * m));
-            let _ = rv
-                .g_mul_scalar_(1.0 - m)
-                .g_add_(&(var.view([-1]) * (m * n / (n - 1.0))));
-        });
-        out
+        self.bn.forward_t(x, train)
     }
 
     /// Training pass: the hand-derived encoder when it applies (CPU, f32), else

@@ -2,6 +2,7 @@
 //! of the encoder (batch norms are not), followed by a step-specific block.
 use crate::glu::{GluBlock, GluLayer};
 use crate::init;
+use tch::nn::ModuleT;
 use tch::{nn, Tensor};
 
 /// The FC weights shared across steps: first D→2h, then h→2h.
@@ -65,8 +66,10 @@ impl FeatureTransformer {
         };
         FeatureTransformer { shared, specific }
     }
+}
 
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+impl ModuleT for FeatureTransformer {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let h = match &self.shared {
             Some(b) => b.forward_t(x, train),
             None => x.shallow_clone(),

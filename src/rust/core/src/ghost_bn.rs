@@ -13,114 +13,63 @@
 //! A last chunk of one row is merged into the chunk before it, so
 //! batch norm never sees a single row in training. Eval mode uses the running
 //! statistics, so rows are independent of each other.
+use tch::nn::ModuleT;
 use tch::{nn, Kind, Tensor};
 
+/// Plain batch norm over the rows of a (B, C) matrix (PyTorch's `BatchNorm1d`):
+/// γ, β and the running statistics, which training updates PyTorch-style
+/// (EMA with the batch's unbiased variance). The encoder's initial BN is one;
+/// every [`GhostBatchNorm`] holds one for its parameters and statistics.
 #[derive(Debug)]
-pub struct GhostBatchNorm {
-    pub weight: Tensor,
-    pub bias: Tensor,
-    pub running_mean: Tensor,
-    pub running_var: Tensor,
-    pub virtual_batch_size: i64,
-    pub momentum: f64,
-    pub eps: f64,
+pub struct BatchNorm {
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
+    pub(crate) running_mean: Tensor,
+    pub(crate) running_var: Tensor,
+    pub(crate) momentum: f64,
+    pub(crate) eps: f64,
 }
 
-/// Plain BN1d parameters under `p` (weight, bias, running_mean, running_var).
-pub(crate) fn bn_params(p: &nn::Path, dim: i64) -> (Tensor, Tensor, Tensor, Tensor) {
-    (
-        p.ones("weight", &[dim]),
-        p.zeros("bias", &[dim]),
-        p.zeros_no_train("running_mean", &[dim]),
-        p.ones_no_train("running_var", &[dim]),
-    )
-}
-
-/// Sizes of the chunks a batch of `b` rows is cut into.
-pub fn chunk_sizes(b: i64, vbs: i64) -> Vec<i64> {
-    if b <= 0 {
-        return vec![];
-    }
-    let k = (b + vbs - 1) / vbs;
-    let c = (b + k - 1) / k;
-    let mut sizes = vec![c; (b / c) as usize];
-    let r = b % c;
-    if r == 1 && !sizes.is_empty() {
-        *sizes.last_mut().unwrap() += 1;
-    } else if r > 0 {
-        sizes.push(r);
-    }
-    sizes
-}
-
-impl GhostBatchNorm {
-    pub fn new(p: &nn::Path, dim: i64, virtual_batch_size: i64, momentum: f64) -> Self {
-        let (weight, bias, running_mean, running_var) = bn_params(p, dim);
-        GhostBatchNorm {
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            virtual_batch_size,
+impl BatchNorm {
+    /// Parameters `weight`, `bias` and statistics `running_mean`, `running_var`
+    /// under `p`.
+    pub fn new(p: &nn::Path, dim: i64, momentum: f64) -> Self {
+        BatchNorm {
+            weight: p.ones("weight", &[dim]),
+            bias: p.zeros("bias", &[dim]),
+            running_mean: p.zeros_no_train("running_mean", &[dim]),
+            running_var: p.ones_no_train("running_var", &[dim]),
             momentum,
             eps: 1e-5,
         }
     }
 
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        if !train {
-            return normalise_eval(
-                x,
-                &self.weight,
-                &self.bias,
-                &self.running_mean,
-                &self.running_var,
-                self.eps,
-            );
-        }
-        let b = x.size()[0];
-        let sizes = chunk_sizes(b, self.virtual_batch_size);
-        let c = sizes[0];
-        let n_equal = sizes.iter().take_while(|&&s| s == c).count() as i64;
-        let mut outs = Vec::with_capacity(2);
-        let mut means = Vec::with_capacity(2);
-        let mut vars = Vec::with_capacity(2);
-        // the equal-size chunks, all at once
-        let (o, m, v) = self.normalise_chunks(&x.narrow(0, 0, n_equal * c), n_equal, c);
-        outs.push(o);
-        means.push(m);
-        vars.push(v);
-        // the last, differently sized chunk (if any)
-        let rest = b - n_equal * c;
-        if rest > 0 {
-            let (o, m, v) = self.normalise_chunks(&x.narrow(0, n_equal * c, rest), 1, rest);
-            outs.push(o);
-            means.push(m);
-            vars.push(v);
-        }
-        self.update_running(&Tensor::cat(&means, 0), &Tensor::cat(&vars, 0));
-        if outs.len() == 1 {
-            outs.pop().unwrap()
-        } else {
-            Tensor::cat(&outs, 0)
-        }
-    }
-
     /// Applies one EMA update per chunk, in chunk order, to the running statistics
-    /// from per-chunk means and unbiased variances (k, C), in closed form.
-    pub fn update_running(&self, means: &Tensor, vars: &Tensor) {
+    /// from per-chunk means and variances (k, C), in closed form. The variances
+    /// are unbiased, or biased over `biased_over` rows (Bessel's correction is
+    /// then folded into their weights).
+    pub(crate) fn update_running(&self, means: &Tensor, vars: &Tensor, biased_over: Option<i64>) {
         tch::no_grad(|| {
             let k = means.size()[0];
             let m = self.momentum;
-            let w: Vec<f32> = (0..k)
-                .map(|i| (m * (1.0 - m).powi((k - 1 - i) as i32)) as f32)
-                .collect();
-            let w = Tensor::of_slice(&w).to_device(means.device()).view([k, 1]);
+            let weight = |i: i64| m * (1.0 - m).powi((k - 1 - i) as i32);
+            let weights = |f: &dyn Fn(i64) -> f64| {
+                let w: Vec<f32> = (0..k).map(|i| f(i) as f32).collect();
+                Tensor::of_slice(&w).to_device(means.device()).view([k, 1])
+            };
+            let w_mean = weights(&weight);
+            let w_var = match biased_over {
+                None => w_mean.shallow_clone(),
+                Some(n) => {
+                    let n = n as f64;
+                    weights(&|i| weight(i) * n / (n - 1.0))
+                }
+            };
             let decay = (1.0 - m).powi(k as i32);
             let new_mean = &self.running_mean * decay
-                + (&w * means).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
+                + (&w_mean * means).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
             let new_var = &self.running_var * decay
-                + (&w * vars).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
+                + (&w_var * vars).sum_dim_intlist(Some(&[0i64][..]), false, Kind::Float);
             let mut rm = self.running_mean.shallow_clone();
             let mut rv = self.running_var.shallow_clone();
             rm.copy_(&new_mean);
@@ -130,7 +79,7 @@ impl GhostBatchNorm {
 
     /// [`update_running`](Self::update_running) from per-chunk means and
     /// unbiased variances given as (k·C) slices; in place on the CPU.
-    pub fn update_running_from(&self, means: &[f32], vars: &[f32]) {
+    pub(crate) fn update_running_from(&self, means: &[f32], vars: &[f32]) {
         let ch = self.running_mean.numel();
         // SAFETY: the running statistics are distinct tensors, and nothing else
         // reads or writes them during the update.
@@ -153,8 +102,99 @@ impl GhostBatchNorm {
                 let k = (means.len() / ch) as i64;
                 let dev = self.running_mean.device();
                 let t = |v: &[f32]| Tensor::of_slice(v).view([k, ch as i64]).to_device(dev);
-                self.update_running(&t(means), &t(vars));
+                self.update_running(&t(means), &t(vars), None);
             }
+        }
+    }
+}
+
+impl ModuleT for BatchNorm {
+    /// Training: the batch's own statistics (and one update of the running
+    /// ones); eval: the running statistics.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if !train {
+            return normalise_eval(
+                x,
+                &self.weight,
+                &self.bias,
+                &self.running_mean,
+                &self.running_var,
+                self.eps,
+            );
+        }
+        let (out, mean, var) =
+            batch_norm_train(&x.contiguous(), &self.weight, &self.bias, self.eps);
+        let rows = x.size()[0];
+        self.update_running(&mean.view([1, -1]), &var.view([1, -1]), Some(rows));
+        out
+    }
+}
+
+/// Batch norm with statistics per virtual batch (see the module's notes).
+#[derive(Debug)]
+pub struct GhostBatchNorm {
+    /// γ, β, running statistics, momentum and ε
+    pub(crate) norm: BatchNorm,
+    pub(crate) virtual_batch_size: i64,
+}
+
+/// Sizes of the chunks a batch of `b` rows is cut into.
+pub fn chunk_sizes(b: i64, vbs: i64) -> Vec<i64> {
+    if b <= 0 {
+        return vec![];
+    }
+    let k = (b + vbs - 1) / vbs;
+    let c = (b + k - 1) / k;
+    let mut sizes = vec![c; (b / c) as usize];
+    let r = b % c;
+    if r == 1 && !sizes.is_empty() {
+        *sizes.last_mut().unwrap() += 1;
+    } else if r > 0 {
+        sizes.push(r);
+    }
+    sizes
+}
+
+impl ModuleT for GhostBatchNorm {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if !train {
+            return self.norm.forward_t(x, false);
+        }
+        let b = x.size()[0];
+        let sizes = chunk_sizes(b, self.virtual_batch_size);
+        let c = sizes[0];
+        let n_equal = sizes.iter().take_while(|&&s| s == c).count() as i64;
+        let mut outs = Vec::with_capacity(2);
+        let mut means = Vec::with_capacity(2);
+        let mut vars = Vec::with_capacity(2);
+        // the equal-size chunks, all at once
+        let (o, m, v) = self.normalise_chunks(&x.narrow(0, 0, n_equal * c), n_equal, c);
+        outs.push(o);
+        means.push(m);
+        vars.push(v);
+        // the last, differently sized chunk (if any)
+        let rest = b - n_equal * c;
+        if rest > 0 {
+            let (o, m, v) = self.normalise_chunks(&x.narrow(0, n_equal * c, rest), 1, rest);
+            outs.push(o);
+            means.push(m);
+            vars.push(v);
+        }
+        self.norm
+            .update_running(&Tensor::cat(&means, 0), &Tensor::cat(&vars, 0), None);
+        if outs.len() == 1 {
+            outs.pop().unwrap()
+        } else {
+            Tensor::cat(&outs, 0)
+        }
+    }
+}
+
+impl GhostBatchNorm {
+    pub fn new(p: &nn::Path, dim: i64, virtual_batch_size: i64, momentum: f64) -> Self {
+        GhostBatchNorm {
+            norm: BatchNorm::new(p, dim, momentum),
+            virtual_batch_size,
         }
     }
 
@@ -167,12 +207,15 @@ impl GhostBatchNorm {
     fn normalise_chunks(&self, x: &Tensor, k: i64, c: i64) -> (Tensor, Tensor, Tensor) {
         let ch = x.size()[1];
         let (w, b) = if k == 1 {
-            (self.weight.shallow_clone(), self.bias.shallow_clone())
+            (
+                self.norm.weight.shallow_clone(),
+                self.norm.bias.shallow_clone(),
+            )
         } else {
-            (self.weight.repeat(&[k]), self.bias.repeat(&[k]))
+            (self.norm.weight.repeat(&[k]), self.norm.bias.repeat(&[k]))
         };
         let (out, mean, var) =
-            batch_norm_train(&x.contiguous().view([c, k * ch]), &w, &b, self.eps);
+            batch_norm_train(&x.contiguous().view([c, k * ch]), &w, &b, self.norm.eps);
         let out = out.view([k * c, ch]);
         let (mean, var) = tch::no_grad(|| {
             (
@@ -187,7 +230,7 @@ impl GhostBatchNorm {
 /// Training-mode batch norm of a contiguous (rows, C) matrix over its rows with
 /// biased variance, through libtorch's fused `native_batch_norm` (autograd uses its
 /// fused backward). Returns (output, mean, biased variance), the statistics detached.
-pub fn batch_norm_train(
+pub(crate) fn batch_norm_train(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
@@ -207,7 +250,7 @@ pub fn batch_norm_train(
 }
 
 /// Eval-mode batch norm with running statistics, as one fused `addcmul`.
-pub fn normalise_eval(
+pub(crate) fn normalise_eval(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
@@ -289,9 +332,9 @@ mod tests {
             let vs = VarStore::new(Device::Cpu);
             let gbn = GhostBatchNorm::new(&vs.root(), 5, vbs, 0.02);
             tch::no_grad(|| {
-                let mut w = gbn.weight.shallow_clone();
+                let mut w = gbn.norm.weight.shallow_clone();
                 w.copy_(&(Tensor::rand(&[5], (Kind::Float, Device::Cpu)) + 0.5));
-                let mut b = gbn.bias.shallow_clone();
+                let mut b = gbn.norm.bias.shallow_clone();
                 b.copy_(&Tensor::randn(&[5], (Kind::Float, Device::Cpu)));
             });
             let x = Tensor::randn(&[rows, 5], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
@@ -301,13 +344,13 @@ mod tests {
                 vbs,
                 0.02,
                 1e-5,
-                &gbn.weight.detach(),
-                &gbn.bias.detach(),
+                &gbn.norm.weight.detach(),
+                &gbn.norm.bias.detach(),
             );
             let d = (&out - want).abs().max().double_value(&[]);
             assert!(d < 1e-4, "output differs by {d} (rows {rows}, vbs {vbs})");
-            let dm = (&gbn.running_mean - rm).abs().max().double_value(&[]);
-            let dv = (&gbn.running_var - rv).abs().max().double_value(&[]);
+            let dm = (&gbn.norm.running_mean - rm).abs().max().double_value(&[]);
+            let dv = (&gbn.norm.running_var - rv).abs().max().double_value(&[]);
             assert!(dm < 1e-5 && dv < 1e-4, "running stats differ: {dm} {dv}");
         }
     }
@@ -338,6 +381,14 @@ mod tests {
         let x = Tensor::randn(&[40, 4], (Kind::Float, Device::Cpu));
         let loss = gbn.forward_t(&x, true).square().sum(Kind::Float);
         loss.backward();
-        assert!(gbn.weight.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        assert!(
+            gbn.norm
+                .weight
+                .grad()
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[])
+                > 0.0
+        );
     }
 }

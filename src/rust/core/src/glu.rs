@@ -1,5 +1,6 @@
 //! GLU layer (bias-free FC → ghost BN → GLU) and GLU block with √0.5 residuals.
 use crate::ghost_bn::GhostBatchNorm;
+use tch::nn::ModuleT;
 use tch::{nn, Tensor};
 
 #[derive(Debug)]
@@ -16,8 +17,10 @@ impl GluLayer {
             bn: GhostBatchNorm::new(&(p / "bn"), 2 * out, vbs, momentum),
         }
     }
+}
 
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+impl ModuleT for GluLayer {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         self.bn
             .forward_t(&x.linear::<Tensor>(&self.fc, None), train)
             .glu(-1)
@@ -32,8 +35,8 @@ pub struct GluBlock {
     pub first: bool,
 }
 
-impl GluBlock {
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+impl ModuleT for GluBlock {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let scale = 0.5f64.sqrt();
         let mut h = x.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {

@@ -17,7 +17,7 @@ use crate::config::MaskType;
 use crate::embedding::Embedder;
 use crate::encoder::{Encoder, EncoderOutput};
 use crate::feature_transformer::FeatureTransformer;
-use crate::ghost_bn::{chunk_sizes, GhostBatchNorm};
+use crate::ghost_bn::{chunk_sizes, BatchNorm};
 use crate::glu::GluLayer;
 use crate::kernels::{self, empty, linear_bn_backward, linear_bn_forward, ptr, BnStats, Chunks};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,7 +100,7 @@ impl LinearBn {
     /// on each row; updates the BN's running statistics.
     fn forward<F>(
         fc: &Tensor,
-        bn: &GhostBatchNorm,
+        bn: &BatchNorm,
         input: &Tensor,
         chunks: &Chunks,
         epilogue: F,
@@ -211,10 +211,16 @@ fn layer_forward(
     let out = empty(chunks.rows, d);
     let h_in = h_in.contiguous();
     let (op, hp) = (ptr(&out), ptr(&h_in));
-    let lin = LinearBn::forward(&layer.fc, &layer.bn, &h_in, chunks, |r, zr, gamma, beta| {
-        let h: &[f32] = if residual { row(hp, r, d) } else { &[] };
-        kernels::glu_row(zr, gamma, beta, h, row(op, r, d));
-    });
+    let lin = LinearBn::forward(
+        &layer.fc,
+        &layer.bn.norm,
+        &h_in,
+        chunks,
+        |r, zr, gamma, beta| {
+            let h: &[f32] = if residual { row(hp, r, d) } else { &[] };
+            kernels::glu_row(zr, gamma, beta, h, row(op, r, d));
+        },
+    );
     (out, LayerTape { lin, residual })
 }
 
@@ -286,7 +292,7 @@ fn attention_forward(
     let mask = empty(chunks.rows, g);
     let (mp, pp) = (ptr(&mask), ptr(prior));
     let entmax = att.mask == MaskType::Entmax;
-    let lin = LinearBn::forward(&att.fc, &att.bn, a, chunks, |r, zr, gamma, beta| {
+    let lin = LinearBn::forward(&att.fc, &att.bn.norm, a, chunks, |r, zr, gamma, beta| {
         attention_row(zr, gamma, beta, row(pp, r, g), row(mp, r, g), entmax)
     });
     AttentionTape {
@@ -571,7 +577,7 @@ pub fn forward(
 
 /// Eval-mode batch norm as an affine map: (scale, shift) with
 /// scale = γ / √(running var + ε), shift = β − running mean · scale.
-fn eval_affine(bn: &GhostBatchNorm) -> (Vec<f32>, Vec<f32>) {
+fn eval_affine(bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
     let (g, b, m, v) = (
         to_vec(&bn.weight),
         to_vec(&bn.bias),
@@ -598,7 +604,7 @@ fn transformer_eval(ft: &FeatureTransformer, x: &Tensor) -> Tensor {
         let fc = layer.fc.detach();
         let d = (fc.size()[0] / 2) as usize;
         let rows = h.size()[0] as usize;
-        let (scale, shift) = eval_affine(&layer.bn);
+        let (scale, shift) = eval_affine(&layer.bn.norm);
         let z = empty(rows, 2 * d);
         let out = empty(rows, d);
         let (op, hp) = (ptr(&out), ptr(&h));
@@ -615,7 +621,7 @@ fn attention_eval(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor) -> Ten
     let a = a.contiguous();
     let fc = att.fc.detach();
     let (rows, g) = (a.size()[0] as usize, fc.size()[0] as usize);
-    let (scale, shift) = eval_affine(&att.bn);
+    let (scale, shift) = eval_affine(&att.bn.norm);
     let entmax = att.mask == MaskType::Entmax;
     let z = empty(rows, g);
     let mask = empty(rows, g);

@@ -18,7 +18,7 @@ pub fn predict(model: &Model, data: &Dataset, batch_size: i64) -> Result<Tensor>
         let mut start = 0;
         while start < data.n {
             let len = batch_size.min(data.n - start);
-            let (out, _) = net.forward_t(&data.slice(start, len), false);
+            let (out, _, _) = net.forward(&data.slice(start, len), false, model.backend());
             parts.push(loss::activate(&model.cfg, &out).to_device(Device::Cpu));
             start += len;
         }
@@ -40,7 +40,7 @@ pub fn explain(model: &Model, data: &Dataset, batch_size: i64) -> Result<(Tensor
         let mut start = 0;
         while start < data.n {
             let len = batch_size.min(data.n - start);
-            let e = explain_encoder(embedder, encoder, &data.slice(start, len));
+            let e = explain_encoder(embedder, encoder, &data.slice(start, len), model.backend());
             agg.push(e.m_explain.to_device(Device::Cpu));
             for (k, m) in e.masks.into_iter().enumerate() {
                 masks[k].push(m.to_device(Device::Cpu));

@@ -1,4 +1,4 @@
-//! Fused CPU kernels for the hand-derived training pass ([`crate::manual_encoder`]):
+//! Fused CPU kernels for the hand-derived encoder pass (`encoder::fused`):
 //! ghost batch norm fused with GLU and the residual, its backward, and the
 //! row-wise sparsemax / entmax-1.5 with their backward. Each virtual batch is
 //! handled by one rayon task while it sits in cache, instead of a dozen

@@ -33,7 +33,6 @@ pub mod inference;
 pub mod init;
 pub mod kernels;
 pub mod loss;
-pub mod manual_encoder;
 pub mod mask;
 pub mod metrics;
 pub mod model;
@@ -45,5 +44,6 @@ pub mod trainer;
 
 pub use config::{MaskType, NetConfig, Task};
 pub use data::Dataset;
+pub use encoder::Backend;
 pub use error::{Error, ErrorKind, Result};
 pub use model::Model;

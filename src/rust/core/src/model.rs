@@ -5,9 +5,9 @@
 //! object, so `saveRDS()` needs nothing else.
 use crate::config::NetConfig;
 use crate::data::{Batch, Dataset};
+use crate::encoder::{Backend, Pass};
 use crate::error::{corrupt, invalid, torch_message, Error, Result};
 use crate::loss;
-use crate::manual_encoder::EncoderTape;
 use crate::network::TabNet;
 use crate::pretrainer::Pretrainer;
 use std::io::Cursor;
@@ -19,17 +19,21 @@ pub struct BatchLoss {
     pub loss: Tensor,
     /// the task loss alone (reported)
     pub task: Tensor,
-    tape: Option<EncoderTape>,
+    pass: Pass,
 }
 
 impl BatchLoss {
     /// Gradients of `loss` into every parameter's `.grad()`: autograd for the
-    /// head/decoder and the loss, then the encoder's hand-derived backward.
+    /// head/decoder and the loss, then (fused backend) the encoder's
+    /// hand-derived backward.
     pub fn backward(self) {
         self.loss.backward();
-        if let Some(t) = self.tape {
-            t.backward();
-        }
+        self.pass.backward();
+    }
+
+    /// The backend that ran the encoder.
+    pub fn backend(&self) -> Backend {
+        self.pass.backend()
     }
 }
 
@@ -202,30 +206,36 @@ impl Model {
         }
     }
 
-    /// The loss of a batch: what to optimise, the task loss to report, and in
-    /// training the encoder tape (see [`BatchLoss::backward`]).
-    pub fn batch_loss(&self, b: &Batch, train: bool, lambda_sparse: f64) -> Result<BatchLoss> {
-        let (task, m_loss, tape) = match &self.net {
+    /// The default encoder backend for this model's device ([`Backend::for_device`]).
+    pub fn backend(&self) -> Backend {
+        Backend::for_device(self.vs.device())
+    }
+
+    /// The loss of a batch: what to optimise, the task loss to report, and the
+    /// encoder's pass (see [`BatchLoss::backward`]).
+    pub fn batch_loss(
+        &self,
+        b: &Batch,
+        train: bool,
+        lambda_sparse: f64,
+        backend: Backend,
+    ) -> Result<BatchLoss> {
+        let (task, m_loss, pass) = match &self.net {
             Net::Supervised(net) => {
                 let y = match &b.y {
                     Some(y) => y,
                     None => return invalid("training needs an outcome"),
                 };
-                let (out, m_loss, tape) = if train {
-                    net.forward_train(b)
-                } else {
-                    let (o, m) = net.forward_t(b, false);
-                    (o, m, None)
-                };
+                let (out, m_loss, pass) = net.forward(b, train, backend);
                 let task = loss::weighted_mean(&loss::per_row(&self.cfg, &out, y), b.w.as_ref());
-                (task, m_loss, tape)
+                (task, m_loss, pass)
             }
-            Net::Pretrain(p) => p.loss(b, train),
+            Net::Pretrain(p) => p.loss(b, train, backend),
         };
         Ok(BatchLoss {
             loss: &task - m_loss * lambda_sparse,
             task,
-            tape,
+            pass,
         })
     }
 

@@ -2,9 +2,8 @@
 use crate::config::NetConfig;
 use crate::data::Batch;
 use crate::embedding::Embedder;
-use crate::encoder::Encoder;
+use crate::encoder::{Backend, Encoder, Pass};
 use crate::init;
-use crate::manual_encoder::EncoderTape;
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]
@@ -20,6 +19,8 @@ pub struct Explanation {
     pub m_explain: Tensor,
     /// M_i per step, (B, F).
     pub masks: Vec<Tensor>,
+    /// The backend that ran the encoder.
+    pub backend: Backend,
 }
 
 impl TabNet {
@@ -35,23 +36,20 @@ impl TabNet {
         }
     }
 
-    /// Returns (logits or values (B, out), sparsity term M_loss ≤ 0).
-    pub fn forward_t(&self, b: &Batch, train: bool) -> (Tensor, Tensor) {
+    /// Returns (logits or values (B, out), sparsity term M_loss ≤ 0, the
+    /// encoder's pass: in training, complete its backward after
+    /// `loss.backward()`, see [`Encoder::forward`]).
+    pub fn forward(&self, b: &Batch, train: bool, backend: Backend) -> (Tensor, Tensor, Pass) {
         let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
-        let enc = self
-            .encoder
-            .forward_t(&x, b.present.as_ref(), &self.embedder, train, false);
-        (self.head_of(&enc.steps), enc.m_loss)
-    }
-
-    /// Training pass (see [`Encoder::forward_train`]): (output, sparsity term,
-    /// the encoder tape to back-propagate after `loss.backward()`).
-    pub fn forward_train(&self, b: &Batch) -> (Tensor, Tensor, Option<EncoderTape>) {
-        let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
-        let enc = self
-            .encoder
-            .forward_train(&x, b.present.as_ref(), &self.embedder);
-        (self.head_of(&enc.steps), enc.m_loss, enc.tape)
+        let enc = self.encoder.forward(
+            &x,
+            b.present.as_ref(),
+            &self.embedder,
+            train,
+            false,
+            backend,
+        );
+        (self.head_of(&enc.steps), enc.m_loss, enc.pass)
     }
 
     fn head_of(&self, steps: &[Tensor]) -> Tensor {
@@ -62,16 +60,21 @@ impl TabNet {
         d.linear::<Tensor>(&self.head, None)
     }
 
-    pub fn explain(&self, b: &Batch) -> Explanation {
-        explain_encoder(&self.embedder, &self.encoder, b)
+    pub fn explain(&self, b: &Batch, backend: Backend) -> Explanation {
+        explain_encoder(&self.embedder, &self.encoder, b, backend)
     }
 }
 
 /// Masks of an encoder (supervised or pretrained) in eval mode, without
 /// obfuscation: η_i = Σ_c ReLU(d_i,c) weighs step i's mask in M_explain.
-pub fn explain_encoder(embedder: &Embedder, encoder: &Encoder, b: &Batch) -> Explanation {
+pub fn explain_encoder(
+    embedder: &Embedder,
+    encoder: &Encoder,
+    b: &Batch,
+    backend: Backend,
+) -> Explanation {
     let x = embedder.forward(&b.x_num, b.x_cat.as_ref());
-    let enc = encoder.forward_t(&x, b.present.as_ref(), embedder, false, true);
+    let enc = encoder.forward(&x, b.present.as_ref(), embedder, false, true, backend);
     let mut m_explain = Tensor::zeros_like(&enc.masks[0]);
     for (m, d) in enc.masks.iter().zip(&enc.steps) {
         let eta = d.sum_dim_intlist(Some(&[1i64][..]), true, Kind::Float);
@@ -80,5 +83,6 @@ pub fn explain_encoder(embedder: &Embedder, encoder: &Encoder, b: &Batch) -> Exp
     Explanation {
         m_explain,
         masks: enc.masks,
+        backend: enc.pass.backend(),
     }
 }

@@ -14,8 +14,7 @@ use crate::config::NetConfig;
 use crate::data::{Batch, Dataset};
 use crate::decoder::Decoder;
 use crate::embedding::Embedder;
-use crate::encoder::Encoder;
-use crate::manual_encoder::EncoderTape;
+use crate::encoder::{Backend, Encoder, Pass};
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]
@@ -65,11 +64,11 @@ impl Pretrainer {
         });
     }
 
-    /// Reconstruction loss of a batch (scalar) and the sparsity term.
-    /// (reconstruction loss, sparsity term, encoder tape when training).
-    pub fn loss(&self, b: &Batch, train: bool) -> (Tensor, Tensor, Option<EncoderTape>) {
+    /// (reconstruction loss of a batch (scalar), the sparsity term, the
+    /// encoder's pass: in training, complete its backward after `loss.backward()`).
+    pub fn loss(&self, b: &Batch, train: bool, backend: Backend) -> (Tensor, Tensor, Pass) {
         let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
-        let (rows, f) = (x.size()[0], self.encoder.attention[0].fc.size()[0]);
+        let (rows, f) = (x.size()[0], self.encoder.n_groups());
         let mut obf =
             Tensor::empty(&[rows, f], (Kind::Float, x.device())).bernoulli_float_(self.ratio);
         if let Some(p) = &b.present {
@@ -82,13 +81,9 @@ impl Pretrainer {
         };
         let obf_d = self.embedder.expand_binary(&obf);
         let x_in = &x * (1.0f64 - &obf_d);
-        let enc = if train {
-            self.encoder
-                .forward_train(&x_in, Some(&prior), &self.embedder)
-        } else {
-            self.encoder
-                .forward_t(&x_in, Some(&prior), &self.embedder, false, false)
-        };
+        let enc = self
+            .encoder
+            .forward(&x_in, Some(&prior), &self.embedder, train, false, backend);
         let recon = self.decoder.forward_t(&enc.steps, train);
         let target = (x.detach() - &self.target_mean) / self.target_var.sqrt();
         let err = (recon - target).square() * &obf_d;
@@ -96,6 +91,6 @@ impl Pretrainer {
             / obf_d
                 .sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)
                 .clamp_min(1.0);
-        (per_row.mean(Kind::Float), enc.m_loss, enc.tape)
+        (per_row.mean(Kind::Float), enc.m_loss, enc.pass)
     }
 }

@@ -1,6 +1,6 @@
 //! Process settings for a training run on the CPU: threads and the allocator.
 //!
-//! The hand-derived pass ([`crate::manual_encoder`]) parallelises over virtual
+//! The encoder's fused pass (`encoder::fused`) parallelises over virtual
 //! batches itself: each rayon task runs its own single-threaded BLAS products and
 //! fused kernels. libtorch's OpenMP pool and OpenBLAS's own threads would only
 //! compete with those tasks (both spin while idle; measured: 2 threads became

@@ -5,6 +5,7 @@
 //! which keeps interrupts and progress output on R's side.
 use crate::adam::Adam;
 use crate::data::Dataset;
+use crate::encoder::Backend;
 use crate::error::{invalid, Result};
 use crate::model::Model;
 use crate::run_settings::RunSettings;
@@ -24,6 +25,8 @@ pub struct TrainOptions {
 
 pub struct Trainer {
     pub opts: TrainOptions,
+    /// the encoder backend of every batch (see [`Trainer::with_backend`])
+    backend: Backend,
     opt: Adam,
     lr: f64,
     perm: Option<Tensor>,
@@ -60,6 +63,7 @@ impl Trainer {
         let lr = opts.learn_rate;
         Ok(Trainer {
             opts,
+            backend: model.backend(),
             opt,
             lr,
             perm: None,
@@ -70,6 +74,13 @@ impl Trainer {
             global_step: 0,
             settings: None,
         })
+    }
+
+    /// Trains with this encoder backend instead of the device's default
+    /// ([`Model::backend`]).
+    pub fn with_backend(mut self, backend: Backend) -> Trainer {
+        self.backend = backend;
+        self
     }
 
     /// Restores the process settings taken for the epoch (see [`RunSettings`]);
@@ -100,7 +111,7 @@ impl Trainer {
         self.rows_seen = 0;
         if self.settings.is_none()
             && data.device() == tch::Device::Cpu
-            && crate::manual_encoder::enabled()
+            && self.backend == Backend::Fused
         {
             self.settings = Some(RunSettings::enter());
         }
@@ -120,7 +131,7 @@ impl Trainer {
             let start = self.cursor * bs;
             let len = bs.min(data.n - start);
             let batch = data.batch(&perm.narrow(0, start, len));
-            let bl = model.batch_loss(&batch, true, self.opts.lambda_sparse)?;
+            let bl = model.batch_loss(&batch, true, self.opts.lambda_sparse, self.backend)?;
             let task = bl.task.shallow_clone();
             self.opt.zero_grad();
             bl.backward();
@@ -166,7 +177,7 @@ pub fn evaluate_loss(model: &Model, data: &Dataset, batch_size: i64) -> Result<f
         while start < data.n {
             let len = batch_size.min(data.n - start);
             let b = data.slice(start, len);
-            let task = model.batch_loss(&b, false, 0.0)?.task;
+            let task = model.batch_loss(&b, false, 0.0, model.backend())?.task;
             let wsum = match &b.w {
                 Some(w) => w.sum(Kind::Float).double_value(&[]),
                 None => len as f64,

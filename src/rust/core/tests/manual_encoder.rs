@@ -1,7 +1,8 @@
 //! The hand-derived encoder pass against autograd: same loss, same gradient for
 //! every parameter, same running statistics, on layouts that exercise each
 //! branch (uneven last virtual batch, entmax, categorical embeddings of width > 1,
-//! missing values in the prior, pretraining).
+//! missing values in the prior, pretraining). Each run picks its backend and
+//! checks that this backend ran (a fallback to autograd fails the test).
 //!
 //! The autograd ghost BN interleaves its virtual batches (chunk i = rows i, i + k,
 //! …) while the fused kernels cut contiguous runs like torch.chunk; feeding
@@ -10,11 +11,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use tabnet_core::data::{Dataset, Targets};
 use tabnet_core::ghost_bn::chunk_sizes;
-use tabnet_core::manual_encoder;
-use tabnet_core::{MaskType, Model, NetConfig, Task};
+use tabnet_core::{Backend, MaskType, Model, NetConfig, Task};
 use tch::{Device, Kind, Tensor};
 
-/// The switch and libtorch's RNG are process-global.
+/// libtorch's RNG is process-global.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Row order under which autograd's interleaved chunks equal contiguous ones.
@@ -109,21 +109,22 @@ fn run(
     c: &Case,
     bytes: &[u8],
     idx: &[i64],
-    manual: bool,
+    backend: Backend,
 ) -> (f64, HashMap<String, Tensor>, HashMap<String, Tensor>) {
-    manual_encoder::set_enabled(manual);
     let mut m = model(c);
     m.load_bytes(bytes).unwrap();
     let b = c.data.batch(&Tensor::of_slice(idx));
     // the pretraining obfuscation mask is random: same draws for both runs
     tch::manual_seed(5);
-    let bl = m.batch_loss(&b, true, 0.05).unwrap();
+    let bl = m.batch_loss(&b, true, 0.05, backend).unwrap();
+    assert_eq!(bl.backend(), backend, "the backend that ran");
     let loss = bl.loss.double_value(&[]);
     bl.backward();
     // a second pass accumulates into the gradients the first one created
     tch::manual_seed(6);
-    m.batch_loss(&b, true, 0.05).unwrap().backward();
-    manual_encoder::set_enabled(true);
+    let bl = m.batch_loss(&b, true, 0.05, backend).unwrap();
+    assert_eq!(bl.backend(), backend, "the backend that ran");
+    bl.backward();
     let vars = m.vs.variables();
     let g = vars
         .iter()
@@ -143,8 +144,8 @@ fn check(c: Case) {
     let bytes = model(&c).to_bytes().unwrap();
     let natural: Vec<i64> = (0..rows as i64).collect();
     let inter = interleaving(rows, c.cfg.virtual_batch_size);
-    let (l_auto, g_auto, v_auto) = run(&c, &bytes, &inter, false);
-    let (l_man, g_man, v_man) = run(&c, &bytes, &natural, true);
+    let (l_auto, g_auto, v_auto) = run(&c, &bytes, &inter, Backend::Autograd);
+    let (l_man, g_man, v_man) = run(&c, &bytes, &natural, Backend::Fused);
     assert!(
         (l_auto - l_man).abs() < 1e-5 * l_auto.abs().max(1.0),
         "loss {l_auto} vs {l_man}"
@@ -199,6 +200,8 @@ fn eval_pass_matches_autograd() {
     ] {
         let c = case(mask, cats, na, false, 300, 64);
         let m = model(&c);
+        // trained with the default backend, which is the fused one on the CPU
+        assert_eq!(m.backend(), Backend::Fused);
         let mut t = tabnet_core::trainer::Trainer::new(
             &m,
             tabnet_core::trainer::TrainOptions {
@@ -216,15 +219,15 @@ fn eval_pass_matches_autograd() {
         t.end_epoch();
         let b = c.data.slice(0, c.data.n);
         let net = m.supervised().unwrap();
-        let run = |fast: bool| {
-            manual_encoder::set_enabled(fast);
-            let (out, m_loss) = tch::no_grad(|| net.forward_t(&b, false));
-            let e = tch::no_grad(|| net.explain(&b));
-            manual_encoder::set_enabled(true);
+        let run = |backend: Backend| {
+            let (out, m_loss, pass) = tch::no_grad(|| net.forward(&b, false, backend));
+            let e = tch::no_grad(|| net.explain(&b, backend));
+            assert_eq!(pass.backend(), backend, "the backend that predicted");
+            assert_eq!(e.backend, backend, "the backend that explained");
             (out, m_loss.double_value(&[]), e.m_explain, e.masks)
         };
-        let (o1, l1, e1, k1) = run(false);
-        let (o2, l2, e2, k2) = run(true);
+        let (o1, l1, e1, k1) = run(Backend::Autograd);
+        let (o2, l2, e2, k2) = run(Backend::Fused);
         // differences relative to the largest magnitude (f32 rounding only)
         let close = |a: &Tensor, b: &Tensor| {
             (a - b).abs().max().double_value(&[]) / a.abs().max().double_value(&[]).max(1.0)

@@ -6,7 +6,7 @@ use tabnet_core::importance::{mask_importance, model_agnostic, Method};
 use tabnet_core::inference::{explain, predict};
 use tabnet_core::metrics::auc;
 use tabnet_core::trainer::{evaluate_loss, TrainOptions, Trainer};
-use tabnet_core::{Model, NetConfig, Task};
+use tabnet_core::{Backend, Model, NetConfig, Task};
 use tch::{Device, Kind, Tensor};
 
 /// libtorch's RNG is process-global: tests that seed it run one at a time.
@@ -205,8 +205,8 @@ fn eval_mode_rows_do_not_depend_on_their_batch() {
     // training mode differs from eval mode (batch statistics)
     let b = data.slice(0, 64);
     let net = model.supervised().unwrap();
-    let (t_out, _) = tch::no_grad(|| net.forward_t(&b, true));
-    let (e_out, _) = tch::no_grad(|| net.forward_t(&b, false));
+    let (t_out, _, _) = tch::no_grad(|| net.forward(&b, true, Backend::Autograd));
+    let (e_out, _, _) = tch::no_grad(|| net.forward(&b, false, model.backend()));
     assert!((t_out - e_out).abs().max().double_value(&[]) > 1e-4);
 }
 

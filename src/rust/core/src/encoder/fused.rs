@@ -1,38 +1,27 @@
-//! The encoder's training pass with a hand-derived backward (CPU, f32).
+//! The fused backend: the encoder's training pass with a hand-derived backward,
+//! and its eval pass (CPU, f32).
 //!
 //! Autograd would record a dozen full-batch libtorch kernels per GLU layer; here
 //! each layer is one BLAS product plus one fused kernel per virtual batch (see
 //! [`crate::kernels`]), forward and backward. The pass plugs into autograd at its
 //! edges: the initial BN output enters as a detached copy, the step outputs and
 //! the sparsity term leave as leaves that the head/decoder and the loss use
-//! normally. After `loss.backward()`, [`EncoderTape::backward`] reads the
+//! normally. After `loss.backward()`, [`Tape::backward`] reads the
 //! leaves' gradients, runs the encoder backward by hand, and hands the parameter
 //! and input gradients back to autograd with one surrogate `backward()`, so
 //! gradient clipping, the optimiser, embeddings and the initial BN are unchanged.
 //!
 //! Equivalence with the autograd encoder (outputs, running statistics and every
 //! parameter gradient) is tested in `tests/manual_encoder.rs`.
+use super::{Backend, Encoder, EncoderOutput, Pass};
 use crate::attentive::AttentiveTransformer;
 use crate::config::MaskType;
 use crate::embedding::Embedder;
-use crate::encoder::{Encoder, EncoderOutput};
 use crate::feature_transformer::FeatureTransformer;
 use crate::ghost_bn::{chunk_sizes, BatchNorm};
 use crate::glu::GluLayer;
 use crate::kernels::{self, empty, linear_bn_backward, linear_bn_forward, ptr, BnStats, Chunks};
-use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Kind, Tensor};
-
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Switches the hand-derived training pass on or off (autograd is used when off).
-pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::SeqCst);
-}
-
-pub fn enabled() -> bool {
-    ENABLED.load(Ordering::SeqCst)
-}
 
 const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
@@ -182,7 +171,7 @@ struct StepTape {
 }
 
 /// Everything the hand-derived backward needs, plus the autograd edges.
-pub struct EncoderTape {
+pub(super) struct Tape {
     chunks: Chunks,
     n_d: i64,
     gamma: f64,
@@ -497,10 +486,9 @@ fn initial_prior(prior: Option<&Tensor>, rows: usize, n_groups: i64) -> Tensor {
 
 /// True when the fused passes can run for this input (training needs two rows
 /// for batch statistics).
-pub fn applicable(x: &Tensor, train: bool) -> bool {
+pub(super) fn applicable(x: &Tensor, train: bool) -> bool {
     let min_rows = if train { 2 } else { 1 };
-    enabled()
-        && x.device() == tch::Device::Cpu
+    x.device() == tch::Device::Cpu
         && x.kind() == Kind::Float
         && x.dim() == 2
         && x.size()[0] >= min_rows
@@ -508,9 +496,9 @@ pub fn applicable(x: &Tensor, train: bool) -> bool {
 
 /// Training forward of the encoder from the initial BN's output `x_graph`
 /// (with autograd history). Returns the output whose steps and sparsity term
-/// are autograd leaves; its `tape` must be given to [`EncoderTape::backward`]
-/// after `loss.backward()`.
-pub fn forward(
+/// are autograd leaves; its pass must be completed ([`Pass::backward`]) after
+/// `loss.backward()`.
+pub(super) fn forward_train(
     enc: &Encoder,
     embedder: &Embedder,
     x_graph: &Tensor,
@@ -521,8 +509,7 @@ pub fn forward(
         let rows = x0.size()[0] as usize;
         let vbs = enc.attention[0].bn.virtual_batch_size;
         let chunks = Chunks::from_sizes(&chunk_sizes(rows as i64, vbs));
-        let n_groups = enc.attention[0].fc.size()[0];
-        let n_a = enc.attention[0].fc.size()[1];
+        let (n_groups, n_a) = (enc.n_groups(), enc.n_a());
         let mut prior = initial_prior(prior, rows, n_groups);
         let (split_out, splitter) = transformer_forward(&enc.splitter, &x0, &chunks);
         let mut a = split_out.narrow(1, enc.n_d, n_a);
@@ -553,7 +540,7 @@ pub fn forward(
         }
         let m_loss_leaf =
             Tensor::from((m_loss / enc.transformers.len() as f64) as f32).set_requires_grad(true);
-        let tape = EncoderTape {
+        let tape = Tape {
             chunks,
             n_d: enc.n_d,
             gamma: enc.gamma,
@@ -570,7 +557,10 @@ pub fn forward(
             steps: leaves,
             m_loss: m_loss_leaf,
             masks: Vec::new(),
-            tape: Some(tape),
+            pass: Pass {
+                backend: Backend::Fused,
+                tape: Some(tape),
+            },
         }
     })
 }
@@ -634,7 +624,7 @@ fn attention_eval(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor) -> Ten
 
 /// Eval-mode encoder pass (running statistics) with the fused kernels, from the
 /// initial BN's output. Same outputs as the autograd encoder in eval mode.
-pub fn forward_eval(
+pub(super) fn forward_eval(
     enc: &Encoder,
     embedder: &Embedder,
     x0: &Tensor,
@@ -645,8 +635,7 @@ pub fn forward_eval(
     kernels::on_pool(|| {
         let x0 = x0.detach().contiguous();
         let rows = x0.size()[0] as usize;
-        let n_groups = enc.attention[0].fc.size()[0];
-        let n_a = enc.attention[0].fc.size()[1];
+        let (n_groups, n_a) = (enc.n_groups(), enc.n_a());
         let mut prior = initial_prior(prior, rows, n_groups);
         let ex = Expansion::of(embedder, x0.size()[1] as usize);
         let mut a = transformer_eval(&enc.splitter, &x0).narrow(1, enc.n_d, n_a);
@@ -670,16 +659,19 @@ pub fn forward_eval(
             steps,
             m_loss,
             masks,
-            tape: None,
+            pass: Pass {
+                backend: Backend::Fused,
+                tape: None,
+            },
         }
     })
 }
 
-impl EncoderTape {
+impl Tape {
     /// Back-propagates through the encoder by hand from the gradients autograd
     /// left on the leaves, then passes the parameter and input gradients back
     /// to autograd (accumulating into `.grad()` like any backward).
-    pub fn backward(self) {
+    pub(super) fn backward(self) {
         let (grads, dx0) = kernels::on_pool(|| self.manual_backward());
         let mut surrogate = (&self.x_graph * dx0).sum(Kind::Float);
         for (p, g) in &grads.pending {

@@ -59,12 +59,12 @@ impl NetConfig {
         self.num_cols.len() + self.cat_emb_dims.iter().sum::<usize>()
     }
 
-    pub fn output_dim(&self) -> usize {
+    pub(crate) fn output_dim(&self) -> usize {
         self.output_dims.iter().sum()
     }
 
     /// Checks that the architecture can be built; every message names the argument.
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let f = self.n_features();
         if f == 0 {
             return invalid("the model needs at least one predictor column");
@@ -117,7 +117,7 @@ impl NetConfig {
     }
 
     /// The original column of every embedded dimension, in tensor order.
-    pub fn column_of_dim(&self) -> Vec<i64> {
+    pub(crate) fn column_of_dim(&self) -> Vec<i64> {
         let mut out: Vec<i64> = self.num_cols.iter().map(|&c| c as i64).collect();
         for (k, &c) in self.cat_cols.iter().enumerate() {
             out.extend(std::iter::repeat_n(c as i64, self.cat_emb_dims[k]));

@@ -39,7 +39,7 @@ impl Error {
 
 /// The first meaningful line of a libtorch message: libtorch appends
 /// "Exception raised from ..." and a C++ stack trace, which say nothing to a user.
-pub fn torch_message(e: &tch::TchError) -> String {
+pub(crate) fn torch_message(e: &tch::TchError) -> String {
     let full = e.to_string();
     let head = full.split("Exception raised from").next().unwrap_or(&full);
     let head = head
@@ -83,12 +83,12 @@ impl From<serde_json::Error> for Error {
 }
 
 /// Shorthand for an [`Error::Invalid`].
-pub fn invalid<T>(msg: impl Into<String>) -> Result<T> {
+pub(crate) fn invalid<T>(msg: impl Into<String>) -> Result<T> {
     Err(Error::Invalid(msg.into()))
 }
 
 /// Shorthand for an [`Error::Model`].
-pub fn corrupt<T>(msg: impl Into<String>) -> Result<T> {
+pub(crate) fn corrupt<T>(msg: impl Into<String>) -> Result<T> {
     Err(Error::Model(msg.into()))
 }
 

@@ -21,7 +21,7 @@ use tch::{nn, Kind, Tensor};
 /// (EMA with the batch's unbiased variance). The encoder's initial BN is one;
 /// every [`GhostBatchNorm`] holds one for its parameters and statistics.
 #[derive(Debug)]
-pub struct BatchNorm {
+pub(crate) struct BatchNorm {
     pub(crate) weight: Tensor,
     pub(crate) bias: Tensor,
     pub(crate) running_mean: Tensor,
@@ -132,7 +132,7 @@ impl ModuleT for BatchNorm {
 
 /// Batch norm with statistics per virtual batch (see the module's notes).
 #[derive(Debug)]
-pub struct GhostBatchNorm {
+pub(crate) struct GhostBatchNorm {
     /// γ, β, running statistics, momentum and ε
     pub(crate) norm: BatchNorm,
     pub(crate) virtual_batch_size: i64,

@@ -7,9 +7,6 @@ use crate::model::{Model, Net};
 use crate::network::explain_encoder;
 use tch::{Device, Tensor};
 
-/// Default number of rows per inference batch.
-pub const INFER_BATCH: i64 = 65536;
-
 /// Probabilities (softmax per outcome) or values, (n, output_dim), on the CPU.
 pub fn predict(model: &Model, data: &Dataset, batch_size: i64) -> Result<Tensor> {
     let net = model.supervised()?;

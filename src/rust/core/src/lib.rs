@@ -16,30 +16,30 @@
 //! * [`model`]: a network with its `VarStore`, config and verified (de)serialisation;
 //! * [`digest`]: the checksum tying saved weights to their configuration.
 
-pub mod adam;
-pub mod attentive;
+pub(crate) mod adam;
+pub(crate) mod attentive;
 pub mod config;
 pub mod data;
-pub mod decoder;
+pub(crate) mod decoder;
 pub mod digest;
-pub mod embedding;
-pub mod encoder;
+pub(crate) mod embedding;
+pub(crate) mod encoder;
 pub mod error;
-pub mod feature_transformer;
+pub(crate) mod feature_transformer;
 pub mod ghost_bn;
-pub mod glu;
+pub(crate) mod glu;
 pub mod importance;
 pub mod inference;
-pub mod init;
-pub mod kernels;
-pub mod loss;
-pub mod mask;
+pub(crate) mod init;
+pub(crate) mod kernels;
+pub(crate) mod loss;
+pub(crate) mod mask;
 pub mod metrics;
 pub mod model;
-pub mod network;
-pub mod pretrainer;
+pub(crate) mod network;
+pub(crate) mod pretrainer;
 pub mod process;
-pub mod run_settings;
+pub(crate) mod run_settings;
 pub mod trainer;
 
 pub use config::{MaskType, NetConfig, Task};

@@ -37,7 +37,7 @@ pub fn auc(score: &[f64], label: &[bool]) -> f64 {
 }
 
 /// Share of rows whose most probable class (row-major `prob`, `k` classes) is `truth`.
-pub fn accuracy(prob: &[f64], k: usize, truth: &[i64]) -> f64 {
+pub(crate) fn accuracy(prob: &[f64], k: usize, truth: &[i64]) -> f64 {
     let hits = truth
         .iter()
         .enumerate()
@@ -63,7 +63,7 @@ pub fn log_loss(prob: &[f64], k: usize, truth: &[i64]) -> f64 {
         / truth.len() as f64
 }
 
-pub fn rmse(pred: &[f64], truth: &[f64]) -> f64 {
+pub(crate) fn rmse(pred: &[f64], truth: &[f64]) -> f64 {
     (pred
         .iter()
         .zip(truth)

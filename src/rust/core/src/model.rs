@@ -38,7 +38,7 @@ impl BatchLoss {
 }
 
 #[derive(Debug)]
-pub enum Net {
+pub(crate) enum Net {
     Supervised(TabNet),
     Pretrain(Pretrainer),
 }
@@ -47,7 +47,7 @@ pub enum Net {
 pub struct Model {
     pub vs: VarStore,
     pub cfg: NetConfig,
-    pub net: Net,
+    pub(crate) net: Net,
 }
 
 impl Model {

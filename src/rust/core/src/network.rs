@@ -8,9 +8,9 @@ use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]
 pub struct TabNet {
-    pub embedder: Embedder,
-    pub encoder: Encoder,
-    pub head: Tensor,
+    pub(crate) embedder: Embedder,
+    pub(crate) encoder: Encoder,
+    pub(crate) head: Tensor,
 }
 
 /// Explanation of a batch at column level.

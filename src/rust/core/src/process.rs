@@ -51,7 +51,7 @@ pub fn threads() -> usize {
 }
 
 /// libtorch's thread count to restore after a run.
-pub fn torch_threads() -> i32 {
+pub(crate) fn torch_threads() -> i32 {
     if in_forked_child() {
         1
     } else {

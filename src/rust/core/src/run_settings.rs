@@ -95,7 +95,8 @@ pub fn blas_is_fallback(core: &str, best: &str) -> bool {
 }
 
 /// OpenBLAS's current thread count (None when the BLAS is not OpenBLAS).
-pub fn blas_threads() -> Option<i32> {
+#[cfg(test)]
+fn blas_threads() -> Option<i32> {
     // SAFETY: OpenBLAS's getter takes no arguments and has no preconditions.
     openblas().map(|(_, get)| unsafe { get() })
 }

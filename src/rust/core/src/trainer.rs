@@ -41,7 +41,7 @@ pub struct Trainer {
 
 /// Sizes of the batches of one epoch: a last batch of fewer than two rows (or
 /// any short one with `drop_last`) is left out, so batch norm never sees one row.
-pub fn batch_sizes(n: i64, batch_size: i64, drop_last: bool) -> Vec<i64> {
+pub(crate) fn batch_sizes(n: i64, batch_size: i64, drop_last: bool) -> Vec<i64> {
     let b = batch_size.min(n).max(1);
     let mut sizes = vec![b; (n / b) as usize];
     let r = n % b;

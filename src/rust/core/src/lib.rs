@@ -4,10 +4,12 @@
 //! layer in `src/rust/src`. One concept per module:
 //!
 //! * [`mask`]: sparsemax and entmax-1.5 attention normalisers;
-//! * [`ghost_bn`]: ghost batch normalisation (vectorised over virtual batches);
+//! * [`ghost_bn`]: plain and ghost batch normalisation (vectorised over virtual batches);
 //! * [`glu`], [`feature_transformer`], [`attentive`]: the encoder's blocks;
 //! * [`embedding`]: categorical embeddings and the column-group map;
-//! * [`encoder`], [`network`]: the TabNet encoder and the supervised network;
+//! * [`encoder`], [`network`]: the TabNet encoder (its autograd and fused
+//!   backends, picked per call with a [`Backend`]) and the supervised network;
+//! * [`kernels`]: the fused pass's CPU kernels (a leaf: no network types);
 //! * [`decoder`], [`pretrainer`]: the self-supervised reconstruction model;
 //! * [`data`]: column data prepared once into device tensors;
 //! * [`loss`], [`trainer`]: weighted task losses and the mini-batch loop;

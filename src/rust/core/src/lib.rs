@@ -1,18 +1,19 @@
 //! `tabnet_core`: TabNet (Arik & Pfister, AAAI 2021) on libtorch through `tch`.
 //!
 //! Pure Rust: no R types. The R package talks to it through the thin extendr
-//! layer in `src/rust/src`. One concept per module:
+//! layer in `src/rust/src`. One concept per module (the public ones are the
+//! API the bridge and the integration tests use):
 //!
-//! * [`mask`]: sparsemax and entmax-1.5 attention normalisers;
+//! * `mask`: sparsemax and entmax-1.5 attention normalisers;
 //! * [`ghost_bn`]: plain and ghost batch normalisation (vectorised over virtual batches);
-//! * [`glu`], [`feature_transformer`], [`attentive`]: the encoder's blocks;
-//! * [`embedding`]: categorical embeddings and the column-group map;
-//! * [`encoder`], [`network`]: the TabNet encoder (its autograd and fused
+//! * `glu`, `feature_transformer`, `attentive`: the encoder's blocks;
+//! * `embedding`: categorical embeddings and the column-group map;
+//! * `encoder`, `network`: the TabNet encoder (its autograd and fused
 //!   backends, picked per call with a [`Backend`]) and the supervised network;
-//! * [`kernels`]: the fused pass's CPU kernels (a leaf: no network types);
-//! * [`decoder`], [`pretrainer`]: the self-supervised reconstruction model;
+//! * `kernels`: the fused pass's CPU kernels (a leaf: no network types);
+//! * `decoder`, `pretrainer`: the self-supervised reconstruction model;
 //! * [`data`]: column data prepared once into device tensors;
-//! * [`loss`], [`trainer`]: weighted task losses and the mini-batch loop;
+//! * `loss`, [`trainer`]: weighted task losses and the mini-batch loop;
 //! * [`inference`]: batched prediction and explanation under no-grad;
 //! * [`metrics`], [`importance`]: evaluation metrics and feature importances;
 //! * [`model`]: a network with its `VarStore`, config and verified (de)serialisation;

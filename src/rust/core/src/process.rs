@@ -6,7 +6,7 @@
 //! workers are gone, and the first job sent to it waits forever. Two pools are
 //! concerned:
 //!
-//! * the kernels' rayon pool: [`crate::kernels`] keeps the pid each pool was
+//! * the kernels' rayon pool: `kernels` keeps the pid each pool was
 //!   built in and builds a fresh one in a child (the stale one is leaked: its
 //!   destructor would wait for threads that do not exist);
 //! * libtorch's OpenMP pool (GNU libgomp has no fork handler): in a forked child

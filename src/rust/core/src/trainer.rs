@@ -83,7 +83,7 @@ impl Trainer {
         self
     }
 
-    /// Restores the process settings taken for the epoch (see [`RunSettings`]);
+    /// Restores the process settings taken for the epoch (see `run_settings::RunSettings`);
     /// for an epoch abandoned half-way (an interrupt).
     pub fn release(&mut self) {
         self.settings = None;

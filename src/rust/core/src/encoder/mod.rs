@@ -22,7 +22,7 @@ use tch::{nn, Device, Tensor};
 pub enum Backend {
     /// The hand-derived pass with fused CPU kernels. It handles f32 CPU input
     /// (of at least two rows in training); other input runs on autograd, and
-    /// [`Pass::backend`] tells which one ran.
+    /// the pass reports which one ran (`Pass::backend`).
     Fused,
     /// libtorch's autograd over the modules: any device and kind.
     Autograd,

@@ -26,11 +26,16 @@ find_tool <- function(name) {
 cargo <- find_tool("cargo")
 rustc <- find_tool("rustc")
 if (!nzchar(cargo) || !nzchar(rustc)) {
-  fail("cargo and rustc (Rust >= 1.77) are required.\n",
+  fail("cargo and rustc (Rust >= 1.88) are required.\n",
        "Install them with your package manager (Debian/Ubuntu: apt-get install cargo rustc)\n",
        "or from https://rustup.rs, then reinstall tabnetrs.")
 }
-rustc_version <- system2(rustc, "--version", stdout = TRUE)
+rustc_version <- suppressWarnings(tryCatch(system2(rustc, "--version", stdout = TRUE, stderr = FALSE),
+                                           error = function(e) character()))
+if (!length(rustc_version) || !isTRUE(grepl("^rustc [0-9]", rustc_version[1]))) {
+  fail("'", rustc, " --version' failed: Rust is installed but has no usable toolchain.\n",
+       "With rustup, run 'rustup default stable'; otherwise reinstall rustc and cargo, then reinstall tabnetrs.")
+}
 msg("using", rustc_version)
 # the minimum Rust is the crates' `rust-version` (src/rust/Cargo.toml)
 cargo_toml <- readLines(file.path("src", "rust", "Cargo.toml"), warn = FALSE)

@@ -41,7 +41,7 @@ fn rs_cuda_available() -> bool {
 /// @noRd
 #[extendr]
 fn rs_blas_info() -> List {
-    use tabnet_core::run_settings::{best_blas_core, blas_core, blas_is_fallback};
+    use tabnet_core::blas::{best_blas_core, blas_core, blas_is_fallback};
     let core = blas_core();
     let best = best_blas_core();
     let fallback = matches!((&core, best), (Some(c), Some(b)) if blas_is_fallback(c, b));

@@ -17,10 +17,12 @@
 //! * [`inference`]: batched prediction and explanation under no-grad;
 //! * [`metrics`], [`importance`]: evaluation metrics and feature importances;
 //! * [`model`]: a network with its `VarStore`, config and verified (de)serialisation;
-//! * [`digest`]: the checksum tying saved weights to their configuration.
+//! * [`digest`]: the checksum tying saved weights to their configuration;
+//! * [`process`], [`blas`]: threads, fork safety, and the BLAS kernels in use.
 
 pub(crate) mod adam;
 pub(crate) mod attentive;
+pub mod blas;
 pub mod config;
 pub mod data;
 pub(crate) mod decoder;

@@ -248,11 +248,32 @@ test_that("partial matching of config arguments and `...` overriding config", {
   expect_error(tabnet_fit(y ~ ., d, epochz = 1), "unused argument")
 })
 
+# Runs `train(out)` in a background R process, waits until it prints a line
+# matching `ready`, waits `delay` seconds more, sends SIGINT and returns what
+# the process saved in `out` (plus `sent`, when the interrupt was sent).
+interrupt_training <- function(train, ready, delay = 0) {
+  out <- withr::local_tempfile(fileext = ".rds", .local_envir = parent.frame())
+  proc <- callr::r_bg(train, args = list(out = out), stdout = "|", stderr = "2>&1")
+  on.exit(if (proc$is_alive()) proc$kill(), add = TRUE)
+  seen <- character()
+  deadline <- Sys.time() + 60
+  while (!any(grepl(ready, seen)) && proc$is_alive() && Sys.time() < deadline) {
+    seen <- c(seen, proc$read_output_lines())
+    Sys.sleep(0.05)
+  }
+  Sys.sleep(delay)
+  expect_true(proc$is_alive())
+  sent <- Sys.time()
+  proc$interrupt()
+  proc$wait(30000)
+  expect_equal(proc$get_exit_status(), 0)
+  c(readRDS(out), list(sent = sent))
+}
+
 test_that("an interrupt returns the model trained so far", {
   skip_on_cran()
   skip_if_not_installed("callr")
-  out <- withr::local_tempfile(fileext = ".rds")
-  proc <- callr::r_bg(function(out) {
+  res <- interrupt_training(function(out) {
     library(tabnetrs)
     set.seed(1)
     d <- data.frame(a = rnorm(2000), b = rnorm(2000))
@@ -267,19 +288,7 @@ test_that("an interrupt returns the model trained so far", {
       }
     )
     saveRDS(list(fit = fit, warning = caught), out)
-  }, args = list(out = out), stdout = "|", stderr = "2>&1")
-  on.exit(if (proc$is_alive()) proc$kill(), add = TRUE)
-  seen <- character()
-  deadline <- Sys.time() + 60
-  while (!any(grepl("Epoch 003", seen)) && proc$is_alive() && Sys.time() < deadline) {
-    seen <- c(seen, proc$read_output_lines())
-    Sys.sleep(0.05)
-  }
-  expect_true(proc$is_alive())
-  proc$interrupt()
-  proc$wait(30000)
-  expect_equal(proc$get_exit_status(), 0)
-  res <- readRDS(out)
+  }, ready = "Epoch 003")
   n <- length(res$fit$fit$metrics)
   expect_gte(n, 3)
   expect_lt(n, 10000)
@@ -292,8 +301,10 @@ test_that("an interrupt returns the model trained so far", {
 test_that("Ctrl-C takes effect within the running epoch", {
   skip_on_cran()
   skip_if_not_installed("callr")
-  out <- withr::local_tempfile(fileext = ".rds")
-  proc <- callr::r_bg(function(out) {
+  # an epoch of 300,000 rows in batches of 256 takes several seconds; R alone
+  # looks at a pending interrupt only every thousand loop iterations or so,
+  # which is after the whole fit here
+  res <- interrupt_training(function(out) {
     library(tabnetrs)
     set.seed(1)
     d <- data.frame(a = rnorm(3e5), b = rnorm(3e5))
@@ -302,25 +313,8 @@ test_that("Ctrl-C takes effect within the running epoch", {
     fit <- suppressWarnings(tabnet_fit(y ~ ., d, epochs = 2, batch_size = 256, num_threads = 1,
                                        checkpoint_epochs = 0, skip_importance = TRUE))
     saveRDS(list(fit = fit, done = Sys.time()), out)
-  }, args = list(out = out), stdout = "|", stderr = "2>&1")
-  on.exit(if (proc$is_alive()) proc$kill(), add = TRUE)
-  seen <- character()
-  deadline <- Sys.time() + 60
-  while (!any(grepl("training", seen)) && proc$is_alive() && Sys.time() < deadline) {
-    seen <- c(seen, proc$read_output_lines())
-    Sys.sleep(0.05)
-  }
-  # an epoch of 300,000 rows in batches of 256 takes several seconds; R alone
-  # looks at a pending interrupt only every thousand loop iterations or so,
-  # which is after the whole fit here
-  Sys.sleep(1.5)
-  expect_true(proc$is_alive())
-  sent <- Sys.time()
-  proc$interrupt()
-  proc$wait(30000)
-  expect_equal(proc$get_exit_status(), 0)
-  res <- readRDS(out)
+  }, ready = "training", delay = 1.5)
   expect_true(res$fit$fit$interrupted)
   expect_length(res$fit$fit$metrics, 0)
-  message(sprintf("interrupt honoured after %.2f s", as.numeric(difftime(res$done, sent, units = "secs"))))
+  message(sprintf("interrupt honoured after %.2f s", as.numeric(difftime(res$done, res$sent, units = "secs"))))
 })

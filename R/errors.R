@@ -75,9 +75,10 @@ tr <- function(x) {
 tr_collapse <- function(.envir = parent.frame()) {
   words <- c(tr(" and "), tr(", and "), tr(" or "), tr(", or "))
   if (identical(words, c(" and ", ", and ", " or ", ", or "))) return(invisible())
-  cli::cli_div(theme = list(span = list("vec-sep2" = words[[1L]], "vec-last" = words[[2L]]),
-                            span.or = list("vec-sep2" = words[[3L]], "vec-last" = words[[4L]])),
-               .envir = .envir)
+  and <- list("vec-sep2" = words[[1L]], "vec-last" = words[[2L]])
+  or <- list("vec-sep2" = words[[3L]], "vec-last" = words[[4L]])
+  # (`span.or span`: the inner span of `{.or {.val {x}}}` does the joining)
+  cli::cli_div(theme = list(span = and, span.or = or, "span.or span" = or), .envir = .envir)
   invisible()
 }
 

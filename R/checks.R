@@ -15,8 +15,8 @@ format_value <- function(x) {
   if (is.atomic(x) && length(x) > 1 && length(x) <= 5) {
     return(paste0("c(", paste(vapply(x, format_value, character(1)), collapse = ", "), ")"))
   }
-  if (is.atomic(x)) return(sprintf("a %s vector of length %d", typeof(x), length(x)))
-  sprintf("an object of class <%s>", class(x)[[1]])
+  if (is.atomic(x)) return(sprintf(tr("a %s vector of length %d"), typeof(x), length(x)))
+  sprintf(tr("an object of class <%s>"), class(x)[[1]])
 }
 
 # A whole number in [min, max] (max: the largest R integer by default, since
@@ -49,6 +49,9 @@ check_number <- function(x, arg, min = -Inf, max = Inf, open = FALSE, open_max =
   if (!ok) {
     value <- format_value(x)
     range <- number_range(min, max, open, open_max)
+    if (is.finite(min) && is.finite(max)) {
+      tabnetrs_abort("{.arg {arg}} must be a finite number in {range}, not {value}.", kind)
+    }
     tabnetrs_abort("{.arg {arg}} must be a finite number {range}, not {value}.", kind)
   }
   invisible(x)
@@ -56,7 +59,7 @@ check_number <- function(x, arg, min = -Inf, max = Inf, open = FALSE, open_max =
 
 number_range <- function(min, max, open = FALSE, open_max = FALSE) {
   if (is.finite(min) && is.finite(max)) {
-    return(paste0("in ", if (open) "(" else "[", min, ", ", max, if (open_max) ")" else "]"))
+    return(paste0(if (open) "(" else "[", min, ", ", max, if (open_max) ")" else "]"))
   }
   if (is.finite(min)) return(paste0(if (open) "> " else ">= ", min))
   if (is.finite(max)) return(paste0(if (open_max) "< " else "<= ", max))
@@ -76,7 +79,8 @@ match_choice <- function(x, choices, arg, what = NULL, kind = "input") {
   if (!is.character(x) || length(x) != 1 || is.na(x) || !x %in% choices) {
     value <- format_value(x)
     msg <- "{.arg {arg}} must be one of {.or {.val {choices}}}, not {value}."
-    if (!is.null(what) && is.character(x) && length(x) == 1) msg <- c(paste0("{.val {x}} ", what, "."), x = msg)
+    # `what`: a template about {x}, marked with N_() by the caller
+    if (!is.null(what) && is.character(x) && length(x) == 1) msg <- c(what, x = msg)
     tabnetrs_abort(msg, kind)
   }
   x

@@ -154,7 +154,7 @@ tabnet_config <- function(batch_size = 1024, penalty = 1e-3, clip_value = NULL, 
   }
   early_stopping_monitor <- match_choice(early_stopping_monitor, c("auto", "valid_loss", "train_loss"),
                                          "early_stopping_monitor",
-                                         what = "is not a valid early-stopping metric to monitor",
+                                         what = N_("{.val {x}} is not a valid early-stopping metric to monitor."),
                                          kind = "config")
   if (early_stopping_monitor == "valid_loss" && valid_split == 0) {
     abort_config(c('"valid_loss" is not a valid early-stopping metric to monitor without a validation set.',

@@ -149,22 +149,25 @@ check_outcome_arg <- function(y, n) {
   }
   if (NROW(y) != n) {
     len <- NROW(y)
-    what <- if (is.data.frame(y) || is.matrix(y)) "rows" else "values"
-    abort_input("{.arg y} has {len} {what}, but {.arg x} has {n} rows: they must match.")
+    abort_input(if (is.data.frame(y) || is.matrix(y)) "{.arg y} has {len} rows, but {.arg x} has {n} rows: they must match."
+                else "{.arg y} has {len} values, but {.arg x} has {n} rows: they must match.")
   }
   invisible(y)
 }
 
 # An outcome that is neither a factor nor numeric.
 abort_bad_outcome <- function(y, name = NULL) {
-  what <- if (is.null(name)) "The outcome" else "The outcome column {.field {name}}"
+  msg <- if (is.null(name)) {
+    "The outcome must be a factor (classification) or numeric (regression), not {.obj_type_friendly {y}}."
+  } else {
+    "The outcome column {.field {name}} must be a factor (classification) or numeric (regression), not {.obj_type_friendly {y}}."
+  }
   hint <- if (is.character(y) || is.logical(y)) {
     "For classification, convert it with {.code factor()}."
   } else {
     "For classification use a factor, for regression a numeric vector."
   }
-  abort_input(c(paste(what, "must be a factor (classification) or numeric (regression), not {.obj_type_friendly {y}}."),
-                i = hint))
+  abort_input(c(msg, i = hint))
 }
 
 # Predictor column names must be unique (else prediction can never find them).

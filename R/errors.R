@@ -20,18 +20,71 @@
 # them into these conditions. A panic or an argument-conversion failure inside
 # `.Call()` arrives as a plain R error and becomes a `tabnetrs_error_internal`
 # whose message keeps no panic text (it is in the condition's `detail`).
+#
+# Translation: every message, warning and note tabnetrs raises goes through
+# `tabnetrs_abort()`, `tabnetrs_warn()` or `tabnetrs_inform()`, which look each
+# element of the cli message up in the "R-tabnetrs" catalogue (po/R-fr.po,
+# compiled to inst/po/fr/LC_MESSAGES/R-tabnetrs.mo) *before* cli interpolates
+# it: the msgid is the glue template as written in the source, placeholders and
+# cli markup included. Messages must therefore be passed as literal templates
+# (never assembled with paste()); `Rscript tools/update-po.R` extracts them,
+# updates po/ and checks the translations. Text from the Rust core is not
+# translated (`rust_result()` passes `.translate = FALSE`).
 
 error_kinds <- c("input", "config", "model", "internal")
 
 # Raises a tabnetrs condition. `message` is a cli message (glue syntax,
 # evaluated in `.envir`); `kind` one of `error_kinds`; `...` extra fields.
 # `subclass`: more specific classes, placed before the kind's.
+# `.translate = FALSE`: `message` is not a catalogue template (Rust text).
 tabnetrs_abort <- function(message, kind = "input", ..., subclass = NULL, call = user_call(),
-                           .envir = parent.frame()) {
+                           .envir = parent.frame(), .translate = TRUE) {
   kind <- match.arg(kind, error_kinds)
+  if (.translate) {
+    message <- tr(message)
+    tr_collapse()
+  }
   cli::cli_abort(message, class = c(subclass, paste0("tabnetrs_error_", kind), "tabnetrs_error"),
                  call = call, ..., .envir = .envir)
 }
+
+# A warning (class `tabnetrs_warning`), translated as tabnetrs_abort()'s.
+tabnetrs_warn <- function(message, ..., class = NULL, .envir = parent.frame()) {
+  tr_collapse()
+  cli::cli_warn(tr(message), class = c(class, "tabnetrs_warning"), ..., .envir = .envir)
+}
+
+# A message (class `tabnetrs_message`), translated as tabnetrs_abort()'s.
+tabnetrs_inform <- function(message, ..., class = NULL, .envir = parent.frame()) {
+  tr_collapse()
+  cli::cli_inform(tr(message), class = c(class, "tabnetrs_message"), ..., .envir = .envir)
+}
+
+# Each element of `x` (a message template) in the user's language, names (cli
+# bullet types) kept; text without a translation comes back unchanged.
+tr <- function(x) {
+  if (!is.character(x) || !length(x)) return(x)
+  out <- gettext(x, domain = "R-tabnetrs", trim = FALSE)
+  names(out) <- names(x)
+  out
+}
+
+# cli joins vectors with English words ("a, b, and c", `{.or}`: "a, b, or c"):
+# in a translated session, the caller's messages use the catalogue's words
+# (a cli_div() closed when the caller returns). In English nothing changes.
+tr_collapse <- function(.envir = parent.frame()) {
+  words <- c(tr(" and "), tr(", and "), tr(" or "), tr(", or "))
+  if (identical(words, c(" and ", ", and ", " or ", ", or "))) return(invisible())
+  and <- list("vec-sep2" = words[[1L]], "vec-last" = words[[2L]])
+  or <- list("vec-sep2" = words[[3L]], "vec-last" = words[[4L]])
+  # (`span.or span`: the inner span of `{.or {.val {x}}}` does the joining)
+  cli::cli_div(theme = list(span = and, span.or = or, "span.or span" = or), .envir = .envir)
+  invisible()
+}
+
+# Marks a template that is translated later, where it is used as a message
+# (tools/update-po.R extracts the literal given to N_()).
+N_ <- function(x) x
 
 abort_input <- function(message, ..., .envir = parent.frame()) {
   tabnetrs_abort(message, "input", ..., .envir = .envir)
@@ -89,11 +142,12 @@ rust_result <- function(x) {
     msg <- if (is.list(err)) err$message else as.character(err)
     if (kind == "internal") abort_internal(paste0(fn, ": ", msg))
     # the message is plain text from Rust: no cli markup
+    # (and in English: the Rust core's text is not translated)
     msg <- cli_escape(paste0(toupper(substr(msg, 1L, 1L)), substring(msg, 2L)))
     if (kind == "model") {
-      msg <- c(msg, i = "The object was damaged or edited; refit the model or read it again from its file.")
+      msg <- c(msg, i = tr("The object was damaged or edited; refit the model or read it again from its file."))
     }
-    tabnetrs_abort(msg, kind)
+    tabnetrs_abort(msg, kind, .translate = FALSE)
   }
   x
 }

@@ -210,10 +210,11 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
 # before that epoch (`conditionCall(e)`, `e$fit`), so nothing trained is lost.
 abort_nonfinite <- function(nonfinite, result) {
   epoch <- nonfinite$epoch
-  what <- if (is.finite(nonfinite$loss)) "its weights became infinite or NaN" else
-    paste("its loss was", format(nonfinite$loss))
+  loss <- format(nonfinite$loss)
+  msg <- if (is.finite(nonfinite$loss)) "Training stopped at epoch {epoch}: its weights became infinite or NaN." else
+    "Training stopped at epoch {epoch}: its loss was {loss}."
   kept <- length(result$fit$metrics)
-  abort_input(c("Training stopped at epoch {epoch}: {what}.",
+  abort_input(c(msg,
                 i = if (kept > 0) "The model of epoch {kept} (the last with a finite loss) is in the error's {.field fit} field." else
                   "No epoch finished with a finite loss; the error's {.field fit} field holds the initial model.",
                 i = "Lower {.arg learn_rate}, set {.arg clip_value}, or rescale predictors or outcomes with very large values."),

@@ -194,11 +194,11 @@ register_tabnet_model <- function(quiet = FALSE) {
   }
 
   if (!quiet && !is.na(torch_owner) && !identical(torch_owner, "tabnetrs")) {
-    cli::cli_inform(c(
+    tabnetrs_inform(c(
       "!" = "The parsnip model {.fn tabnet} was already registered by {.pkg {torch_owner}}.",
       "i" = "Engine {.val torch} keeps running {.pkg {torch_owner}}.",
       "i" = "tabnetrs registered engine {.val tabnetrs}: use {.code set_engine(\"tabnetrs\")} to run tabnetrs; {.code tabnetrs::tabnet()} uses it by default."
-    ), class = "tabnetrs_message")
+    ))
   }
   invisible(engines)
 }

@@ -49,9 +49,8 @@ forge_predictors <- function(object, new_data, outcomes = FALSE) {
   unseen <- lapply(stats::setNames(nm = names(was_na)), function(nm) is.na(predictors[[nm]]) & !was_na[[nm]])
   hits <- vapply(unseen, sum, integer(1))
   if (any(hits > 0)) {
-    cli::cli_warn(c("Factor levels not seen at fit time in {.field {names(hits)[hits > 0]}}.",
-                    i = "They use the model's unknown-level embedding."),
-                  class = "tabnetrs_warning")
+    tabnetrs_warn(c("Factor levels not seen at fit time in {.field {names(hits)[hits > 0]}}.",
+                    i = "They use the model's unknown-level embedding."))
   }
   list(predictors = predictors, outcomes = forged$outcomes, unseen = unseen)
 }

@@ -42,26 +42,28 @@ check_threads <- function(n, name, source = c("arg", "option", "env")) {
   }
   ok <- is.numeric(n) && length(n) == 1 && !is.na(n) && is.finite(n) && n == round(n) && n >= 1
   if (!ok) {
-    what <- switch(source,
-      arg = "{.arg {name}}",
-      option = "The option {.code {name}}",
-      env = "The environment variable {.envvar {name}}"
+    msg <- switch(source,
+      arg = "{.arg {name}} must be a whole number of threads >= 1, not {value}.",
+      option = "The option {.code {name}} must be a whole number of threads >= 1, not {value}.",
+      env = "The environment variable {.envvar {name}} must be a whole number of threads >= 1, not {value}."
     )
     fix <- switch(source,
       arg = NULL,
       option = "Set it with e.g. {.code options({name} = 2)}, or to {.code NULL} for the default.",
       env = "Set it with e.g. {.code Sys.setenv({name} = 2)}, or unset it for the default."
     )
-    abort_config(c(paste(what, "must be a whole number of threads >= 1, not {value}."), i = fix))
+    abort_config(c(msg, i = fix))
   }
   cores <- machine_cores()
   if (n > cores) {
     key <- paste(source, n, cores)
     if (source == "arg" || !identical(capped_threads$last, key)) {
-      what <- switch(source, arg = "{.arg {name}}", option = "Option {.code {name}}",
-                     env = "{.envvar {name}}")
-      cli::cli_inform(paste(what, "= {format(n, scientific = FALSE)} is capped at the machine's {cores} core{?s}."),
-                      class = "tabnetrs_message")
+      msg <- switch(source,
+        arg = "{.arg {name}} = {format(n, scientific = FALSE)} is capped at the machine's {cores} core{?s}.",
+        option = "Option {.code {name}} = {format(n, scientific = FALSE)} is capped at the machine's {cores} core{?s}.",
+        env = "{.envvar {name}} = {format(n, scientific = FALSE)} is capped at the machine's {cores} core{?s}."
+      )
+      tabnetrs_inform(msg)
       if (source != "arg") capped_threads$last <- key
     }
     n <- cores
@@ -91,11 +93,11 @@ blas_advice <- function(info = NULL) {
   if (!isTRUE(info$fallback)) return(invisible())
   core <- info$core
   best <- info$best
-  cli::cli_inform(c(
+  tabnetrs_inform(c(
     "OpenBLAS runs its generic {.val {core}} kernels on this CPU, which can run its {.val {best}} kernels.",
     i = "Training and prediction can be several times faster: set {.envvar OPENBLAS_CORETYPE={best}} before R starts (e.g. in {.file ~/.Renviron}).",
     i = "Shown once per session; {.code options(tabnetrs.blas_advice = FALSE)} turns it off."
-  ), class = "tabnetrs_message")
+  ))
   invisible()
 }
 

@@ -139,7 +139,7 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
           if (best$wait >= config$early_stopping_patience) {
             stopped_early <- TRUE
             if (config$verbose) {
-              message(sprintf("Early stopping at epoch %03d; restoring the weights of epoch %03d (%s %.6f).",
+              message(sprintf(tr("Early stopping at epoch %03d; restoring the weights of epoch %03d (%s %.6f)."),
                               epoch, best$epoch, monitor, best$loss))
             }
             break
@@ -150,7 +150,7 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
   }, interrupt = function(e) {
     interrupted <<- TRUE
     done <- length(metrics)
-    cli::cli_warn(c(
+    tabnetrs_warn(c(
       "Training was interrupted after {done} completed epoch{?s}.",
       i = if (config$early_stopping && !is.null(best$weights)) {
         "The model keeps the weights of its best epoch ({best$epoch})."

@@ -12,14 +12,13 @@
     tryCatch(
       register_tabnet_model(),
       error = function(e) {
-        cli::cli_warn(
+        tabnetrs_warn(
           c(
             "tabnetrs could not register its parsnip model {.fn tabnet}.",
             "x" = conditionMessage(e),
             "i" = "{.fn tabnet_fit} and {.fn predict} still work; {.fn tabnet} will retry the registration."
           ),
-          parent = e,
-          class = "tabnetrs_warning"
+          parent = e
         )
       }
     )

@@ -99,11 +99,19 @@ factor_codes <- function(x, levels, unseen = NULL) {
 rust_dataset <- function(model_ptr, predictors, layout, outcome = NULL, outcomes = NULL,
                          weights = NULL, unseen = NULL) {
   if (nrow(predictors) == 0) abort_input("The data has zero rows.")
-  num <- lapply(predictors[layout$num], function(x) {
+  # columns are picked by name: a model fine-tuned from a pretraining keeps the
+  # pretrained column order, which its own blueprint need not follow
+  missing_cols <- setdiff(layout$names, names(predictors))
+  if (length(missing_cols)) {
+    labels <- predictor_labels(missing_cols)
+    abort_input("{cli::qty(length(labels))}The predictor column{?s} {.field {labels}} {?is/are} missing from the data.")
+  }
+  num <- lapply(layout$names[layout$num], function(nm) {
+    x <- predictors[[nm]]
     if (is.double(x) && is.null(attributes(x))) x else as.double(x)
   })
-  cat <- Map(function(col, lv) factor_codes(predictors[[col]], lv, unseen[[layout$names[[col]]]]),
-             layout$cat, layout$levels)
+  cat <- Map(function(nm, lv) factor_codes(predictors[[nm]], lv, unseen[[nm]]),
+             layout$names[layout$cat], layout$levels)
   y_class <- NULL
   y_value <- NULL
   if (!is.null(outcomes)) {
@@ -179,6 +187,47 @@ check_predictor_names <- function(nms, arg) {
                   x = "{cli::qty(length(dups))}{?The name/The names} {.val {dups}} {?is/are} used more than once."))
   }
   invisible()
+}
+
+# Fine-tuning or continuing `tabnet_model`: the new predictors must be the
+# model's, compared by name (as users see them) and factor levels as sets. They
+# are put in the model's column order, which its weights depend on; factor
+# levels keep the model's order too (codes are matched by level name). Returns
+# list(predictors, layout): the reordered predictors and their layout.
+align_predictors <- function(predictors, old_layout) {
+  new_labels <- predictor_labels(names(predictors))
+  old_labels <- predictor_labels(old_layout$names)
+  missing_cols <- setdiff(old_labels, new_labels)
+  extra_cols <- setdiff(new_labels, old_labels)
+  if (length(missing_cols) || length(extra_cols)) {
+    abort_input(c("Model dimensions don't match: the predictors differ from those {.arg tabnet_model} was trained on.",
+                  x = if (length(missing_cols)) "{cli::qty(length(missing_cols))}Missing predictor{?s}: {.field {missing_cols}}.",
+                  x = if (length(extra_cols)) "{cli::qty(length(extra_cols))}Predictor{?s} {.field {extra_cols}} {?was/were} not in {.arg tabnet_model}."))
+  }
+  predictors <- predictors[match(old_labels, new_labels)]
+  layout <- predictor_layout(predictors)
+  old_cat <- old_labels[old_layout$cat]
+  new_cat <- old_labels[layout$cat]
+  if (!identical(old_cat, new_cat)) {
+    bad <- union(setdiff(old_cat, new_cat), setdiff(new_cat, old_cat))
+    abort_input(c("Model dimensions don't match: predictor types differ from those {.arg tabnet_model} was trained on.",
+                  x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} changed between factor and numeric."))
+  }
+  for (k in seq_along(old_cat)) {
+    was <- old_layout$levels[[k]]
+    now <- layout$levels[[k]]
+    if (!setequal(was, now) || length(was) != length(now)) {
+      col <- old_cat[[k]]
+      lost <- setdiff(was, now)
+      added <- setdiff(now, was)
+      abort_input(c("Model dimensions don't match: the levels of factor {.field {col}} differ from those {.arg tabnet_model} was trained on.",
+                    x = if (length(lost)) "{cli::qty(length(lost))}Level{?s} {.val {lost}} {?is/are} missing.",
+                    x = if (length(added)) "{cli::qty(length(added))}Level{?s} {.val {added}} {?is/are} new.",
+                    i = "Give {.field {col}} the levels {.val {was}}."))
+    }
+  }
+  layout$levels <- stats::setNames(unname(old_layout$levels), names(layout$levels))
+  list(predictors = predictors, layout = layout)
 }
 
 # Predictor names as users see them: hardhat's formula blueprint keeps the

@@ -113,7 +113,15 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
   }
   config <- merge_config(config, dots)
   predictors <- processed$predictors
-  layout <- predictor_layout(predictors)
+  if (inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain")) && is.list(tabnet_model$fit$layout)) {
+    # the earlier model's predictors, in its column order (its weights depend
+    # on it), whatever interface either model was molded through
+    aligned <- align_predictors(predictors, tabnet_model$fit$layout)
+    predictors <- aligned$predictors
+    layout <- aligned$layout
+  } else {
+    layout <- predictor_layout(predictors)
+  }
   n <- nrow(predictors)
   if (n == 0) abort_input("The training data has zero rows.")
   if (n < 2) abort_input("Training needs at least 2 rows, not {n}.")
@@ -173,7 +181,8 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
                       })
 
   importances <- NULL
-  if (kind == "supervised" && !config$skip_importance) {
+  # also for a pretraining (the tabnet package's `vi_model(<pretrained>)`)
+  if (!config$skip_importance) {
     importances <- fit_importance(model, predictors[train_idx, , drop = FALSE], layout, config)
   }
   serialized <- rs_model_weights(model)
@@ -242,6 +251,15 @@ fit_importance <- function(model, predictors, layout, config) {
   tibble::tibble(variables = predictor_labels(layout$names), importance = rs_mask_importance(model, ds, 65536))
 }
 
+# The outcome of a continued fit: the same task, outputs and levels; the name
+# only counts with several outcomes (the x/y interface names a vector outcome
+# `.outcome`, a formula after its column).
+same_outcome <- function(old, new) {
+  identical(old$task, new$task) && identical(as.integer(old$dims), as.integer(new$dims)) &&
+    identical(unname(old$levels), unname(new$levels)) &&
+    (length(new$names) == 1L || identical(old$names, new$names))
+}
+
 # Starting point when `tabnet_model` is given: continue a fit (optionally from
 # a checkpoint) or fine-tune from a pretrained encoder.
 resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, from_epoch, seed, device) {
@@ -249,13 +267,8 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
     abort_input("{.arg tabnet_model} must be a {.cls tabnet_fit} or {.cls tabnet_pretrain}, not {.obj_type_friendly {tabnet_model}}.")
   }
   old <- tabnet_model$fit
-  # names compared as users see them: a pretraining's formula blueprint keeps
-  # the backticks of non-syntactic names, `y ~ .` does not
-  if (!identical(predictor_labels(old$layout$names), predictor_labels(layout$names)) ||
-      !identical(unname(old$layout$levels), unname(layout$levels))) {
-    abort_model(c("Model dimensions don't match.",
-                  i = "{.arg tabnet_model} was trained on different predictors or factor levels."))
-  }
+  # the predictors were matched by name and put in the model's order
+  # (align_predictors())
   # architecture comes from the earlier model; training settings from `config`
   arch <- c("n_d", "n_a", "n_steps", "gamma", "n_independent", "n_shared", "n_independent_decoder",
             "n_shared_decoder", "virtual_batch_size", "momentum", "mask_type", "cat_emb_dim")
@@ -269,7 +282,7 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
                  old$checkpoint_digests[[paste0("epoch_", from_epoch)]], device)
   }
   if (old_kind == kind) {
-    if (kind == "supervised" && !identical(old$outcome, outcome)) {
+    if (kind == "supervised" && !same_outcome(old$outcome, outcome)) {
       abort_model(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."))
     }
     # epochs, metrics, checkpoints and the learning-rate schedule continue

@@ -65,9 +65,10 @@ forge_dataset <- function(object, new_data, model, outcomes = FALSE) {
   forged <- forge_predictors(object, new_data, outcomes)
   layout <- object$fit$layout
   layout_check <- predictor_layout(forged$predictors)
-  if (!identical(layout_check$cat, layout$cat)) {
-    now_cat <- layout_check$names[layout_check$cat]
-    was_cat <- layout$names[layout$cat]
+  now_cat <- layout_check$names[layout_check$cat]
+  was_cat <- layout$names[layout$cat]
+  # by name: a fine-tuned model's column order need not be its blueprint's
+  if (!setequal(now_cat, was_cat)) {
     bad <- predictor_labels(union(setdiff(now_cat, was_cat), setdiff(was_cat, now_cat)))
     abort_input(c("The predictors of {.arg new_data} do not have the types seen at fit time.",
                   x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} changed between factor and numeric."))

@@ -136,3 +136,132 @@ test_that("a pretrained model survives saveRDS/readRDS and fine-tunes the same",
   expect_identical(a$serialized_net, b$serialized_net)
   expect_identical(predict(a, d, type = "prob"), predict(b, d, type = "prob"))
 })
+
+# Factors first, in the middle and last: the formula blueprint puts them last,
+# the data frame and recipe interfaces keep the frame's order.
+ft_data <- function(n = 240, seed = 11) {
+  withr::with_seed(seed, {
+    d <- data.frame(
+      g1 = factor(sample(c("a", "b", "c"), n, replace = TRUE)),
+      n1 = rnorm(n),
+      g2 = factor(sample(c("u", "v"), n, replace = TRUE)),
+      n2 = rnorm(n),
+      g3 = factor(sample(c("p", "q", "r", "s"), n, replace = TRUE))
+    )
+    d$y <- factor(ifelse(d$n1 + (d$g1 == "b") - d$n2 > 0, "yes", "no"))
+    d
+  })
+}
+
+pretrain_via <- function(interface, d, ...) {
+  x <- d[setdiff(names(d), "y")]
+  switch(interface,
+    data.frame = tabnet_pretrain(x, d$y, ...),
+    formula = tabnet_pretrain(y ~ ., d, ...),
+    recipe = tabnet_pretrain(recipes::recipe(y ~ ., data = d), d, ...),
+    matrix = tabnet_pretrain(as.matrix(x), ...)
+  )
+}
+
+fit_via <- function(interface, d, ...) {
+  x <- d[setdiff(names(d), "y")]
+  switch(interface,
+    data.frame = tabnet_fit(x, d$y, ...),
+    formula = tabnet_fit(y ~ ., d, ...),
+    recipe = tabnet_fit(recipes::recipe(y ~ ., data = d), d, ...),
+    matrix = tabnet_fit(as.matrix(x), d$y, ...)
+  )
+}
+
+# masks of an explanation, columns by predictor name
+masks_by_name <- function(ex, vars) {
+  lapply(ex$masks, function(m) as.data.frame(m)[vars])
+}
+
+test_that("fine-tuning works across interfaces whatever the factor columns' positions", {
+  skip_if_not_installed("recipes")
+  d <- ft_data()
+  x <- d[setdiff(names(d), "y")]
+  vars <- names(x)
+  interfaces <- c("data.frame", "formula", "recipe")
+  for (pre_if in interfaces) {
+    pre <- pretrain_via(pre_if, d, epochs = 1, batch_size = 64, num_steps = 2, num_threads = 1, seed = 21)
+    ex_pre <- masks_by_name(tabnet_explain(pre, x[1:40, ]), vars)
+    for (fit_if in interfaces) {
+      label <- paste(pre_if, "->", fit_if)
+      # epochs = 0: the network is the pretrained encoder with a new head
+      ft0 <- fit_via(fit_if, d, tabnet_model = pre, epochs = 0, num_threads = 1, seed = 22)
+      expect_identical(ft0$fit$layout$names, pre$fit$layout$names, label = label)
+      expect_equal(masks_by_name(tabnet_explain(ft0, x[1:40, ]), vars), ex_pre, tolerance = 1e-6,
+                   label = label)
+      ft <- fit_via(fit_if, d, tabnet_model = pre, epochs = 2, batch_size = 64, num_threads = 1, seed = 23)
+      p <- predict(ft, x, type = "prob")
+      expect_identical(names(p), c(".pred_no", ".pred_yes"), label = label)
+      expect_equal(p$.pred_no + p$.pred_yes, rep(1, nrow(d)), tolerance = 1e-6, label = label)
+      # columns in another order in new_data are found by name
+      expect_equal(predict(ft, rev(x), type = "prob"), p, label = label)
+      # continuing the fine-tuned model through yet another interface
+      more <- fit_via(setdiff(interfaces, fit_if)[[1]], d, tabnet_model = ft, epochs = 1, num_threads = 1)
+      expect_length(more$fit$metrics, 3)
+      expect_identical(more$fit$metrics[1:2], ft$fit$metrics, label = label)
+    }
+  }
+  # a fresh network's masks are not the pretrained ones
+  fresh <- tabnet_fit(y ~ ., d, epochs = 0, num_steps = 2, num_threads = 1, seed = 24)
+  expect_false(isTRUE(all.equal(masks_by_name(tabnet_explain(fresh, x[1:40, ]), vars), ex_pre)))
+})
+
+test_that("fine-tuning a matrix pretraining and the reverse match columns by name", {
+  d <- syn2_data(200)
+  x <- d[, 1:10]
+  vars <- names(x)
+  shuffled <- d[c("y", rev(vars))]
+  pre_m <- pretrain_via("matrix", d, epochs = 1, num_steps = 2, num_threads = 1, seed = 31)
+  pre_f <- pretrain_via("formula", shuffled, epochs = 1, num_steps = 2, num_threads = 1, seed = 31)
+  for (pre in list(pre_m, pre_f)) {
+    ex_pre <- masks_by_name(tabnet_explain(pre, x[1:30, ]), vars)
+    for (fit_if in c("matrix", "formula", "data.frame")) {
+      ft0 <- fit_via(fit_if, if (fit_if == "matrix") d else shuffled, tabnet_model = pre, epochs = 0,
+                     num_threads = 1)
+      expect_equal(masks_by_name(tabnet_explain(ft0, x[1:30, ]), vars), ex_pre, tolerance = 1e-6)
+      expect_equal(nrow(predict(ft0, as.matrix(x))), 200)
+    }
+  }
+})
+
+test_that("fine-tuning matches factor levels by name", {
+  d <- ft_data()
+  x <- d[setdiff(names(d), "y")]
+  vars <- names(x)
+  pre <- tabnet_pretrain(x, epochs = 1, num_steps = 2, num_threads = 1, seed = 41)
+  # the same levels in another order: codes follow the level names
+  r <- d
+  r$g3 <- factor(as.character(r$g3), levels = rev(levels(r$g3)))
+  ft0 <- tabnet_fit(y ~ ., r, tabnet_model = pre, epochs = 0, num_threads = 1)
+  expect_identical(ft0$fit$layout$levels$g3, levels(d$g3))
+  expect_equal(masks_by_name(tabnet_explain(ft0, r[1:40, vars]), vars),
+               masks_by_name(tabnet_explain(pre, x[1:40, ]), vars), tolerance = 1e-6)
+})
+
+test_that("fine-tuning on different predictors names what differs", {
+  d <- ft_data()
+  x <- d[setdiff(names(d), "y")]
+  pre <- tabnet_pretrain(x, epochs = 1, num_threads = 1, seed = 51)
+  err <- expect_error(tabnet_fit(y ~ n1 + g2 + n2 + g3, d, tabnet_model = pre, epochs = 1),
+                      class = "tabnetrs_error_input")
+  expect_match(conditionMessage(err), "Model dimensions don't match")
+  expect_match(conditionMessage(err), "Missing predictor: g1", fixed = TRUE)
+  d$extra <- rnorm(nrow(d))
+  err <- expect_error(tabnet_fit(y ~ ., d, tabnet_model = pre, epochs = 1), class = "tabnetrs_error_input")
+  expect_match(conditionMessage(err), "Predictor extra was not in `tabnet_model`", fixed = TRUE)
+  d$extra <- NULL
+  lv <- d
+  lv$g2 <- factor(as.character(lv$g2), levels = c("u", "v", "w"))
+  err <- expect_error(tabnet_fit(y ~ ., lv, tabnet_model = pre, epochs = 1), class = "tabnetrs_error_input")
+  expect_match(conditionMessage(err), "levels of factor g2 differ", fixed = TRUE)
+  expect_match(conditionMessage(err), "Level \"w\" is new", fixed = TRUE)
+  ty <- d
+  ty$g2 <- as.numeric(ty$g2)
+  err <- expect_error(tabnet_fit(y ~ ., ty, tabnet_model = pre, epochs = 1), class = "tabnetrs_error_input")
+  expect_match(conditionMessage(err), "Column g2 changed between factor and numeric", fixed = TRUE)
+})

@@ -8,7 +8,8 @@
 #'   masks ([tabnet_explain()]'s `M_explain`) over `new_data`, divided by their
 #'   total, so the values sum to 1 (Arik & Pfister, 2021). Without `new_data` it
 #'   returns the importance stored at fit time (`fit$fit$importances`, the
-#'   values `vip::vi()` shows).
+#'   values `vip::vi()` shows; a `tabnet_pretrain` stores it too, computed on
+#'   its pretraining rows).
 #' * `"permutation"`: the drop of the performance metric when the predictor's
 #'   column is randomly permuted, averaged over `n_repeats` permutations
 #'   (`StDev` is their standard deviation). Needs the outcome in `new_data`.
@@ -125,12 +126,6 @@ tabnet_importance.tabnet_pretrain <- function(object, new_data = NULL,
     abort_model(c(
       "A {.cls tabnet_pretrain} model has no prediction head, so only {.code method = \"mask\"} applies, not {.val {method}}.",
       i = "Fine-tune it with {.code tabnet_fit(..., tabnet_model = <pretrained>)} for the other methods."
-    ))
-  }
-  if (is.null(new_data)) {
-    abort_input(c(
-      "{.arg new_data} is needed: a pretrained encoder stores no importance.",
-      i = "Give the rows on which to aggregate the masks."
     ))
   }
   mask_importance(object, new_data)
@@ -255,8 +250,11 @@ mask_importance <- function(object, new_data = NULL) {
   if (is.null(new_data)) {
     imp <- object$fit$importances
     if (is.null(imp)) {
+      why <- if (inherits(object, "tabnet_pretrain")) {
+        "it was trained with {.code skip_importance = TRUE}, or pretrained by a tabnetrs version that stored none"
+      } else "it was fitted with {.code skip_importance = TRUE}"
       abort_model(c(
-        "This model stores no importance (it was fitted with {.code skip_importance = TRUE}).",
+        paste0("This model stores no importance (", why, ")."),
         i = "Compute it on data with {.code tabnet_importance(object, new_data)}."
       ))
     }
@@ -333,8 +331,8 @@ tbl_sum.tabnet_importance <- function(x, ...) {
 #' Methods for `vip::vi_model()`, so `vip::vi()` and `vip::vip()` work on a
 #' `tabnet_fit` and, through vip's own unwrapping, on a parsnip `model_fit` or
 #' fitted `workflow` of [tabnet()]. They return the mask importance stored at
-#' fit time (as the `tabnet` package does), or computed on `new_data` when it is
-#' given (needed for a `tabnet_pretrain`, which stores none).
+#' fit or pretraining time (as the `tabnet` package does), or computed on
+#' `new_data` when it is given.
 #'
 #' @param object A `tabnet_fit` or `tabnet_pretrain`.
 #' @param new_data Optional data frame of predictors.
@@ -353,12 +351,6 @@ vi_model.tabnet_fit <- function(object, new_data = NULL, ...) {
 #' @rdname vi_model.tabnet_fit
 #' @exportS3Method vip::vi_model
 vi_model.tabnet_pretrain <- function(object, new_data = NULL, ...) {
-  if (is.null(new_data)) {
-    abort_model(c(
-      "A {.cls tabnet_pretrain} model stores no importance.",
-      i = "Pass rows to aggregate the masks on, e.g. {.code vip::vi(pretrained, new_data = df)}."
-    ))
-  }
   vi_tibble(mask_importance(object, new_data), object)
 }
 

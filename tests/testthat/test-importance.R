@@ -105,7 +105,6 @@ test_that("vi_model() returns the stored importance as Variable / Importance", {
   expect_equal(sum(on_data$Importance), 1, tolerance = 1e-6)
 
   pre <- withr::with_seed(8, tabnet_pretrain(x[, 1:10], epochs = 1))
-  expect_error(tabnetrs:::vi_model.tabnet_pretrain(pre), "new_data")
   expect_equal(nrow(tabnetrs:::vi_model.tabnet_pretrain(pre, new_data = x)), 10L)
   expect_equal(sum(tabnet_importance(pre, x)$Importance), 1, tolerance = 1e-6)
   expect_error(tabnet_importance(pre, x, method = "permutation"), "only .*mask")
@@ -166,4 +165,35 @@ test_that("print() describes the importance", {
   expect_output(print(tabnet_importance(fit)), "share of the aggregated attention masks")
   expect_output(print(tabnet_importance(fit, x, method = "permutation", n_repeats = 2, seed = 1)),
                 "drop in ROC AUC when permuted")
+})
+
+test_that("a pretrained model stores its mask importance on the pretraining rows", {
+  x <- make_syn2(300, seed = 46)
+  pre <- withr::with_seed(9, tabnet_pretrain(x[, 1:10], epochs = 2, num_steps = 2))
+  stored <- pre$fit$importances
+  expect_named(stored, c("variables", "importance"))
+  expect_identical(stored$variables, names(x)[1:10])
+  expect_equal(sum(stored$importance), 1, tolerance = 1e-6)
+  # the same as the mask importance over all pretraining rows (no validation split)
+  on_rows <- tabnet_importance(pre, x[, 1:10])
+  no_data <- tabnet_importance(pre)
+  expect_s3_class(no_data, "tabnet_importance")
+  expect_true(is.na(attr(no_data, "n_rows")))
+  expect_equal(no_data$Importance[match(on_rows$Variable, no_data$Variable)], on_rows$Importance,
+               tolerance = 1e-5)
+  vi <- tabnetrs:::vi_model.tabnet_pretrain(pre)
+  expect_named(vi, c("Variable", "Importance"))
+  expect_identical(vi$Variable, names(x)[1:10])
+  expect_equal(vi$Importance, stored$importance)
+  # a validation split: stored on the training part only, so not the same as on all rows
+  pre_v <- withr::with_seed(9, tabnet_pretrain(x[, 1:10], epochs = 1, valid_split = 0.5, seed = 3))
+  valid_rows <- withr::with_seed(9, sort(sample.int(300, 150)))
+  by_var <- function(imp) imp$Importance[order(imp$Variable)]
+  expect_equal(by_var(tabnet_importance(pre_v)), by_var(tabnet_importance(pre_v, x[-valid_rows, 1:10])),
+               tolerance = 1e-5)
+
+  skipped <- withr::with_seed(9, tabnet_pretrain(x[, 1:10], epochs = 1, skip_importance = TRUE))
+  expect_null(skipped$fit$importances)
+  expect_error(tabnetrs:::vi_model.tabnet_pretrain(skipped), "skip_importance", class = "tabnetrs_error_model")
+  expect_error(tabnet_importance(skipped), "skip_importance", class = "tabnetrs_error_model")
 })

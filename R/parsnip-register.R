@@ -63,6 +63,11 @@ tabnet_arg_table <- function() {
   )
 }
 
+# The main arguments of tabnet() and update.tabnet(), in their order.
+tabnet_main_args <- function() {
+  vapply(tabnet_arg_table(), function(arg) arg[[1]], character(1))
+}
+
 tabnet_pred_info <- function(type) {
   list(
     pre = NULL,
@@ -116,7 +121,10 @@ register_tabnet_engine <- function(eng) {
       parsnip = arg[[1]],
       original = arg[[2]],
       func = arg[[3]],
-      has_submodel = FALSE
+      # tune's submodel trick: a grid over `epochs` fits the largest value
+      # once (min_grid.tabnet()) and predicts the others from its checkpoints
+      # (multi_predict._tabnet_fit())
+      has_submodel = identical(arg[[1]], "epochs")
     )
   }
 

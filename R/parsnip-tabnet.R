@@ -117,41 +117,7 @@ tabnet <- function(mode = "unknown", cat_emb_dim = NULL, decision_width = NULL,
     engine <- tabnet_default_engine()
   }
 
-  args <- list(
-    cat_emb_dim = rlang::enquo(cat_emb_dim),
-    decision_width = rlang::enquo(decision_width),
-    attention_width = rlang::enquo(attention_width),
-    num_steps = rlang::enquo(num_steps),
-    mask_type = rlang::enquo(mask_type),
-    mask_topk = rlang::enquo(mask_topk),
-    num_independent = rlang::enquo(num_independent),
-    num_shared = rlang::enquo(num_shared),
-    num_independent_decoder = rlang::enquo(num_independent_decoder),
-    num_shared_decoder = rlang::enquo(num_shared_decoder),
-    penalty = rlang::enquo(penalty),
-    feature_reusage = rlang::enquo(feature_reusage),
-    momentum = rlang::enquo(momentum),
-    epochs = rlang::enquo(epochs),
-    batch_size = rlang::enquo(batch_size),
-    virtual_batch_size = rlang::enquo(virtual_batch_size),
-    learn_rate = rlang::enquo(learn_rate),
-    optimizer = rlang::enquo(optimizer),
-    loss = rlang::enquo(loss),
-    clip_value = rlang::enquo(clip_value),
-    drop_last = rlang::enquo(drop_last),
-    lr_scheduler = rlang::enquo(lr_scheduler),
-    rate_decay = rlang::enquo(rate_decay),
-    rate_step_size = rlang::enquo(rate_step_size),
-    checkpoint_epochs = rlang::enquo(checkpoint_epochs),
-    verbose = rlang::enquo(verbose),
-    importance_sample_size = rlang::enquo(importance_sample_size),
-    early_stopping_monitor = rlang::enquo(early_stopping_monitor),
-    early_stopping_tolerance = rlang::enquo(early_stopping_tolerance),
-    early_stopping_patience = rlang::enquo(early_stopping_patience),
-    skip_importance = rlang::enquo(skip_importance),
-    tabnet_model = rlang::enquo(tabnet_model),
-    from_epoch = rlang::enquo(from_epoch)
-  )
+  args <- capture_main_args(environment())
 
   parsnip::new_model_spec(
     "tabnet",
@@ -219,42 +185,8 @@ update.tabnet <- function(object, parameters = NULL, cat_emb_dim = NULL,
                           early_stopping_patience = NULL,
                           skip_importance = NULL, tabnet_model = NULL,
                           from_epoch = NULL, fresh = FALSE, ...) {
-  args <- list(
-    cat_emb_dim = rlang::enquo(cat_emb_dim),
-    decision_width = rlang::enquo(decision_width),
-    attention_width = rlang::enquo(attention_width),
-    num_steps = rlang::enquo(num_steps),
-    mask_type = rlang::enquo(mask_type),
-    mask_topk = rlang::enquo(mask_topk),
-    num_independent = rlang::enquo(num_independent),
-    num_shared = rlang::enquo(num_shared),
-    num_independent_decoder = rlang::enquo(num_independent_decoder),
-    num_shared_decoder = rlang::enquo(num_shared_decoder),
-    penalty = rlang::enquo(penalty),
-    feature_reusage = rlang::enquo(feature_reusage),
-    momentum = rlang::enquo(momentum),
-    epochs = rlang::enquo(epochs),
-    batch_size = rlang::enquo(batch_size),
-    virtual_batch_size = rlang::enquo(virtual_batch_size),
-    learn_rate = rlang::enquo(learn_rate),
-    optimizer = rlang::enquo(optimizer),
-    loss = rlang::enquo(loss),
-    clip_value = rlang::enquo(clip_value),
-    drop_last = rlang::enquo(drop_last),
-    lr_scheduler = rlang::enquo(lr_scheduler),
-    rate_decay = rlang::enquo(rate_decay),
-    rate_step_size = rlang::enquo(rate_step_size),
-    checkpoint_epochs = rlang::enquo(checkpoint_epochs),
-    verbose = rlang::enquo(verbose),
-    importance_sample_size = rlang::enquo(importance_sample_size),
-    early_stopping_monitor = rlang::enquo(early_stopping_monitor),
-    early_stopping_tolerance = rlang::enquo(early_stopping_tolerance),
-    early_stopping_patience = rlang::enquo(early_stopping_patience),
-    skip_importance = rlang::enquo(skip_importance),
-    tabnet_model = rlang::enquo(tabnet_model),
-    from_epoch = rlang::enquo(from_epoch)
-  )
-  parsnip::update_spec(
+  args <- capture_main_args(environment())
+  spec <- parsnip::update_spec(
     object = object,
     parameters = parameters,
     args_enquo_list = args,
@@ -262,6 +194,59 @@ update.tabnet <- function(object, parameters = NULL, cat_emb_dim = NULL,
     cls = "tabnet",
     ...
   )
+  checkpoint_tuned_epochs(object, spec)
+}
+
+# The main arguments of the calling tabnet() / update.tabnet() (`env`, its
+# frame), captured as quosures: they are evaluated at fit time, and may be
+# `tune()`.
+capture_main_args <- function(env) {
+  nms <- tabnet_main_args()
+  stats::setNames(lapply(nms, function(nm) eval(rlang::call2(rlang::enquo, as.name(nm)), env)), nms)
+}
+
+is_tune_quo <- function(x) {
+  rlang::is_quosure(x) && rlang::is_call(rlang::quo_get_expr(x), "tune", ns = c("", "tune", "hardhat"))
+}
+
+# tune's submodel trick: for a grid over `epochs`, tune fits the largest
+# value only (min_grid.tabnet()) and predicts the others with multi_predict(),
+# which needs a checkpoint at each of them. tune fixes the value by calling
+# update() on the specification (`finalize_model()`), so when update()
+# replaces a tune() placeholder of `epochs` and `checkpoint_epochs` is not
+# set, every epoch is checkpointed. An explicit `checkpoint_epochs` (main or
+# engine argument) is kept.
+checkpoint_tuned_epochs <- function(old, new) {
+  was_tuned <- is_tune_quo(old$args$epochs)
+  now_fixed <- rlang::is_quosure(new$args$epochs) && !rlang::quo_is_null(new$args$epochs) &&
+    !is_tune_quo(new$args$epochs)
+  unset <- (is.null(new$args$checkpoint_epochs) || rlang::quo_is_null(new$args$checkpoint_epochs)) &&
+    !"checkpoint_epochs" %in% names(new$eng_args)
+  if (was_tuned && now_fixed && unset) {
+    new$args$checkpoint_epochs <- rlang::quo(1L)
+  }
+  new
+}
+
+#' Minimal grid for tuning a `tabnet()` model
+#'
+#' The [tune::min_grid()] method of [tabnet()] specifications: for each
+#' combination of the other parameters, only the largest `epochs` value of
+#' the grid is fitted, and the smaller ones are predicted from that fit's
+#' checkpoints through [multi_predict()][multi_predict._tabnet_fit] (so a grid
+#' over `epochs = 1:10` fits once per combination and resample, not ten
+#' times). When tune fixes `epochs`, the specification keeps a checkpoint at
+#' every epoch unless `checkpoint_epochs` was set; with another
+#' `checkpoint_epochs`, grid values between two checkpoints are an error.
+#'
+#' @param x A [tabnet()] specification.
+#' @param grid A tibble of tuning parameter values.
+#' @param ... Not used.
+#' @return A tibble of the models to fit, with the list column `.submodels`.
+#' @keywords internal
+#' @exportS3Method tune::min_grid
+min_grid.tabnet <- function(x, grid, ...) {
+  tune::fit_max_value(x, grid, ...)
 }
 
 #' @export
@@ -277,7 +262,10 @@ print.tabnet <- function(x, ...) {
 #' weights the fit holds, an epoch is only available if a checkpoint was saved
 #' at it, so fit with `checkpoint_epochs = 1` (for instance
 #' `set_engine("torch", checkpoint_epochs = 1)`) to predict at any epoch.
-#' `tune` does not use this method: the `epochs` argument is tuned by refitting.
+#' tune uses this method for a grid over `epochs` (see
+#' [min_grid.tabnet()]). After early stopping, an epoch past the last one
+#' trained predicts with the weights the fit holds (those a fit with that
+#' many epochs would have stopped with).
 #'
 #' @param object A parsnip `model_fit` of a [tabnet()] specification.
 #' @param new_data A data frame of predictors.
@@ -310,11 +298,14 @@ multi_predict._tabnet_fit <- function(object, new_data, type = NULL,
   if (is.null(epochs)) {
     epochs <- current_epoch
   }
+  # an early-stopped fit has no epochs past the last one trained: for them a
+  # fit with that many epochs would have stopped the same way
+  max_epoch <- if (isTRUE(engine_fit$fit$stopped_early)) max(engine_fit$fit$config$epochs, last_epoch) else last_epoch
   if (!is.numeric(epochs) || !length(epochs) || anyNA(epochs) || any(epochs != round(epochs)) ||
-      any(epochs < 1) || (last_epoch > 0 && any(epochs > last_epoch))) {
+      any(epochs < 1) || (last_epoch > 0 && any(epochs > max_epoch))) {
     value <- format_value(epochs)
     abort_input(
-      "{.arg epochs} must be whole numbers between 1 and {last_epoch}, the number of epochs of the fit, not {value}."
+      "{.arg epochs} must be whole numbers between 1 and {max_epoch}, the number of epochs of the fit, not {value}."
     )
   }
   epochs <- as.integer(epochs)
@@ -322,7 +313,7 @@ multi_predict._tabnet_fit <- function(object, new_data, type = NULL,
   n <- nrow(new_data)
   preds <- lapply(epochs, function(epoch) {
     # other epochs come from checkpoints; predict() errors clearly if missing
-    p <- if (identical(epoch, current_epoch)) {
+    p <- if (identical(epoch, current_epoch) || epoch > last_epoch) {
       stats::predict(engine_fit, new_data, type = type)
     } else {
       stats::predict(engine_fit, new_data, type = type, epoch = epoch)

@@ -54,7 +54,12 @@ test_that("the model is registered when the package loads", {
     c("classification class", "classification prob", "regression numeric")
   )
   expect_setequal(env$tabnet_args$parsnip[env$tabnet_args$engine == "torch"], main_arg_names)
-  expect_false(any(env$tabnet_args$has_submodel))
+  # only `epochs` is a submodel parameter (tune's submodel trick)
+  expect_identical(unique(env$tabnet_args$parsnip[env$tabnet_args$has_submodel]), "epochs")
+  # tabnet() and update() take the registered main arguments, in order
+  expect_identical(setdiff(names(formals(tabnet)), c("mode", "engine")), main_arg_names)
+  expect_identical(setdiff(names(formals(tabnetrs:::update.tabnet)), c("object", "parameters", "fresh", "...")),
+                   main_arg_names)
 })
 
 test_that("registration is idempotent", {

@@ -304,6 +304,66 @@ test_that("tune_grid() works and finalize_workflow() gives a fittable workflow",
   expect_equal(fitted$fit$fit$fit$fit$config$epochs, 1)
 })
 
+test_that("a grid over epochs fits once per resample and predicts every epoch from checkpoints", {
+  one_thread()
+  skip_if_not_installed("tune")
+  library(tune)
+  d <- train_tune[, c("class", "m_bb", "m_wbb", "m_wwbb", "jet_1_pt", "lepton_pT")]
+  spec <- tabnet(epochs = tune(), batch_size = 256, virtual_batch_size = 128, decision_width = 8,
+                 attention_width = 8, num_steps = 2) %>%
+    set_engine("torch") %>%
+    set_mode("classification")
+  wf <- workflow() %>% add_formula(class ~ .) %>% add_model(spec)
+  grid <- tibble::tibble(epochs = 1:10)
+  # min_grid(): one fit with the largest value, the others as submodels
+  mg <- tune::min_grid(spec, grid)
+  expect_equal(mg$epochs, 10L)
+  expect_equal(mg$.submodels[[1]]$epochs, 1:9)
+
+  calls <- new.env()
+  calls$epochs <- integer()
+  suppressMessages(trace("tabnet_fit", where = asNamespace("tabnetrs"), print = FALSE,
+                         tracer = bquote(assign("epochs", c(get("epochs", envir = .(calls)), list(...)$epochs),
+                                                envir = .(calls)))))
+  withr::defer(suppressMessages(untrace("tabnet_fit", where = asNamespace("tabnetrs"))))
+  set.seed(12)
+  folds <- vfold_cv(d, v = 2)
+  res <- quietly(tune_grid(wf, resamples = folds, grid = grid, metrics = metric_set(roc_auc),
+                           control = control_grid(save_pred = TRUE)))
+  suppressMessages(untrace("tabnet_fit", where = asNamespace("tabnetrs")))
+  # one fit per resample (not 10), each with the largest epochs value
+  expect_equal(calls$epochs, c(10L, 10L))
+  expect_equal(nrow(collect_notes(res)), 0)
+  m <- collect_metrics(res)
+  expect_equal(sort(m$epochs), 1:10)
+  expect_true(all(is.finite(m$mean)))
+  # the epochs differ: each is predicted from its own checkpoint
+  preds <- collect_predictions(res)
+  expect_equal(sort(unique(preds$epochs)), 1:10)
+  p1 <- preds$.pred_1[preds$epochs == 1]
+  p10 <- preds$.pred_1[preds$epochs == 10]
+  expect_false(isTRUE(all.equal(p1, p10)))
+
+  # the checkpoint of epoch 3 predicts what a 3-epoch fit with the same seed predicts
+  fixed <- update(spec, epochs = 10L)
+  expect_equal(rlang::eval_tidy(fixed$args$checkpoint_epochs), 1L)
+  set.seed(5)
+  f10 <- quietly(fit(fixed, class ~ ., data = d))
+  expect_named(f10$fit$fit$checkpoints, paste0("epoch_", 1:10))
+  set.seed(5)
+  f3 <- quietly(fit(update(spec, epochs = 3L), class ~ ., data = d))
+  mp <- multi_predict(f10, d[1:20, ], type = "prob", epochs = 3)
+  expect_equal(vapply(mp$.pred, function(p) p$.pred_1, numeric(1)),
+               predict(f3, d[1:20, ], type = "prob")$.pred_1, tolerance = 1e-5)
+  # an explicit checkpoint_epochs is kept
+  own <- update(spec %>% set_engine("torch", checkpoint_epochs = 5), epochs = 10L)
+  expect_true(rlang::quo_is_null(own$args$checkpoint_epochs))
+  expect_equal(rlang::eval_tidy(own$eng_args$checkpoint_epochs), 5)
+  # a specification whose epochs were never tune() is unchanged
+  plain <- update(tabnet(epochs = 2) %>% set_mode("classification"), epochs = 4L)
+  expect_true(rlang::quo_is_null(plain$args$checkpoint_epochs))
+})
+
 test_that("tune_race_anova() runs the blog post's racing code", {
   one_thread()
   skip_if_not_installed("finetune")

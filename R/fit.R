@@ -99,19 +99,18 @@ tabnet_fit.recipe <- function(x, data, tabnet_model = NULL, config = tabnet_conf
   tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")
 }
 
-# Shared by tabnet_fit() and tabnet_pretrain(): validate, build or resume the
-# network, train, and wrap the result.
+# hardhat's three parts, shared by tabnet_fit() and tabnet_pretrain():
+# * tabnet_bridge(): from the molded data to what the implementation needs --
+#   checks the processed data, resolves the configuration, case weights,
+#   threads, device and seed;
+# * tabnet_impl(): builds or resumes the network, trains it, computes the
+#   importances; returns the fields of the fitted object;
+# * new_tabnet_fit() / new_tabnet_pretrain(): validate those fields and make
+#   the `hardhat_model`.
+# `kind` is the network kind, "supervised" or "pretrain" (model_kind(),
+# model_class()).
 tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, weights, kind) {
-  # continuing a fit (or a pretraining) without a `config`: its own training
-  # settings are the starting point, which `...` overrides
-  same_kind <- if (kind == "supervised") "tabnet_fit" else "tabnet_pretrain"
-  if (inherits(tabnet_model, same_kind) && inherits(tabnet_model$fit$config, "tabnet_config") &&
-      identical(config, tabnet_config())) {
-    config <- tabnet_model$fit$config
-    # the thread count belongs to this session, not to the saved model
-    config[["num_threads"]] <- NULL
-  }
-  config <- merge_config(config, dots)
+  config <- resolve_config(config, dots, tabnet_model, kind)
   predictors <- processed$predictors
   if (inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain")) && is.list(tabnet_model$fit$layout)) {
     # the earlier model's predictors, in its column order (its weights depend
@@ -135,19 +134,47 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
   device <- resolve_device(config$device)
   seed <- new_seed(config$seed)
 
+  res <- tabnet_impl(predictors, outcomes, weights, layout, outcome, config, kind,
+                     tabnet_model, from_epoch, seed, device)
+  constructor <- if (kind == "supervised") new_tabnet_fit else new_tabnet_pretrain
+  result <- constructor(res$fit, res$serialized_net, processed$blueprint)
+  if (!is.null(res$nonfinite)) abort_nonfinite(res$nonfinite, result)
+  result
+}
+
+# The configuration of this call: continuing a fit (or a pretraining) without
+# a `config`, its own training settings are the starting point, which `...`
+# (`dots`) overrides.
+resolve_config <- function(config, dots, tabnet_model, kind) {
+  if (inherits(tabnet_model, model_class(kind)) && inherits(tabnet_model$fit$config, "tabnet_config") &&
+      identical(config, tabnet_config())) {
+    config <- tabnet_model$fit$config
+    # the thread count belongs to this session, not to the saved model
+    config[["num_threads"]] <- NULL
+  }
+  merge_config(config, dots)
+}
+
+# Builds (or resumes from `tabnet_model`) the network, trains it on the
+# predictors / outcomes / weights checked by tabnet_bridge() and computes the
+# importances. Returns list(fit, serialized_net, nonfinite): the fields of the
+# fitted object, and list(epoch, loss) when training stopped on a non-finite
+# loss (NULL otherwise).
+tabnet_impl <- function(predictors, outcomes, weights, layout, outcome, config, kind,
+                        tabnet_model, from_epoch, seed, device) {
+  n <- nrow(predictors)
   history <- list()
   checkpoints <- list()
   checkpoint_digests <- list()
   schedule <- NULL
   if (!is.null(tabnet_model)) {
-    start <- resume_from(tabnet_model, processed, config, layout, outcome, kind, from_epoch, seed, device)
+    start <- resume_from(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device)
     model <- start$model
     history <- start$history
     checkpoints <- start$checkpoints
     checkpoint_digests <- start$checkpoint_digests
     schedule <- start$schedule
     config <- start$config
-    net <- start$net
   } else {
     if (!is.null(from_epoch)) abort_input("{.arg from_epoch} needs {.arg tabnet_model}.")
     net <- net_config(config, layout, outcome)
@@ -205,14 +232,44 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
     n_parameters = rs_model_n_parameters(model),
     digest = digest
   )
-  result <- hardhat::new_model(
-    fit = fit,
-    serialized_net = serialized,
-    blueprint = processed$blueprint,
-    class = if (kind == "supervised") "tabnet_fit" else "tabnet_pretrain"
-  )
-  if (!is.null(run$nonfinite)) abort_nonfinite(run$nonfinite, result)
-  result
+  list(fit = fit, serialized_net = serialized, nonfinite = run$nonfinite)
+}
+
+new_tabnet_fit <- function(fit, serialized_net, blueprint) {
+  new_tabnet_model(fit, serialized_net, blueprint, "supervised")
+}
+
+new_tabnet_pretrain <- function(fit, serialized_net, blueprint) {
+  new_tabnet_model(fit, serialized_net, blueprint, "pretrain")
+}
+
+# The fields a fitted object must have (`fit$fit`).
+tabnet_fit_fields <- c("network", "metrics", "config", "checkpoints", "checkpoint_digests", "schedule",
+                       "importances", "net_config", "layout", "outcome", "best_epoch", "stopped_early",
+                       "interrupted", "n_parameters", "digest")
+
+# Constructor of tabnet_fit / tabnet_pretrain objects. The checks guard
+# tabnetrs' own code (users never call it), so a failure is an internal error.
+new_tabnet_model <- function(fit, serialized_net, blueprint, kind) {
+  problem <- if (!is.list(fit) || !all(tabnet_fit_fields %in% names(fit))) {
+    paste("fields missing:", paste(setdiff(tabnet_fit_fields, names(fit)), collapse = ", "))
+  } else if (!is.raw(serialized_net)) {
+    "`serialized_net` is not a raw vector"
+  } else if (!inherits(blueprint, "hardhat_blueprint")) {
+    "`blueprint` is not a hardhat blueprint"
+  } else if (!is.environment(fit$network)) {
+    "`network` is not a cache environment"
+  } else if (!is.character(fit$net_config) || length(fit$net_config) != 1L) {
+    "`net_config` is not a string"
+  } else if (!is.character(fit$digest) || length(fit$digest) != 1L ||
+             !identical(model_digest(kind, fit$net_config, serialized_net), fit$digest)) {
+    "`digest` is not the checksum of the weights and network configuration"
+  } else if (!is.list(fit$checkpoints) || !all(names(fit$checkpoint_digests) %in% names(fit$checkpoints))) {
+    "checkpoint checksums without their checkpoints"
+  }
+  if (!is.null(problem)) abort_internal(paste0("new_tabnet_model(): ", problem))
+  hardhat::new_model(fit = fit, serialized_net = serialized_net, blueprint = blueprint,
+                     class = model_class(kind))
 }
 
 # Training met a NaN / infinite loss: an error that carries the model as it was
@@ -248,7 +305,7 @@ fit_importance <- function(model, predictors, layout, config) {
   size <- config$importance_sample_size %||% min(n, 1e5)
   idx <- if (size >= n) seq_len(n) else sort(sample.int(n, size))
   ds <- rust_dataset(model, predictors[idx, , drop = FALSE], layout)
-  tibble::tibble(variables = predictor_labels(layout$names), importance = rs_mask_importance(model, ds, 65536))
+  tibble::tibble(variables = predictor_labels(layout$names), importance = rs_mask_importance(model, ds, inference_batch_size))
 }
 
 # The outcome of a continued fit: the same task, outputs and levels; the name
@@ -262,7 +319,7 @@ same_outcome <- function(old, new) {
 
 # Starting point when `tabnet_model` is given: continue a fit (optionally from
 # a checkpoint) or fine-tune from a pretrained encoder.
-resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, from_epoch, seed, device) {
+resume_from <- function(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device) {
   if (!inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain"))) {
     abort_input("{.arg tabnet_model} must be a {.cls tabnet_fit} or {.cls tabnet_pretrain}, not {.obj_type_friendly {tabnet_model}}.")
   }
@@ -273,7 +330,7 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
   arch <- c("n_d", "n_a", "n_steps", "gamma", "n_independent", "n_shared", "n_independent_decoder",
             "n_shared_decoder", "virtual_batch_size", "momentum", "mask_type", "cat_emb_dim")
   config[arch] <- old$config[arch]
-  old_kind <- if (inherits(tabnet_model, "tabnet_pretrain")) "pretrain" else "supervised"
+  old_kind <- model_kind(tabnet_model)
   # a fresh copy (training changes it), verified like any saved model
   src <- if (is.null(from_epoch)) {
     load_network(tabnet_model, tabnet_model$serialized_net, old$digest, device)
@@ -300,7 +357,7 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
     }
     return(list(model = src, history = history, checkpoints = checkpoints,
                 checkpoint_digests = checkpoint_digests, schedule = schedule,
-                config = config, net = jsonlite::fromJSON(old$net_config)))
+                config = config))
   }
   if (old_kind == "supervised") {
     abort_model("A {.cls tabnet_fit} cannot be used to start {.fn tabnet_pretrain}.")
@@ -310,5 +367,5 @@ resume_from <- function(tabnet_model, processed, config, layout, outcome, kind, 
   model <- rs_model_new(net_config_json(net), "supervised", config$pretraining_ratio, seed, device)
   rs_model_copy_encoder(model, src)
   list(model = model, history = list(), checkpoints = list(), checkpoint_digests = list(), schedule = NULL,
-       config = config, net = net)
+       config = config)
 }

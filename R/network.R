@@ -20,8 +20,13 @@ is_live_pointer <- function(ptr) {
   inherits(ptr, "externalptr") && !identical(ptr, methods::new("externalptr"))
 }
 
+# The network kind of a fitted object, and the class of a kind's objects.
 model_kind <- function(object) {
   if (inherits(object, "tabnet_pretrain")) "pretrain" else "supervised"
+}
+
+model_class <- function(kind) {
+  if (identical(kind, "pretrain")) "tabnet_pretrain" else "tabnet_fit"
 }
 
 model_digest <- function(kind, net_config, weights) {

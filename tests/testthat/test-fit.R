@@ -124,3 +124,29 @@ test_that("formulas that only name columns are molded without copying, with the 
   b <- tabnet_fit(target ~ num1 + grp + sqrt(abs(num2)), transform(d, num2 = num2^2), epochs = 2, seed = 4)
   expect_equal(predict(a, d), predict(b, transform(d, num2 = num2^2)), tolerance = 1e-5)
 })
+
+test_that("the constructors validate the fields of a fitted object", {
+  d <- syn2_data(200)
+  fit <- tabnet_fit(y ~ ., d, epochs = 1, checkpoint_epochs = 1, num_threads = 1, seed = 3)
+  again <- tabnetrs:::new_tabnet_fit(fit$fit, fit$serialized_net, fit$blueprint)
+  expect_identical(class(again), class(fit))
+  expect_identical(class(fit)[1:2], c("tabnet_fit", "hardhat_model"))
+  expect_identical(again$serialized_net, fit$serialized_net)
+  expect_identical(predict(again, d[1:5, ]), predict(fit, d[1:5, ]))
+  # weights that are not the ones the checksum describes
+  bad <- fit$serialized_net
+  bad[length(bad)] <- as.raw(bitwXor(as.integer(bad[length(bad)]), 1L))
+  expect_error(tabnetrs:::new_tabnet_fit(fit$fit, bad, fit$blueprint), class = "tabnetrs_error_internal")
+  # the checksum covers the kind: a supervised network is not a pretraining
+  expect_error(tabnetrs:::new_tabnet_pretrain(fit$fit, fit$serialized_net, fit$blueprint),
+               class = "tabnetrs_error_internal")
+  no_digest <- fit$fit
+  no_digest$digest <- NULL
+  expect_error(tabnetrs:::new_tabnet_fit(no_digest, fit$serialized_net, fit$blueprint),
+               class = "tabnetrs_error_internal")
+  expect_error(tabnetrs:::new_tabnet_fit(fit$fit, fit$serialized_net, list()), class = "tabnetrs_error_internal")
+  pre <- tabnet_pretrain(d[, 1:10], epochs = 1, num_threads = 1, seed = 4)
+  expect_identical(class(tabnetrs:::new_tabnet_pretrain(pre$fit, pre$serialized_net, pre$blueprint)),
+                   class(pre))
+  expect_identical(class(pre)[1:2], c("tabnet_pretrain", "hardhat_model"))
+})

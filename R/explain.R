@@ -79,14 +79,11 @@ tabnet_explain.workflow <- function(object, new_data) {
   tabnet_explain(engine_fit(object), forged$predictors)
 }
 
-# Batch size of the native explanation / importance passes.
-explain_batch_size <- 65536
-
 explain_impl <- function(object, new_data) {
   check_new_data(new_data, object = object)
   model <- live_network(object)
   ds <- forge_dataset(object, new_data, model)
-  res <- rs_explain(model, ds, explain_batch_size)
+  res <- rs_explain(model, ds, inference_batch_size)
   vars <- predictor_labels(object$fit$layout$names)
   new_tabnet_explain(res$M_explain, res$masks, vars)
 }

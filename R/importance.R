@@ -94,7 +94,7 @@ tabnet_importance.tabnet_fit <- function(object, new_data = NULL,
   }
   check_new_data(new_data, object = object)
   if (is.matrix(new_data)) new_data <- as.data.frame(new_data)
-  seed <- importance_seed(seed)
+  seed <- new_seed(seed, kind = "input")
   needs_outcome <- method != "mad"
   check_importance_rows(new_data, method)
   if (needs_outcome) {
@@ -104,7 +104,7 @@ tabnet_importance.tabnet_fit <- function(object, new_data = NULL,
   model <- live_network(object)
   ds <- forge_dataset(object, new_data, model, outcomes = needs_outcome)
   res <- rs_importance(model, ds, method, if (method == "permutation") n_repeats else 1,
-                       explain_batch_size, seed)
+                       inference_batch_size, seed)
   values <- res$values
   tib <- tibble::tibble(Variable = predictor_labels(object$fit$layout$names), Importance = rowMeans(values))
   if (method == "permutation") {
@@ -185,11 +185,6 @@ check_importance_method <- function(method) {
   method
 }
 
-importance_seed <- function(seed) {
-  if (is.null(seed)) return(as.double(sample.int(.Machine$integer.max, 1L)))
-  as.double(check_seed(seed))
-}
-
 check_outcome_columns <- function(object, new_data, method) {
   need <- object$fit$outcome$names
   missing_cols <- setdiff(need, names(new_data))
@@ -265,7 +260,7 @@ mask_importance <- function(object, new_data = NULL) {
     model <- live_network(object)
     ds <- forge_dataset(object, new_data, model)
     tib <- tibble::tibble(Variable = predictor_labels(object$fit$layout$names),
-                          Importance = rs_mask_importance(model, ds, explain_batch_size))
+                          Importance = rs_mask_importance(model, ds, inference_batch_size))
     n_rows <- nrow(new_data)
   }
   new_tabnet_importance(tib, "mask", "share", baseline = NA_real_, n_repeats = 1L, n_rows = n_rows)

@@ -1,3 +1,9 @@
+# The formula blueprint of every tabnetrs model: factors kept as they are (for
+# the embeddings), no intercept.
+tabnet_formula_blueprint <- function() {
+  hardhat::default_formula_blueprint(indicators = "none", intercept = FALSE)
+}
+
 # Molding a formula without copying the predictors.
 #
 # hardhat's formula blueprint builds a model matrix and then a tibble of it:
@@ -9,10 +15,7 @@
 mold_formula <- function(formula, data) {
   cols <- plain_formula_columns(formula, data)
   if (is.null(cols)) {
-    return(hardhat::mold(
-      formula, data,
-      blueprint = hardhat::default_formula_blueprint(indicators = "none", intercept = FALSE)
-    ))
+    return(hardhat::mold(formula, data, blueprint = tabnet_formula_blueprint()))
   }
   y <- data[[cols$outcome]]
   if (!is.factor(y) && !is.numeric(y)) abort_bad_outcome(y, cols$outcome)

@@ -21,9 +21,13 @@ predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL)
   type <- check_pred_type(type, outcome$task)
   model <- live_network(object, epoch)
   ds <- forge_dataset(object, new_data, model)
-  out <- rs_predict(model, ds, 65536)
+  out <- rs_predict(model, ds, inference_batch_size)
   spruce_predictions(out, type, outcome)
 }
+
+# Rows per batch of every inference pass (prediction, explanation,
+# importances, validation loss): large batches, as no gradient is kept.
+inference_batch_size <- 65536
 
 # hardhat::forge() with unseen factor levels mapped to the unknown slot
 # (hardhat turns them into NA; we record which NAs were new levels).

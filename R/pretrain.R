@@ -41,7 +41,7 @@ tabnet_pretrain.data.frame <- function(x, y = NULL, tabnet_model = NULL, config 
   check_predictor_names(names(x), "x")
   processed <- hardhat::mold(
     ~ ., x,
-    blueprint = hardhat::default_formula_blueprint(indicators = "none", intercept = FALSE)
+    blueprint = tabnet_formula_blueprint()
   )
   tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, NULL, "pretrain")
 }
@@ -62,7 +62,7 @@ tabnet_pretrain.formula <- function(formula, data, tabnet_model = NULL, config =
                                     from_epoch = NULL) {
   processed <- hardhat::mold(
     formula, data,
-    blueprint = hardhat::default_formula_blueprint(indicators = "none", intercept = FALSE)
+    blueprint = tabnet_formula_blueprint()
   )
   tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, NULL, "pretrain")
 }

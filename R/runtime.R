@@ -124,7 +124,9 @@ resolve_device <- function(device) {
   device
 }
 
-new_seed <- function(seed = NULL) {
-  if (!is.null(seed)) return(as.double(check_seed(seed, kind = "config")))
+# A seed for the Rust core: `seed` checked (a `kind` error if unusable), or
+# one drawn from R's RNG, so set.seed() makes the result reproducible.
+new_seed <- function(seed = NULL, kind = "config") {
+  if (!is.null(seed)) return(as.double(check_seed(seed, kind = kind)))
   as.double(sample.int(.Machine$integer.max, 1L))
 }

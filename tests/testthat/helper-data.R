@@ -1,13 +1,6 @@
 # Small data sets shared by the foundation tests.
 
-syn2_data <- function(n = 1000, seed = 1) {
-  withr::with_seed(seed, {
-    x <- as.data.frame(lapply(1:10, function(i) rnorm(n)))
-    names(x) <- sprintf("V%02d", 1:10)
-    x$y <- factor(ifelse(rowSums(x[, 3:6]) > 0, "yes", "no"), levels = c("yes", "no"))
-    x
-  })
-}
+# Syn2 (`syn2_data()`) is in helper-syn.R.
 
 mixed_data <- function(n = 600, seed = 2) {
   withr::with_seed(seed, {

@@ -13,10 +13,12 @@ syn_random_x <- function(n) {
   x
 }
 
-make_syn2 <- function(n = 5000, seed = 2024) {
+# Syn2: the outcome is the sign of V03 + V04 + V05 + V06 (the only test
+# helper for it; tools/demo.R and bench/bench.R have their own copies).
+syn2_data <- function(n = 1000, seed = 1) {
   withr::with_seed(seed, {
     x <- syn_random_x(n)
-    x$y <- syn_logit_to_y(rowSums(x[, 3:6]))
+    x$y <- factor(ifelse(rowSums(x[, 3:6]) > 0, "yes", "no"), levels = c("yes", "no"))
     x
   })
 }
@@ -39,7 +41,7 @@ syn_cached <- function(key, expr) {
   get(key, envir = syn_cache, inherits = FALSE)
 }
 
-syn2_train <- function() syn_cached("syn2", make_syn2())
+syn2_train <- function() syn_cached("syn2", syn2_data(5000, seed = 2024))
 syn4_train <- function() syn_cached("syn4", make_syn4())
 
 
@@ -61,7 +63,7 @@ holds_for <- function(claim, seeds = 1:5) {
 
 # A small, quick fit for shape / error tests.
 small_fit <- function() {
-  syn_cached("small", withr::with_seed(13, tabnetrs::tabnet_fit(y ~ ., make_syn2(600, seed = 5), epochs = 5)))
+  syn_cached("small", withr::with_seed(13, tabnetrs::tabnet_fit(y ~ ., syn2_data(600, seed = 5), epochs = 5)))
 }
 
 top_vars <- function(imp, k) as.character(imp$Variable[order(-imp$Importance)][seq_len(k)])

@@ -5,7 +5,7 @@ test_that("autoplot() is available after library(tabnetrs) alone", {
 
 test_that("explanation heat maps build, for the aggregate and per step", {
   fit <- small_fit()
-  x <- make_syn2(80, seed = 51)
+  x <- syn2_data(80, seed = 51)
   ex <- tabnet_explain(fit, x)
 
   p <- autoplot(ex)
@@ -25,7 +25,7 @@ test_that("explanation heat maps build, for the aggregate and per step", {
 
 test_that("quantile clips the fill values", {
   fit <- small_fit()
-  ex <- tabnet_explain(fit, make_syn2(100, seed = 52))
+  ex <- tabnet_explain(fit, syn2_data(100, seed = 52))
   values <- as.vector(as.matrix(ex$M_explain))
   q <- stats::quantile(values, 0.9, names = FALSE)
   p <- autoplot(ex, quantile = 0.9)
@@ -41,7 +41,7 @@ test_that("quantile clips the fill values", {
 })
 
 test_that("training history plots build, with checkpoints, validation and best epoch", {
-  x <- make_syn2(400, seed = 53)
+  x <- syn2_data(400, seed = 53)
   fit <- withr::with_seed(14, tabnet_fit(y ~ ., x, epochs = 4, valid_split = 0.25, checkpoint_epochs = 2))
   p <- autoplot(fit)
   b <- ggplot2::ggplot_build(p)
@@ -68,7 +68,7 @@ test_that("training history plots build, with checkpoints, validation and best e
 
 test_that("importance plots build, with error bars for permutations", {
   fit <- small_fit()
-  x <- make_syn2(200, seed = 54)
+  x <- syn2_data(200, seed = 54)
   p <- autoplot(tabnet_importance(fit))
   b <- ggplot2::ggplot_build(p)
   expect_equal(nrow(b$data[[1]]), 10L)
@@ -86,7 +86,7 @@ test_that("importance plots build, with error bars for permutations", {
 test_that("knit_print() renders Markdown", {
   skip_if_not_installed("knitr")
   fit <- small_fit()
-  x <- make_syn2(50, seed = 55)
+  x <- syn2_data(50, seed = 55)
   out <- knitr::knit_print(tabnet_explain(fit, x))
   expect_s3_class(out, "knit_asis")
   expect_match(out, "TabNet explanation")

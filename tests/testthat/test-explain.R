@@ -1,6 +1,6 @@
 test_that("tabnet_explain() returns M_explain and one mask per step, named by predictor", {
   fit <- small_fit()
-  x <- make_syn2(60, seed = 21)
+  x <- syn2_data(60, seed = 21)
   ex <- tabnet_explain(fit, x)
   expect_s3_class(ex, "tabnet_explain")
   expect_named(ex, c("M_explain", "masks"))
@@ -21,7 +21,7 @@ test_that("tabnet_explain() returns M_explain and one mask per step, named by pr
 
 test_that("a row's explanation does not depend on the rows explained with it", {
   fit <- small_fit()
-  x <- make_syn2(300, seed = 22)
+  x <- syn2_data(300, seed = 22)
   batch <- tabnet_explain(fit, x)
   for (i in c(1L, 137L, 300L)) {
     alone <- tabnet_explain(fit, x[i, ])
@@ -37,7 +37,7 @@ test_that("a row's explanation does not depend on the rows explained with it", {
 
 test_that("the aggregated mask is consistent with the mask importance", {
   fit <- small_fit()
-  x <- make_syn2(200, seed = 23)
+  x <- syn2_data(200, seed = 23)
   ex <- tabnet_explain(fit, x)
   share <- colSums(as.matrix(ex$M_explain))
   share <- share / sum(share)
@@ -51,7 +51,7 @@ test_that("the vignette's tidyverse code works on an explanation", {
   skip_if_not_installed("purrr")
   `%>%` <- magrittr::`%>%`
   fit <- small_fit()
-  ex <- tabnet_explain(fit, make_syn2(50, seed = 24))
+  ex <- tabnet_explain(fit, syn2_data(50, seed = 24))
   long <- ex$M_explain %>%
     dplyr::mutate(observation = dplyr::row_number()) %>%
     tidyr::pivot_longer(-observation, names_to = "variable", values_to = "m_agg")
@@ -82,7 +82,7 @@ test_that("Syn4 masks switch between V01-V02 and V05-V06 with the sign of V10, f
 })
 
 test_that("pretrained encoders, parsnip fits and workflows can be explained", {
-  x <- make_syn2(300, seed = 25)
+  x <- syn2_data(300, seed = 25)
   pre <- withr::with_seed(3, tabnet_pretrain(x[, 1:10], epochs = 1))
   ex <- tabnet_explain(pre, x[1:20, ])
   expect_s3_class(ex, "tabnet_explain")
@@ -104,7 +104,7 @@ test_that("pretrained encoders, parsnip fits and workflows can be explained", {
 })
 
 test_that("explanations handle factor predictors and missing values", {
-  x <- make_syn2(300, seed = 26)
+  x <- syn2_data(300, seed = 26)
   x$g <- factor(sample(c("a", "b", "c"), 300, replace = TRUE))
   fit <- withr::with_seed(5, tabnet_fit(y ~ ., x, epochs = 1, cat_emb_dim = 2))
   x$V01[1:3] <- NA
@@ -116,7 +116,7 @@ test_that("explanations handle factor predictors and missing values", {
 
 test_that("tabnet_explain() gives clear errors for bad input", {
   fit <- small_fit()
-  x <- make_syn2(20, seed = 27)
+  x <- syn2_data(20, seed = 27)
   expect_error(tabnet_explain(fit, x[, -3]), "lacks the predictor.*V03")
   expect_error(tabnet_explain(fit, x[0, ]), "zero rows")
   expect_error(tabnet_explain(fit), "missing")
@@ -129,7 +129,7 @@ test_that("tabnet_explain() gives clear errors for bad input", {
 
 test_that("print() summarises an explanation", {
   fit <- small_fit()
-  ex <- tabnet_explain(fit, make_syn2(30, seed = 28))
+  ex <- tabnet_explain(fit, syn2_data(30, seed = 28))
   expect_output(print(ex), "TabNet explanation: 30 observations, 10 predictors, 3 decision steps")
   expect_output(print(ex), "V01")
   expect_output(print(ex), "autoplot")

@@ -36,7 +36,7 @@ test_that("Syn4: V10 and the switched features lead, for at least 4 of 5 seeds",
 
 test_that("importances have the documented shape and attributes", {
   fit <- small_fit()
-  x <- make_syn2(300, seed = 41)
+  x <- syn2_data(300, seed = 41)
   mask <- tabnet_importance(fit)
   expect_s3_class(mask, c("tabnet_importance", "tbl_df"))
   expect_named(mask, c("Variable", "Importance"))
@@ -68,7 +68,7 @@ test_that("importances have the documented shape and attributes", {
 
 test_that("permutation importance is reproducible with a seed or set.seed()", {
   fit <- small_fit()
-  x <- make_syn2(300, seed = 42)
+  x <- syn2_data(300, seed = 42)
   a <- tabnet_importance(fit, x, method = "permutation", n_repeats = 2, seed = 3)
   b <- tabnet_importance(fit, x, method = "permutation", n_repeats = 2, seed = 3)
   expect_identical(a, b)
@@ -80,7 +80,7 @@ test_that("permutation importance is reproducible with a seed or set.seed()", {
 })
 
 test_that("regression models use the RMSE increase", {
-  x <- make_syn2(400, seed = 43)
+  x <- syn2_data(400, seed = 43)
   x$y <- x$V01 - x$V02 + rnorm(400, sd = 0.1)
   fit <- withr::with_seed(6, tabnet_fit(y ~ ., x, epochs = 2))
   imp <- tabnet_importance(fit, x, method = "occlusion")
@@ -96,7 +96,7 @@ test_that("vi_model() returns the stored importance as Variable / Importance", {
   expect_equal(vi$Variable, fit$fit$importances$variables)
   expect_equal(vi$Importance, fit$fit$importances$importance)
 
-  x <- make_syn2(200, seed = 44)
+  x <- syn2_data(200, seed = 44)
   skipped <- withr::with_seed(7, tabnet_fit(y ~ ., x, epochs = 1, skip_importance = TRUE))
   expect_null(skipped$fit$importances)
   expect_error(tabnetrs:::vi_model.tabnet_fit(skipped), "skip_importance")
@@ -115,7 +115,7 @@ test_that("vip::vi() and vip::vip() work on tabnet, parsnip and workflow fits", 
   skip_if_not_installed("parsnip")
   skip_if_not_installed("workflows")
   fit <- small_fit()
-  x <- make_syn2(300, seed = 45)
+  x <- syn2_data(300, seed = 45)
   vi <- vip::vi(fit)
   expect_setequal(vi$Variable, sprintf("V%02d", 1:10))
   expect_s3_class(vip::vip(fit), "ggplot")
@@ -131,7 +131,7 @@ test_that("vip::vi() and vip::vip() work on tabnet, parsnip and workflow fits", 
 test_that("parsnip and workflow fits work with tabnet_importance()", {
   skip_if_not_installed("parsnip")
   skip_if_not_installed("workflows")
-  x <- make_syn2(300, seed = 46)
+  x <- syn2_data(300, seed = 46)
   spec <- parsnip::set_mode(tabnet(epochs = 1), "classification")
   pf <- withr::with_seed(10, parsnip::fit(spec, y ~ ., data = x))
   expect_equal(tabnet_importance(pf), tabnet_importance(parsnip::extract_fit_engine(pf)))
@@ -149,7 +149,7 @@ test_that("parsnip and workflow fits work with tabnet_importance()", {
 
 test_that("tabnet_importance() gives clear errors for bad input", {
   fit <- small_fit()
-  x <- make_syn2(50, seed = 47)
+  x <- syn2_data(50, seed = 47)
   expect_error(tabnet_importance(fit, x, method = "shap"), "must be one of")
   expect_error(tabnet_importance(fit, method = "permutation"), "new_data.*needed")
   expect_error(tabnet_importance(fit, x[, 1:10], method = "permutation"), "outcome column.*y")
@@ -161,14 +161,14 @@ test_that("tabnet_importance() gives clear errors for bad input", {
 
 test_that("print() describes the importance", {
   fit <- small_fit()
-  x <- make_syn2(100, seed = 48)
+  x <- syn2_data(100, seed = 48)
   expect_output(print(tabnet_importance(fit)), "share of the aggregated attention masks")
   expect_output(print(tabnet_importance(fit, x, method = "permutation", n_repeats = 2, seed = 1)),
                 "drop in ROC AUC when permuted")
 })
 
 test_that("a pretrained model stores its mask importance on the pretraining rows", {
-  x <- make_syn2(300, seed = 46)
+  x <- syn2_data(300, seed = 46)
   pre <- withr::with_seed(9, tabnet_pretrain(x[, 1:10], epochs = 2, num_steps = 2))
   stored <- pre$fit$importances
   expect_named(stored, c("variables", "importance"))

@@ -189,6 +189,25 @@ test_that("multi_predict() predicts at checkpointed epochs", {
   expect_error(multi_predict(fitted, new_rows, epochs = 9), "between 1 and 3")
 })
 
+test_that("multi_predict() past an early stop predicts with the weights the fit holds", {
+  one_thread()
+  # no epoch improves by 100 times the best loss: stops after epoch 2, keeps epoch 1
+  mod <- tabnet(epochs = 10, batch_size = 256, virtual_batch_size = 128,
+                early_stopping_patience = 1, early_stopping_tolerance = 100) %>%
+    set_engine("torch", checkpoint_epochs = 1) %>%
+    set_mode("classification")
+  set.seed(6)
+  fitted <- quietly(fit(mod, class ~ ., data = train))
+  expect_true(fitted$fit$fit$stopped_early)
+  expect_length(fitted$fit$fit$metrics, 2)
+  new_rows <- test[1:5, ]
+  mp <- multi_predict(fitted, new_rows, type = "prob", epochs = c(2, 10))
+  at <- function(e) vapply(mp$.pred, function(p) p$.pred_1[p$epochs == e], numeric(1))
+  expect_equal(at(10), predict(fitted, new_rows, type = "prob")$.pred_1, tolerance = 1e-6)
+  expect_equal(at(2), predict(fitted$fit, new_rows, type = "prob", epoch = 2)$.pred_1, tolerance = 1e-6)
+  expect_error(multi_predict(fitted, new_rows, epochs = 11), "between 1 and 10", class = "tabnetrs_error_input")
+})
+
 test_that("vip() works on the parsnip fit (blog post)", {
   skip_if_not_installed("vip")
   skip_if_not_installed("ggplot2")

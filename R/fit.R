@@ -23,6 +23,10 @@
 #'   (epochs, metrics, checkpoints and the learning-rate schedule continue; without
 #'   `config`, its training settings are reused and `...` overrides them), or a
 #'   `tabnet_pretrain` whose encoder is the starting point (fine-tuning).
+#'   Predictors are matched by name and factor levels as sets, so the data may
+#'   come through another interface (data frame, formula, recipe, matrix) and
+#'   in another column order; the model keeps `tabnet_model`'s column and
+#'   level order, on which its weights depend.
 #' @param config A [tabnet_config()]; arguments in `...` override it.
 #' @param ... [tabnet_config()] arguments, e.g. `epochs = 10`.
 #' @param from_epoch With `tabnet_model`, restart from the weights of this

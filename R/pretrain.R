@@ -16,7 +16,9 @@
 #'   without `config`, its training settings are reused and `...` overrides
 #'   them).
 #' @param y Ignored (pretraining uses no outcome); may be missing.
-#' @return A `tabnet_pretrain` object.
+#' @return A `tabnet_pretrain` object. Like a `tabnet_fit`, it stores the mask
+#'   importance of its (training) rows in `fit$importances` unless
+#'   `skip_importance = TRUE`: [tabnet_importance()] and `vip::vi()` show it.
 #' @examples
 #' \donttest{
 #' df <- data.frame(a = rnorm(400), b = rnorm(400), c = rnorm(400))

@@ -245,13 +245,10 @@ mask_importance <- function(object, new_data = NULL) {
   if (is.null(new_data)) {
     imp <- object$fit$importances
     if (is.null(imp)) {
-      why <- if (inherits(object, "tabnet_pretrain")) {
-        "it was trained with {.code skip_importance = TRUE}, or pretrained by a tabnetrs version that stored none"
-      } else "it was fitted with {.code skip_importance = TRUE}"
-      abort_model(c(
-        paste0("This model stores no importance (", why, ")."),
-        i = "Compute it on data with {.code tabnet_importance(object, new_data)}."
-      ))
+      msg <- if (inherits(object, "tabnet_pretrain")) {
+        "This model stores no importance (it was trained with {.code skip_importance = TRUE}, or pretrained by a tabnetrs version that stored none)."
+      } else "This model stores no importance (it was fitted with {.code skip_importance = TRUE})."
+      abort_model(c(msg, i = "Compute it on data with {.code tabnet_importance(object, new_data)}."))
     }
     tib <- tibble::tibble(Variable = imp$variables, Importance = imp$importance)
     n_rows <- NA_integer_

@@ -7,6 +7,7 @@
 #' @keywords internal
 #' @importFrom magrittr %>%
 #' @importFrom stats predict update
+#' @importFrom scales transform_log2
 "_PACKAGE"
 
 #' @export

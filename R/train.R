@@ -85,7 +85,7 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
         break
       }
       seconds <- proc.time()[["elapsed"]] - started
-      valid_loss <- if (is.null(valid_ds)) NULL else rs_eval_loss(model, valid_ds, 65536)
+      valid_loss <- if (is.null(valid_ds)) NULL else rs_eval_loss(model, valid_ds, inference_batch_size)
       entry <- list(train = train_loss, valid = valid_loss, checkpoint = FALSE, learn_rate = learn_rate,
                     seconds = seconds)
       if (config$checkpoint_epochs > 0 && epoch %% config$checkpoint_epochs == 0) {

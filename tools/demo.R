@@ -1,15 +1,11 @@
 # The main job: fit TabNet on the Syn2 data of the interpretation vignette,
 # predict a holdout set and explain it.
 library(tabnetrs)
+# the one Syn2 generator of the repository (also used by the tests)
+source(file.path("tests", "testthat", "helper-syn.R"))
+train <- syn2_data(5000, seed = 2026)
+test <- syn2_data(2000, seed = 2027)
 set.seed(2026)
-make_syn2 <- function(n) {
-  x <- as.data.frame(lapply(1:10, function(i) rnorm(n)))
-  names(x) <- sprintf("V%02d", 1:10)
-  x$y <- factor(ifelse(rowSums(x[, 3:6]) > 0, "yes", "no"), levels = c("yes", "no"))
-  x
-}
-train <- make_syn2(5000)
-test <- make_syn2(2000)
 cat("BLAS:", sessionInfo()$BLAS, "\n")
 elapsed <- system.time(fit <- tabnet_fit(y ~ ., train, epochs = 10, verbose = TRUE))[["elapsed"]]
 print(fit)

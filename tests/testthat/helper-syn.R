@@ -13,8 +13,9 @@ syn_random_x <- function(n) {
   x
 }
 
-# Syn2: the outcome is the sign of V03 + V04 + V05 + V06 (the only test
-# helper for it; tools/demo.R and bench/bench.R have their own copies).
+# Syn2: the outcome is the sign of V03 + V04 + V05 + V06. The repository's one
+# Syn2 generator: tools/demo.R sources this file too (bench/bench.R writes the
+# same function of p columns straight to float32 files).
 syn2_data <- function(n = 1000, seed = 1) {
   withr::with_seed(seed, {
     x <- syn_random_x(n)

@@ -167,7 +167,7 @@ lines <- c(lines, "## Best vs best (each tool at its own fastest thread count)",
            "| config | data | measure | tabnetrs | pytorch-tabnet | ratio |", "|---|---|---|---|---|---|")
 for (cf in configs) {
   sub <- Filter(function(r) identical(r$cf$name, cf$name), rows)
-  data <- sprintf("%s × %d", format(cf$n, big.mark = ","), cf$p)
+  data <- sprintf("%s × %d", format(as.integer(cf$n), big.mark = ","), cf$p)
   pick <- function(side, path, higher) {
     v <- vapply(sub, function(r) over_runs(r[[side]], path), numeric(1))
     if (all(is.na(v))) return(list(value = NA_real_, threads = NA, row = NULL))
@@ -196,7 +196,7 @@ lines <- c(lines, "", "## Same thread count", "",
            "| config | data | threads | measure | tabnetrs | pytorch-tabnet | ratio |", "|---|---|---|---|---|---|---|")
 for (r in rows) {
   o <- r$ours; t <- r$theirs; cf <- r$cf
-  data <- sprintf("%s × %d", format(cf$n, big.mark = ","), cf$p)
+  data <- sprintf("%s × %d", format(as.integer(cf$n), big.mark = ","), cf$p)
   for (m in measures) {
     a <- over_runs(o, m[[2]]); b <- over_runs(t, m[[3]])
     ratio <- if (m[[4]]) a / b else b / a

@@ -28,6 +28,8 @@ start=$(date +%s)
 
 apt_pkgs=(
   libtorch-dev libopenblas0-pthread pandoc
+  # msgmerge and msgfmt for tools/update-po.R (the French message catalogue)
+  gettext
   # R toolchain (headers, compilers, BLAS/LAPACK dev libs) for CRAN builds.
   r-base-dev
   # Requested R packages whose bookworm version is new enough.

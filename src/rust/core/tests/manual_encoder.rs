@@ -246,8 +246,15 @@ fn eval_pass_matches_autograd() {
             "M_explain differs by {}",
             close(&e1, &e2)
         );
+        // The step masks are more sensitive than the outputs: sparsemax
+        // subtracts the support's mean (|Δm| ≤ 2·max|Δz|), and the attention
+        // logits z leave a batch norm whose running σ can be small (gain γ/σ up
+        // to ~10 after this short training). Two summation orders of the ~15
+        // products before the last step (2·K·2⁻²⁴ each, K ≤ 64) give at most
+        // 2 · 10 · 15 · 7.6e-6 ≈ 2.3e-3; measured 8e-5 with Prescott kernels
+        // (once 1.9e-4), so 1e-3 leaves the margin a CPU's kernel choice needs.
         for (a, b) in k1.iter().zip(&k2) {
-            assert!(close(a, b) < 1e-4, "step masks differ by {}", close(a, b));
+            assert!(close(a, b) < 1e-3, "step masks differ by {}", close(a, b));
         }
     }
 }

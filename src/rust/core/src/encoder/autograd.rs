@@ -1,6 +1,6 @@
 //! The encoder pass on libtorch's autograd: the modules' own `forward_t`, on
 //! any device and kind. It is the reference the fused pass is tested against
-//! (`tests/manual_encoder.rs`) and what runs on CUDA, in f64, or on request.
+//! (`tests/fused_vs_autograd.rs`) and what runs on CUDA, in f64, or on request.
 use super::{Backend, Encoder, EncoderOutput, Pass};
 use crate::embedding::{ones_prior, Embedder};
 use tch::nn::ModuleT;

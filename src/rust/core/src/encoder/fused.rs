@@ -12,7 +12,7 @@
 //! gradient clipping, the optimiser, embeddings and the initial BN are unchanged.
 //!
 //! Equivalence with the autograd encoder (outputs, running statistics and every
-//! parameter gradient) is tested in `tests/manual_encoder.rs`.
+//! parameter gradient) is tested in `tests/fused_vs_autograd.rs`.
 use super::{Backend, Encoder, EncoderOutput, Pass};
 use crate::attentive::AttentiveTransformer;
 use crate::config::MaskType;

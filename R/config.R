@@ -28,8 +28,15 @@
 #' @param num_steps Number of decision steps (1 to 64).
 #' @param feature_reusage Relaxation \eqn{\gamma} of the prior (1 = use each
 #'   feature once).
-#' @param mask_type `"sparsemax"` or `"entmax"` (entmax-1.5; `"entmax15"` is accepted).
-#' @param mask_topk Accepted for compatibility; ignored (exact masks are used).
+#' @param mask_type `"sparsemax"` or `"entmax"` (entmax-1.5). The `tabnet`
+#'   package's `"sparsemax15"` and `"entmax15"` are its top-k partial-sort
+#'   implementations of the same two functions: they are accepted and give the
+#'   exact sparsemax and entmax-1.5 masks (tabnetrs sorts each row in full,
+#'   which is fast at any number of columns).
+#' @param mask_topk With `"sparsemax15"` / `"entmax15"`, the `tabnet` package's
+#'   initial `k` of its partial sort: a whole number >= 1, or `NULL`. The
+#'   masks do not depend on it (the partial sort widens `k` until the support
+#'   fits), so tabnetrs validates it and keeps it in the configuration only.
 #' @param virtual_batch_size Rows per ghost batch-norm chunk (a whole number
 #'   from 2 to `.Machine$integer.max`).
 #' @param valid_split Share of the training rows held out to compute a
@@ -135,8 +142,11 @@ tabnet_config <- function(batch_size = 1024, penalty = 1e-3, clip_value = NULL, 
     value <- format_value(cat_emb_dim)
     abort_config("{.arg cat_emb_dim} must be one or more whole numbers between 1 and {max_width}, not {value}.")
   }
-  mask_type <- match_choice(mask_type, c("sparsemax", "entmax", "entmax15"), "mask_type", kind = "config")
-  if (mask_type == "entmax15") mask_type <- "entmax"
+  mask_type <- match_choice(mask_type, c("sparsemax", "entmax", "sparsemax15", "entmax15"), "mask_type",
+                            kind = "config")
+  # the tabnet package's partial-sort variants compute the same masks
+  mask_type <- switch(mask_type, sparsemax15 = "sparsemax", entmax15 = "entmax", mask_type)
+  if (!is.null(mask_topk)) check_count(mask_topk, "mask_topk", min = 1, kind = "config")
   if (!identical(optimizer, "adam")) {
     value <- format_value(optimizer)
     abort_config('Currently only "adam" is supported as {.arg optimizer}, not {value}.')

@@ -41,8 +41,9 @@
 #' @param num_steps Number of decision steps.
 #' @param mask_type Final layer of the feature selector: `"sparsemax"`,
 #'   `"entmax"`, `"sparsemax15"` or `"entmax15"`.
-#' @param mask_topk Number of features kept by the `"sparsemax15"` and
-#'   `"entmax15"` masks.
+#' @param mask_topk The initial `k` of the `tabnet` package's partial sort for
+#'   `"sparsemax15"` and `"entmax15"`; the masks do not depend on it (see
+#'   [tabnet_config()]).
 #' @param num_independent Number of step-specific GLU layers in each feature
 #'   transformer.
 #' @param num_shared Number of shared GLU layers in each feature transformer.

@@ -21,3 +21,14 @@ test_that("entmax masks and several steps train", {
   fit <- tabnet_fit(y ~ ., d, epochs = 2, mask_type = "entmax", num_steps = 4)
   expect_true(all(is.finite(vapply(fit$fit$metrics, `[[`, numeric(1), "train"))))
 })
+
+test_that("the tabnet package's partial-sort mask types give the exact masks", {
+  expect_equal(tabnet_config(mask_type = "sparsemax15")$mask_type, "sparsemax")
+  expect_equal(tabnet_config(mask_type = "entmax15", mask_topk = 3)$mask_type, "entmax")
+  expect_error(tabnet_config(mask_type = "entmax15", mask_topk = 0), "mask_topk", class = "tabnetrs_error_config")
+  expect_error(tabnet_config(mask_type = "sparsemax15", mask_topk = 2.5), "mask_topk", class = "tabnetrs_error_config")
+  d <- syn2_data(300)
+  a <- tabnet_fit(y ~ ., d, epochs = 1, mask_type = "sparsemax15", mask_topk = 2, seed = 3)
+  b <- tabnet_fit(y ~ ., d, epochs = 1, mask_type = "sparsemax", seed = 3)
+  expect_identical(a$serialized_net, b$serialized_net)
+})

@@ -44,7 +44,7 @@ test_that("errors come out in French, with their class and values", {
   # cli's list words are translated too ("ou", not "or")
   e <- fr_condition(tabnet_config(mask_type = "softmax"))
   expect_s3_class(e, "tabnetrs_error_config")
-  expect_match(conditionMessage(e), '"sparsemax", "entmax" ou "entmax15", et non "softmax"', fixed = TRUE)
+  expect_match(conditionMessage(e), '"sparsemax", "entmax", "sparsemax15" ou "entmax15", et non "softmax"', fixed = TRUE)
   # format_value()'s words
   e <- fr_condition(tabnet_config(epochs = 1:10))
   expect_match(conditionMessage(e), "et non un vecteur integer de longueur 10.", fixed = TRUE)
@@ -98,7 +98,7 @@ test_that("in English the messages are unchanged", {
   expect_s3_class(e, "tabnetrs_error_config")
   expect_match(conditionMessage(e), "`epochs` must be a whole number >= 0, not -1.", fixed = TRUE)
   e <- in_language("en", tryCatch(tabnet_config(mask_type = "softmax"), error = function(e) e))
-  expect_match(conditionMessage(e), '"sparsemax", "entmax", or "entmax15", not "softmax"', fixed = TRUE)
+  expect_match(conditionMessage(e), '"sparsemax", "entmax", "sparsemax15", or "entmax15", not "softmax"', fixed = TRUE)
   m <- in_language("en", tryCatch(tabnet_config(num_threads = tabnetrs:::machine_cores() + 1000),
                                   message = function(m) m))
   expect_match(conditionMessage(m), "is capped at the machine's", fixed = TRUE)

@@ -6,7 +6,7 @@
 #   Rscript bench/fidelity.R [--iterations 1000] [--seeds 3] [--peer-seeds K]
 #       [--data syn1,...,syn6] [--no-peer] [--tools tabnetrs,peer] [--jobs 1]
 #       [--n-train 10000] [--n-test 10000] [--work bench/data/fidelity]
-#       [--force] [--report-only] [--out bench/results-fidelity.md]
+#       [--force] [--report-only] [--prepare] [--out bench/results-fidelity.md]
 #
 # --iterations: optimizer steps (the paper's "iterations"); epochs =
 #   ceiling(iterations / steps per epoch), 4 steps per epoch at 10,000 rows and
@@ -17,7 +17,8 @@
 # float32) in --work/runs; existing ones are reused unless --force, so several
 # invocations (e.g. one per tool, or a later --iterations 4000) add up, and the
 # report always shows every run found in --work (grouped by iteration count).
-# --report-only rewrites the report from them without training.
+# --report-only rewrites the report from them without training; --prepare only
+# writes the data (run it first when several invocations share --work).
 #
 # The data are generated once per data set (float32 files in the format of
 # bench/README.md, "Data format"); both tools read the same files.
@@ -95,7 +96,8 @@ make_data <- function(name, n_train, n_test, dir) {
   s <- SYN[[name]]
   k <- match(name, names(SYN))
   seeds <- c(train = 1000L * k + 1L, test = 1000L * k + 2L)
-  if (file.exists(file.path(dir, "truth.rds"))) return(readRDS(file.path(dir, "truth.rds")))
+  truth_path <- paste0(dir, ".truth.rds")   # beside the data directory, which holds only the three files
+  if (file.exists(truth_path)) return(readRDS(truth_path))
   dir.create(dir, showWarnings = FALSE, recursive = TRUE)
   tr <- gen_rows(s, n_train, seeds[["train"]])
   te <- gen_rows(s, n_test, seeds[["test"]])
@@ -114,7 +116,7 @@ make_data <- function(name, n_train, n_test, dir) {
                                    seeds = as.list(seeds), bayes_auc_test = truth$bayes_auc_test),
                               auto_unbox = TRUE, digits = NA),
              file.path(dir, "meta.json"))
-  saveRDS(truth, file.path(dir, "truth.rds"))   # beside the three data files, read by neither tool
+  saveRDS(truth, truth_path)
   truth
 }
 
@@ -276,7 +278,7 @@ collect_runs <- function() {
     r <- jsonlite::fromJSON(f)
     tdir <- file.path(work, sprintf("%s-n%s-%s", m[3], m[4], m[5]))
     key <- basename(tdir)
-    if (is.null(truths[[key]])) truths[[key]] <<- readRDS(file.path(tdir, "truth.rds"))
+    if (is.null(truths[[key]])) truths[[key]] <<- readRDS(paste0(tdir, ".truth.rds"))
     truth <- truths[[key]]
     nt <- truth$n_test
     yte <- readBin(file.path(tdir, "y.i32"), "integer", truth$n_train + nt, size = 4, endian = "little")[truth$n_train + seq_len(nt)]
@@ -348,18 +350,21 @@ write_report <- function() {
         L <- c(L, sprintf("| %s | %s | %s | %s | %s | %s |", d, fmt(R$bayes[R$data == d][1]), SYN[[d]]$paper,
                           mean_sd(a), mean_sd(b), delta))
       }
-      L <- c(L, "", "| data | tabnetrs fit s | pytorch-tabnet fit s | peer/ours | mask share global: tabnetrs | peer | mask share instance: tabnetrs | peer |",
-             "|---|---|---|---|---|---|---|---|")
+      L <- c(L, "", "| data | tabnetrs fit s | pytorch-tabnet fit s | peer/ours | uniform masks (global / instance) | mask share global: tabnetrs | peer | mask share instance: tabnetrs | peer |",
+             "|---|---|---|---|---|---|---|---|---|")
       for (d in intersect(names(SYN), R$data)) {
         A <- R[R$data == d & R$tool == "tabnetrs", ]
         B <- R[R$data == d & R$tool == "peer", ]
         ft <- function(X) if (nrow(X) == 0) "–" else sprintf("%s%s", mean_sd(X$fit_s, 1), if (any(X$contended)) " †" else "")
         ratio <- if (nrow(A) && nrow(B)) sprintf("%.1f×", stats::median(B$fit_s) / stats::median(A$fit_s)) else "–"
-        L <- c(L, sprintf("| %s | %s | %s | %s | %s | %s | %s | %s |", d, ft(A), ft(B), ratio,
+        sy <- SYN[[d]]
+        uniform <- sprintf("%.2f / %.2f", length(union_set(sy)) / P,
+                           if (is.null(sy$b)) length(sy$a) / P else (1 + (length(sy$a) + length(sy$b)) / 2) / P)
+        L <- c(L, sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |", d, ft(A), ft(B), ratio, uniform,
                           mean_sd(A$share_global), mean_sd(B$share_global),
                           mean_sd(A$share_instance), mean_sd(B$share_instance)))
       }
-      L <- c(L, "", "† at least one of these runs was *contended*: the 1-minute load average exceeded 2 before or after the fit, or other processes used more than the one spare core on average during it (fit times not clean; AUC and masks are unaffected).", "",
+      L <- c(L, "", "Uniform masks: the share a model attending to all 11 features equally would get (the chance level of the two mask shares). † at least one of these runs was *contended*: the 1-minute load average exceeded 2 before or after the fit, or other processes used more than the one spare core on average during it (fit times not clean; AUC and masks are unaffected).", "",
              "Mean global mask importance per feature (X1 … X11), over seeds:", "",
              paste0("| data | tool | ", paste(paste0("X", 1:P), collapse = " | "), " |"),
              paste0("|---|---|", strrep("---|", P)))
@@ -397,6 +402,10 @@ if (report_only) {
 
 for (d in data_names) make_data(d, n_train, n_test, data_dir(d))
 MACHINE <- machine_lines()
+if ("--prepare" %in% args) {
+  message("data written under ", work)
+  quit(save = "no", status = 0)
+}
 tasks <- list()
 for (seed in seq_len(max(n_seeds, n_peer_seeds)) - 1L) for (tl in tools) for (d in data_names) {
   if ((tl == "tabnetrs" && seed < n_seeds) || (tl == "peer" && seed < n_peer_seeds)) {

@@ -180,6 +180,7 @@ worker_tabnetrs <- function(spec_path) {
               contention = list(foreign_cpu_s = foreign, foreign_cores_avg = foreign / t),
               load_before = list(loadavg = load0), load_after = list(loadavg = load1),
               n_params = fit$fit$n_parameters, importance = imp,
+              installed = format(file.mtime(system.file("libs", package = "tabnetrs")), tz = "UTC", usetz = TRUE),
               threads = list(num_threads = spec$threads, OMP_NUM_THREADS = Sys.getenv("OMP_NUM_THREADS")))
   jsonlite::write_json(res, spec$out, auto_unbox = TRUE, digits = NA, pretty = TRUE)
   message(sprintf("tabnetrs %s seed %d: AUC %.4f, %d steps, %.1f s", basename(spec$data), spec$seed,
@@ -236,6 +237,10 @@ run_one <- function(task) {
     spec_path <- paste0(out, ".spec.json")
     jsonlite::write_json(spec, spec_path, auto_unbox = TRUE, digits = NA)
     status <- system2(rscript, c(file.path(root, "bench", "fidelity.R"), "--worker-tabnetrs", spec_path), env = env)
+    if (status != 0) {   # e.g. the package was being reinstalled: one more try
+      Sys.sleep(60)
+      status <- system2(rscript, c(file.path(root, "bench", "fidelity.R"), "--worker-tabnetrs", spec_path), env = env)
+    }
     unlink(spec_path)
   } else {
     a <- c(file.path(root, "bench", "peer_fidelity.py"), "--data", dir,
@@ -297,7 +302,7 @@ collect_runs <- function() {
                fit_s = r$fit_s, steps = r$steps, epochs = r$epochs, lr_final = r$lr_final,
                n_params = r$n_params, load_max = max(la), foreign_cores = foreign,
                contended = max(la) > 2 || (!is.na(foreign) && foreign > 1.1),
-               timestamp = r$timestamp_utc,
+               timestamp = r$timestamp_utc, installed = if (is.null(r$installed)) NA_character_ else r$installed,
                importance = I(list(r$importance)), stringsAsFactors = FALSE)
   })
   do.call(rbind, rows[!vapply(rows, is.null, logical(1))])
@@ -333,6 +338,11 @@ write_report <- function() {
          "* pytorch-tabnet: `TabNetClassifier(n_d = 16, n_a = 16, n_steps, gamma, n_independent = 2, n_shared = 2, lambda_sparse, momentum = 0.3, mask_type = \"sparsemax\", clip_value = None, optimizer_fn = Adam, optimizer_params = {lr: 0.02}, scheduler_fn = StepLR, scheduler_params = {step_size: 200, gamma: 0.7, is_batch_level: True}, seed)`, `fit(eval_set = None, max_epochs = epochs, patience = 0, batch_size = 3000, virtual_batch_size = 100, drop_last = False, compute_importance = True)` (`bench/peer_fidelity.py`). `is_batch_level` (4.1.0 `LRSchedulerCallback`) steps StepLR after every batch, i.e. per optimizer step; the last steps' count and final lr are checked in the run table below.",
          "* Measures: test AUC of P(Y=1) (Mann–Whitney, computed in R for both tools from the probabilities each wrote); **Bayes AUC** = AUC of the true P(Y=1|X) on the same test rows (the ceiling); fit time = wall time of `tabnet_fit()` resp. `fit()` (both include the global importance on the training rows); **mask share (global)** = share of the fit-time mask importance (`tabnet_importance(fit)` / `feature_importances_`, column sums of M_explain over the training rows) on the generating features (Syn4–6: X11 and both branches' sets); **mask share (instance)** = mean over test rows of the row's normalised M_explain on *that row's* generating features (Syn4–6: X11 plus the branch X11 selects).",
          machine_lines(), "")
+  if (!is.null(runs) && any(runs$tool == "tabnetrs")) {
+    inst <- table(ifelse(is.na(runs$installed[runs$tool == "tabnetrs"]), "not recorded", runs$installed[runs$tool == "tabnetrs"]))
+    L <- c(L[-length(L)], sprintf("* tabnetrs runs by the build time of the installed package (`tabnetrs/libs`): %s.",
+                                  paste(sprintf("%s: %d", names(inst), as.integer(inst)), collapse = "; ")), "")
+  }
   if (is.null(runs) || nrow(runs) == 0) {
     L <- c(L, "No runs finished yet.")
   } else {

@@ -366,3 +366,23 @@ def wait_for_idle(max_wait_s, max_load=0.5, quiet_s=10):
             return {"waited_s": round(time.time() - start, 1), "idle": False}
         sys.stderr.write("waiting for idle CPU: other processes use %.2f cores\n"
                          % r.get("foreign_cores_avg", 0))
+
+
+def timed_fit(make_clf, X, y, callbacks, fit_params):
+    """Builds a classifier with make_clf() and fits it, timed, with warnings recorded.
+
+    Returns (clf, fit seconds, Contention.stop() of the fit, cpu_times() before
+    and after, the sorted distinct warning messages of construction and fit).
+    """
+    import warnings
+    with warnings.catch_warnings(record=True) as wlist:
+        warnings.simplefilter("always")
+        clf = make_clf()
+        c0 = cpu_times()
+        cont = Contention()
+        t0 = time.perf_counter()
+        clf.fit(X, y, callbacks=callbacks, **fit_params)
+        seconds = time.perf_counter() - t0
+        fit_cont = cont.stop()
+        c1 = cpu_times()
+    return clf, seconds, fit_cont, c0, c1, sorted({str(w.message) for w in wlist})

@@ -24,8 +24,6 @@ import argparse
 import math
 import os
 import sys
-import time
-import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -115,16 +113,9 @@ def main(argv=None):
 
     counter = Counter()
     load0 = bc.load_snapshot()
-    with warnings.catch_warnings(record=True) as wlist:
-        warnings.simplefilter("always")
-        clf = TabNetClassifier(**dict(model_params, scheduler_params=dict(model_params["scheduler_params"])))
-        c0 = bc.cpu_times()
-        cont = bc.Contention()
-        t0 = time.perf_counter()
-        clf.fit(Xtr, ytr, callbacks=[counter], **fit_params)
-        fit_s = time.perf_counter() - t0
-        fit_cont = cont.stop()
-        c1 = bc.cpu_times()
+    clf, fit_s, fit_cont, c0, c1, fit_warnings = bc.timed_fit(
+        lambda: TabNetClassifier(**dict(model_params, scheduler_params=dict(model_params["scheduler_params"]))),
+        Xtr, ytr, [counter], fit_params)
     load1 = bc.load_snapshot()
 
     pos = int(np.where(np.asarray(clf.classes_) == 1)[0][0])
@@ -152,7 +143,7 @@ def main(argv=None):
         "auc_sklearn": float(roc_auc_score(yte, prob)),
         "importance": [float(v) for v in clf.feature_importances_],
         "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "warnings": sorted({str(w.message) for w in wlist}),
+        "warnings": fit_warnings,
     }
     bc.write_json(res, args.out)
     sys.stderr.write("peer %s seed %d: AUC %.4f, %d steps, %.1f s\n"

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -346,18 +345,8 @@ def run(args, data_dir, selftest_info):
             self.batches += 1
 
     timer = EpochTimer()
-    caught = []
-    with warnings.catch_warnings(record=True) as wlist:
-        warnings.simplefilter("always")
-        clf = TabNetClassifier(**model_params)
-        c0 = bc.cpu_times()
-        cont = bc.Contention()
-        t0 = time.perf_counter()
-        clf.fit(Xtr, ytr, callbacks=[timer], **fit_params)
-        fit_total = time.perf_counter() - t0
-        fit_cont = cont.stop()
-        c1 = bc.cpu_times()
-    caught += sorted({str(w.message) for w in wlist})
+    clf, fit_total, fit_cont, c0, c1, caught = bc.timed_fit(
+        lambda: TabNetClassifier(**model_params), Xtr, ytr, [timer], fit_params)
     mem["after_fit"] = bc.mem_snapshot()
 
     et = timer.epoch_times

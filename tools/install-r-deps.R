@@ -42,7 +42,7 @@ required <- c(
   # Suggests (tests, vignettes, docs)
   testthat = "3.1.0", recipes = "", workflows = "", yardstick = "",
   rsample = "", finetune = "", vip = "", dplyr = "", tidyr = "", purrr = "", data.tree = "",
-  modeldata = "", future = "1.33.0", future.apply = "", knitr = "", rmarkdown = "", roxygen2 = "",
+  modeldata = "", future = "1.33.0", future.apply = "", mirai = "2.0.0", knitr = "", rmarkdown = "", roxygen2 = "",
   tidyverse = "", patchwork = "", viridisLite = "", scales = "1.3.0", lme4 = "", callr = ""
 )
 # Installed when CRAN has them, but their absence only warns: vip has been

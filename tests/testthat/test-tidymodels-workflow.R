@@ -491,6 +491,96 @@ test_that("racing in parallel on 2 future workers", {
   expect_false(Sys.getpid() %in% pids)
 })
 
+# tune >= 2.0 runs in parallel on mirai daemons: fresh R processes (not forks)
+# that receive the workflow serialised and load tabnetrs (which registers the
+# engine) when they unserialise it.
+local_mirai_daemons <- function(n, env = parent.frame()) {
+  withr::local_envvar(
+    R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep),
+    TABNETRS_THREADS = "1",
+    .local_envir = env
+  )
+  mirai::daemons(n)
+  withr::defer(mirai::daemons(0), envir = env)
+  # tune counts connected daemons; wait until all n have connected so the
+  # work is really spread (otherwise tune would run it sequentially)
+  deadline <- Sys.time() + 60
+  while (mirai::status()$connections < n && Sys.time() < deadline) Sys.sleep(0.2)
+  expect_equal(mirai::status()$connections, n)
+}
+
+test_that("tune_grid() and tune_race_anova() run on 2 mirai daemons", {
+  skip_on_cran()
+  skip_if_not_installed("tune", minimum_version = "2.0.0")
+  skip_if_not_installed("mirai")
+  skip_if_not_installed("finetune")
+  skip_if_not_installed("lme4")
+  library(tune)
+  library(finetune)
+  local_mirai_daemons(2)
+  expect_equal(tune:::get_mirai_workers(verbose = FALSE), 2)
+
+  small <- train_tune[seq_len(300), ]
+  wf <- tuning_wf(small)
+  grid <- tibble::tibble(decision_width = c(20L, 32L, 24L, 28L), attention_width = c(24L, 16L, 20L, 28L),
+                         num_steps = c(4L, 5L, 4L, 6L), learn_rate = c(0.02, 0.005, 0.01, 0.03))
+  set.seed(21)
+  folds <- vfold_cv(small, v = 3)
+  pid <- function(x) Sys.getpid()
+  res <- quietly(tune_grid(wf, resamples = folds, grid = grid,
+                           metrics = metric_set(accuracy, roc_auc),
+                           control = control_grid(extract = pid)))
+  expect_s3_class(res, "tune_results")
+  expect_equal(nrow(collect_notes(res)), 0)
+  m <- collect_metrics(res)
+  expect_equal(nrow(m), 4 * 2)
+  expect_true(all(is.finite(m$mean)))
+  pids <- unique(unlist(collect_extracts(res)$.extracts))
+  # every fit ran on a daemon, and both daemons worked
+  expect_false(Sys.getpid() %in% pids)
+  expect_length(pids, 2)
+
+  # the same resamples sequentially give the same metrics: a fit does not
+  # depend on the process or thread count it ran with
+  mirai::daemons(0)
+  seq_res <- quietly(tune_grid(wf, resamples = folds, grid = grid,
+                               metrics = metric_set(accuracy, roc_auc)))
+  expect_equal(collect_metrics(seq_res)$mean, m$mean, tolerance = 1e-6)
+
+  local_mirai_daemons(2)
+  set.seed(9)
+  folds4 <- vfold_cv(small, v = 4)
+  ctrl <- control_race(extract = pid, burn_in = 3)
+  race <- quietly(tune_race_anova(wf, resamples = folds4, grid = grid, control = ctrl))
+  expect_s3_class(race, "tune_race")
+  expect_equal(nrow(collect_notes(race) %>% filter(type == "error")), 0)
+  expect_true(all(is.finite(collect_metrics(race)$mean)))
+  race_pids <- unique(unlist(collect_extracts(race)$.extracts))
+  expect_false(Sys.getpid() %in% race_pids)
+})
+
+test_that("a fitted workflow sent to a mirai daemon predicts like in this session", {
+  skip_on_cran()
+  skip_if_not_installed("mirai")
+  fitted_model <- blog_fit()$fitted_model
+  new_rows <- test[1:40, ]
+  local_mirai_daemons(1)
+  m <- mirai::mirai(
+    {
+      suppressPackageStartupMessages(library(workflows))
+      list(prob = predict(wf, new_rows, type = "prob"), pid = Sys.getpid(),
+           registered = "tabnet" %in% parsnip::get_model_env()$models)
+    },
+    wf = fitted_model, new_rows = new_rows
+  )
+  res <- mirai::call_mirai(m)$data
+  expect_false(mirai::is_error_value(res))
+  expect_true(res$registered)
+  expect_false(res$pid == Sys.getpid())
+  # same machine and libraries, rows split by their count only: bit-identical
+  expect_identical(res$prob, predict(fitted_model, new_rows, type = "prob"))
+})
+
 test_that("a saved workflow predicts in a fresh R session (no library(tabnetrs))", {
   skip_on_cran()
   skip_if_not_installed("callr")

@@ -113,6 +113,16 @@ tabnet_fit.recipe <- function(x, data, tabnet_model = NULL, config = tabnet_conf
   tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")
 }
 
+#' @export
+#' @rdname tabnet_fit
+tabnet_fit.Node <- function(x, tabnet_model = NULL, config = tabnet_config(), ..., from_epoch = NULL) {
+  xy <- node_to_df(x)
+  check_predictor_names(names(xy$x), "x")
+  processed <- hardhat::mold(xy$x, xy$y)
+  tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, NULL, "supervised",
+                hierarchical = TRUE)
+}
+
 # hardhat's three parts, shared by tabnet_fit() and tabnet_pretrain():
 # * tabnet_bridge(): from the molded data to what the implementation needs --
 #   checks the processed data, resolves the configuration, case weights,

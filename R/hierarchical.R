@@ -168,23 +168,6 @@ outcome_hierarchy <- function(outcomes) {
   parent
 }
 
-#' @export
-#' @rdname tabnet_fit
-tabnet_fit.Node <- function(x, tabnet_model = NULL, config = tabnet_config(), ..., from_epoch = NULL) {
-  xy <- node_to_df(x)
-  check_predictor_names(names(xy$x), "x")
-  processed <- hardhat::mold(xy$x, xy$y)
-  tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, NULL, "supervised",
-                hierarchical = TRUE)
-}
-
-#' @export
-#' @rdname tabnet_pretrain
-tabnet_pretrain.Node <- function(x, tabnet_model = NULL, config = tabnet_config(), ..., from_epoch = NULL) {
-  xy <- node_to_df(x)
-  tabnet_pretrain.data.frame(xy$x, tabnet_model = tabnet_model, config = config, ..., from_epoch = from_epoch)
-}
-
 # Prediction of a hierarchical model: the class of each level chosen
 # top-down (the most probable class of the top level, then the most probable
 # child of the class chosen above), so that every predicted path is a path of

@@ -85,6 +85,25 @@
 #'   (their idle threads spin and would compete). Parallel tuning workers should
 #'   use 1 thread each (e.g. `Sys.setenv(TABNETRS_THREADS = 1)` before starting
 #'   them), or the cores are oversubscribed.
+#' @param grouped_features Feature groups (as pytorch-tabnet 4.x's
+#'   `grouped_features`): `NULL` (no groups), or a list of character vectors
+#'   of predictor names (or of whole-number positions among the predictors, in
+#'   the model's predictor order). The columns of a group share one attention
+#'   weight: every decision step attends to the group as a whole and each of
+#'   its columns receives the group's mask divided by the group's size (a
+#'   factor's share is then spread over its embedding). Priors and the
+#'   sparsity penalty work on groups; predictors in no group are groups of
+#'   their own. Useful for correlated columns that carry one signal (the
+#'   dummies or splines of one variable, repeated measures). Explanations and
+#'   importances are still reported per predictor, plus per group (see
+#'   [tabnet_explain()] and [tabnet_importance()]). A predictor may be in one
+#'   group only; a group of one predictor is allowed. Names the list's
+#'   elements to name the groups (else `"group_1"`, `"group_2"`, ...). With
+#'   the parsnip model [tabnet()], give it as an engine argument:
+#'   `set_engine("tabnetrs", grouped_features = list(...))`. In a row with
+#'   missing values, a group's prior is the share of its present columns.
+#'   The groups are part of the architecture: continuing a fit or fine-tuning
+#'   a pretrained model keeps the earlier model's groups.
 #' @param seed A whole number with absolute value at most 2^53 (larger ones
 #'   cannot be told apart); `NULL` draws one from R's RNG, so `set.seed()`
 #'   makes fits reproducible. What is promised: on one machine (same CPU and
@@ -110,7 +129,7 @@ tabnet_config <- function(batch_size = 1024, penalty = 1e-3, clip_value = NULL, 
                           device = "auto", importance_sample_size = NULL,
                           early_stopping_monitor = "auto", early_stopping_tolerance = 0,
                           early_stopping_patience = 0L, num_workers = 0L, skip_importance = FALSE,
-                          num_threads = NULL, seed = NULL) {
+                          num_threads = NULL, seed = NULL, grouped_features = NULL) {
   # each width as the user gave it is checked before one is copied into the other
   max_width <- 4096
   if (!is.null(decision_width)) check_count(decision_width, "decision_width", min = 1, max = max_width, kind = "config")
@@ -182,6 +201,7 @@ tabnet_config <- function(batch_size = 1024, penalty = 1e-3, clip_value = NULL, 
   check_flag(skip_importance, "skip_importance", kind = "config")
   if (!is.null(num_threads)) num_threads <- check_threads(num_threads, "num_threads")
   if (!is.null(seed)) check_seed(seed, kind = "config")
+  grouped_features <- check_grouped_features(grouped_features)
 
   resolved_monitor <- if (early_stopping_monitor == "auto") {
     if (valid_split > 0) "valid_loss" else "train_loss"
@@ -226,11 +246,107 @@ tabnet_config <- function(batch_size = 1024, penalty = 1e-3, clip_value = NULL, 
     num_workers = num_workers,
     skip_importance = isTRUE(skip_importance),
     num_threads = num_threads,
-    seed = seed
+    seed = seed,
+    grouped_features = grouped_features
   ), class = "tabnet_config",
   # the monitor as requested: "auto" must be resolved again when `...` of
   # tabnet_fit() changes `valid_split` (see config_as_args())
   requested_monitor = early_stopping_monitor)
+}
+
+# `grouped_features` as tabnet_config() stores it: NULL, or a list of
+# character vectors or of integer positions. What needs the predictors (names
+# that exist, positions in range, one group per predictor across names and
+# positions) is checked when the groups are resolved (resolve_groups()).
+check_grouped_features <- function(groups) {
+  if (is.null(groups) || (is.list(groups) && !length(groups))) return(NULL)
+  if (!is.list(groups) || is.data.frame(groups)) {
+    value <- format_value(groups)
+    abort_config(c("{.arg grouped_features} must be a list of predictor names or positions, one vector per group, not {value}.",
+                   i = 'For example {.code grouped_features = list(c("x1", "x2"), c("x5", "x6", "x7"))}.'))
+  }
+  for (k in seq_along(groups)) {
+    g <- groups[[k]]
+    if (is.factor(g)) g <- as.character(g)
+    if (!length(g)) abort_config("Group {k} of {.arg grouped_features} is empty: a group needs at least one predictor.")
+    ok <- (is.character(g) && !anyNA(g) && all(nzchar(g))) ||
+      (is.numeric(g) && all(is.finite(g)) && all(g == round(g)) && all(g >= 1) && all(g <= .Machine$integer.max))
+    if (!ok) {
+      value <- format_value(g)
+      abort_config("Group {k} of {.arg grouped_features} must be predictor names or whole-number positions (at least 1), not {value}.")
+    }
+    groups[[k]] <- if (is.numeric(g)) as.integer(g) else g
+  }
+  groups
+}
+
+# The groups of `config` as 0-based predictor indices for the core (empty
+# list without groups), checked against the predictors of `layout`.
+resolve_groups <- function(groups, layout) {
+  if (!length(groups)) return(list())
+  vars <- predictor_labels(layout$names)
+  p <- length(vars)
+  idx <- lapply(groups, function(g) {
+    if (is.character(g)) {
+      unknown <- setdiff(g, vars)
+      if (length(unknown)) {
+        abort_config(c("{.arg grouped_features} names {cli::qty(length(unknown))}{?a predictor/predictors} the model does not have: {.field {unknown}}.",
+                       i = "The predictors are {.field {vars}}."))
+      }
+      match(g, vars)
+    } else {
+      out <- g[g > p]
+      if (length(out)) {
+        abort_config("{.arg grouped_features} refers to {cli::qty(length(out))}position{?s} {out}, but there {cli::qty(p)}{?is/are} {p} predictor{?s}.")
+      }
+      g
+    }
+  })
+  all_idx <- unlist(idx)
+  dup <- unique(all_idx[duplicated(all_idx)])
+  if (length(dup)) {
+    twice <- vars[dup]
+    abort_config("{cli::qty(length(twice))}The predictor{?s} {.field {twice}} {?is/are} in more than one group of {.arg grouped_features} (or twice in one): a predictor may be in one group only.")
+  }
+  lapply(idx, function(i) as.integer(i - 1L))
+}
+
+# The names of the groups of `config`: the list's names, else "group_<k>".
+group_names <- function(groups) {
+  nm <- names(groups) %||% rep("", length(groups))
+  nm[is.na(nm) | !nzchar(nm)] <- paste0("group_", seq_along(groups))[is.na(nm) | !nzchar(nm)]
+  nm
+}
+
+# Every attention group of a model with `grouped_features`, as a named list of
+# predictor names: the user's groups (0-based `idx`, named after `spec`), then
+# each predictor in no group alone, named after it (the core's order).
+attention_groups <- function(idx, layout, spec) {
+  vars <- predictor_labels(layout$names)
+  idx <- lapply(idx, function(g) as.integer(unlist(g)) + 1L)
+  out <- lapply(idx, function(i) vars[i])
+  nm <- if (length(spec) == length(idx)) group_names(spec) else paste0("group_", seq_along(idx))
+  rest <- setdiff(seq_along(vars), unlist(idx))
+  out <- c(out, as.list(vars[rest]))
+  names(out) <- c(nm, vars[rest])
+  out
+}
+
+# The attention groups of a fitted object (NULL without groups), from the
+# network configuration saved (and checksummed) with its weights.
+model_groups <- function(object) {
+  net <- tryCatch(jsonlite::fromJSON(object$fit$net_config, simplifyVector = FALSE), error = function(e) NULL)
+  idx <- net$grouped_features
+  if (!length(idx)) return(NULL)
+  attention_groups(idx, object$fit$layout, object$fit$config$grouped_features)
+}
+
+# Per-group table of a per-predictor importance tibble (`Variable`,
+# `Importance`): each group's importance is the sum of its members'.
+group_importance <- function(tib, groups) {
+  imp <- vapply(groups, function(g) sum(tib$Importance[match(g, tib$Variable)]), numeric(1))
+  out <- tibble::tibble(Group = names(groups), Importance = unname(imp), Variables = unname(groups))
+  out[order(-out$Importance), , drop = FALSE]
 }
 
 # Map from tabnet_config() argument names to the stored names.

@@ -78,7 +78,10 @@ net_config <- function(config, layout, outcome) {
     n_independent = config$n_independent, n_shared = config$n_shared,
     n_independent_decoder = config$n_independent_decoder, n_shared_decoder = config$n_shared_decoder,
     virtual_batch_size = config$virtual_batch_size, momentum = config$momentum,
-    epsilon = 1e-15, mask_type = config$mask_type
+    epsilon = 1e-15, mask_type = config$mask_type,
+    # left out without groups: the configuration (and the model digest) of
+    # an ungrouped model is what it was before groups existed
+    grouped_features = resolve_groups(config$grouped_features, layout)
   )
   # each node's parent (JSON null at the top level); other tasks have none
   if (identical(outcome$task, "hierarchical")) {
@@ -95,6 +98,11 @@ config_json <- function(x) {
 net_config_json <- function(net) {
   arrays <- c("num_cols", "cat_cols", "cat_levels", "cat_emb_dims", "output_dims")
   net[arrays] <- lapply(net[arrays], I)
+  if (length(net$grouped_features)) {
+    net$grouped_features <- lapply(unname(net$grouped_features), I)
+  } else {
+    net$grouped_features <- NULL
+  }
   as.character(config_json(net))
 }
 

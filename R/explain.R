@@ -27,6 +27,15 @@
 #'   * `masks`: a list with one such tibble per decision step (each row of a
 #'     step mask sums to 1 over the predictors).
 #'
+#'   For a model fitted with `grouped_features` (see [tabnet_config()]), the
+#'   attention runs over groups: every predictor of a group gets the group's
+#'   mask divided by the group's size, so its columns in `M_explain` and
+#'   `masks` are equal. The list then also holds
+#'   * `M_explain_groups` and `masks_groups`: the same with one column per
+#'     attention group (the sum of its predictors' columns): the named groups
+#'     first, then each predictor in no group under its own name;
+#'   * `groups`: the groups, a named list of predictor names.
+#'
 #' Plot it with [autoplot()][autoplot.tabnet_explain].
 #' @seealso [tabnet_importance()] for global importances,
 #'   [autoplot.tabnet_explain()].
@@ -86,19 +95,30 @@ explain_impl <- function(object, new_data) {
   ds <- forge_dataset(object, new_data, model)
   res <- rs_explain(model, ds, inference_batch_size)
   vars <- predictor_labels(object$fit$layout$names)
-  new_tabnet_explain(res$M_explain, res$masks, vars)
+  new_tabnet_explain(res$M_explain, res$masks, vars, model_groups(object))
 }
 
-new_tabnet_explain <- function(m_explain, masks, vars) {
+new_tabnet_explain <- function(m_explain, masks, vars, groups = NULL) {
   as_tbl <- function(m) {
     m <- as.matrix(m)
     colnames(m) <- vars
     tibble::as_tibble(m, .name_repair = "minimal")
   }
-  structure(
-    list(M_explain = as_tbl(m_explain), masks = lapply(masks, as_tbl)),
-    class = "tabnet_explain"
-  )
+  # a group's column is the sum of its members' columns
+  by_group <- function(m) {
+    m <- as.matrix(m)
+    colnames(m) <- vars
+    out <- vapply(groups, function(g) rowSums(m[, g, drop = FALSE]), numeric(nrow(m)))
+    if (!is.matrix(out)) out <- matrix(out, nrow = nrow(m), dimnames = list(NULL, names(groups)))
+    tibble::as_tibble(out, .name_repair = "minimal")
+  }
+  res <- list(M_explain = as_tbl(m_explain), masks = lapply(masks, as_tbl))
+  if (length(groups)) {
+    res$M_explain_groups <- by_group(m_explain)
+    res$masks_groups <- lapply(masks, by_group)
+    res$groups <- groups
+  }
+  structure(res, class = "tabnet_explain")
 }
 
 # `new_data` must be a data frame or a matrix with column names (and, given
@@ -179,6 +199,10 @@ print.tabnet_explain <- function(x, ...) {
   }
   cat(sprintf("Components: $M_explain (%s x %d tibble), $masks (list of %d tibbles).\n",
               format(n, big.mark = ","), p, k))
+  if (length(x$groups)) {
+    cat(sprintf("Feature groups: %d (%s); per group in $M_explain_groups and $masks_groups.\n",
+                length(x$groups), paste(names(x$groups), collapse = ", ")))
+  }
   cat("Plot with autoplot(x) or autoplot(x, type = \"steps\").\n")
   invisible(x)
 }

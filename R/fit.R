@@ -337,7 +337,14 @@ fit_importance <- function(model, predictors, layout, config) {
   size <- config$importance_sample_size %||% min(n, 1e5)
   idx <- if (size >= n) seq_len(n) else sort(sample.int(n, size))
   ds <- rust_dataset(model, predictors[idx, , drop = FALSE], layout)
-  tibble::tibble(variables = predictor_labels(layout$names), importance = rs_mask_importance(model, ds, inference_batch_size))
+  imp <- tibble::tibble(variables = predictor_labels(layout$names), importance = rs_mask_importance(model, ds, inference_batch_size))
+  idx0 <- resolve_groups(config$grouped_features, layout)
+  if (length(idx0)) {
+    groups <- attention_groups(idx0, layout, config$grouped_features)
+    attr(imp, "groups") <- group_importance(tibble::tibble(Variable = imp$variables, Importance = imp$importance),
+                                            groups)
+  }
+  imp
 }
 
 # The outcome of a continued fit: the same task, outputs, levels and (for a
@@ -364,6 +371,8 @@ resume_from <- function(tabnet_model, config, layout, outcome, kind, from_epoch,
   arch <- c("n_d", "n_a", "n_steps", "gamma", "n_independent", "n_shared", "n_independent_decoder",
             "n_shared_decoder", "virtual_batch_size", "momentum", "mask_type", "cat_emb_dim")
   config[arch] <- old$config[arch]
+  # the groups too (NULL for a model without them, or saved before they existed)
+  config["grouped_features"] <- list(old$config$grouped_features)
   old_kind <- model_kind(tabnet_model)
   # a fresh copy (training changes it), verified like any saved model
   src <- if (is.null(from_epoch)) {

@@ -44,6 +44,17 @@
 #'   `"roc_auc"`, `"accuracy"`, `"rmse"` or `"mad"`), `baseline` (the metric on
 #'   the intact data), `n_repeats` and `n_rows` describe it. Plot it with
 #'   [autoplot()][autoplot.tabnet_importance].
+#'
+#'   For a model fitted with `grouped_features` (see [tabnet_config()]), the
+#'   rows are still one per predictor (the predictors of a group share its
+#'   mask importance equally) and attribute `groups` holds a tibble with
+#'   one row per attention group, sorted by decreasing importance: `Group`
+#'   (the group's name, or the predictor's for one in no group), `Importance`
+#'   (the sum of its predictors' importances; for the model-agnostic methods
+#'   this sums the effects of perturbing each predictor alone, not the group
+#'   at once) and `Variables` (a list of the group's predictors). The stored
+#'   `fit$fit$importances` carries the same table as attribute `groups`.
+#'   Without groups the result is unchanged (no `groups` attribute).
 #' @references Arik, S. Ö. and Pfister, T. (2021). TabNet: Attentive
 #'   interpretable tabular learning. AAAI 35(8).
 #'   \doi{10.1609/aaai.v35i8.16826}.
@@ -111,10 +122,18 @@ tabnet_importance.tabnet_fit <- function(object, new_data = NULL,
   if (method == "permutation") {
     tib$StDev <- if (ncol(values) > 1) apply(values, 1, stats::sd) else NA_real_
   }
-  new_tabnet_importance(tib, method, res$metric,
-                        baseline = if (is.finite(res$baseline)) res$baseline else NA_real_,
-                        n_repeats = if (method == "permutation") as.integer(n_repeats) else 1L,
-                        n_rows = nrow(new_data))
+  out <- new_tabnet_importance(tib, method, res$metric,
+                               baseline = if (is.finite(res$baseline)) res$baseline else NA_real_,
+                               n_repeats = if (method == "permutation") as.integer(n_repeats) else 1L,
+                               n_rows = nrow(new_data))
+  with_groups(out, object)
+}
+
+# Adds the per-group table (attribute "groups") of a model with feature groups.
+with_groups <- function(tib, object) {
+  groups <- model_groups(object)
+  if (length(groups)) attr(tib, "groups") <- group_importance(tib, groups)
+  tib
 }
 
 #' @export
@@ -262,7 +281,8 @@ mask_importance <- function(object, new_data = NULL) {
                           Importance = rs_mask_importance(model, ds, inference_batch_size))
     n_rows <- nrow(new_data)
   }
-  new_tabnet_importance(tib, "mask", "share", baseline = NA_real_, n_repeats = 1L, n_rows = n_rows)
+  with_groups(new_tabnet_importance(tib, "mask", "share", baseline = NA_real_, n_repeats = 1L, n_rows = n_rows),
+              object)
 }
 
 new_tabnet_importance <- function(tib, method, metric, baseline, n_repeats, n_rows) {

@@ -55,12 +55,57 @@ pub struct NetConfig {
     /// Empty (and not serialised) for the other tasks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parent: Vec<Option<usize>>,
+    /// Column groups that share one attention weight (pytorch-tabnet 4.x's
+    /// `grouped_features`), as original predictor indices. A column in no
+    /// group is a group of its own; empty (and then left out of the JSON, so
+    /// ungrouped models keep their configuration and digest) means no groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grouped_features: Vec<Vec<usize>>,
 }
 
 impl NetConfig {
-    /// Number of original predictor columns (= attention groups).
+    /// Number of original predictor columns.
     pub fn n_features(&self) -> usize {
         self.num_cols.len() + self.cat_cols.len()
+    }
+
+    /// Number of attention groups (the width of every mask): the
+    /// `grouped_features`, then one per column in no group.
+    pub fn n_groups(&self) -> usize {
+        self.attention_groups().len()
+    }
+
+    /// The attention groups as original column indices: `grouped_features`
+    /// in their order, then every other column alone, in predictor order (the
+    /// order of pytorch-tabnet's group matrix). Without groups, group j is
+    /// column j. Assumes a validated configuration.
+    pub fn attention_groups(&self) -> Vec<Vec<usize>> {
+        let f = self.n_features();
+        let mut grouped = vec![false; f];
+        let mut out = self.grouped_features.clone();
+        for &c in self.grouped_features.iter().flatten() {
+            if c < f {
+                grouped[c] = true;
+            }
+        }
+        out.extend((0..f).filter(|&c| !grouped[c]).map(|c| vec![c]));
+        out
+    }
+
+    /// The attention group of each original column, and the size of that
+    /// group (both indexed by column). Assumes a validated configuration.
+    pub fn group_of_column(&self) -> (Vec<usize>, Vec<usize>) {
+        let f = self.n_features();
+        let (mut group, mut size) = (vec![0; f], vec![1; f]);
+        for (g, members) in self.attention_groups().iter().enumerate() {
+            for &c in members {
+                if c < f {
+                    group[c] = g;
+                    size[c] = members.len();
+                }
+            }
+        }
+        (group, size)
     }
 
     /// Width after embedding.
@@ -123,6 +168,27 @@ impl NetConfig {
         if self.gamma.is_nan() || self.gamma < 1.0 || !self.gamma.is_finite() {
             return invalid("`feature_reusage` (gamma) must be a finite number >= 1");
         }
+        let mut in_group = vec![false; f];
+        for members in &self.grouped_features {
+            if members.is_empty() {
+                return invalid("every group of `grouped_features` needs at least one predictor");
+            }
+            for &c in members {
+                if c >= f {
+                    return invalid(format!(
+                        "`grouped_features` refers to predictor {}, but there are {f}",
+                        c + 1
+                    ));
+                }
+                if in_group[c] {
+                    return invalid(format!(
+                        "predictor {} is in more than one group of `grouped_features`",
+                        c + 1
+                    ));
+                }
+                in_group[c] = true;
+            }
+        }
         Ok(())
     }
 
@@ -173,6 +239,15 @@ impl NetConfig {
         out
     }
 
+    /// The attention group of every embedded dimension, in tensor order.
+    pub(crate) fn group_of_dim(&self) -> Vec<i64> {
+        let (group, _) = self.group_of_column();
+        self.column_of_dim()
+            .into_iter()
+            .map(|c| group[c as usize] as i64)
+            .collect()
+    }
+
     /// A small config for tests.
     pub fn example(n_num: usize, output_dims: Vec<usize>, task: Task) -> Self {
         NetConfig {
@@ -195,6 +270,7 @@ impl NetConfig {
             epsilon: 1e-15,
             mask_type: MaskType::Sparsemax,
             parent: vec![],
+            grouped_features: vec![],
         }
     }
 }

@@ -15,9 +15,10 @@ pub struct TabNet {
 
 /// Explanation of a batch at column level.
 pub struct Explanation {
-    /// Σ_i η_i M_i, (B, F), not normalised (pytorch-tabnet's `M_explain`).
+    /// Σ_i η_i M_i, (B, F), not normalised (pytorch-tabnet's `M_explain`);
+    /// with groups, each column holds its group's value divided by the group's size.
     pub m_explain: Tensor,
-    /// M_i per step, (B, F).
+    /// M_i per step, (B, F) (per column, as `m_explain`).
     pub masks: Vec<Tensor>,
     /// The backend that ran the encoder.
     pub backend: Backend,
@@ -41,14 +42,10 @@ impl TabNet {
     /// `loss.backward()`, see [`Encoder::forward`]).
     pub fn forward(&self, b: &Batch, train: bool, backend: Backend) -> (Tensor, Tensor, Pass) {
         let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
-        let enc = self.encoder.forward(
-            &x,
-            b.present.as_ref(),
-            &self.embedder,
-            train,
-            false,
-            backend,
-        );
+        let prior = b.present.as_ref().map(|p| self.embedder.group_prior(p));
+        let enc = self
+            .encoder
+            .forward(&x, prior.as_ref(), &self.embedder, train, false, backend);
         (self.head_of(&enc.steps), enc.m_loss, enc.pass)
     }
 
@@ -74,15 +71,17 @@ pub fn explain_encoder(
     backend: Backend,
 ) -> Explanation {
     let x = embedder.forward(&b.x_num, b.x_cat.as_ref());
-    let enc = encoder.forward(&x, b.present.as_ref(), embedder, false, true, backend);
+    let prior = b.present.as_ref().map(|p| embedder.group_prior(p));
+    let enc = encoder.forward(&x, prior.as_ref(), embedder, false, true, backend);
+    // at group level, then each column gets its group's share (1/|g|)
     let mut m_explain = Tensor::zeros_like(&enc.masks[0]);
     for (m, d) in enc.masks.iter().zip(&enc.steps) {
         let eta = d.sum_dim_intlist(Some(&[1i64][..]), true, Kind::Float);
         m_explain += m * eta;
     }
     Explanation {
-        m_explain,
-        masks: enc.masks,
+        m_explain: embedder.to_columns(&m_explain),
+        masks: enc.masks.iter().map(|m| embedder.to_columns(m)).collect(),
         backend: enc.pass.backend(),
     }
 }

@@ -49,7 +49,7 @@ impl Pretrainer {
             let b = data.slice(0, n);
             let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
             let w = match &b.present {
-                Some(p) => self.embedder.expand_binary(p),
+                Some(p) => self.embedder.expand_columns_binary(p),
                 None => x.ones_like(),
             };
             let dim = Some(&[0i64][..]);
@@ -68,6 +68,9 @@ impl Pretrainer {
     /// encoder's pass: in training, complete its backward after `loss.backward()`).
     pub fn loss(&self, b: &Batch, train: bool, backend: Backend) -> (Tensor, Tensor, Pass) {
         let x = self.embedder.forward(&b.x_num, b.x_cat.as_ref());
+        if self.embedder.grouped() {
+            return self.grouped_loss(&x, b, train, backend);
+        }
         let (rows, f) = (x.size()[0], self.encoder.n_groups());
         let mut obf =
             Tensor::empty(&[rows, f], (Kind::Float, x.device())).bernoulli_float_(self.ratio);
@@ -81,6 +84,43 @@ impl Pretrainer {
         };
         let obf_d = self.embedder.expand_binary(&obf);
         let x_in = &x * (1.0f64 - &obf_d);
+        let enc = self
+            .encoder
+            .forward(&x_in, Some(&prior), &self.embedder, train, false, backend);
+        let recon = self.decoder.forward_t(&enc.steps, train);
+        let target = (x.detach() - &self.target_mean) / self.target_var.sqrt();
+        let err = (recon - target).square() * &obf_d;
+        let per_row = err.sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)
+            / obf_d
+                .sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)
+                .clamp_min(1.0);
+        (per_row.mean(Kind::Float), enc.m_loss, enc.pass)
+    }
+
+    /// [`Pretrainer::loss`] with feature groups (pytorch-tabnet 4.x): whole
+    /// groups are obfuscated (prior 0 on them), every embedded dimension of
+    /// an obfuscated group is hidden from the encoder, and its present cells
+    /// are the reconstruction targets. The prior of a group with missing
+    /// cells is the share of its present columns.
+    fn grouped_loss(
+        &self,
+        x: &Tensor,
+        b: &Batch,
+        train: bool,
+        backend: Backend,
+    ) -> (Tensor, Tensor, Pass) {
+        let (rows, g) = (x.size()[0], self.encoder.n_groups());
+        let obf = Tensor::empty(&[rows, g], (Kind::Float, x.device())).bernoulli_float_(self.ratio);
+        let keep = 1.0f64 - &obf;
+        let hidden_d = self.embedder.expand_binary(&obf);
+        let (prior, obf_d) = match &b.present {
+            Some(p) => (
+                &keep * self.embedder.group_prior(p),
+                &hidden_d * self.embedder.expand_columns_binary(p),
+            ),
+            None => (keep.shallow_clone(), hidden_d.shallow_clone()),
+        };
+        let x_in = x * (1.0f64 - &hidden_d);
         let enc = self
             .encoder
             .forward(&x_in, Some(&prior), &self.embedder, train, false, backend);

@@ -182,6 +182,44 @@ fn sparsemax_with_categorical_embeddings() {
     check(case(MaskType::Sparsemax, true, false, false, 200, 200));
 }
 
+/// Feature groups (`grouped_features`): a group of numeric columns, and one
+/// joining a numeric column with missing values and a categorical column of
+/// embedding width 3; the attention runs over 4 groups instead of 7 columns.
+fn grouped(mut c: Case) -> Case {
+    c.cfg.grouped_features = vec![vec![0, 2, 3], vec![5, 1]];
+    assert_eq!(c.cfg.n_groups(), 4);
+    c
+}
+
+#[test]
+fn sparsemax_with_feature_groups() {
+    check(grouped(case(
+        MaskType::Sparsemax,
+        true,
+        true,
+        false,
+        301,
+        64,
+    )));
+}
+
+#[test]
+fn entmax_with_feature_groups() {
+    check(grouped(case(MaskType::Entmax, true, false, false, 256, 64)));
+}
+
+#[test]
+fn pretraining_with_feature_groups() {
+    check(grouped(case(
+        MaskType::Sparsemax,
+        true,
+        true,
+        true,
+        190,
+        256,
+    )));
+}
+
 /// One virtual batch, so both runs see the rows in the same order (the random
 /// obfuscation mask is drawn per batch position).
 #[test]
@@ -194,11 +232,15 @@ fn pretraining() {
 #[test]
 fn eval_pass_matches_autograd() {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for (mask, cats, na) in [
-        (MaskType::Sparsemax, false, false),
-        (MaskType::Entmax, true, true),
+    for (mask, cats, na, groups) in [
+        (MaskType::Sparsemax, false, false, false),
+        (MaskType::Entmax, true, true, false),
+        (MaskType::Sparsemax, true, true, true),
     ] {
-        let c = case(mask, cats, na, false, 300, 64);
+        let mut c = case(mask, cats, na, false, 300, 64);
+        if groups {
+            c = grouped(c);
+        }
         let m = model(&c);
         // trained with the default backend, which is the fused one on the CPU
         assert_eq!(m.backend(), Backend::Fused);

@@ -347,3 +347,55 @@ fn a_hierarchy_is_learned_and_its_predictions_respect_it() {
     let imp = model_agnostic(&model, &data, Method::Permutation, 1, 4096).unwrap();
     assert_eq!(imp.metric, "accuracy");
 }
+
+/// Feature groups on Syn2 after a short training: the attention runs over the
+/// groups on the default (fused) backend, every column-level step mask sums
+/// to 1 over the columns and the columns of a group carry equal masks.
+#[test]
+fn grouped_masks_are_shared_within_groups_and_sum_to_one() {
+    let _guard = serial();
+    let mut cfg = NetConfig::example(10, vec![2], Task::Classification);
+    cfg.grouped_features = vec![vec![2, 3, 4, 5], vec![9, 0]];
+    let (cols, y) = syn2(1200, 4);
+    let data = dataset(&cfg, &cols, &y);
+    tch::manual_seed(2);
+    let model = Model::new(cfg.clone(), Device::Cpu).unwrap();
+    assert_eq!(model.backend(), Backend::Fused);
+    // 2 groups + 4 singletons
+    let att: Vec<i64> = model
+        .vs
+        .variables()
+        .iter()
+        .filter(|(k, _)| k.ends_with("att0.fc"))
+        .map(|(_, t)| t.size()[0])
+        .collect();
+    assert_eq!(att, vec![6]);
+    train(&model, &data, 3);
+    let (m_explain, masks) = explain(&model, &data, 500).unwrap();
+    assert_eq!(m_explain.size(), vec![1200, 10]);
+    for m in &masks {
+        assert_eq!(m.size(), vec![1200, 10]);
+        let sums = m
+            .to_kind(Kind::Double)
+            .sum_dim_intlist(Some(&[1i64][..]), false, Kind::Double);
+        // float32 masks: sparsemax sums to 1 within ~G·2⁻²⁴, and the 1/|g|
+        // split rounds once more per column (10 columns · 6e-8)
+        let dev = (sums - 1.0).abs().max().double_value(&[]);
+        assert!(dev < 1e-5, "masks sum to 1 up to {dev}");
+        for group in &cfg.grouped_features {
+            let first = m.select(1, group[0] as i64);
+            for &c in &group[1..] {
+                // the same f32 product M_g · (1/|g|) for every member: exact
+                assert!(m.select(1, c as i64).equal(&first), "group {group:?}");
+            }
+        }
+    }
+    for group in &cfg.grouped_features {
+        let first = m_explain.select(1, group[0] as i64);
+        for &c in &group[1..] {
+            assert!(m_explain.select(1, c as i64).equal(&first));
+        }
+    }
+    let imp = mask_importance(&model, &data, 500).unwrap();
+    assert!((imp.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+}

@@ -6,7 +6,7 @@ use crate::embedding::{ones_prior, Embedder};
 use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 
-/// From the initial BN's output `x`; `prior` the initial prior (B, F), ones
+/// From the initial BN's output `x`; `prior` the initial prior (B, G), ones
 /// when `None`. Training records the whole pass for `loss.backward()`.
 pub(super) fn forward(
     enc: &Encoder,

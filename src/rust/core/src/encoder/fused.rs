@@ -180,7 +180,7 @@ pub(super) struct Tape {
     x_graph: Tensor,
     /// the same values, detached
     x0: Tensor,
-    /// embedded dimension → column, and per-dimension scale
+    /// embedded dimension → attention group, and per-dimension scale
     expansion: Expansion,
     splitter: Vec<LayerTape>,
     steps: Vec<StepTape>,
@@ -329,7 +329,8 @@ fn attention_backward(
     )
 }
 
-/// How the column-level mask reaches the embedded input: x_m = M[col(j)] · s_j · x_j.
+/// How the group-level mask reaches the embedded input: x_m = M[group(j)] · s_j · x_j
+/// (s_j = 1/(|g|·e), see [`crate::embedding`]).
 struct Expansion {
     col: Vec<usize>,
     scale: Vec<f32>,
@@ -340,7 +341,7 @@ impl Expansion {
         let col: Vec<usize> = if embedder.identity {
             (0..dims).collect()
         } else {
-            Vec::<i64>::from(&embedder.column_of_dim)
+            Vec::<i64>::from(&embedder.group_of_dim)
                 .into_iter()
                 .map(|c| c as usize)
                 .collect()

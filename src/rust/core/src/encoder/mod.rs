@@ -56,7 +56,7 @@ pub struct EncoderOutput {
     pub steps: Vec<Tensor>,
     /// Mean over steps of Σ_j M log(M + ε) averaged over rows (≤ 0).
     pub m_loss: Tensor,
-    /// Column-level masks per step, (B, F); empty unless requested.
+    /// Group-level masks per step, (B, G); empty unless requested.
     pub masks: Vec<Tensor>,
     /// Which backend ran, and what of it remains to run.
     pub pass: Pass,
@@ -108,7 +108,7 @@ impl Encoder {
                 AttentiveTransformer::new(
                     &(p / format!("att{i}")),
                     cfg.n_a as i64,
-                    cfg.n_features() as i64,
+                    cfg.n_groups() as i64,
                     vbs,
                     cfg.momentum,
                     cfg.mask_type,
@@ -126,7 +126,8 @@ impl Encoder {
         }
     }
 
-    /// Number of feature groups (columns) the masks select from.
+    /// Number of attention groups the masks select from (the columns, unless
+    /// `grouped_features` joins some).
     pub fn n_groups(&self) -> i64 {
         self.attention[0].fc.size()[0]
     }
@@ -137,7 +138,7 @@ impl Encoder {
     }
 
     /// `x` is the embedded input (B, D) before the initial BN; `prior` the
-    /// initial prior (B, F), ones when `None`. In training the output's
+    /// initial prior over the groups (B, G), ones when `None`. In training the output's
     /// [`Pass::backward`] must run after `loss.backward()`; `keep_masks` (for
     /// explanations) keeps each step's mask.
     pub fn forward(

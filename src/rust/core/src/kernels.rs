@@ -134,6 +134,25 @@ fn micro(x: &Tensor, w: &Tensor) -> Option<(Kernel, Mat)> {
     })
 }
 
+/// The left operand of a product as the kernels take it: the tensor itself
+/// (e.g. a narrowed column range, rows `ld` apart) when the micro-kernels run
+/// and take it, else a contiguous copy (as the BLAS path always had it).
+pub(crate) fn operand(x: &Tensor) -> Tensor {
+    let strided_ok = gemm::selected() != Kernel::Blas && {
+        let (size, stride) = (x.size(), x.stride());
+        x.device() == Device::Cpu
+            && x.kind() == Kind::Float
+            && size.len() == 2
+            && stride[1] == 1
+            && stride[0] >= size[1]
+    };
+    if strided_ok {
+        x.shallow_clone()
+    } else {
+        x.contiguous()
+    }
+}
+
 /// Rows first..first+n of a view.
 fn mat_rows(m: Mat, first: usize, n: usize) -> Mat {
     assert!(first + n <= m.rows);

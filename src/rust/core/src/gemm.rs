@@ -18,7 +18,7 @@
 //! The kernel is chosen once per process: `TABNETRS_KERNELS=blas|avx2|avx512`
 //! forces one (an unavailable choice falls back to the best available), else
 //! the best the CPU runs; on other CPUs (and other architectures) the products
-//! stay with libtorch's BLAS.
+//! stay with libtorch's BLAS. The AVX-512 set needs Rust ≥ 1.89 (build.rs).
 use std::sync::OnceLock;
 
 /// The implementation of the fused pass's products.
@@ -49,10 +49,12 @@ impl Kernel {
             Kernel::Avx2 => {
                 std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
             }
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", tabnet_avx512))]
             Kernel::Avx512 => std::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(all(target_arch = "x86_64", tabnet_avx512)))]
+            Kernel::Avx512 => false,
             #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
+            Kernel::Avx2 => false,
         }
     }
 
@@ -138,7 +140,7 @@ pub struct Mat {
 pub unsafe fn gemm(kernel: Kernel, a: Mat, b: &Packed, c: *mut f32, ldc: usize) {
     assert_eq!(a.cols, b.k, "inner dimensions");
     match kernel {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", tabnet_avx512))]
         // SAFETY: the caller's contract; the kernel is available.
         Kernel::Avx512 => unsafe { avx512::gemm(a, b, c, ldc) },
         #[cfg(target_arch = "x86_64")]
@@ -159,7 +161,7 @@ pub unsafe fn gemm_tn(kernel: Kernel, x: Mat, dz: Mat, acc: &mut TnAcc) {
     assert!(acc.k == x.cols && acc.n == dz.cols, "accumulator shape");
     acc.data.iter_mut().for_each(|v| *v = 0.0);
     match kernel {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", tabnet_avx512))]
         // SAFETY: the caller's contract; the kernel is available.
         Kernel::Avx512 => unsafe { avx512::gemm_tn(x, dz, acc) },
         #[cfg(target_arch = "x86_64")]
@@ -441,7 +443,10 @@ macro_rules! micro_kernels {
     };
 }
 
-#[cfg(target_arch = "x86_64")]
+/// AVX-512 intrinsics are stable since Rust 1.89: built only by such a compiler
+/// (`cfg(tabnet_avx512)`, set by build.rs), so the MSRV (1.88) build has none.
+#[cfg(all(target_arch = "x86_64", tabnet_avx512))]
+#[allow(clippy::incompatible_msrv)]
 mod avx512 {
     use std::arch::x86_64::*;
     type V = __m512;

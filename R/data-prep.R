@@ -21,8 +21,10 @@ predictor_layout <- function(predictors) {
   )
 }
 
-# Outcome description: task, output sizes, levels.
-outcome_layout <- function(outcomes) {
+# Outcome description: task, output sizes, levels; with `hierarchical`, the
+# factors are the levels of a tree (node_to_df()) and `parent` gives the
+# parent class of every class (outcome_hierarchy()).
+outcome_layout <- function(outcomes, hierarchical = FALSE) {
   if (is.null(outcomes) || ncol(outcomes) == 0) abort_input("No outcome was given.")
   for (nm in names(outcomes)) {
     if (anyNA(outcomes[[nm]])) {
@@ -45,6 +47,10 @@ outcome_layout <- function(outcomes) {
     return(list(task = "regression", names = names(outcomes), dims = rep(1L, ncol(outcomes)), levels = NULL))
   }
   levels <- lapply(outcomes, levels)
+  if (hierarchical) {
+    return(list(task = "hierarchical", names = names(outcomes), dims = lengths(levels, use.names = FALSE),
+                levels = levels, parent = outcome_hierarchy(outcomes)))
+  }
   small <- vapply(levels, length, integer(1)) < 2
   if (any(small)) {
     abort_input("The outcome {.field {names(outcomes)[small]}} needs at least two levels.")
@@ -61,7 +67,7 @@ net_config <- function(config, layout, outcome) {
     abort_config(c("{.arg cat_emb_dim} has length {length(emb)}, but the number of categorical predictors is {n_cat}.",
                    i = "Give one width, or one per categorical predictor."))
   }
-  list(
+  net <- list(
     num_cols = as.integer(layout$num - 1L),
     cat_cols = as.integer(layout$cat - 1L),
     cat_levels = as.integer(lengths(layout$levels, use.names = FALSE)),
@@ -77,6 +83,11 @@ net_config <- function(config, layout, outcome) {
     # an ungrouped model is what it was before groups existed
     grouped_features = resolve_groups(config$grouped_features, layout)
   )
+  # each node's parent (JSON null at the top level); other tasks have none
+  if (identical(outcome$task, "hierarchical")) {
+    net$parent <- lapply(outcome$parent, function(p) if (is.na(p)) NA else as.integer(p))
+  }
+  net
 }
 
 config_json <- function(x) {
@@ -123,7 +134,7 @@ rust_dataset <- function(model_ptr, predictors, layout, outcome = NULL, outcomes
   y_class <- NULL
   y_value <- NULL
   if (!is.null(outcomes)) {
-    if (outcome$task == "classification") {
+    if (outcome$task %in% c("classification", "hierarchical")) {
       y_class <- Map(function(y, lv) match(as.character(y), lv) - 1L, outcomes, outcome$levels)
     } else {
       y_value <- lapply(outcomes, as.double)

@@ -89,6 +89,7 @@ tabnet_explain.workflow <- function(object, new_data) {
 }
 
 explain_impl <- function(object, new_data) {
+  new_data <- node_new_data(new_data)
   check_new_data(new_data, object = object)
   model <- live_network(object)
   ds <- forge_dataset(object, new_data, model)

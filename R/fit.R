@@ -11,6 +11,16 @@
 #'   * A __data frame__ or __matrix__ of predictors.
 #'   * A __formula__ specifying the outcome(s) and predictors.
 #'   * A __recipe__ specifying a set of preprocessing steps.
+#'   * A `data.tree` __Node__ (hierarchical classification): its leaves are
+#'     the rows, their attributes the predictors and the levels between the
+#'     root and the leaves the outcomes `level_2`, `level_3`, ... (see
+#'     [node_to_df()] and [check_compliant_node()]). The network has one
+#'     output per node of these levels, trained and predicted with the max
+#'     constraint of C-HMCNN (Giunchiglia & Lukasiewicz, 2020): a node's
+#'     probability is the maximum of its own and its descendants' sigmoid
+#'     outputs, so it is never below a descendant's, and the loss is their
+#'     MCLoss (a binary cross-entropy per node). See
+#'     `vignette("hierarchical", package = "tabnetrs")`.
 #' @param y When `x` is a data frame or matrix, the outcome: a factor or numeric
 #'   vector with one value per row of `x`, or a data frame of outcomes (all
 #'   factors or all numeric). A character or logical outcome is an error:
@@ -103,6 +113,16 @@ tabnet_fit.recipe <- function(x, data, tabnet_model = NULL, config = tabnet_conf
   tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")
 }
 
+#' @export
+#' @rdname tabnet_fit
+tabnet_fit.Node <- function(x, tabnet_model = NULL, config = tabnet_config(), ..., from_epoch = NULL) {
+  xy <- node_to_df(x)
+  check_predictor_names(names(xy$x), "x")
+  processed <- hardhat::mold(xy$x, xy$y)
+  tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, NULL, "supervised",
+                hierarchical = TRUE)
+}
+
 # hardhat's three parts, shared by tabnet_fit() and tabnet_pretrain():
 # * tabnet_bridge(): from the molded data to what the implementation needs --
 #   checks the processed data, resolves the configuration, case weights,
@@ -113,7 +133,10 @@ tabnet_fit.recipe <- function(x, data, tabnet_model = NULL, config = tabnet_conf
 #   the `hardhat_model`.
 # `kind` is the network kind, "supervised" or "pretrain" (model_kind(),
 # model_class()).
-tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, weights, kind) {
+# `hierarchical = TRUE` (the Node method): the outcomes are the levels of a
+# tree (node_to_df()), fitted with the C-HMCNN constraint.
+tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, weights, kind,
+                          hierarchical = FALSE) {
   config <- resolve_config(config, dots, tabnet_model, kind)
   predictors <- processed$predictors
   if (inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain")) && is.list(tabnet_model$fit$layout)) {
@@ -129,7 +152,7 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
   if (n == 0) abort_input("The training data has zero rows.")
   if (n < 2) abort_input("Training needs at least 2 rows, not {n}.")
   outcomes <- if (kind == "supervised") processed$outcomes else NULL
-  outcome <- if (kind == "supervised") outcome_layout(outcomes) else
+  outcome <- if (kind == "supervised") outcome_layout(outcomes, hierarchical) else
     list(task = "regression", names = character(), dims = 1L, levels = NULL)
   if (kind == "supervised") check_loss(config$loss, outcome$task)
   weights <- resolve_weights(weights, n)
@@ -295,8 +318,13 @@ check_loss <- function(loss, task) {
   ok <- switch(loss,
     auto = TRUE,
     mse = task == "regression",
-    cross_entropy = , bce = task == "classification"
+    cross_entropy = task == "classification",
+    bce = task %in% c("classification", "hierarchical")
   )
+  if (!ok && task == "hierarchical") {
+    abort_config(c("{.val {loss}} is not a valid loss for a hierarchical outcome.",
+                   i = "Hierarchical outcomes are fitted with the binary cross-entropy of C-HMCNN: use {.val auto} or {.val bce}."))
+  }
   if (!ok) {
     type <- if (task == "regression") "numeric" else "factor"
     abort_config("{.val {loss}} is not a valid loss for outcome of type {type}.")
@@ -319,12 +347,14 @@ fit_importance <- function(model, predictors, layout, config) {
   imp
 }
 
-# The outcome of a continued fit: the same task, outputs and levels; the name
+# The outcome of a continued fit: the same task, outputs, levels and (for a
+# hierarchy) the same tree; the name
 # only counts with several outcomes (the x/y interface names a vector outcome
 # `.outcome`, a formula after its column).
 same_outcome <- function(old, new) {
   identical(old$task, new$task) && identical(as.integer(old$dims), as.integer(new$dims)) &&
     identical(unname(old$levels), unname(new$levels)) &&
+    identical(as.integer(old$parent), as.integer(new$parent)) &&
     (length(new$names) == 1L || identical(old$names, new$names))
 }
 

@@ -103,6 +103,7 @@ tabnet_importance.tabnet_fit <- function(object, new_data = NULL,
   if (is.null(new_data)) {
     abort_input("{.arg new_data} is needed for {.code method = \"{method}\"}.")
   }
+  new_data <- node_new_data(new_data)
   check_new_data(new_data, object = object)
   if (is.matrix(new_data)) new_data <- as.data.frame(new_data)
   seed <- new_seed(seed, kind = "input")
@@ -272,6 +273,7 @@ mask_importance <- function(object, new_data = NULL) {
     tib <- tibble::tibble(Variable = imp$variables, Importance = imp$importance)
     n_rows <- NA_integer_
   } else {
+    new_data <- node_new_data(new_data)
     check_new_data(new_data, object = object)
     model <- live_network(object)
     ds <- forge_dataset(object, new_data, model)

@@ -55,7 +55,9 @@ check_layout <- function(object) {
   ok <- is.list(net) && is.list(layout) &&
     same(net$num_cols, layout$num - 1L) && same(net$cat_cols, layout$cat - 1L) &&
     same(net$cat_levels, lengths(layout$levels, use.names = FALSE))
-  if (ok && inherits(object, "tabnet_fit")) ok <- same(net$output_dims, fit$outcome$dims)
+  if (ok && inherits(object, "tabnet_fit")) {
+    ok <- same(net$output_dims, fit$outcome$dims) && same(net$parent, fit$outcome$parent)
+  }
   if (!ok) {
     abort_model(c("This object's network configuration does not match its predictors or outcomes.",
                   i = "It was damaged or edited; refit the model or read it again from its file."))

@@ -7,7 +7,9 @@
 #' [tabnet_importance()].
 #'
 #' @param object A `tabnet_fit`.
-#' @param new_data A data frame (or matrix) with the predictors used at fit time.
+#' @param new_data A data frame (or matrix) with the predictors used at fit
+#'   time; for a model fitted on a `data.tree` `Node`, a `Node` of the same
+#'   shape or the predictors `node_to_df(<Node>)$x`.
 #' @param type `"class"` or `"prob"` for factor outcomes, `"numeric"` for numeric
 #'   ones. `NULL` picks `"class"` or `"numeric"`. Any other value is an error.
 #' @param ... Not used (accepted for compatibility).
@@ -15,6 +17,16 @@
 #' @return A tibble with one row per row of `new_data`: `.pred_class`,
 #'   `.pred_<level>` columns or `.pred` (hardhat's standard names; with several
 #'   outcomes, one column or column group per outcome).
+#'
+#'   A hierarchical model (fitted on a `Node`) gives one column per outcome
+#'   level, also when there is only one: with `type = "class"`,
+#'   `.pred_class_level_2`, `.pred_class_level_3`, ... (factors), chosen
+#'   top-down: the most probable class of the top level, then at each level
+#'   the most probable child of the class chosen above, so a predicted path is
+#'   always a path of the tree. With `type = "prob"`, `.pred_level_2`, ...,
+#'   each a tibble of `.pred_<class>` columns: the constrained probability of
+#'   each node (never below any of its descendants'; they need not sum to 1
+#'   over a level).
 #' @export
 predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL) {
   outcome <- object$fit$outcome
@@ -33,6 +45,7 @@ inference_batch_size <- 65536
 # (hardhat turns them into NA; we record which NAs were new levels).
 forge_predictors <- function(object, new_data, outcomes = FALSE) {
   if (is.matrix(new_data)) new_data <- as.data.frame(new_data)
+  new_data <- node_new_data(new_data)
   if (!is.data.frame(new_data)) abort_input("{.arg new_data} must be a data frame, not {.obj_type_friendly {new_data}}.")
   check_predictor_names(names(new_data), "new_data")
   layout <- object$fit$layout
@@ -89,8 +102,11 @@ forge_dataset <- function(object, new_data, model, outcomes = FALSE) {
 pred_types <- c("class", "prob", "numeric")
 
 check_pred_type <- function(type, task) {
-  if (is.null(type)) return(if (task == "classification") "class" else "numeric")
+  if (is.null(type)) return(if (task == "regression") "numeric" else "class")
   type <- match_choice(type, pred_types, "type")
+  if (task == "hierarchical" && type == "numeric") {
+    abort_input("Outcome is hierarchical and the prediction type is {.val numeric}; use {.val class} or {.val prob}.")
+  }
   if (task == "classification" && type == "numeric") {
     abort_input("Outcome is factor and the prediction type is {.val numeric}; use {.val class} or {.val prob}.")
   }
@@ -114,6 +130,9 @@ spruce_predictions <- function(out, type, outcome) {
     colnames(prob) <- outcome$levels[[k]]
     prob
   })
+  if (type == "class" && outcome$task == "hierarchical") {
+    return(do.call(hardhat::spruce_class_multiple, top_down_classes(out, outcome)))
+  }
   if (type == "class") {
     classes <- lapply(seq_along(per_outcome), function(k) {
       lv <- outcome$levels[[k]]
@@ -127,7 +146,7 @@ spruce_predictions <- function(out, type, outcome) {
   probs <- lapply(seq_along(per_outcome), function(k) {
     hardhat::spruce_prob(outcome$levels[[k]], per_outcome[[k]])
   })
-  if (length(probs) == 1) {
+  if (length(probs) == 1 && outcome$task != "hierarchical") {
     return(hardhat::spruce_prob(outcome$levels[[1]], per_outcome[[1]]))
   }
   names(probs) <- outcome$names

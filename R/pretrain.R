@@ -78,6 +78,13 @@ tabnet_pretrain.recipe <- function(x, data, tabnet_model = NULL, config = tabnet
 }
 
 #' @export
+#' @rdname tabnet_pretrain
+tabnet_pretrain.Node <- function(x, tabnet_model = NULL, config = tabnet_config(), ..., from_epoch = NULL) {
+  xy <- node_to_df(x)
+  tabnet_pretrain.data.frame(xy$x, tabnet_model = tabnet_model, config = config, ..., from_epoch = from_epoch)
+}
+
+#' @export
 predict.tabnet_pretrain <- function(object, new_data, ...) {
   abort_model(c("A {.cls tabnet_pretrain} model has no prediction head.",
                 i = "Fine-tune it first with {.code tabnet_fit(..., tabnet_model = <pretrained>)}."))

@@ -41,7 +41,7 @@ required <- c(
   dials = "1.2.0", tune = "1.2.0", withr = "", jsonlite = "",
   # Suggests (tests, vignettes, docs)
   testthat = "3.1.0", recipes = "", workflows = "", yardstick = "",
-  rsample = "", finetune = "", vip = "", dplyr = "", tidyr = "", purrr = "",
+  rsample = "", finetune = "", vip = "", dplyr = "", tidyr = "", purrr = "", data.tree = "",
   modeldata = "", future = "1.33.0", future.apply = "", mirai = "2.0.0", knitr = "", rmarkdown = "", roxygen2 = "",
   tidyverse = "", patchwork = "", viridisLite = "", scales = "1.3.0", lme4 = "", callr = ""
 )

@@ -16,6 +16,10 @@ pub enum Task {
     Classification,
     /// Mean squared error; `output_dims` are all 1.
     Regression,
+    /// Hierarchical classification (C-HMCNN, Giunchiglia & Lukasiewicz, 2020):
+    /// one sigmoid output per node of every outcome level (`output_dims[k]`
+    /// nodes at level k, top level first), tied by [`NetConfig::parent`].
+    Hierarchical,
 }
 
 /// Everything needed to rebuild the network before loading its weights.
@@ -46,6 +50,11 @@ pub struct NetConfig {
     pub momentum: f64,
     pub epsilon: f64,
     pub mask_type: MaskType,
+    /// Hierarchical task only: the parent of each output node (in output
+    /// order), which is a node of the level above; `None` for the top level.
+    /// Empty (and not serialised) for the other tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent: Vec<Option<usize>>,
     /// Column groups that share one attention weight (pytorch-tabnet 4.x's
     /// `grouped_features`), as original predictor indices. A column in no
     /// group is a group of its own; empty (and then left out of the JSON, so
@@ -137,6 +146,7 @@ impl NetConfig {
         if self.task == Task::Classification && self.output_dims.iter().any(|&d| d < 2) {
             return invalid("a classification outcome needs at least two levels");
         }
+        self.validate_hierarchy()?;
         if self.n_d == 0 || self.n_a == 0 {
             return invalid("`decision_width` and `attention_width` must be at least 1");
         }
@@ -182,6 +192,44 @@ impl NetConfig {
         Ok(())
     }
 
+    /// The hierarchy must be a forest over the output levels: every node of
+    /// the top level is a root, every other node's parent is a node of the
+    /// level just above (so there are no cycles).
+    fn validate_hierarchy(&self) -> Result<()> {
+        if self.task != Task::Hierarchical {
+            if !self.parent.is_empty() {
+                return invalid("only a hierarchical outcome has a node hierarchy");
+            }
+            return Ok(());
+        }
+        if self.parent.len() != self.output_dim() {
+            return invalid("the hierarchy needs one parent entry per output node");
+        }
+        let mut start = 0;
+        let mut above: Option<(usize, usize)> = None;
+        for &d in &self.output_dims {
+            for node in start..start + d {
+                match (self.parent[node], above) {
+                    (None, None) => {}
+                    (Some(p), Some((lo, hi))) if p >= lo && p < hi => {}
+                    (None, Some(_)) => {
+                        return invalid(format!(
+                            "hierarchy node {node} below the top level has no parent"
+                        ))
+                    }
+                    (Some(_), _) => {
+                        return invalid(format!(
+                            "the parent of hierarchy node {node} is not a node of the level above"
+                        ))
+                    }
+                }
+            }
+            above = Some((start, start + d));
+            start += d;
+        }
+        Ok(())
+    }
+
     /// The original column of every embedded dimension, in tensor order.
     pub(crate) fn column_of_dim(&self) -> Vec<i64> {
         let mut out: Vec<i64> = self.num_cols.iter().map(|&c| c as i64).collect();
@@ -221,7 +269,69 @@ impl NetConfig {
             momentum: 0.02,
             epsilon: 1e-15,
             mask_type: MaskType::Sparsemax,
+            parent: vec![],
             grouped_features: vec![],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hier(output_dims: Vec<usize>, parent: Vec<Option<usize>>) -> NetConfig {
+        let mut cfg = NetConfig::example(2, output_dims, Task::Hierarchical);
+        cfg.parent = parent;
+        cfg
+    }
+
+    #[test]
+    fn a_hierarchy_is_validated() {
+        // 2 roots, 3 children
+        assert!(
+            hier(vec![2, 3], vec![None, None, Some(0), Some(0), Some(1)])
+                .validate()
+                .is_ok()
+        );
+        // one level: no parents at all
+        assert!(hier(vec![3], vec![None, None, None]).validate().is_ok());
+        // wrong length
+        assert!(hier(vec![2, 3], vec![None, None, Some(0)])
+            .validate()
+            .is_err());
+        // a parent in the same level (a cycle is impossible otherwise)
+        assert!(
+            hier(vec![2, 3], vec![None, None, Some(0), Some(3), Some(1)])
+                .validate()
+                .is_err()
+        );
+        // a parent two levels up
+        assert!(hier(vec![1, 1, 1], vec![None, Some(0), Some(0)])
+            .validate()
+            .is_err());
+        // a top-level node with a parent, a lower node without one
+        assert!(hier(vec![1, 1], vec![Some(0), Some(0)]).validate().is_err());
+        assert!(hier(vec![1, 1], vec![None, None]).validate().is_err());
+        // a self-parent
+        assert!(hier(vec![1, 1], vec![None, Some(1)]).validate().is_err());
+        // other tasks have no hierarchy
+        let mut cfg = NetConfig::example(2, vec![2], Task::Classification);
+        cfg.parent = vec![None, None];
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn the_hierarchy_is_serialised_only_when_there_is_one() {
+        let cfg = NetConfig::example(2, vec![2], Task::Classification);
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(!json.contains("parent"));
+        let back: NetConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, cfg);
+        let h = hier(vec![1, 2], vec![None, Some(0), Some(0)]);
+        let json = serde_json::to_string(&h).unwrap();
+        assert!(json.contains("\"task\":\"hierarchical\""));
+        assert!(json.contains("\"parent\":[null,0,0]"));
+        let back: NetConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, h);
     }
 }

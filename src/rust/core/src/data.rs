@@ -281,9 +281,33 @@ impl Dataset {
     }
 }
 
+/// Hierarchical outcomes: each row's node at a level must be a child of its
+/// node at the level above (row-major codes, `levels` per row).
+fn check_paths(cfg: &NetConfig, codes: &[i64], levels: usize) -> Result<()> {
+    let mut starts = vec![0usize];
+    for &d in &cfg.output_dims {
+        starts.push(starts.last().copied().unwrap_or(0) + d);
+    }
+    for (r, row) in codes.chunks(levels).enumerate() {
+        for k in 1..levels {
+            let node = starts[k] + row[k] as usize;
+            let above = starts[k - 1] + row[k - 1] as usize;
+            if cfg.parent.get(node).copied().flatten() != Some(above) {
+                return invalid(format!(
+                    "the outcome of row {} is not a path of the hierarchy (level {} is not a child of level {})",
+                    r + 1,
+                    k + 2,
+                    k + 1
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn targets_tensor(cfg: &NetConfig, t: Targets, n: usize) -> Result<Tensor> {
     match (cfg.task, t) {
-        (Task::Classification, Targets::Classes(cols)) => {
+        (Task::Classification | Task::Hierarchical, Targets::Classes(cols)) => {
             if cols.len() != cfg.output_dims.len() {
                 return invalid("one outcome column is needed per model output");
             }
@@ -301,6 +325,9 @@ fn targets_tensor(cfg: &NetConfig, t: Targets, n: usize) -> Result<Tensor> {
                     }
                     out[r * cols.len() + k] = v as i64;
                 }
+            }
+            if cfg.task == Task::Hierarchical {
+                check_paths(cfg, &out, cols.len())?;
             }
             Ok(Tensor::of_slice(&out).view([n as i64, cols.len() as i64]))
         }

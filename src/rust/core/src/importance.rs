@@ -67,6 +67,8 @@ struct Scorer {
     dims: Vec<usize>,
     y_class: Vec<i64>,
     y_value: Vec<f64>,
+    /// hierarchical: the parent of each output node
+    parent: Vec<Option<usize>>,
 }
 
 impl Scorer {
@@ -76,7 +78,9 @@ impl Scorer {
             None => return invalid("this importance method needs the outcome in `new_data`"),
         };
         let (y_class, y_value) = match model.cfg.task {
-            Task::Classification => (Vec::<i64>::from(&y.contiguous().view([-1])), vec![]),
+            Task::Classification | Task::Hierarchical => {
+                (Vec::<i64>::from(&y.contiguous().view([-1])), vec![])
+            }
             Task::Regression => (
                 vec![],
                 Vec::<f64>::from(&y.to_kind(Kind::Double).contiguous().view([-1])),
@@ -87,6 +91,7 @@ impl Scorer {
             dims: model.cfg.output_dims.clone(),
             y_class,
             y_value,
+            parent: model.cfg.parent.clone(),
         })
     }
 
@@ -94,7 +99,7 @@ impl Scorer {
         match self.task {
             Task::Regression => "rmse",
             Task::Classification if self.dims == [2] => "roc_auc",
-            Task::Classification => "accuracy",
+            Task::Classification | Task::Hierarchical => "accuracy",
         }
     }
 
@@ -117,6 +122,24 @@ impl Scorer {
                 let p: Vec<f64> = (0..n).map(|r| pred[r * 2 + 1]).collect();
                 let l: Vec<bool> = self.y_class.iter().map(|&c| c == 1).collect();
                 metrics::auc(&p, &l)
+            }
+            // the share of rows whose predicted path (chosen top-down, as
+            // `predict()` does) has the right node, averaged over levels
+            Task::Hierarchical => {
+                let mut hits = 0usize;
+                for r in 0..n {
+                    let path = metrics::top_down_path(
+                        &pred[r * width..(r + 1) * width],
+                        &self.dims,
+                        &self.parent,
+                    );
+                    hits += path
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, &c)| c as i64 == self.y_class[r * k_out + k])
+                        .count();
+                }
+                hits as f64 / (n * k_out) as f64
             }
             Task::Classification => {
                 let mut s = 0.0;

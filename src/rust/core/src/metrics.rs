@@ -53,6 +53,41 @@ pub(crate) fn accuracy(prob: &[f64], k: usize, truth: &[i64]) -> f64 {
     hits as f64 / truth.len() as f64
 }
 
+/// Hierarchy: the node chosen at each level (index within the level) from one
+/// row of node probabilities, top-down: the most probable node of the top
+/// level, then at each level the most probable child of the node chosen above
+/// (ties: the first). `parent` gives each node's parent (global index).
+pub fn top_down_path(prob: &[f64], dims: &[usize], parent: &[Option<usize>]) -> Vec<usize> {
+    let mut path = Vec::with_capacity(dims.len());
+    let mut start = 0;
+    let mut chosen: Option<usize> = None;
+    for &d in dims {
+        let mut best: Option<usize> = None;
+        for i in 0..d {
+            let node = start + i;
+            let allowed = chosen.is_none() || parent.get(node).copied().flatten() == chosen;
+            if allowed && best.is_none_or(|b| prob[node] > prob[start + b]) {
+                best = Some(i);
+            }
+        }
+        // a node without children (only in hand-built hierarchies): stop
+        // following the path and take the level's most probable node
+        let i = best.unwrap_or_else(|| {
+            (0..d).fold(0, |b, i| {
+                if prob[start + i] > prob[start + b] {
+                    i
+                } else {
+                    b
+                }
+            })
+        });
+        path.push(i);
+        chosen = Some(start + i);
+        start += d;
+    }
+    path
+}
+
 /// Mean negative log-likelihood of `truth` (probabilities floored at 1e-15).
 pub fn log_loss(prob: &[f64], k: usize, truth: &[i64]) -> f64 {
     truth
@@ -96,5 +131,20 @@ mod tests {
         let ll = log_loss(&p, 2, &[0, 1, 1]);
         assert!((ll - (-(0.9f64.ln() + 0.8f64.ln() + 0.4f64.ln()) / 3.0)).abs() < 1e-12);
         assert!((rmse(&[1.0, 3.0], &[0.0, 3.0]) - (0.5f64).sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn top_down_paths_stay_in_the_hierarchy() {
+        // A(0) B(1) | A1(2) A2(3) under A, B1(4) under B
+        let parent = [None, None, Some(0), Some(0), Some(1)];
+        // B wins the top level, so B1 is chosen although A1 is more probable
+        assert_eq!(
+            top_down_path(&[0.4, 0.6, 0.4, 0.1, 0.3], &[2, 3], &parent),
+            vec![1, 2]
+        );
+        assert_eq!(
+            top_down_path(&[0.7, 0.6, 0.4, 0.5, 0.3], &[2, 3], &parent),
+            vec![0, 1]
+        );
     }
 }

@@ -285,6 +285,69 @@ fn a_seed_gives_bit_identical_weights_on_1_2_and_4_threads() {
     tabnet_core::process::set_threads(1);
 }
 
+/// A two-level hierarchy on Syn2's predictors: A / B by the sign of V1, then
+/// A1 / A2 under A and B1 / B2 under B by the sign of V2 (C = 6 nodes).
+#[test]
+fn a_hierarchy_is_learned_and_its_predictions_respect_it() {
+    let _guard = serial();
+    let (cols, _) = syn2(3000, 21);
+    let top: Vec<i32> = cols[0].iter().map(|&v| (v > 0.0) as i32).collect();
+    let low: Vec<i32> = cols[1].iter().map(|&v| (v > 0.0) as i32).collect();
+    let mut cfg = NetConfig::example(10, vec![2, 4], Task::Hierarchical);
+    cfg.parent = vec![None, None, Some(0), Some(0), Some(1), Some(1)];
+    // level 2 codes: A1 A2 B1 B2 = 2·top + low
+    let second: Vec<i32> = top.iter().zip(&low).map(|(t, l)| 2 * t + l).collect();
+    let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
+    let make = |y1: &[i32], y2: &[i32]| {
+        Dataset::from_columns(
+            &cfg,
+            &refs,
+            &[],
+            &names(10),
+            Some(Targets::Classes(vec![y1, y2])),
+            None,
+            Device::Cpu,
+        )
+    };
+    // a row whose second level is not a child of its first is an error
+    let mut wrong = second.clone();
+    wrong[0] = if top[0] == 1 { 0 } else { 2 };
+    let err = make(&top, &wrong).unwrap_err();
+    assert!(err.to_string().contains("row 1"), "{err}");
+    let data = make(&top, &second).unwrap();
+    tch::manual_seed(2);
+    let model = Model::new(cfg.clone(), Device::Cpu).unwrap();
+    let losses = train(&model, &data, 15);
+    assert!(losses.iter().all(|l| l.is_finite()));
+    assert!(losses[14] < losses[0] * 0.6, "{losses:?}");
+    assert!(evaluate_loss(&model, &data, 4096).unwrap().is_finite());
+    let p = predict(&model, &data, 1000).unwrap();
+    assert_eq!(p.size(), vec![3000, 6]);
+    let rows: Vec<f64> = Vec::from(&p.to_kind(Kind::Double).view([-1]));
+    let mut hits = [0usize; 2];
+    for r in 0..3000 {
+        let row = &rows[r * 6..(r + 1) * 6];
+        for (c, parent) in cfg.parent.iter().enumerate() {
+            if let Some(a) = *parent {
+                assert!(row[a] >= row[c]);
+            }
+        }
+        let path = tabnet_core::metrics::top_down_path(row, &cfg.output_dims, &cfg.parent);
+        hits[0] += (path[0] as i32 == top[r]) as usize;
+        hits[1] += (path[1] as i32 == second[r]) as usize;
+    }
+    assert!(hits[0] > 2700 && hits[1] > 2400, "{hits:?}");
+    // the hierarchy is part of the saved configuration
+    let back: NetConfig = serde_json::from_str(&model.config_json()).unwrap();
+    assert_eq!(back.parent, cfg.parent);
+    let again = Model::load(back, None, &model.to_bytes().unwrap(), Device::Cpu).unwrap();
+    let q = predict(&again, &data, 1000).unwrap();
+    assert_eq!((p - q).abs().max().double_value(&[]), 0.0);
+    // accuracy-based importance works on the hierarchy
+    let imp = model_agnostic(&model, &data, Method::Permutation, 1, 4096).unwrap();
+    assert_eq!(imp.metric, "accuracy");
+}
+
 /// Feature groups on Syn2 after a short training: the attention runs over the
 /// groups on the default (fused) backend, every column-level step mask sums
 /// to 1 over the columns and the columns of a group carry equal masks.

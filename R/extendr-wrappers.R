@@ -68,7 +68,9 @@ rs_cuda_available <- function() rust_result(.Call(wrap__rs_cuda_available))
 rs_in_forked_child <- function() rust_result(.Call(wrap__rs_in_forked_child))
 
 #' list(core = OpenBLAS's kernel set or NA, best = the best one this CPU runs
-#' or NA, fallback = whether OpenBLAS runs older kernels than the CPU supports).
+#' or NA, fallback = whether OpenBLAS runs older kernels than the CPU supports,
+#' kernels = the fused pass's products: "avx512", "avx2" or "blas", see
+#' `TABNETRS_KERNELS`).
 #' @noRd
 rs_blas_info <- function() rust_result(.Call(wrap__rs_blas_info))
 

@@ -60,6 +60,7 @@ res <- list(
   peak_rss_mib = peak_rss_mib(), rss_after_data_mib = rss_data,
   holdout_accuracy = acc, holdout_auc = auc,
   n_parameters = fit$fit$n_parameters,
-  blas = blas_libraries()
+  blas = blas_libraries(),
+  kernels = tabnetrs:::rs_blas_info()$kernels
 )
 jsonlite::write_json(res, out, auto_unbox = TRUE, digits = NA, pretty = TRUE)

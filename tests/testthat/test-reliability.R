@@ -236,6 +236,7 @@ test_that("a BLAS running fallback kernels is pointed out once per session", {
   expect_silent(tabnetrs:::blas_advice(slow))
   # what this machine reports
   info <- tabnetrs:::rs_blas_info()
-  expect_named(info, c("core", "best", "fallback"))
+  expect_named(info, c("core", "best", "fallback", "kernels"))
   expect_type(info$fallback, "logical")
+  expect_true(info$kernels %in% c("avx512", "avx2", "blas"))
 })

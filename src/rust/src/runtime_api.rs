@@ -37,7 +37,9 @@ fn rs_cuda_available() -> bool {
 }
 
 /// list(core = OpenBLAS's kernel set or NA, best = the best one this CPU runs
-/// or NA, fallback = whether OpenBLAS runs older kernels than the CPU supports).
+/// or NA, fallback = whether OpenBLAS runs older kernels than the CPU supports,
+/// kernels = the fused pass's products: "avx512", "avx2" or "blas", see
+/// `TABNETRS_KERNELS`).
 /// @noRd
 #[extendr]
 fn rs_blas_info() -> List {
@@ -49,7 +51,8 @@ fn rs_blas_info() -> List {
     list!(
         core = core.map(Robj::from).unwrap_or_else(na),
         best = best.map(Robj::from).unwrap_or_else(na),
-        fallback = fallback
+        fallback = fallback,
+        kernels = tabnet_core::gemm::selected().name()
     )
 }
 

@@ -2,8 +2,9 @@
 //! ghost batch norm fused with GLU and the residual, its backward, and the
 //! row-wise sparsemax / entmax-1.5 with their backward. Each virtual batch is
 //! handled by one rayon task while it sits in cache, instead of a dozen
-//! full-batch passes of separate libtorch kernels; matrix products stay with
-//! libtorch (BLAS).
+//! full-batch passes of separate libtorch kernels; each task's matrix products
+//! run on the crate's own micro-kernels ([`crate::gemm`]) where the CPU has
+//! AVX2 or AVX-512, else on libtorch (BLAS).
 //!
 //! Virtual batches are cut exactly like pytorch-tabnet's `torch.chunk`: contiguous
 //! runs of rows (the sizes come from the caller, see `ghost_bn::chunk_sizes`;
@@ -11,6 +12,7 @@
 //! memory the prefetcher can follow. (The autograd path interleaves its chunks to
 //! reach libtorch's fused batch norm; batches are shuffled, so both are random
 //! virtual batches of the same sizes.)
+use crate::gemm::{self, Kernel, Mat, Packed, TnAcc};
 use rayon::prelude::*;
 use std::sync::{Mutex, OnceLock};
 use tch::{Device, Kind, Tensor};
@@ -103,6 +105,79 @@ pub(crate) unsafe fn as_mut_slice(t: &Tensor) -> Option<&mut [f32]> {
 pub(crate) fn empty(rows: usize, cols: usize) -> Tensor {
     Tensor::empty(&[rows as i64, cols as i64], (Kind::Float, Device::Cpu))
 }
+
+/// The micro-kernel for the products of `x` (rows, k) with a weight `w`, and
+/// the view of `x` (its rows may be `ld` apart, e.g. a narrowed tensor), or
+/// None for the BLAS path (no micro-kernel on this CPU, `TABNETRS_KERNELS=blas`,
+/// or a tensor the kernels do not take).
+fn micro(x: &Tensor, w: &Tensor) -> Option<(Kernel, Mat)> {
+    let kern = gemm::selected();
+    if kern == Kernel::Blas || !supported(w) {
+        return None;
+    }
+    let (size, stride) = (x.size(), x.stride());
+    let ok = x.device() == Device::Cpu
+        && x.kind() == Kind::Float
+        && size.len() == 2
+        && (stride[1] == 1 || size[1] == 1)
+        && stride[0] >= size[1];
+    ok.then(|| {
+        (
+            kern,
+            Mat {
+                ptr: x.data_ptr() as *const f32,
+                rows: size[0] as usize,
+                cols: size[1] as usize,
+                ld: stride[0] as usize,
+            },
+        )
+    })
+}
+
+/// The left operand of a product as the kernels take it: the tensor itself
+/// (e.g. a narrowed column range, rows `ld` apart) when the micro-kernels run
+/// and take it, else a contiguous copy (as the BLAS path always had it).
+pub(crate) fn operand(x: &Tensor) -> Tensor {
+    let strided_ok = gemm::selected() != Kernel::Blas && {
+        let (size, stride) = (x.size(), x.stride());
+        x.device() == Device::Cpu
+            && x.kind() == Kind::Float
+            && size.len() == 2
+            && stride[1] == 1
+            && stride[0] >= size[1]
+    };
+    if strided_ok {
+        x.shallow_clone()
+    } else {
+        x.contiguous()
+    }
+}
+
+/// Rows first..first+n of a view.
+fn mat_rows(m: Mat, first: usize, n: usize) -> Mat {
+    assert!(first + n <= m.rows);
+    Mat {
+        // SAFETY: inside the view (just checked).
+        ptr: unsafe { m.ptr.add(first * m.ld) },
+        rows: n,
+        ..m
+    }
+}
+
+/// A weight's values (contiguous f32, checked by [`micro`]).
+fn weights(w: &Tensor) -> &[f32] {
+    // SAFETY: contiguous f32 CPU storage of numel() elements, only read while
+    // the product runs (weights are not written during a pass).
+    unsafe { std::slice::from_raw_parts(w.data_ptr() as *const f32, w.numel()) }
+}
+
+/// A Mat that rayon tasks share (read only).
+#[derive(Clone, Copy)]
+struct SendMat(Mat);
+// SAFETY: tasks only read through it, while the caller keeps the tensor alive.
+unsafe impl Send for SendMat {}
+// SAFETY: as above.
+unsafe impl Sync for SendMat {}
 
 /// The number of threads the kernels run on: the session's (see [`crate::process`]).
 /// Results never depend on it: work is split by [`MAX_SPLIT`], not by threads.
@@ -440,6 +515,11 @@ where
     let zp = ptr(z);
     let wt = w.tr();
     let (xs, zs, wts) = (Shared(x), Shared(z), Shared(&wt));
+    let micro = micro(x, w).map(|(k, m)| {
+        let (n, kk) = (w.size()[0] as usize, w.size()[1] as usize);
+        (k, SendMat(m), Packed::transposed(weights(w), n, kk))
+    });
+    let micro = micro.as_ref();
     // per task, per chunk: (1/σ, mean, unbiased variance) per channel
     type ChunkStats = (Vec<f32>, Vec<f32>, Vec<f32>);
     let per_task: Vec<Vec<ChunkStats>> = with_pool(|| {
@@ -447,10 +527,17 @@ where
             .tasks()
             .into_par_iter()
             .map(|t| {
-                tch::no_grad(|| {
-                    let (f, n) = chunks.task_rows(&t);
-                    let _ = xs.rows(f, n).mm_out(&zs.rows(f, n), wts.get());
-                });
+                let (f, n) = chunks.task_rows(&t);
+                match micro {
+                    // SAFETY: the task's rows of x and z exist and only this
+                    // task writes its rows of z; the kernel is available.
+                    Some((k, xm, b)) => unsafe {
+                        gemm::gemm(*k, mat_rows(xm.0, f, n), b, zp.get().add(f * ch), ch)
+                    },
+                    None => tch::no_grad(|| {
+                        let _ = xs.rows(f, n).mm_out(&zs.rows(f, n), wts.get());
+                    }),
+                }
                 t.map(|i| {
                     let (first, count) = chunks.rows_of(i);
                     let block = rows_mut(zp, first, count, ch);
@@ -506,13 +593,25 @@ where
     let zp = ptr(z);
     let wt = w.tr();
     let (xs, zs, wts) = (Shared(x), Shared(z), Shared(&wt));
+    let micro = micro(x, w).map(|(k, m)| {
+        let (n, kk) = (w.size()[0] as usize, w.size()[1] as usize);
+        (k, SendMat(m), Packed::transposed(weights(w), n, kk))
+    });
+    let micro = micro.as_ref();
     let per = TASK_ROWS.min(rows.div_ceil(MAX_SPLIT)).max(1);
     with_pool(|| {
         (0..rows.div_ceil(per)).into_par_iter().for_each(|t| {
             let (f, n) = (t * per, per.min(rows - t * per));
-            tch::no_grad(|| {
-                let _ = xs.rows(f, n).mm_out(&zs.rows(f, n), wts.get());
-            });
+            match micro {
+                // SAFETY: the task's rows of x and z exist and only this task
+                // writes its rows of z; the kernel is available.
+                Some((k, xm, b)) => unsafe {
+                    gemm::gemm(*k, mat_rows(xm.0, f, n), b, zp.get().add(f * ch), ch)
+                },
+                None => tch::no_grad(|| {
+                    let _ = xs.rows(f, n).mm_out(&zs.rows(f, n), wts.get());
+                }),
+            }
             for (j, r) in rows_mut(zp, f, n, ch).chunks_exact_mut(ch).enumerate() {
                 epilogue(f + j, r);
             }
@@ -546,7 +645,9 @@ where
     let n_in = x.size()[1] as usize;
     let (zp, dp, gp) = (ptr(zhat), ptr(dz), ptr(gx));
     let (xs, ws, dzs, gxs) = (Shared(x), Shared(w), Shared(dz), Shared(gx));
-    let partial: Vec<(Vec<f32>, Vec<f32>, SendTensor)> = with_pool(|| {
+    let micro = micro(x, w).map(|(k, m)| (k, SendMat(m), Packed::plain(weights(w), ch, n_in)));
+    let micro = micro.as_ref();
+    let partial: Vec<(Vec<f32>, Vec<f32>, TaskGrad)> = with_pool(|| {
         chunks
             .tasks()
             .into_par_iter()
@@ -578,11 +679,30 @@ where
                     add_row(&mut sum_gz_all, &sum_gz);
                 }
                 let (f, n) = chunks.task_rows(&t);
-                let dw = tch::no_grad(|| {
-                    let dzt = dzs.rows(f, n);
-                    let _ = dzt.mm_out(&gxs.rows(f, n), ws.get());
-                    SendTensor(dzt.tr().mm(&xs.rows(f, n)))
-                });
+                let dw = match micro {
+                    Some((k, xm, b)) => {
+                        let dzm = Mat {
+                            // SAFETY: the task's rows of dz exist.
+                            ptr: unsafe { dp.get().add(f * ch) },
+                            rows: n,
+                            cols: ch,
+                            ld: ch,
+                        };
+                        let mut acc = TnAcc::new(n_in, ch);
+                        // SAFETY: the task's rows of dz, x and gx exist, only this
+                        // task writes its rows of gx; the kernel is available.
+                        unsafe {
+                            gemm::gemm(*k, dzm, b, gp.get().add(f * n_in), n_in);
+                            gemm::gemm_tn(*k, mat_rows(xm.0, f, n), dzm, &mut acc);
+                        }
+                        TaskGrad::Micro(acc)
+                    }
+                    None => tch::no_grad(|| {
+                        let dzt = dzs.rows(f, n);
+                        let _ = dzt.mm_out(&gxs.rows(f, n), ws.get());
+                        TaskGrad::Blas(SendTensor(dzt.tr().mm(&xs.rows(f, n))))
+                    }),
+                };
                 for (j, r) in rows_mut(gp, f, n, n_in).chunks_exact_mut(n_in).enumerate() {
                     post(f + j, r);
                 }
@@ -593,15 +713,35 @@ where
     let mut dgamma = vec![0f32; ch];
     let mut dbeta = vec![0f32; ch];
     let mut dw: Option<Tensor> = None;
-    for (gz, g, SendTensor(w)) in partial {
+    let mut dw_micro: Option<Vec<f32>> = None;
+    // tasks summed in task order (0 + t₀ = t₀ exactly, as in the BLAS path)
+    for (gz, g, tg) in partial {
         add_row(&mut dgamma, &gz);
         add_row(&mut dbeta, &g);
-        dw = Some(match dw {
-            None => w,
-            Some(acc) => acc + w,
-        });
+        match tg {
+            TaskGrad::Blas(SendTensor(w)) => {
+                dw = Some(match dw {
+                    None => w,
+                    Some(acc) => acc + w,
+                })
+            }
+            TaskGrad::Micro(acc) => {
+                acc.add_transposed_into(dw_micro.get_or_insert_with(|| vec![0f32; ch * n_in]))
+            }
+        }
     }
-    (dgamma, dbeta, dw.expect("a batch has at least one task"))
+    let dw = match dw_micro {
+        Some(v) => Tensor::of_slice(&v).view([ch as i64, n_in as i64]),
+        None => dw.expect("a batch has at least one task"),
+    };
+    (dgamma, dbeta, dw)
+}
+
+/// One task's share of ∂L/∂w: a BLAS product (ch, in) or the micro-kernel's
+/// accumulator (in, ch).
+enum TaskGrad {
+    Blas(SendTensor),
+    Micro(TnAcc),
 }
 
 /// Row-parallel loop over `rows` in blocks.

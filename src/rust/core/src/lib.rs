@@ -18,7 +18,8 @@
 //! * [`metrics`], [`importance`]: evaluation metrics and feature importances;
 //! * [`model`]: a network with its `VarStore`, config and verified (de)serialisation;
 //! * [`digest`]: the checksum tying saved weights to their configuration;
-//! * [`process`], [`blas`]: threads, fork safety, and the BLAS kernels in use.
+//! * [`process`], [`blas`]: threads, fork safety, and the BLAS kernels in use;
+//! * [`gemm`]: the fused pass's own AVX2 / AVX-512 micro-kernels for its small products.
 
 pub(crate) mod adam;
 pub(crate) mod attentive;
@@ -31,6 +32,7 @@ pub(crate) mod embedding;
 pub(crate) mod encoder;
 pub mod error;
 pub(crate) mod feature_transformer;
+pub mod gemm;
 pub mod ghost_bn;
 pub(crate) mod glu;
 pub mod importance;

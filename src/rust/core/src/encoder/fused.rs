@@ -97,7 +97,7 @@ impl LinearBn {
     where
         F: Fn(usize, &[f32], &[f32], &[f32]) + Sync,
     {
-        let input = input.contiguous();
+        let input = kernels::operand(input);
         let param = fc.shallow_clone();
         let fc = fc.detach();
         let ch = fc.size()[0] as usize;
@@ -609,7 +609,7 @@ fn transformer_eval(ft: &FeatureTransformer, x: &Tensor) -> Tensor {
 }
 
 fn attention_eval(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor) -> Tensor {
-    let a = a.contiguous();
+    let a = kernels::operand(a);
     let fc = att.fc.detach();
     let (rows, g) = (a.size()[0] as usize, fc.size()[0] as usize);
     let (scale, shift) = eval_affine(&att.bn.norm);

@@ -25,7 +25,7 @@ rss_with_df <- rss("VmRSS")
 t <- system.time(fit <- tabnet_fit(class ~ ., df, epochs = 1, decision_width = 24, attention_width = 26,
                                    num_steps = 5, feature_reusage = 1.5, batch_size = 16384,
                                    virtual_batch_size = 512, momentum = 0.4, penalty = 1e-6,
-                                   learn_rate = 0.02, num_threads = threads, skip_importance = TRUE,
+                                   learn_rate = 0.02, mask_type = "sparsemax", num_threads = threads, skip_importance = TRUE,
                                    checkpoint_epochs = 0))[["elapsed"]]
 res <- list(n = n, threads = threads, fit_s = t, epoch_s = fit$fit$metrics[[1]]$seconds,
             train_loss = fit$fit$metrics[[1]]$train, peak_rss_mib = rss("VmHWM"), df_mib = df_mib,

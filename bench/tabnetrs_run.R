@@ -32,10 +32,10 @@ rss_data <- peak_rss_mib()
 cfg <- switch(config,
   defaults = tabnet_config(decision_width = 8, attention_width = 8, num_steps = 3, feature_reusage = 1.3,
                            batch_size = 1024, virtual_batch_size = 128, momentum = 0.02, penalty = 1e-3,
-                           learn_rate = 0.02),
+                           learn_rate = 0.02, mask_type = "sparsemax"),
   tabnet_s = tabnet_config(decision_width = 24, attention_width = 26, num_steps = 5, feature_reusage = 1.5,
                            batch_size = 16384, virtual_batch_size = 512, momentum = 0.4, penalty = 1e-6,
-                           learn_rate = 0.02)
+                           learn_rate = 0.02, mask_type = "sparsemax")
 )
 set.seed(seed)
 t_fit <- system.time(fit <- tabnet_fit(y ~ ., train, config = cfg, epochs = epochs, skip_importance = TRUE,

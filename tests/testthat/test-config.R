@@ -1,8 +1,9 @@
-test_that("tabnet_config has dreamquark defaults and mlverse names", {
+test_that("tabnet_config has the documented defaults and mlverse names", {
   cfg <- tabnet_config()
   expect_s3_class(cfg, "tabnet_config")
-  expect_equal(cfg$batch_size, 1024L)
+  expect_equal(cfg$batch_size, 512L)
   expect_equal(cfg$virtual_batch_size, 128L)
+  expect_equal(cfg$mask_type, "entmax")
   expect_equal(cfg$n_d, 8L)
   expect_equal(cfg$n_a, 8L)
   expect_equal(cfg$lambda_sparse, 1e-3)

@@ -27,7 +27,7 @@ test_that("a damaged or edited model is an error of class tabnetrs_error_model",
   expect_error(predict(bad, d), class = "tabnetrs_error_model")
   # hand edits of the network configuration: mask type, column order
   edit <- fit
-  edit$fit$net_config <- sub('"mask_type":"sparsemax"', '"mask_type":"entmax"', edit$fit$net_config)
+  edit$fit$net_config <- sub('"mask_type":"entmax"', '"mask_type":"sparsemax"', edit$fit$net_config)
   expect_false(identical(edit$fit$net_config, fit$fit$net_config))
   expect_error(predict(edit, d), class = "tabnetrs_error_model")
   edit <- fit

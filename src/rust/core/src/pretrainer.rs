@@ -84,17 +84,7 @@ impl Pretrainer {
         };
         let obf_d = self.embedder.expand_binary(&obf);
         let x_in = &x * (1.0f64 - &obf_d);
-        let enc = self
-            .encoder
-            .forward(&x_in, Some(&prior), &self.embedder, train, false, backend);
-        let recon = self.decoder.forward_t(&enc.steps, train);
-        let target = (x.detach() - &self.target_mean) / self.target_var.sqrt();
-        let err = (recon - target).square() * &obf_d;
-        let per_row = err.sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)
-            / obf_d
-                .sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)
-                .clamp_min(1.0);
-        (per_row.mean(Kind::Float), enc.m_loss, enc.pass)
+        self.reconstruction_loss(&x, &x_in, &prior, &obf_d, train, backend)
     }
 
     /// [`Pretrainer::loss`] with feature groups (pytorch-tabnet 4.x): whole
@@ -121,12 +111,27 @@ impl Pretrainer {
             None => (keep.shallow_clone(), hidden_d.shallow_clone()),
         };
         let x_in = x * (1.0f64 - &hidden_d);
+        self.reconstruction_loss(x, &x_in, &prior, &obf_d, train, backend)
+    }
+
+    /// Encodes the obfuscated input `x_in` under `prior` and returns the mean
+    /// over rows of the squared reconstruction error of the standardised `x`
+    /// on the hidden cells `obf_d` (per row, divided by their count).
+    fn reconstruction_loss(
+        &self,
+        x: &Tensor,
+        x_in: &Tensor,
+        prior: &Tensor,
+        obf_d: &Tensor,
+        train: bool,
+        backend: Backend,
+    ) -> (Tensor, Tensor, Pass) {
         let enc = self
             .encoder
-            .forward(&x_in, Some(&prior), &self.embedder, train, false, backend);
+            .forward(x_in, Some(prior), &self.embedder, train, false, backend);
         let recon = self.decoder.forward_t(&enc.steps, train);
         let target = (x.detach() - &self.target_mean) / self.target_var.sqrt();
-        let err = (recon - target).square() * &obf_d;
+        let err = (recon - target).square() * obf_d;
         let per_row = err.sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)
             / obf_d
                 .sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float)

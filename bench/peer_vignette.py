@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import sys
+import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _benchcommon as bc  # noqa: E402
@@ -24,6 +25,8 @@ import pandas as pd  # noqa: E402
 from pytorch_tabnet.tab_model import TabNetClassifier  # noqa: E402
 
 torch.set_num_threads(1)
+# without an eval set pytorch-tabnet warns on every fit that it will not stop early
+warnings.filterwarnings("ignore", message="No early stopping")
 in_dir, out_path = sys.argv[1], sys.argv[2]
 results = []
 for path in sorted(glob.glob(os.path.join(in_dir, "*-seed*.csv"))):

@@ -47,7 +47,9 @@ VARIANTS <- list(
   entmax = list(what = "entmax-1.5 masks instead of sparsemax", cfg = list(mask_type = "entmax")),
   no_decay = list(what = "constant learning rate 0.02 (no staircase)", cfg = list(lr_scheduler = NULL)),
   valid_select = list(what = "model selection: 10 % validation split, best epoch by validation loss",
-                      cfg = list(valid_split = 0.1, early_stopping_patience = 1000L)),
+                      cfg = list(valid_split = 0.1, early_stopping_patience = 100000L)),
+  entmax_valid = list(what = "entmax + valid_select (10 % validation split, best epoch by validation loss)",
+                      cfg = list(mask_type = "entmax", valid_split = 0.1, early_stopping_patience = 100000L)),
   bn_step_entmax = list(what = "bn_per_step + entmax",
                         cfg = list(momentum = 1 - 0.7^(VBATCH / BATCH), mask_type = "entmax"))
 )

@@ -94,7 +94,10 @@ worker <- function(spec_path) {
   res <- list(set = spec$set, variant = spec$variant, seed = spec$seed, iterations = spec$iterations,
               epochs = epochs, best_epoch = fit$fit$best_epoch %||% NA, auc = auc(prob, d$y[-itr]),
               seconds = t[["elapsed"]])
-  jsonlite::write_json(res, spec$out, auto_unbox = TRUE, digits = NA)
+  # written whole, then renamed: a driver never reads half a file
+  tmp <- paste0(spec$out, ".tmp")
+  jsonlite::write_json(res, tmp, auto_unbox = TRUE, digits = NA)
+  file.rename(tmp, spec$out)
 }
 `%||%` <- function(a, b) if (is.null(a)) b else a
 
@@ -123,7 +126,8 @@ data_dir <- function(set) {
 report <- function() {
   files <- list.files(file.path(work, "ablation"), pattern = "\\.json$", full.names = TRUE)
   if (!length(files)) return(invisible())
-  runs <- do.call(rbind, lapply(files, function(f) as.data.frame(jsonlite::fromJSON(f))))
+  runs <- lapply(files, function(f) tryCatch(as.data.frame(jsonlite::fromJSON(f)), error = function(e) NULL))
+  runs <- do.call(rbind, lapply(runs, function(r) if (!is.null(r)) r[c("set", "variant", "seed", "iterations", "auc")]))
   cell <- function(x) if (!length(x)) "" else if (length(x) == 1) sprintf("%.3f (1)", x) else
     sprintf("%.3f ± %.3f (%d)", mean(x), stats::sd(x), length(x))
   lines <- c("# Ablations: the paper's Syn1-Syn6 settings with one change each (issue #13)", "",

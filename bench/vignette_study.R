@@ -9,7 +9,7 @@
 # the claims depend on), and for pytorch-tabnet 4.1.0 at its defaults on the
 # same data (bench/peer_vignette.py).
 #
-#   Rscript bench/vignette_study.R [--seeds 10] [--from 1] [--variants defaults,...]
+#   Rscript bench/vignette_study.R [--seeds 10] [--from 1] [--variants "defaults;..."]
 #       [--no-peer] [--out bench/results-vignette.md]
 # (--variants none: the peer only)
 args <- commandArgs(trailingOnly = TRUE)
@@ -77,7 +77,7 @@ VARIANTS <- list(
   `entmax, batch 512, attention_width 16` = em(decision_width = 8, attention_width = 16)
 )
 seeds <- as.integer(arg("--from", "1")) - 1L + seq_len(as.integer(arg("--seeds", "10")))
-variants <- strsplit(arg("--variants", "defaults"), ",")[[1]]
+variants <- strsplit(arg("--variants", "defaults"), ";")[[1]]
 if (identical(variants, "none")) variants <- character() # the peer only
 stopifnot(all(variants %in% names(VARIANTS)))
 peer <- !("--no-peer" %in% args)

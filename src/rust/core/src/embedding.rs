@@ -339,11 +339,10 @@ mod tests {
     fn grouped_attention_gradient_matches_finite_differences() {
         let c = cfg();
         let e = embedder(&c);
-        tch::manual_seed(3);
         let opts = (Kind::Double, Device::Cpu);
-        let z0 = Tensor::randn(&[6, 4], opts);
-        let x = Tensor::randn(&[6, 9], opts);
-        let w = Tensor::randn(&[6, 9], opts);
+        let z0 = crate::test_data::normal(&[6, 4], 3);
+        let x = crate::test_data::normal(&[6, 9], 4);
+        let w = crate::test_data::normal(&[6, 9], 5);
         let f = |z: &Tensor| (e.expand(&sparsemax(z)) * &x * &w).sum(Kind::Double);
         let z = z0.copy().set_requires_grad(true);
         f(&z).backward();

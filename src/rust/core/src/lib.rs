@@ -47,6 +47,8 @@ pub(crate) mod network;
 pub(crate) mod pretrainer;
 pub mod process;
 pub(crate) mod run_settings;
+#[cfg(test)]
+pub(crate) mod test_data;
 pub mod trainer;
 
 pub use config::{MaskType, NetConfig, Task};

@@ -307,8 +307,7 @@ mod tests {
     #[test]
     fn mcloss_matches_its_definition() {
         let cfg = tree();
-        tch::manual_seed(3);
-        let z = Tensor::randn(&[5, 7], (Kind::Double, Device::Cpu)) * 2.0;
+        let z = crate::test_data::normal(&[5, 7], 3) * 2.0;
         let y = targets();
         let w = Tensor::of_slice(&[1.0f64, 0.5, 2.0, 0.0, 1.5]);
         let rows = per_row(&cfg, &z, &y);
@@ -347,8 +346,7 @@ mod tests {
     #[test]
     fn mcloss_gradient_matches_finite_differences() {
         let cfg = tree();
-        tch::manual_seed(5);
-        let z0 = Tensor::randn(&[5, 7], (Kind::Double, Device::Cpu)) * 2.0;
+        let z0 = crate::test_data::normal(&[5, 7], 5) * 2.0;
         let y = targets();
         let w = Tensor::of_slice(&[1.0f64, 0.5, 2.0, 0.25, 1.5]);
         let loss = |z: &Tensor| weighted_mean(&per_row(&cfg, z, &y), Some(&w));
@@ -390,8 +388,7 @@ mod tests {
     #[test]
     fn a_node_is_never_less_probable_than_its_child() {
         let cfg = tree();
-        tch::manual_seed(11);
-        let z = Tensor::randn(&[500, 7], (Kind::Float, Device::Cpu)) * 3.0;
+        let z = (crate::test_data::normal(&[500, 7], 11) * 3.0).to_kind(Kind::Float);
         let p = rows_f64(&activate(&cfg, &z));
         let raw = rows_f64(&z.sigmoid());
         let mut raw_violations = 0;

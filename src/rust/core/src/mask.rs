@@ -161,8 +161,7 @@ mod tests {
     use super::*;
 
     fn rows() -> Tensor {
-        tch::manual_seed(7);
-        Tensor::randn(&[64, 9], (Kind::Double, tch::Device::Cpu)) * 2.0
+        crate::test_data::normal(&[64, 9], 7) * 2.0
     }
 
     fn check_simplex(p: &Tensor) {

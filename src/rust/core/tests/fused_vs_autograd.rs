@@ -14,8 +14,15 @@ use tabnet_core::ghost_bn::chunk_sizes;
 use tabnet_core::{Backend, MaskType, Model, NetConfig, Task};
 use tch::{Device, Kind, Tensor};
 
-/// libtorch's RNG is process-global.
+/// libtorch's RNG is process-global: every test of this file draws from it
+/// (data, initial weights, obfuscation masks) only while holding this lock,
+/// otherwise a test's draws land between another's seed and its draws and
+/// the two passes it compares see different obfuscation masks.
 static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Row order under which autograd's interleaved chunks equal contiguous ones.
 fn interleaving(rows: usize, vbs: usize) -> Vec<i64> {
@@ -138,8 +145,10 @@ fn run(
     (loss, g, v)
 }
 
-fn check(c: Case) {
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// Builds the case under the RNG lock, then compares the two backends.
+fn check(make: impl FnOnce() -> Case) {
+    let _guard = serial();
+    let c = make();
     let rows = c.data.n as usize;
     let bytes = model(&c).to_bytes().unwrap();
     let natural: Vec<i64> = (0..rows as i64).collect();
@@ -169,17 +178,17 @@ fn check(c: Case) {
 
 #[test]
 fn sparsemax_uneven_last_virtual_batch() {
-    check(case(MaskType::Sparsemax, false, false, false, 301, 64));
+    check(|| case(MaskType::Sparsemax, false, false, false, 301, 64));
 }
 
 #[test]
 fn entmax_with_categorical_embeddings_and_missing_values() {
-    check(case(MaskType::Entmax, true, true, false, 256, 64));
+    check(|| case(MaskType::Entmax, true, true, false, 256, 64));
 }
 
 #[test]
 fn sparsemax_with_categorical_embeddings() {
-    check(case(MaskType::Sparsemax, true, false, false, 200, 200));
+    check(|| case(MaskType::Sparsemax, true, false, false, 200, 200));
 }
 
 /// Feature groups (`grouped_features`): a group of numeric columns, and one
@@ -193,45 +202,31 @@ fn grouped(mut c: Case) -> Case {
 
 #[test]
 fn sparsemax_with_feature_groups() {
-    check(grouped(case(
-        MaskType::Sparsemax,
-        true,
-        true,
-        false,
-        301,
-        64,
-    )));
+    check(|| grouped(case(MaskType::Sparsemax, true, true, false, 301, 64)));
 }
 
 #[test]
 fn entmax_with_feature_groups() {
-    check(grouped(case(MaskType::Entmax, true, false, false, 256, 64)));
+    check(|| grouped(case(MaskType::Entmax, true, false, false, 256, 64)));
 }
 
 #[test]
 fn pretraining_with_feature_groups() {
-    check(grouped(case(
-        MaskType::Sparsemax,
-        true,
-        true,
-        true,
-        190,
-        256,
-    )));
+    check(|| grouped(case(MaskType::Sparsemax, true, true, true, 190, 256)));
 }
 
 /// One virtual batch, so both runs see the rows in the same order (the random
 /// obfuscation mask is drawn per batch position).
 #[test]
 fn pretraining() {
-    check(case(MaskType::Sparsemax, true, true, true, 190, 256));
+    check(|| case(MaskType::Sparsemax, true, true, true, 190, 256));
 }
 
 /// Eval mode (running statistics): predictions, masks and the sparsity term
 /// of the fused pass equal autograd's, after a few training steps.
 #[test]
 fn eval_pass_matches_autograd() {
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = serial();
     for (mask, cats, na, groups) in [
         (MaskType::Sparsemax, false, false, false),
         (MaskType::Entmax, true, true, false),

@@ -118,6 +118,18 @@
 #'   missing values, a group's prior is the share of its present columns.
 #'   The groups are part of the architecture: continuing a fit or fine-tuning
 #'   a pretrained model keeps the earlier model's groups.
+#' @param epsilon The small constant in the sparsity penalty's
+#'   `M * log(M + epsilon)` (pytorch-tabnet's `epsilon`): 1e-15 as
+#'   pytorch-tabnet and the tabnet package; the paper's TensorFlow code uses
+#'   1e-5, which weakens the penalty's pull on small mask entries. A number
+#'   in (0, 0.1].
+#' @param init How the linear layers' weights are drawn: `"pytorch_tabnet"`
+#'   (the default; pytorch-tabnet's and the tabnet package's Xavier-normal with
+#'   their custom gains) or `"glorot_uniform"` (the paper's TensorFlow code,
+#'   `tf.layers.dense`'s default). Both are part of the architecture:
+#'   continuing a fit or fine-tuning keeps the earlier model's `epsilon` and
+#'   `init`. `bench/results-ablation.md` in the source repository measures
+#'   both against the paper's synthetic benchmark.
 #' @param seed A whole number with absolute value at most 2^53 (larger ones
 #'   cannot be told apart); `NULL` draws one from R's RNG, so `set.seed()`
 #'   makes fits reproducible. What is promised: on one machine (same CPU and
@@ -143,7 +155,8 @@ tabnet_config <- function(batch_size = 512, penalty = 1e-3, clip_value = NULL, l
                           device = "auto", importance_sample_size = NULL,
                           early_stopping_monitor = "auto", early_stopping_tolerance = 0,
                           early_stopping_patience = 0L, num_workers = 0L, skip_importance = FALSE,
-                          num_threads = NULL, seed = NULL, grouped_features = NULL) {
+                          num_threads = NULL, seed = NULL, grouped_features = NULL,
+                          epsilon = 1e-15, init = "pytorch_tabnet") {
   # each width as the user gave it is checked before one is copied into the other
   max_width <- 4096
   if (!is.null(decision_width)) check_count(decision_width, "decision_width", min = 1, max = max_width, kind = "config")
@@ -216,6 +229,8 @@ tabnet_config <- function(batch_size = 512, penalty = 1e-3, clip_value = NULL, l
   if (!is.null(num_threads)) num_threads <- check_threads(num_threads, "num_threads")
   if (!is.null(seed)) check_seed(seed, kind = "config")
   grouped_features <- check_grouped_features(grouped_features)
+  check_number(epsilon, "epsilon", min = 0, max = 0.1, open = TRUE, kind = "config")
+  init <- match_choice(init, c("pytorch_tabnet", "glorot_uniform"), "init", kind = "config")
 
   resolved_monitor <- if (early_stopping_monitor == "auto") {
     if (valid_split > 0) "valid_loss" else "train_loss"
@@ -261,7 +276,9 @@ tabnet_config <- function(batch_size = 512, penalty = 1e-3, clip_value = NULL, l
     skip_importance = isTRUE(skip_importance),
     num_threads = num_threads,
     seed = seed,
-    grouped_features = grouped_features
+    grouped_features = grouped_features,
+    epsilon = epsilon,
+    init = init
   ), class = "tabnet_config",
   # the monitor as requested: "auto" must be resolved again when `...` of
   # tabnet_fit() changes `valid_split` (see config_as_args())

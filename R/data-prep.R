@@ -78,11 +78,15 @@ net_config <- function(config, layout, outcome) {
     n_independent = config$n_independent, n_shared = config$n_shared,
     n_independent_decoder = config$n_independent_decoder, n_shared_decoder = config$n_shared_decoder,
     virtual_batch_size = config$virtual_batch_size, momentum = config$momentum,
-    epsilon = 1e-15, mask_type = config$mask_type,
+    # configurations saved before these two existed had their defaults
+    epsilon = config$epsilon %||% 1e-15, mask_type = config$mask_type,
     # left out without groups: the configuration (and the model digest) of
     # an ungrouped model is what it was before groups existed
     grouped_features = resolve_groups(config$grouped_features, layout)
   )
+  # left out at the default: the configuration (and digest) of such a model
+  # is what it was before the option existed
+  if (!identical(config$init %||% "pytorch_tabnet", "pytorch_tabnet")) net$init <- config$init
   # each node's parent (JSON null at the top level); other tasks have none
   if (identical(outcome$task, "hierarchical")) {
     net$parent <- lapply(outcome$parent, function(p) if (is.na(p)) NA else as.integer(p))

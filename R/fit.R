@@ -373,6 +373,9 @@ resume_from <- function(tabnet_model, config, layout, outcome, kind, from_epoch,
   config[arch] <- old$config[arch]
   # the groups too (NULL for a model without them, or saved before they existed)
   config["grouped_features"] <- list(old$config$grouped_features)
+  # NULL for a model saved before they existed: net_config() uses the defaults
+  config["epsilon"] <- list(old$config$epsilon)
+  config["init"] <- list(old$config$init)
   old_kind <- model_kind(tabnet_model)
   # a fresh copy (training changes it), verified like any saved model
   src <- if (is.null(from_epoch)) {

@@ -51,7 +51,17 @@ VARIANTS <- list(
   entmax_valid = list(what = "entmax + valid_select (10 % validation split, best epoch by validation loss)",
                       cfg = list(mask_type = "entmax", valid_split = 0.1, early_stopping_patience = 100000L)),
   bn_step_entmax = list(what = "bn_per_step + entmax",
-                        cfg = list(momentum = 1 - 0.7^(VBATCH / BATCH), mask_type = "entmax"))
+                        cfg = list(momentum = 1 - 0.7^(VBATCH / BATCH), mask_type = "entmax")),
+  # the sparsity term: the same normalisation (mean over rows, sum over
+  # features, mean over steps) in TF, pytorch-tabnet and tabnetrs; only the
+  # epsilon inside log(M + epsilon) differs
+  epsilon_tf = list(what = "TF's epsilon in the sparsity term, log(M + 1e-5) instead of log(M + 1e-15)",
+                    cfg = list(epsilon = 1e-5)),
+  glorot = list(what = "TF's initialisation: Glorot-uniform instead of pytorch-tabnet's Xavier-normal gains",
+                cfg = list(init = "glorot_uniform")),
+  tf_code = list(what = "everything above the TF code does differently at once: bn_per_step + full_batches + epsilon_tf + glorot",
+                 cfg = list(momentum = 1 - 0.7^(VBATCH / BATCH), drop_last = TRUE, epsilon = 1e-5,
+                            init = "glorot_uniform"))
 )
 
 auc <- function(score, y) {

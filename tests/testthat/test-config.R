@@ -33,3 +33,40 @@ test_that("the tabnet package's partial-sort mask types give the exact masks", {
   b <- tabnet_fit(y ~ ., d, epochs = 1, mask_type = "sparsemax", seed = 3)
   expect_identical(a$serialized_net, b$serialized_net)
 })
+
+test_that("epsilon and init: validated, recorded in the architecture, kept when training continues", {
+  expect_equal(tabnet_config()$epsilon, 1e-15)
+  expect_equal(tabnet_config()$init, "pytorch_tabnet")
+  expect_error(tabnet_config(epsilon = 0), "epsilon", class = "tabnetrs_error_config")
+  expect_error(tabnet_config(epsilon = 0.5), "epsilon", class = "tabnetrs_error_config")
+  expect_error(tabnet_config(epsilon = NA_real_), "epsilon", class = "tabnetrs_error_config")
+  expect_error(tabnet_config(init = "he_normal"), "glorot_uniform", class = "tabnetrs_error_config")
+  d <- syn2_data(300)
+  args <- list(y ~ ., d, epochs = 2, seed = 3, batch_size = 128, virtual_batch_size = 64)
+  base <- do.call(tabnet_fit, args)
+  # the defaults spelt out give the very same model, whose configuration does
+  # not mention `init` (models saved before it existed keep their digest)
+  same <- do.call(tabnet_fit, c(args, list(epsilon = 1e-15, init = "pytorch_tabnet")))
+  expect_identical(same$serialized_net, base$serialized_net)
+  expect_identical(same$fit$digest, base$fit$digest)
+  expect_false(grepl('"init"', base$fit$net_config, fixed = TRUE))
+  glorot <- do.call(tabnet_fit, c(args, list(init = "glorot_uniform")))
+  tf_eps <- do.call(tabnet_fit, c(args, list(epsilon = 1e-5)))
+  expect_match(glorot$fit$net_config, '"init":"glorot_uniform"', fixed = TRUE)
+  expect_match(tf_eps$fit$net_config, '"epsilon":0.00001', fixed = TRUE)
+  expect_false(identical(glorot$serialized_net, base$serialized_net))
+  expect_false(identical(tf_eps$serialized_net, base$serialized_net))
+  # epsilon changes the training, not the initial weights
+  p_base <- predict(base, d, type = "prob")[[1]]
+  p_eps <- predict(tf_eps, d, type = "prob")[[1]]
+  expect_false(identical(p_base, p_eps))
+  # continuing keeps the architecture's init and epsilon, even when asked otherwise
+  more <- tabnet_fit(y ~ ., d, epochs = 1, tabnet_model = glorot, init = "pytorch_tabnet")
+  expect_match(more$fit$net_config, '"init":"glorot_uniform"', fixed = TRUE)
+  more_eps <- tabnet_fit(y ~ ., d, epochs = 1, tabnet_model = tf_eps)
+  expect_match(more_eps$fit$net_config, '"epsilon":0.00001', fixed = TRUE)
+  # and a saved glorot model predicts the same after saveRDS()
+  path <- withr::local_tempfile(fileext = ".rds")
+  saveRDS(glorot, path)
+  expect_identical(predict(readRDS(path), d, type = "prob"), predict(glorot, d, type = "prob"))
+})

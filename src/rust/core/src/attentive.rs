@@ -1,5 +1,5 @@
 //! Attentive transformer: M = mask(prior ⊙ GBN(FC(a))) over the feature groups.
-use crate::config::MaskType;
+use crate::config::{Initialization, MaskType};
 use crate::ghost_bn::GhostBatchNorm;
 use crate::{init, mask};
 use tch::nn::ModuleT;
@@ -20,9 +20,14 @@ impl AttentiveTransformer {
         vbs: i64,
         momentum: f64,
         mask: MaskType,
+        init: Initialization,
     ) -> Self {
         AttentiveTransformer {
-            fc: p.var("fc", &[n_groups, n_a], init::non_glu_fc(n_a)),
+            fc: p.var(
+                "fc",
+                &[n_groups, n_a],
+                init::non_glu_fc(init, n_a, n_groups),
+            ),
             bn: GhostBatchNorm::new(&(p / "bn"), n_groups, vbs, momentum),
             mask,
         }

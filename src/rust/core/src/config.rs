@@ -9,6 +9,23 @@ pub enum MaskType {
     Entmax,
 }
 
+/// How the linear layers' weights are drawn (see `init`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Initialization {
+    /// pytorch-tabnet's Xavier-normal with custom gains (the default).
+    #[default]
+    PytorchTabnet,
+    /// Glorot-uniform, as the paper's TensorFlow code (`tf.layers.dense`).
+    GlorotUniform,
+}
+
+impl Initialization {
+    fn is_default(&self) -> bool {
+        *self == Initialization::PytorchTabnet
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
@@ -61,6 +78,10 @@ pub struct NetConfig {
     /// ungrouped models keep their configuration and digest) means no groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grouped_features: Vec<Vec<usize>>,
+    /// How the weights were drawn; left out of the JSON at the default, so
+    /// earlier models keep their configuration and digest.
+    #[serde(default, skip_serializing_if = "Initialization::is_default")]
+    pub init: Initialization,
 }
 
 impl NetConfig {
@@ -271,6 +292,7 @@ impl NetConfig {
             mask_type: MaskType::Sparsemax,
             parent: vec![],
             grouped_features: vec![],
+            init: Initialization::PytorchTabnet,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! decision output (its own shared FCs), outputs summed, then one bias-free
 //! reconstruction FC back to the embedded width.
 use crate::config::NetConfig;
-use crate::feature_transformer::{shared_fcs, FeatureTransformer};
+use crate::feature_transformer::{shared_fcs, FeatureTransformer, LayerSettings};
 use crate::init;
 use tch::nn::ModuleT;
 use tch::{nn, Tensor};
@@ -17,7 +17,7 @@ impl Decoder {
     pub fn new(p: &nn::Path, cfg: &NetConfig) -> Self {
         let n_d = cfg.n_d as i64;
         let vbs = cfg.virtual_batch_size as i64;
-        let shared = shared_fcs(&(p / "shared"), n_d, n_d, cfg.n_shared_decoder);
+        let shared = shared_fcs(&(p / "shared"), n_d, n_d, cfg.n_shared_decoder, cfg.init);
         let transformers = (0..cfg.n_steps)
             .map(|i| {
                 FeatureTransformer::new(
@@ -26,8 +26,11 @@ impl Decoder {
                     n_d,
                     n_d,
                     cfg.n_independent_decoder,
-                    vbs,
-                    cfg.momentum,
+                    LayerSettings {
+                        vbs,
+                        momentum: cfg.momentum,
+                        init: cfg.init,
+                    },
                 )
             })
             .collect();
@@ -36,7 +39,7 @@ impl Decoder {
             reconstruction: p.var(
                 "reconstruction",
                 &[cfg.embedded_dim() as i64, n_d],
-                init::non_glu_fc(n_d),
+                init::non_glu_fc(cfg.init, n_d, cfg.embedded_dim() as i64),
             ),
         }
     }

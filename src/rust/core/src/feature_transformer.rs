@@ -1,22 +1,38 @@
 //! Feature transformer: a block whose FC weights are shared by every transformer
 //! of the encoder (batch norms are not), followed by a step-specific block.
+use crate::config::Initialization;
 use crate::glu::{GluBlock, GluLayer};
 use crate::init;
 use tch::nn::ModuleT;
 use tch::{nn, Tensor};
 
 /// The FC weights shared across steps: first D→2h, then h→2h.
-pub fn shared_fcs(p: &nn::Path, input_dim: i64, width: i64, n_shared: usize) -> Vec<Tensor> {
+pub fn shared_fcs(
+    p: &nn::Path,
+    input_dim: i64,
+    width: i64,
+    n_shared: usize,
+    init: Initialization,
+) -> Vec<Tensor> {
     (0..n_shared)
         .map(|i| {
             let fan_in = if i == 0 { input_dim } else { width };
             p.var(
                 &format!("fc{i}"),
                 &[2 * width, fan_in],
-                init::glu_fc(fan_in),
+                init::glu_fc(init, fan_in, 2 * width),
             )
         })
         .collect()
+}
+
+/// What every GLU layer of a transformer shares: its ghost batch norm's
+/// virtual batch size and momentum, and how its FC weights are drawn.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerSettings {
+    pub vbs: i64,
+    pub momentum: f64,
+    pub init: Initialization,
 }
 
 #[derive(Debug)]
@@ -32,9 +48,13 @@ impl FeatureTransformer {
         input_dim: i64,
         width: i64,
         n_independent: usize,
-        vbs: i64,
-        momentum: f64,
+        s: LayerSettings,
     ) -> Self {
+        let LayerSettings {
+            vbs,
+            momentum,
+            init,
+        } = s;
         let shared = if shared_fcs.is_empty() {
             None
         } else {
@@ -58,7 +78,11 @@ impl FeatureTransformer {
                 .map(|i| {
                     let fan_in = if i == 0 && first { input_dim } else { width };
                     let lp = &ip / i;
-                    let fc = lp.var("fc", &[2 * width, fan_in], init::glu_fc(fan_in));
+                    let fc = lp.var(
+                        "fc",
+                        &[2 * width, fan_in],
+                        init::glu_fc(init, fan_in, 2 * width),
+                    );
                     GluLayer::new(&lp, fc, width, vbs, momentum)
                 })
                 .collect();

@@ -32,7 +32,7 @@ impl TabNet {
             head: p.var(
                 "head",
                 &[cfg.output_dim() as i64, cfg.n_d as i64],
-                init::non_glu_fc(cfg.n_d as i64),
+                init::non_glu_fc(cfg.init, cfg.n_d as i64, cfg.output_dim() as i64),
             ),
         }
     }

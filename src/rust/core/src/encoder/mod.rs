@@ -12,7 +12,7 @@ mod fused;
 use crate::attentive::AttentiveTransformer;
 use crate::config::NetConfig;
 use crate::embedding::Embedder;
-use crate::feature_transformer::{shared_fcs, FeatureTransformer};
+use crate::feature_transformer::{shared_fcs, FeatureTransformer, LayerSettings};
 use crate::ghost_bn::BatchNorm;
 use tch::nn::ModuleT;
 use tch::{nn, Device, Tensor};
@@ -89,7 +89,7 @@ impl Encoder {
         let d = cfg.embedded_dim() as i64;
         let h = (cfg.n_d + cfg.n_a) as i64;
         let vbs = cfg.virtual_batch_size as i64;
-        let shared = shared_fcs(&(p / "shared"), d, h, cfg.n_shared);
+        let shared = shared_fcs(&(p / "shared"), d, h, cfg.n_shared, cfg.init);
         let ft = |name: String| {
             FeatureTransformer::new(
                 &(p / name),
@@ -97,8 +97,11 @@ impl Encoder {
                 d,
                 h,
                 cfg.n_independent,
-                vbs,
-                cfg.momentum,
+                LayerSettings {
+                    vbs,
+                    momentum: cfg.momentum,
+                    init: cfg.init,
+                },
             )
         };
         let splitter = ft("splitter".to_string());
@@ -112,6 +115,7 @@ impl Encoder {
                     vbs,
                     cfg.momentum,
                     cfg.mask_type,
+                    cfg.init,
                 )
             })
             .collect();

@@ -1,0 +1,97 @@
+//! Where a training step's time goes: `cargo run --release --example step_profile -- [threads] [config]`
+//! with config `defaults` (100,000 × 10, batch 1024, N_d = N_a = 8, 3 steps) or
+//! `tabnet_s` (200,000 × 28, batch 16384, N_d 24, N_a 26, 5 steps). Times the
+//! phases of one epoch's steps (gather, forward + loss, backward, optimiser).
+use std::time::Instant;
+use tabnet_core::data::{Dataset, Targets};
+use tabnet_core::trainer::{TrainOptions, Trainer};
+use tabnet_core::{MaskType, Model, NetConfig, Task};
+use tch::{Device, Kind, Tensor};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let config = args.get(2).map(String::as_str).unwrap_or("defaults");
+    tabnet_core::process::set_threads(threads);
+    let (n, p, batch) = if config == "tabnet_s" {
+        (200_000usize, 28usize, 16_384i64)
+    } else {
+        (100_000, 10, 1024)
+    };
+    let mut cfg = NetConfig::example(p, vec![2], Task::Classification);
+    cfg.mask_type = MaskType::Sparsemax;
+    if config == "tabnet_s" {
+        (cfg.n_d, cfg.n_a, cfg.n_steps, cfg.gamma) = (24, 26, 5, 1.5);
+        (cfg.virtual_batch_size, cfg.momentum) = (512, 0.4);
+    }
+    tch::manual_seed(1);
+    let x = Tensor::randn(&[p as i64, n as i64], (Kind::Double, Device::Cpu));
+    let cols: Vec<Vec<f64>> = (0..p).map(|j| Vec::<f64>::from(&x.get(j as i64))).collect();
+    let y: Vec<i32> = (0..n)
+        .map(|r| (cols[0][r] * cols[1][r] + cols[2][r] > 0.0) as i32)
+        .collect();
+    let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
+    let names: Vec<String> = (0..p).map(|j| format!("V{j}")).collect();
+    let data = Dataset::from_columns(
+        &cfg,
+        &refs,
+        &[],
+        &names,
+        Some(Targets::Classes(vec![&y])),
+        None,
+        Device::Cpu,
+    )
+    .unwrap();
+    let model = Model::new(cfg, Device::Cpu).unwrap();
+    let opts = TrainOptions {
+        batch_size: batch,
+        drop_last: false,
+        lambda_sparse: 1e-3,
+        clip_value: None,
+        learn_rate: 0.02,
+        exp_decay: None,
+    };
+    let mut t = Trainer::new(&model, opts).unwrap();
+    for epoch in 0..3 {
+        let nb = t.begin_epoch(&data).unwrap();
+        let t0 = Instant::now();
+        t.run(&model, &data, nb).unwrap();
+        let loss = t.end_epoch();
+        println!(
+            "epoch {epoch}: {:.3} s ({nb} steps, loss {loss:.4})",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    // the phases, timed by hand on the same steps
+    let perm = Tensor::randperm(n as i64, (Kind::Int64, Device::Cpu));
+    let mut opt = tabnet_core::trainer::Trainer::new(&model, t.opts.clone()).unwrap();
+    let _ = opt.begin_epoch(&data).unwrap();
+    let (mut tg, mut tf, mut tb) = (0.0, 0.0, 0.0);
+    let steps = (n as i64 / batch) as usize;
+    for s in 0..steps {
+        let a = Instant::now();
+        let b = data.batch(&perm.narrow(0, s as i64 * batch, batch));
+        let bt = Instant::now();
+        let bl = model.batch_loss(&b, true, 1e-3, model.backend()).unwrap();
+        let ft = Instant::now();
+        for (_, v) in model.vs.variables() {
+            let mut g = v.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        bl.backward();
+        let et = Instant::now();
+        tg += (bt - a).as_secs_f64();
+        tf += (ft - bt).as_secs_f64();
+        tb += (et - ft).as_secs_f64();
+    }
+    opt.release();
+    let ms = |x: f64| 1e3 * x / steps as f64;
+    println!(
+        "per step: gather {:.3} ms, forward+loss {:.3} ms, backward {:.3} ms",
+        ms(tg),
+        ms(tf),
+        ms(tb)
+    );
+}

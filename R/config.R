@@ -372,10 +372,10 @@ model_groups <- function(object) {
   attention_groups(idx, object$fit$layout, object$fit$config$grouped_features)
 }
 
-# Per-group table of a per-predictor importance tibble (`Variable`,
-# `Importance`): each group's importance is the sum of its members'.
-group_importance <- function(tib, groups) {
-  imp <- vapply(groups, function(g) sum(tib$Importance[match(g, tib$Variable)]), numeric(1))
+# Per-group table of per-predictor importances (`importance` named by
+# `variables`): each group's importance is the sum of its members'.
+group_importance <- function(variables, importance, groups) {
+  imp <- vapply(groups, function(g) sum(importance[match(g, variables)]), numeric(1))
   out <- tibble::tibble(Group = names(groups), Importance = unname(imp), Variables = unname(groups))
   out[order(-out$Importance), , drop = FALSE]
 }

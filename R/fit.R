@@ -341,8 +341,7 @@ fit_importance <- function(model, predictors, layout, config) {
   idx0 <- resolve_groups(config$grouped_features, layout)
   if (length(idx0)) {
     groups <- attention_groups(idx0, layout, config$grouped_features)
-    attr(imp, "groups") <- group_importance(tibble::tibble(Variable = imp$variables, Importance = imp$importance),
-                                            groups)
+    attr(imp, "groups") <- group_importance(imp$variables, imp$importance, groups)
   }
   imp
 }
@@ -368,14 +367,12 @@ resume_from <- function(tabnet_model, config, layout, outcome, kind, from_epoch,
   # the predictors were matched by name and put in the model's order
   # (align_predictors())
   # architecture comes from the earlier model; training settings from `config`
+  # (an element a model saved before it existed lacks becomes NULL, which
+  # net_config() reads as that element's default)
   arch <- c("n_d", "n_a", "n_steps", "gamma", "n_independent", "n_shared", "n_independent_decoder",
-            "n_shared_decoder", "virtual_batch_size", "momentum", "mask_type", "cat_emb_dim")
-  config[arch] <- old$config[arch]
-  # the groups too (NULL for a model without them, or saved before they existed)
-  config["grouped_features"] <- list(old$config$grouped_features)
-  # NULL for a model saved before they existed: net_config() uses the defaults
-  config["epsilon"] <- list(old$config$epsilon)
-  config["init"] <- list(old$config$init)
+            "n_shared_decoder", "virtual_batch_size", "momentum", "mask_type", "cat_emb_dim",
+            "grouped_features", "epsilon", "init")
+  for (k in arch) config[k] <- list(old$config[[k]])
   old_kind <- model_kind(tabnet_model)
   # a fresh copy (training changes it), verified like any saved model
   src <- if (is.null(from_epoch)) {

@@ -132,7 +132,7 @@ tabnet_importance.tabnet_fit <- function(object, new_data = NULL,
 # Adds the per-group table (attribute "groups") of a model with feature groups.
 with_groups <- function(tib, object) {
   groups <- model_groups(object)
-  if (length(groups)) attr(tib, "groups") <- group_importance(tib, groups)
+  if (length(groups)) attr(tib, "groups") <- group_importance(tib$Variable, tib$Importance, groups)
   tib
 }
 

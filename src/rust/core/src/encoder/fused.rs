@@ -385,7 +385,11 @@ fn step_glue_forward(
                 let (xr, xmr) = (row(xp, r, dims), row(xmp, r, dims));
                 let mut s = 0f64;
                 for j in 0..g {
-                    s += (mr[j] * (mr[j] + eps).ln()) as f64;
+                    // a masked-out entry adds 0 · log ε = −0: skipping the
+                    // logarithm leaves the sum bit-identical
+                    if mr[j] != 0.0 {
+                        s += (mr[j] * (mr[j] + eps).ln()) as f64;
+                    }
                     nr[j] = pr[j] * (gamma - mr[j]);
                 }
                 for j in 0..dims {
@@ -451,6 +455,9 @@ fn step_glue_backward(
         ptr(&g_m),
         ptr(&g_prior),
     );
+    // ∂(M log(M + ε))/∂M at M = 0 is log ε (exactly what the general
+    // expression gives there), computed once
+    let log_eps = eps.ln();
     kernels::par_rows(rows, |r| {
         let (gxr, xr, dxr) = (row(gxp, r, dims), row(xp, r, dims), row(dxp, r, dims));
         let (mr, pr, gnr, gmr, gpr) = (
@@ -470,7 +477,11 @@ fn step_glue_backward(
             gmr[j] -= gnr[j] * pr[j];
             gpr[j] = gnr[j] * (gamma - mr[j]);
             if c != 0.0 {
-                gmr[j] += c * ((mr[j] + eps).ln() + mr[j] / (mr[j] + eps));
+                gmr[j] += c * if mr[j] == 0.0 {
+                    log_eps
+                } else {
+                    (mr[j] + eps).ln() + mr[j] / (mr[j] + eps)
+                };
             }
         }
     });

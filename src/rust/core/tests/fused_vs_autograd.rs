@@ -165,8 +165,18 @@ fn check(make: impl FnOnce() -> Case) {
         assert!(ga.defined() && gm.defined(), "{name}: gradient missing");
         let scale = ga.abs().max().double_value(&[]).max(1e-6);
         let diff = (ga - gm).abs().max().double_value(&[]);
+        // Tolerance: the two backends' products round differently (libtorch's
+        // BLAS vs the fused micro-kernels, ~1e-7 relative), so a mask entry
+        // within rounding of its row's sparsemax/entmax threshold can be in the
+        // support for one backend and out of it for the other (seen on one CI
+        // run in many: 4.4e-3 of the scale on one weight). The mask is
+        // continuous, its Jacobian is not: such a row's contribution to a
+        // weight's gradient changes by up to about its own size, ~1/rows of the
+        // gradient's scale (1/190 - 1/301 here). 1e-2 allows two such rows; a
+        // wrong derivative (a missing factor, a dropped term, a wrong virtual
+        // batch) is off by tens of percent.
         assert!(
-            diff <= 2e-3 * scale,
+            diff <= 1e-2 * scale,
             "{name}: gradients differ by {diff} (scale {scale})"
         );
     }

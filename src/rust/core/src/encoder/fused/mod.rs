@@ -1,0 +1,102 @@
+//! The fused backend: the encoder's training pass with a hand-derived backward
+//! ([`train`]), and its eval pass ([`eval`]) (CPU, f32).
+//!
+//! Autograd would record a dozen full-batch libtorch kernels per GLU layer; here
+//! each layer is one product plus one fused kernel per virtual batch (see
+//! [`crate::kernels`]), forward and backward, and a whole pass runs inside one
+//! parallel task of virtual batches: everything after the initial BN is local
+//! to a virtual batch (ghost-BN statistics, masks, priors), so the tasks need
+//! no synchronisation until the pass ends, when the batch statistics and the
+//! parameter gradients are merged in task order. The pass plugs into autograd
+//! at its edges: the initial BN output enters as a detached copy, the step
+//! outputs and the sparsity term leave as leaves that the head/decoder and the
+//! loss use normally. After `loss.backward()`, [`Tape::backward`] reads the
+//! leaves' gradients, runs the encoder backward by hand, and hands the
+//! parameter and input gradients back to autograd with one surrogate
+//! `backward()`, so gradient clipping, the optimiser, embeddings and the
+//! initial BN are unchanged.
+//!
+//! Equivalence with the autograd encoder (outputs, running statistics and every
+//! parameter gradient) is tested in `tests/fused_vs_autograd.rs`.
+use crate::embedding::Embedder;
+use crate::feature_transformer::FeatureTransformer;
+use crate::glu::GluLayer;
+use crate::kernels;
+use tch::{Kind, Tensor};
+
+mod eval;
+mod glue;
+mod train;
+
+pub(super) use eval::forward_eval;
+pub(super) use train::{forward_train, Tape};
+
+/// True when the fused passes can run for this input (training needs two rows
+/// for batch statistics).
+pub(super) fn applicable(x: &Tensor, train: bool) -> bool {
+    let min_rows = if train { 2 } else { 1 };
+    x.device() == tch::Device::Cpu
+        && x.kind() == Kind::Float
+        && x.dim() == 2
+        && x.size()[0] >= min_rows
+}
+
+/// A parameter's values (contiguous f32 CPU) as a vector.
+fn to_vec(t: &Tensor) -> Vec<f32> {
+    // SAFETY: read only, and parameters are not written while the pass reads them.
+    match unsafe { kernels::as_mut_slice(t) } {
+        Some(v) => v.to_vec(),
+        None => Vec::<f32>::from(&t.detach().to_kind(Kind::Float)),
+    }
+}
+
+/// Row `r` of a live contiguous (rows, n) tensor's storage at `p`.
+fn row<'a>(p: kernels::SendPtr, r: usize, n: usize) -> &'a mut [f32] {
+    // SAFETY: `p` points at a live contiguous (rows, n) tensor; each row is
+    // touched by one rayon task only.
+    unsafe { std::slice::from_raw_parts_mut(p.get().add(r * n), n) }
+}
+
+/// How the group-level mask reaches the embedded input: x_m = M[group(j)] · s_j · x_j
+/// (s_j = 1/(|g|·e), see [`crate::embedding`]).
+struct Expansion {
+    col: Vec<usize>,
+    scale: Vec<f32>,
+}
+
+impl Expansion {
+    fn of(embedder: &Embedder, dims: usize) -> Expansion {
+        let col: Vec<usize> = if embedder.identity {
+            (0..dims).collect()
+        } else {
+            Vec::<i64>::from(&embedder.group_of_dim)
+                .into_iter()
+                .map(|c| c as usize)
+                .collect()
+        };
+        let scale = match &embedder.dim_scale {
+            Some(s) => to_vec(s),
+            None => vec![1.0; dims],
+        };
+        Expansion { col, scale }
+    }
+}
+
+/// Layers of a feature transformer with their residual flags, in order.
+fn layers_of(ft: &FeatureTransformer) -> Vec<(&GluLayer, bool)> {
+    let mut v = Vec::new();
+    for block in [&ft.shared, &ft.specific].into_iter().flatten() {
+        for (i, l) in block.layers.iter().enumerate() {
+            v.push((l, !(i == 0 && block.first)));
+        }
+    }
+    v
+}
+
+/// The first step's prior: the given one (missing values), else ones.
+fn initial_prior(prior: Option<&Tensor>, rows: usize, n_groups: i64) -> Tensor {
+    match prior {
+        Some(p) => p.to_kind(Kind::Float).contiguous(),
+        None => Tensor::ones(&[rows as i64, n_groups], (Kind::Float, tch::Device::Cpu)),
+    }
+}

@@ -1,0 +1,364 @@
+//! A bias-free linear map followed by ghost batch norm, forward and backward,
+//! written for one task of rows at a time ([`LinearBnForward::task`],
+//! [`LinearBnBackward::task`]): the caller runs a whole pass (every layer in
+//! turn) inside one task of virtual batches, so a task's activations stay in
+//! cache and a batch costs one hand-off between threads per pass, not one per
+//! layer. What crosses tasks (batch statistics per virtual batch, parameter
+//! gradients) is returned per task and merged by the caller in task order
+//! ([`BnStats::from_tasks`], [`merge_grads`]), so the result does not depend on
+//! which thread ran which task. The eval-mode product is [`linear_rows`].
+use super::{micro, ptr, with_pool, Chunks, SendMat, SendPtr, SendTensor, Shared, MAX_SPLIT};
+use super::{add_row, bn_grad_row, bn_grad_sums_row, normalise_row, sq_dev_row};
+use crate::gemm::{self, Kernel, Mat, Packed, TnAcc};
+use rayon::prelude::*;
+use std::ops::Range;
+use tch::{Device, Kind, Tensor};
+
+/// Rows first..first+n of a view.
+pub(crate) fn mat_rows(m: Mat, first: usize, n: usize) -> Mat {
+    assert!(first + n <= m.rows);
+    Mat {
+        // SAFETY: inside the view (just checked).
+        ptr: unsafe { m.ptr.add(first * m.ld) },
+        rows: n,
+        ..m
+    }
+}
+
+/// A weight's values (contiguous f32, checked by [`micro`]).
+fn weights(w: &Tensor) -> &[f32] {
+    // SAFETY: contiguous f32 CPU storage of numel() elements, only read while
+    // the product runs (weights are not written during a pass).
+    unsafe { std::slice::from_raw_parts(w.data_ptr() as *const f32, w.numel()) }
+}
+
+fn rows_mut<'a>(p: SendPtr, first: usize, n: usize, ch: usize) -> &'a mut [f32] {
+    // SAFETY: callers pass rows of a live contiguous tensor that only this task touches.
+    unsafe { std::slice::from_raw_parts_mut(p.get().add(first * ch), n * ch) }
+}
+
+/// A tensor viewing a task's own buffer (the BLAS path's operands).
+fn blob(v: &mut [f32], rows: usize, cols: usize) -> Tensor {
+    assert_eq!(v.len(), rows * cols);
+    // SAFETY: the buffer outlives the tensor (dropped before the task returns)
+    // and is only used through it meanwhile.
+    unsafe {
+        Tensor::of_blob(
+            v.as_mut_ptr() as *const u8,
+            &[rows as i64, cols as i64],
+            &[cols as i64, 1],
+            Kind::Float,
+            Device::Cpu,
+        )
+    }
+}
+
+/// (1/σ, mean, unbiased variance) per channel of one virtual batch.
+pub type ChunkStats = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+/// Per-chunk statistics saved by the forward pass.
+#[derive(Default)]
+pub struct BnStats {
+    /// 1/sqrt(var + eps) per (chunk, channel)
+    pub rstd: Vec<f32>,
+    /// mean and unbiased variance per (chunk, channel), for the running statistics
+    pub mean: Vec<f32>,
+    pub var_unbiased: Vec<f32>,
+}
+
+impl BnStats {
+    /// The statistics of every chunk, from each task's chunks in task order.
+    pub fn from_tasks<'a>(per_task: impl IntoIterator<Item = &'a [ChunkStats]>) -> BnStats {
+        let mut stats = BnStats::default();
+        for (r, m, v) in per_task.into_iter().flatten() {
+            stats.rstd.extend(r);
+            stats.mean.extend(m);
+            stats.var_unbiased.extend(v);
+        }
+        stats
+    }
+}
+
+/// z = x wᵀ followed by ghost BN, prepared once per pass: `x` is (rows, in)
+/// (its rows may be `ld` apart), `w` (ch, in) detached, `z` (rows, ch) the
+/// output, overwritten with ẑ = (z − μ)/σ per virtual batch.
+pub struct LinearBnForward<'a> {
+    x: Shared<'a>,
+    z: Shared<'a>,
+    wt: SendTensor,
+    zp: SendPtr,
+    ch: usize,
+    eps: f32,
+    micro: Option<(Kernel, SendMat, Packed)>,
+}
+
+// SAFETY: tasks read `wt` (a transposed view of a detached weight) and the
+// packed weights only; they write disjoint rows of `z`.
+unsafe impl Sync for LinearBnForward<'_> {}
+
+impl<'a> LinearBnForward<'a> {
+    pub fn new(x: &'a Tensor, w: &Tensor, z: &'a Tensor, eps: f32) -> Self {
+        let micro = micro(x, w).map(|(k, m)| {
+            let (n, kk) = (w.size()[0] as usize, w.size()[1] as usize);
+            (k, SendMat(m), Packed::transposed(weights(w), n, kk))
+        });
+        LinearBnForward {
+            x: Shared(x),
+            z: Shared(z),
+            wt: SendTensor(w.tr()),
+            zp: ptr(z),
+            ch: z.size()[1] as usize,
+            eps,
+            micro,
+        }
+    }
+
+    /// The task's rows: the product (single-threaded), then per virtual batch
+    /// the statistics, the normalisation in place and `epilogue(row, ẑ_row)`
+    /// while the rows are in cache. Returns the task's chunks' statistics.
+    pub fn task<F>(&self, chunks: &Chunks, t: &Range<usize>, mut epilogue: F) -> Vec<ChunkStats>
+    where
+        F: FnMut(usize, &[f32]),
+    {
+        let (ch, zp) = (self.ch, self.zp);
+        let (f, n) = chunks.task_rows(t);
+        match &self.micro {
+            // SAFETY: the task's rows of x and z exist and only this task
+            // writes its rows of z; the kernel is available.
+            Some((k, xm, b)) => unsafe {
+                gemm::gemm(*k, mat_rows(xm.0, f, n), b, zp.get().add(f * ch), ch)
+            },
+            None => tch::no_grad(|| {
+                let _ = self.x.rows(f, n).mm_out(&self.z.rows(f, n), &self.wt.0);
+            }),
+        }
+        t.clone()
+            .map(|i| {
+                let (first, count) = chunks.rows_of(i);
+                let block = rows_mut(zp, first, count, ch);
+                let mut mean = vec![0f32; ch];
+                for r in block.chunks_exact(ch) {
+                    add_row(&mut mean, r);
+                }
+                let inv = 1.0 / count as f32;
+                mean.iter_mut().for_each(|m| *m *= inv);
+                let mut ss = vec![0f32; ch];
+                for r in block.chunks_exact(ch) {
+                    sq_dev_row(&mut ss, r, &mean);
+                }
+                let rstd: Vec<f32> = ss
+                    .iter()
+                    .map(|s| 1.0 / (s * inv + self.eps).sqrt())
+                    .collect();
+                let unb = if count > 1 {
+                    1.0 / (count - 1) as f32
+                } else {
+                    0.0
+                };
+                let var_u: Vec<f32> = ss.iter().map(|s| s * unb).collect();
+                for (j, r) in block.chunks_exact_mut(ch).enumerate() {
+                    normalise_row(r, &mean, &rstd);
+                    epilogue(first + j, r);
+                }
+                (rstd, mean, var_u)
+            })
+            .collect()
+    }
+}
+
+/// Eval mode: z = x wᵀ per task of rows (single-threaded BLAS each), then
+/// `epilogue(row, z_row)` on each row while the task's rows are in cache.
+pub fn linear_rows<F>(x: &Tensor, w: &Tensor, z: &Tensor, epilogue: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    const TASK_ROWS: usize = 2048;
+    let rows = z.size()[0] as usize;
+    let ch = z.size()[1] as usize;
+    let zp = ptr(z);
+    let wt = w.tr();
+    let (xs, zs, wts) = (Shared(x), Shared(z), Shared(&wt));
+    let micro = micro(x, w).map(|(k, m)| {
+        let (n, kk) = (w.size()[0] as usize, w.size()[1] as usize);
+        (k, SendMat(m), Packed::transposed(weights(w), n, kk))
+    });
+    let micro = micro.as_ref();
+    let per = TASK_ROWS.min(rows.div_ceil(MAX_SPLIT)).max(1);
+    with_pool(|| {
+        (0..rows.div_ceil(per)).into_par_iter().for_each(|t| {
+            let (f, n) = (t * per, per.min(rows - t * per));
+            match micro {
+                // SAFETY: the task's rows of x and z exist and only this task
+                // writes its rows of z; the kernel is available.
+                Some((k, xm, b)) => unsafe {
+                    gemm::gemm(*k, mat_rows(xm.0, f, n), b, zp.get().add(f * ch), ch)
+                },
+                None => tch::no_grad(|| {
+                    let _ = xs.rows(f, n).mm_out(&zs.rows(f, n), wts.get());
+                }),
+            }
+            for (j, r) in rows_mut(zp, f, n, ch).chunks_exact_mut(ch).enumerate() {
+                epilogue(f + j, r);
+            }
+        })
+    })
+}
+
+/// Backward of [`LinearBnForward`], prepared once per pass: `x` the forward's
+/// input, `w` (ch, in) detached, `zhat` the saved ẑ (rows, ch).
+pub struct LinearBnBackward<'a> {
+    x: Shared<'a>,
+    w: Shared<'a>,
+    zp: SendPtr,
+    ch: usize,
+    n_in: usize,
+    micro: Option<(Kernel, SendMat, Packed)>,
+}
+
+// SAFETY: tasks read the tensors and the packed weights only (ẑ rows of their own).
+unsafe impl Sync for LinearBnBackward<'_> {}
+
+/// One task's share of the parameter gradients: Σ gy ẑ (∂L/∂γ), Σ gy (∂L/∂β)
+/// and ∂L/∂w.
+pub struct TaskGrads {
+    sum_gz: Vec<f32>,
+    sum_g: Vec<f32>,
+    dw: TaskGrad,
+}
+
+/// One task's share of ∂L/∂w: a BLAS product (ch, in) or the micro-kernel's
+/// accumulator (in, ch).
+enum TaskGrad {
+    Blas(SendTensor),
+    Micro(TnAcc),
+}
+
+impl<'a> LinearBnBackward<'a> {
+    pub fn new(x: &'a Tensor, w: &'a Tensor, zhat: &Tensor) -> Self {
+        let ch = zhat.size()[1] as usize;
+        let n_in = x.size()[1] as usize;
+        let micro = micro(x, w).map(|(k, m)| (k, SendMat(m), Packed::plain(weights(w), ch, n_in)));
+        LinearBnBackward {
+            x: Shared(x),
+            w: Shared(w),
+            zp: ptr(zhat),
+            ch,
+            n_in,
+            micro,
+        }
+    }
+
+    /// The task's rows: `grad_y(row, ẑ_row, gy_row)` writes ∂L/∂y (y = γ ẑ + β)
+    /// into `gy_row`; that becomes ∂L/∂z in `dz` (the task's rows × ch, from
+    /// its first row), then ∂L/∂x = dz w in `gx` (the task's rows × in), with
+    /// `post(row, gx_row)` on each row. `rstd` holds 1/σ per (chunk, channel).
+    #[allow(clippy::too_many_arguments)]
+    pub fn task<F, P>(
+        &self,
+        chunks: &Chunks,
+        t: &Range<usize>,
+        rstd: &[f32],
+        gamma: &[f32],
+        dz: &mut [f32],
+        gx: &mut [f32],
+        mut grad_y: F,
+        mut post: P,
+    ) -> TaskGrads
+    where
+        F: FnMut(usize, &[f32], &mut [f32]),
+        P: FnMut(usize, &mut [f32]),
+    {
+        let (ch, n_in, zp) = (self.ch, self.n_in, self.zp);
+        let (f, n) = chunks.task_rows(t);
+        let (dz, gx) = (&mut dz[..n * ch], &mut gx[..n * n_in]);
+        let mut sum_gz_all = vec![0f32; ch];
+        let mut sum_g_all = vec![0f32; ch];
+        for i in t.clone() {
+            let (first, count) = chunks.rows_of(i);
+            let zb = rows_mut(zp, first, count, ch);
+            let db = &mut dz[(first - f) * ch..(first - f + count) * ch];
+            let mut sum_g = vec![0f32; ch];
+            let mut sum_gz = vec![0f32; ch];
+            for (j, (zr, dr)) in zb.chunks_exact(ch).zip(db.chunks_exact_mut(ch)).enumerate() {
+                grad_y(first + j, zr, dr);
+                bn_grad_sums_row(dr, zr, &mut sum_g, &mut sum_gz);
+            }
+            let inv = 1.0 / count as f32;
+            let rstd = &rstd[i * ch..(i + 1) * ch];
+            // dz = γ σ⁻¹ (gy − mean(gy) − ẑ mean(gy ẑ))
+            let a: Vec<f32> = rstd.iter().zip(gamma).map(|(s, g)| s * g).collect();
+            let mg: Vec<f32> = sum_g.iter().map(|s| s * inv).collect();
+            let mgz: Vec<f32> = sum_gz.iter().map(|s| s * inv).collect();
+            for (zr, dr) in zb.chunks_exact(ch).zip(db.chunks_exact_mut(ch)) {
+                bn_grad_row(dr, zr, &a, &mg, &mgz);
+            }
+            add_row(&mut sum_g_all, &sum_g);
+            add_row(&mut sum_gz_all, &sum_gz);
+        }
+        let dw = match &self.micro {
+            Some((k, xm, b)) => {
+                let dzm = Mat {
+                    ptr: dz.as_ptr(),
+                    rows: n,
+                    cols: ch,
+                    ld: ch,
+                };
+                let mut acc = TnAcc::new(n_in, ch);
+                // SAFETY: dz and gx hold the task's n rows, x has them; the
+                // kernel is available.
+                unsafe {
+                    gemm::gemm(*k, dzm, b, gx.as_mut_ptr(), n_in);
+                    gemm::gemm_tn(*k, mat_rows(xm.0, f, n), dzm, &mut acc);
+                }
+                TaskGrad::Micro(acc)
+            }
+            None => tch::no_grad(|| {
+                let dzt = blob(dz, n, ch);
+                let _ = dzt.mm_out(&blob(gx, n, n_in), self.w.get());
+                TaskGrad::Blas(SendTensor(dzt.tr().mm(&self.x.rows(f, n))))
+            }),
+        };
+        for (j, r) in gx.chunks_exact_mut(n_in).enumerate() {
+            post(f + j, r);
+        }
+        TaskGrads {
+            sum_gz: sum_gz_all,
+            sum_g: sum_g_all,
+            dw,
+        }
+    }
+}
+
+/// (∂L/∂γ, ∂L/∂β, ∂L/∂w (ch, in)) from every task's share, summed in task
+/// order (0 + t₀ = t₀ exactly, as in the BLAS path).
+pub fn merge_grads(parts: impl IntoIterator<Item = TaskGrads>) -> (Vec<f32>, Vec<f32>, Tensor) {
+    let (mut dgamma, mut dbeta) = (Vec::new(), Vec::new());
+    let mut dw: Option<Tensor> = None;
+    let mut dw_micro: Option<(Vec<f32>, usize, usize)> = None;
+    for p in parts {
+        let ch = p.sum_g.len();
+        if dgamma.is_empty() {
+            (dgamma, dbeta) = (vec![0f32; ch], vec![0f32; ch]);
+        }
+        add_row(&mut dgamma, &p.sum_gz);
+        add_row(&mut dbeta, &p.sum_g);
+        match p.dw {
+            TaskGrad::Blas(SendTensor(w)) => {
+                dw = Some(match dw {
+                    None => w,
+                    Some(acc) => acc + w,
+                })
+            }
+            TaskGrad::Micro(acc) => {
+                let (v, _, _) =
+                    dw_micro.get_or_insert_with(|| (vec![0f32; ch * acc.k], ch, acc.k));
+                acc.add_transposed_into(v)
+            }
+        }
+    }
+    let dw = match dw_micro {
+        Some((v, ch, n_in)) => Tensor::of_slice(&v).view([ch as i64, n_in as i64]),
+        None => dw.expect("a batch has at least one task"),
+    };
+    (dgamma, dbeta, dw)
+}

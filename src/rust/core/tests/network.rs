@@ -263,12 +263,18 @@ fn pretraining_loss_is_positive_and_the_encoder_transfers() {
 fn a_seed_gives_bit_identical_weights_on_1_2_and_4_threads() {
     let _guard = serial();
     let cfg = NetConfig::example(10, vec![2], Task::Classification);
-    // 1000 rows: batches of 256 split into several virtual batches and tasks,
-    // and a short last batch
-    let (cols, y) = syn2(1000, 7);
-    let data = dataset(&cfg, &cols, &y);
+    // batches of 256 split into several virtual batches and tasks, and a
+    // short last batch; 40,000 rows, so that building the data runs libtorch
+    // ops large enough to start its per-thread OpenMP setting on the pool's
+    // threads (with 1,000 the run below could not fail)
+    let (cols, y) = syn2(40_000, 7);
     let run = |threads: usize| {
         tabnet_core::process::set_threads(threads);
+        // the data built on the kernels' pool after the thread count is set,
+        // as in a session: a pool thread's libtorch ops then first see that
+        // count (libtorch's OpenMP setting is per thread), and training on
+        // that thread must still run libtorch on one
+        let data = dataset(&cfg, &cols, &y);
         tch::manual_seed(3);
         let m = Model::new(cfg.clone(), Device::Cpu).unwrap();
         let losses = train(&m, &data, 2);

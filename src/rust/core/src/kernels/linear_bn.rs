@@ -7,8 +7,8 @@
 //! gradients) is returned per task and merged by the caller in task order
 //! ([`BnStats::from_tasks`], [`merge_grads`]), so the result does not depend on
 //! which thread ran which task. The eval-mode product is [`linear_rows`].
-use super::{micro, ptr, with_pool, Chunks, SendMat, SendPtr, SendTensor, Shared, MAX_SPLIT};
 use super::{add_row, bn_grad_row, bn_grad_sums_row, normalise_row, sq_dev_row};
+use super::{micro, ptr, with_pool, Chunks, SendMat, SendPtr, SendTensor, Shared, MAX_SPLIT};
 use crate::gemm::{self, Kernel, Mat, Packed, TnAcc};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -329,12 +329,12 @@ impl<'a> LinearBnBackward<'a> {
     }
 }
 
-/// (∂L/∂γ, ∂L/∂β, ∂L/∂w (ch, in)) from every task's share, summed in task
-/// order (0 + t₀ = t₀ exactly, as in the BLAS path).
-pub fn merge_grads(parts: impl IntoIterator<Item = TaskGrads>) -> (Vec<f32>, Vec<f32>, Tensor) {
+/// (∂L/∂γ, ∂L/∂β, ∂L/∂w (ch, in) row-major) from every task's share, summed
+/// in task order (0 + t₀ = t₀ exactly, as in the BLAS path).
+pub fn merge_grads(parts: impl IntoIterator<Item = TaskGrads>) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (mut dgamma, mut dbeta) = (Vec::new(), Vec::new());
     let mut dw: Option<Tensor> = None;
-    let mut dw_micro: Option<(Vec<f32>, usize, usize)> = None;
+    let mut dw_micro: Option<Vec<f32>> = None;
     for p in parts {
         let ch = p.sum_g.len();
         if dgamma.is_empty() {
@@ -350,15 +350,17 @@ pub fn merge_grads(parts: impl IntoIterator<Item = TaskGrads>) -> (Vec<f32>, Vec
                 })
             }
             TaskGrad::Micro(acc) => {
-                let (v, _, _) =
-                    dw_micro.get_or_insert_with(|| (vec![0f32; ch * acc.k], ch, acc.k));
-                acc.add_transposed_into(v)
+                acc.add_transposed_into(dw_micro.get_or_insert_with(|| vec![0f32; ch * acc.k]))
             }
         }
     }
     let dw = match dw_micro {
-        Some((v, ch, n_in)) => Tensor::of_slice(&v).view([ch as i64, n_in as i64]),
-        None => dw.expect("a batch has at least one task"),
+        Some(v) => v,
+        None => Vec::<f32>::from(
+            &dw.expect("a batch has at least one task")
+                .contiguous()
+                .view([-1]),
+        ),
     };
     (dgamma, dbeta, dw)
 }

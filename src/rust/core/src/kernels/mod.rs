@@ -20,7 +20,9 @@ mod chunks;
 mod linear_bn;
 mod mask_row;
 pub use chunks::Chunks;
-pub use linear_bn::{linear_rows, merge_grads, BnStats, ChunkStats, LinearBnBackward, LinearBnForward, TaskGrads};
+pub use linear_bn::{
+    linear_rows, merge_grads, BnStats, ChunkStats, LinearBnBackward, LinearBnForward, TaskGrads,
+};
 pub(crate) use mask_row::row_threshold;
 pub use mask_row::{mask_row, mask_row_backward};
 
@@ -220,10 +222,10 @@ pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 }
 
 /// Runs `f` on a thread of the kernels' pool, so that the rayon loops inside it
-/// run in-pool instead of handing work across threads at every loop. `f` may
-/// use libtorch tensors: the caller blocks until it returns, and grad mode is
-/// off inside it (grad mode is per thread).
-pub(crate) fn on_pool<R>(f: impl FnOnce() -> R) -> R {
+/// run in-pool instead of handing work across threads at every loop (and a
+/// nested call runs inline). `f` may use libtorch tensors: the caller blocks
+/// until it returns. Grad mode is per thread: `f` sees the pool thread's.
+pub(crate) fn in_pool<R>(f: impl FnOnce() -> R) -> R {
     struct AssertSend<T>(T);
     // SAFETY: the value crosses to the pool thread and back while the caller
     // waits; nothing else touches it meanwhile.
@@ -236,9 +238,14 @@ pub(crate) fn on_pool<R>(f: impl FnOnce() -> R) -> R {
     let f = AssertSend(f);
     with_pool(move || {
         let f = f.into_inner();
-        AssertSend(tch::no_grad(f))
+        AssertSend(f())
     })
     .into_inner()
+}
+
+/// [`in_pool`] with grad mode off inside `f`.
+pub(crate) fn on_pool<R>(f: impl FnOnce() -> R) -> R {
+    in_pool(|| tch::no_grad(f))
 }
 
 /// e^x in f32 (Cephes polynomial, ≤ 2 ulp), written so loops vectorise.
@@ -433,5 +440,4 @@ mod tests {
         assert!(exp_f32(-200.0) >= 0.0 && exp_f32(-200.0) < 1e-37);
         assert!((sigmoid_f32(0.0) - 0.5).abs() < 1e-7);
     }
-
 }

@@ -16,8 +16,8 @@ use crate::encoder::{Backend, Encoder, EncoderOutput, Pass};
 use crate::ghost_bn::{chunk_sizes, BatchNorm};
 use crate::glu::GluLayer;
 use crate::kernels::{
-    self, empty, merge_grads, ptr, BnStats, ChunkStats, Chunks, LinearBnBackward,
-    LinearBnForward, SendPtr, TaskGrads,
+    self, empty, merge_grads, ptr, BnStats, ChunkStats, Chunks, LinearBnBackward, LinearBnForward,
+    SendPtr, TaskGrads,
 };
 use rayon::prelude::*;
 use std::ops::Range;
@@ -39,15 +39,6 @@ impl Grads {
         (g.defined() && kernels::supported(&g)).then_some(g)
     }
 
-    fn add_tensor(&mut self, p: &Tensor, g: Tensor) {
-        match Self::existing(p) {
-            Some(mut acc) => {
-                let _ = acc.g_add_(&g);
-            }
-            None => self.pending.push((p.shallow_clone(), g)),
-        }
-    }
-
     fn add_vec(&mut self, p: &Tensor, g: &[f32]) {
         match Self::existing(p) {
             Some(acc) => kernels::add_row(
@@ -55,7 +46,10 @@ impl Grads {
                 unsafe { kernels::as_mut_slice(&acc) }.expect("checked by existing()"),
                 g,
             ),
-            None => self.pending.push((p.shallow_clone(), Tensor::of_slice(g))),
+            None => self.pending.push((
+                p.shallow_clone(),
+                Tensor::of_slice(g).view(p.size().as_slice()),
+            )),
         }
     }
 }
@@ -109,8 +103,8 @@ impl LinearBn {
         bn.update_running_from(&self.stats.mean, &self.stats.var_unbiased);
     }
 
-    fn add_grads(&self, grads: &mut Grads, (dgamma, dbeta, dw): (Vec<f32>, Vec<f32>, Tensor)) {
-        grads.add_tensor(&self.param, dw);
+    fn add_grads(&self, grads: &mut Grads, (dgamma, dbeta, dw): (Vec<f32>, Vec<f32>, Vec<f32>)) {
+        grads.add_vec(&self.param, &dw);
         grads.add_vec(&self.weight, &dgamma);
         grads.add_vec(&self.bias, &dbeta);
     }
@@ -257,7 +251,14 @@ fn forward_task(
     for s in steps {
         let g = s.groups;
         log.stats.push(s.attention.task(chunks, t, |r, zr| {
-            glue::attention_row(zr, s.gamma, s.beta, row(s.prior, r, g), row(s.mask, r, g), s.entmax)
+            glue::attention_row(
+                zr,
+                s.gamma,
+                s.beta,
+                row(s.prior, r, g),
+                row(s.mask, r, g),
+                s.entmax,
+            )
         }));
         let sums = (f..f + n)
             .map(|r| {
@@ -365,7 +366,10 @@ pub(in crate::encoder) fn forward_train(
             })
         };
         // the batch statistics, layer by layer in pass order, tasks in task order
-        let mut bns: Vec<&BatchNorm> = layers_of(&enc.splitter).iter().map(|(l, _)| &l.bn.norm).collect();
+        let mut bns: Vec<&BatchNorm> = layers_of(&enc.splitter)
+            .iter()
+            .map(|(l, _)| &l.bn.norm)
+            .collect();
         for (att, ft) in enc.attention.iter().zip(&enc.transformers) {
             bns.push(&att.bn.norm);
             bns.extend(layers_of(ft).iter().map(|(l, _)| &l.bn.norm));
@@ -380,7 +384,10 @@ pub(in crate::encoder) fn forward_train(
         }
         let mut m_loss = 0f64;
         for i in 0..tape.steps.len() {
-            let sums: Vec<f64> = logs.iter().flat_map(|l| l.m_sums[i].iter().copied()).collect();
+            let sums: Vec<f64> = logs
+                .iter()
+                .flat_map(|l| l.m_sums[i].iter().copied())
+                .collect();
             m_loss += sums.iter().sum::<f64>() / rows as f64;
         }
         let leaves: Vec<Tensor> = tape
@@ -578,13 +585,14 @@ impl Tape {
         let mut grads = Grads::default();
         let mut per_task: Vec<_> = per_task.into_iter().map(|v| v.into_iter()).collect();
         for lin in lins {
-            let parts = per_task.iter_mut().map(|it| it.next().expect("one per layer"));
+            let parts = per_task
+                .iter_mut()
+                .map(|it| it.next().expect("one per layer"));
             lin.add_grads(&mut grads, merge_grads(parts.collect::<Vec<_>>()));
         }
         (grads, dx0)
     }
 }
-
 
 /// What every task of the backward shares: the layout, the widths, the
 /// glue's constants, x0 and ∂L/∂x0 (each task adds its own rows).
@@ -628,7 +636,12 @@ fn backward_task(
         let mut g = vec![0f32; n * w];
         for r in f..f + n {
             let gd = s.leaf_grad.map(|p| &*row(p, r, n_d));
-            glue::out_grad_row(gd, row(s.out, r, w), &g_a[local(r, n_a)], &mut g[local(r, w)]);
+            glue::out_grad_row(
+                gd,
+                row(s.out, r, w),
+                &g_a[local(r, n_a)],
+                &mut g[local(r, w)],
+            );
         }
         let g_xm = transformer_back(&s.layers, chunks, t, g, &mut dz, &mut out);
         let mut g_m = vec![0f32; n * groups];
@@ -683,4 +696,3 @@ fn backward_task(
     }
     out
 }
-

@@ -85,7 +85,8 @@ impl BnStats {
 pub struct LinearBnForward<'a> {
     x: Shared<'a>,
     z: Shared<'a>,
-    wt: SendTensor,
+    /// wᵀ for the BLAS path (none with the micro-kernels)
+    wt: Option<SendTensor>,
     zp: SendPtr,
     ch: usize,
     eps: f32,
@@ -105,7 +106,7 @@ impl<'a> LinearBnForward<'a> {
         LinearBnForward {
             x: Shared(x),
             z: Shared(z),
-            wt: SendTensor(w.tr()),
+            wt: micro.is_none().then(|| SendTensor(w.tr())),
             zp: ptr(z),
             ch: z.size()[1] as usize,
             eps,
@@ -129,7 +130,8 @@ impl<'a> LinearBnForward<'a> {
                 gemm::gemm(*k, mat_rows(xm.0, f, n), b, zp.get().add(f * ch), ch)
             },
             None => tch::no_grad(|| {
-                let _ = self.x.rows(f, n).mm_out(&self.z.rows(f, n), &self.wt.0);
+                let wt = &self.wt.as_ref().expect("made for the BLAS path").0;
+                let _ = self.x.rows(f, n).mm_out(&self.z.rows(f, n), wt);
             }),
         }
         t.clone()

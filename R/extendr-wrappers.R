@@ -87,8 +87,8 @@ rs_model_prepare <- function(model, data) rust_result(.Call(wrap__rs_model_prepa
 rs_trainer_begin <- function(trainer, data) rust_result(.Call(wrap__rs_trainer_begin, trainer, data))
 
 #' Runs up to `max_batches` batches; returns how many remain in the epoch, or
-#' -1 when the user pressed Ctrl-C (checked after every batch; the R layer
-#' raises the interrupt).
+#' -1 when the user pressed Ctrl-C (checked between batches, every 50 ms or
+#' so; the R layer raises the interrupt).
 #' @noRd
 rs_trainer_run <- function(trainer, model, data, max_batches) rust_result(.Call(wrap__rs_trainer_run, trainer, model, data, max_batches))
 

@@ -59,8 +59,8 @@ fn rs_trainer_begin(
 }
 
 /// Runs up to `max_batches` batches; returns how many remain in the epoch, or
-/// -1 when the user pressed Ctrl-C (checked after every batch; the R layer
-/// raises the interrupt).
+/// -1 when the user pressed Ctrl-C (checked between batches, every 50 ms or
+/// so; the R layer raises the interrupt).
 /// @noRd
 #[extendr]
 fn rs_trainer_run(
@@ -69,17 +69,25 @@ fn rs_trainer_run(
     data: ExternalPtr<Dataset>,
     max_batches: f64,
 ) -> ApiResult<i32> {
-    let mut remaining = 0;
-    for _ in 0..count(max_batches, "max_batches", 1, i32::MAX as i64)? {
-        remaining = trainer.run(&model, &data, 1)?;
-        if remaining == 0 {
-            break;
+    // Batches go to the kernels' pool in slices of about 50 ms (at least one
+    // batch each), and R is asked about Ctrl-C between slices, on its own
+    // thread: a pressed Ctrl-C stops training within a slice or one batch.
+    const SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+    let mut left = count(max_batches, "max_batches", 1, i32::MAX as i64)?;
+    loop {
+        let before = trainer.remaining();
+        let remaining = trainer.run_within(&model, &data, left, Some(SLICE))?;
+        left -= before - remaining;
+        if remaining == 0 || remaining == before {
+            return Ok(0);
         }
         if interrupt::pending() {
             return Ok(-1);
         }
+        if left <= 0 {
+            return Ok(remaining as i32);
+        }
     }
-    Ok(remaining as i32)
 }
 
 /// Ends the epoch; returns its mean training loss.

@@ -121,8 +121,23 @@ impl Trainer {
     /// Runs up to `max_batches` batches of the current epoch; returns how many
     /// batches remain.
     pub fn run(&mut self, model: &Model, data: &Dataset, max_batches: i64) -> Result<i64> {
+        self.run_within(model, data, max_batches, None)
+    }
+
+    /// [`Trainer::run`] that also stops after the batch during which `budget`
+    /// ran out (at least one batch runs): a caller that must look at something
+    /// between batches on its own thread (R's interrupts) still hands the
+    /// batches to the kernels' pool in one go. Returns how many batches remain.
+    pub fn run_within(
+        &mut self,
+        model: &Model,
+        data: &Dataset,
+        max_batches: i64,
+        budget: Option<std::time::Duration>,
+    ) -> Result<i64> {
+        let deadline = budget.map(|b| std::time::Instant::now() + b);
         if self.settings.is_some() {
-            // the fused CPU pass: the whole loop on a thread of the kernels'
+            // the fused CPU pass: the batches on a thread of the kernels'
             // pool, so that each pass's parallel tasks start in-pool instead of
             // handing the pass to the pool and back twice per batch (measured:
             // 0.17 ms per hand-off, a tenth of a default batch at 2 threads).
@@ -132,21 +147,31 @@ impl Trainer {
             // thread count)
             crate::kernels::in_pool(|| {
                 tch::set_num_threads(1);
-                tch::with_grad(|| self.run_batches(model, data, max_batches))
+                tch::with_grad(|| self.run_batches(model, data, max_batches, deadline))
             })
         } else {
-            self.run_batches(model, data, max_batches)
+            self.run_batches(model, data, max_batches, deadline)
         }
     }
 
-    fn run_batches(&mut self, model: &Model, data: &Dataset, max_batches: i64) -> Result<i64> {
+    fn run_batches(
+        &mut self,
+        model: &Model,
+        data: &Dataset,
+        max_batches: i64,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<i64> {
         let perm = match &self.perm {
             Some(p) => p.shallow_clone(),
             None => return invalid("begin_epoch() must be called first"),
         };
         let bs = self.opts.batch_size.min(data.n);
         let stop = (self.cursor + max_batches).min(self.n_batches);
+        let first = self.cursor;
         while self.cursor < stop {
+            if self.cursor > first && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                break;
+            }
             let start = self.cursor * bs;
             let len = bs.min(data.n - start);
             let batch = data.batch(&perm.narrow(0, start, len));
@@ -174,6 +199,11 @@ impl Trainer {
             }
         }
         Ok(self.n_batches - self.cursor)
+    }
+
+    /// Batches of the current epoch not run yet.
+    pub fn remaining(&self) -> i64 {
+        self.n_batches - self.cursor
     }
 
     /// Mean training loss of the epoch (row-weighted over batches).

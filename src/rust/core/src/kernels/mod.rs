@@ -1,10 +1,11 @@
 //! Fused CPU kernels for the hand-derived encoder pass (`encoder::fused`):
 //! ghost batch norm fused with GLU and the residual, its backward, and the
-//! row-wise sparsemax / entmax-1.5 with their backward. Each virtual batch is
-//! handled by one rayon task while it sits in cache, instead of a dozen
-//! full-batch passes of separate libtorch kernels; each task's matrix products
-//! run on the crate's own micro-kernels ([`crate::gemm`]) where the CPU has
-//! AVX2 or AVX-512, else on libtorch (BLAS).
+//! row-wise sparsemax / entmax-1.5 with their backward. A group of virtual
+//! batches ([`Chunks::tasks`]) is one rayon task, which the encoder pass runs
+//! through every layer in turn ([`LinearBnForward`], [`LinearBnBackward`]),
+//! instead of a dozen full-batch passes of separate libtorch kernels per
+//! layer; each task's matrix products run on the crate's own micro-kernels
+//! ([`crate::gemm`]) where the CPU has AVX2 or AVX-512, else on libtorch (BLAS).
 //!
 //! Virtual batches are cut exactly like pytorch-tabnet's `torch.chunk`: contiguous
 //! runs of rows (the sizes come from the caller, see `ghost_bn::chunk_sizes`;

@@ -154,13 +154,16 @@ impl Encoder {
         keep_masks: bool,
         backend: Backend,
     ) -> EncoderOutput {
+        let fused = backend == Backend::Fused && fused::applicable(x, train);
+        if fused && train && !keep_masks {
+            // the fused training pass (its own initial BN; it keeps no masks)
+            return fused::forward_train(self, embedder, x, prior);
+        }
         let x0 = self.initial_bn.forward_t(x, train);
-        let fused = backend == Backend::Fused && fused::applicable(&x0, train);
-        match (fused, train) {
-            // the fused training pass keeps no masks
-            (true, true) if !keep_masks => fused::forward_train(self, embedder, &x0, prior),
-            (true, false) => fused::forward_eval(self, embedder, &x0, prior, keep_masks),
-            _ => autograd::forward(self, embedder, &x0, prior, train, keep_masks),
+        if fused && !train {
+            fused::forward_eval(self, embedder, &x0, prior, keep_masks)
+        } else {
+            autograd::forward(self, embedder, &x0, prior, train, keep_masks)
         }
     }
 }

@@ -8,7 +8,7 @@
 //! to a virtual batch (ghost-BN statistics, masks, priors), so the tasks need
 //! no synchronisation until the pass ends, when the batch statistics and the
 //! parameter gradients are merged in task order. The pass plugs into autograd
-//! at its edges: the initial BN output enters as a detached copy, the step
+//! at its edges: the embedded input enters as a detached copy, the step
 //! outputs and the sparsity term leave as leaves that the head/decoder and the
 //! loss use normally. After `loss.backward()`, [`Tape::backward`] reads the
 //! leaves' gradients, runs the encoder backward by hand, and hands the
@@ -26,6 +26,7 @@ use tch::{Kind, Tensor};
 
 mod eval;
 mod glue;
+mod initial_bn;
 mod train;
 
 pub(super) use eval::forward_eval;

@@ -9,6 +9,7 @@
 //! gradient; both are merged in task order afterwards, so a seed gives the
 //! same bits on any number of threads.
 use super::glue::{self, GlueGrad};
+use super::initial_bn::InitialBn;
 use super::{initial_prior, layers_of, row, to_vec, Expansion};
 use crate::config::MaskType;
 use crate::embedding::Embedder;
@@ -147,9 +148,11 @@ pub(in crate::encoder) struct Tape {
     n_d: i64,
     gamma: f64,
     epsilon: f64,
-    /// initial-BN output with its autograd history (the surrogate's input edge)
+    /// the embedded input with its autograd history (the surrogate's input
+    /// edge, when it has one)
     x_graph: Tensor,
-    /// the same values, detached
+    /// the initial batch norm, and its output
+    initial: InitialBn,
     x0: Tensor,
     /// embedded dimension → attention group, and per-dimension scale
     expansion: Expansion,
@@ -282,10 +285,10 @@ fn forward_task(
     log
 }
 
-/// Training forward of the encoder from the initial BN's output `x_graph`
-/// (with autograd history). Returns the output whose steps and sparsity term
-/// are autograd leaves; its pass must be completed ([`Pass::backward`]) after
-/// `loss.backward()`.
+/// Training forward of the encoder, initial batch norm included, from the
+/// embedded input `x_graph` (with its autograd history, if any). Returns the
+/// output whose steps and sparsity term are autograd leaves; its pass must be
+/// completed ([`Pass::backward`]) after `loss.backward()`.
 pub(in crate::encoder) fn forward_train(
     enc: &Encoder,
     embedder: &Embedder,
@@ -293,7 +296,7 @@ pub(in crate::encoder) fn forward_train(
     prior: Option<&Tensor>,
 ) -> EncoderOutput {
     kernels::on_pool(|| {
-        let x0 = x_graph.detach().contiguous();
+        let (initial, x0) = InitialBn::forward(&enc.initial_bn, x_graph);
         let (rows, dims) = (x0.size()[0] as usize, x0.size()[1] as usize);
         let vbs = enc.attention[0].bn.virtual_batch_size;
         let chunks = Chunks::from_sizes(&chunk_sizes(rows as i64, vbs));
@@ -327,6 +330,7 @@ pub(in crate::encoder) fn forward_train(
             gamma: enc.gamma,
             epsilon: enc.epsilon,
             x_graph: x_graph.shallow_clone(),
+            initial,
             x0,
             expansion: Expansion::of(embedder, dims),
             splitter,
@@ -504,12 +508,26 @@ impl Tape {
     /// left on the leaves, then passes the parameter and input gradients back
     /// to autograd (accumulating into `.grad()` like any backward).
     pub(in crate::encoder) fn backward(self) {
-        let (grads, dx0) = kernels::on_pool(|| self.manual_backward());
-        let mut surrogate = (&self.x_graph * dx0).sum(Kind::Float);
-        for (p, g) in &grads.pending {
-            surrogate += (p * g).sum(Kind::Float);
+        let (grads, dx) = kernels::on_pool(|| {
+            let (mut grads, dx0) = self.manual_backward();
+            let (dx, dgamma, dbeta) = self.initial.backward(&dx0);
+            grads.add_vec(&self.initial.weight, &dgamma);
+            grads.add_vec(&self.initial.bias, &dbeta);
+            (grads, dx)
+        });
+        // the rest goes to autograd in one backward: the embedding's input edge
+        // (none for numeric predictors) and the parameters without a .grad()
+        // yet (the first step); nothing at all in the usual case
+        let mut terms = Vec::new();
+        if self.x_graph.requires_grad() {
+            terms.push((&self.x_graph * dx).sum(Kind::Float));
         }
-        surrogate.backward();
+        for (p, g) in &grads.pending {
+            terms.push((p * g).sum(Kind::Float));
+        }
+        if let Some(first) = terms.pop() {
+            terms.iter().fold(first, |acc, t| acc + t).backward();
+        }
     }
 
     /// The hand-derived backward: (parameter, gradient) pairs and ∂L/∂x0.

@@ -78,8 +78,9 @@ fn rs_trainer_run(
         let before = trainer.remaining();
         let remaining = trainer.run_within(&model, &data, left, Some(SLICE))?;
         left -= before - remaining;
+        // (no progress cannot happen: a call runs at least one batch)
         if remaining == 0 || remaining == before {
-            return Ok(0);
+            return Ok(remaining as i32);
         }
         if interrupt::pending() {
             return Ok(-1);

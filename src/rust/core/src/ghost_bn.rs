@@ -31,6 +31,19 @@ pub(crate) struct BatchNorm {
 }
 
 impl BatchNorm {
+    /// Another handle on the same parameters and statistics (updates through
+    /// either reach both).
+    pub(crate) fn shallow_clone(&self) -> BatchNorm {
+        BatchNorm {
+            weight: self.weight.shallow_clone(),
+            bias: self.bias.shallow_clone(),
+            running_mean: self.running_mean.shallow_clone(),
+            running_var: self.running_var.shallow_clone(),
+            momentum: self.momentum,
+            eps: self.eps,
+        }
+    }
+
     /// Parameters `weight`, `bias` and statistics `running_mean`, `running_var`
     /// under `p`.
     pub fn new(p: &nn::Path, dim: i64, momentum: f64) -> Self {

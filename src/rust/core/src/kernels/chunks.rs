@@ -2,7 +2,7 @@
 use super::MAX_SPLIT;
 
 /// Rows per parallel task (at least).
-const TASK_ROWS: usize = 2048;
+pub(crate) const TASK_ROWS: usize = 2048;
 
 /// Which rows make up each virtual batch of a training batch, and how the
 /// virtual batches are grouped into parallel tasks.

@@ -7,6 +7,7 @@
 //! gradients) is returned per task and merged by the caller in task order
 //! ([`BnStats::from_tasks`], [`merge_grads`]), so the result does not depend on
 //! which thread ran which task. The eval-mode product is [`linear_rows`].
+use super::chunks::TASK_ROWS;
 use super::{add_row, bn_grad_row, bn_grad_sums_row, normalise_row, sq_dev_row};
 use super::{micro, ptr, with_pool, Chunks, SendMat, SendPtr, SendTensor, Shared, MAX_SPLIT};
 use crate::gemm::{self, Kernel, Mat, Packed, TnAcc};
@@ -79,18 +80,67 @@ impl BnStats {
     }
 }
 
-/// z = x wᵀ followed by ghost BN, prepared once per pass: `x` is (rows, in)
-/// (its rows may be `ld` apart), `w` (ch, in) detached, `z` (rows, ch) the
-/// output, overwritten with ẑ = (z − μ)/σ per virtual batch.
-pub struct LinearBnForward<'a> {
+/// z = x wᵀ on a range of rows, prepared once per pass: `x` is (rows, in)
+/// (its rows may be `ld` apart), `w` (ch, in) detached, `z` (rows, ch).
+struct Product<'a> {
     x: Shared<'a>,
     z: Shared<'a>,
     /// wᵀ for the BLAS path (none with the micro-kernels)
     wt: Option<SendTensor>,
     zp: SendPtr,
     ch: usize,
-    eps: f32,
     micro: Option<(Kernel, SendMat, Packed)>,
+}
+
+impl<'a> Product<'a> {
+    fn new(x: &'a Tensor, w: &Tensor, z: &'a Tensor) -> Self {
+        let micro = micro(x, w).map(|(k, m)| {
+            let (n, kk) = (w.size()[0] as usize, w.size()[1] as usize);
+            (k, SendMat(m), Packed::transposed(weights(w), n, kk))
+        });
+        Product {
+            x: Shared(x),
+            z: Shared(z),
+            wt: micro.is_none().then(|| SendTensor(w.tr())),
+            zp: ptr(z),
+            ch: z.size()[1] as usize,
+            micro,
+        }
+    }
+
+    /// Rows f..f+n of z (single-threaded), returned for the caller's epilogue.
+    ///
+    /// # Safety
+    /// Rows f..f+n of z are the caller's alone (one task's) while the slice
+    /// lives; z's storage is shared and mutable, as in [`super::as_mut_slice`].
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rows(&self, f: usize, n: usize) -> &mut [f32] {
+        match &self.micro {
+            // SAFETY: the rows of x and z exist and only this task writes
+            // these rows of z (the caller's contract); the kernel is available.
+            Some((k, xm, b)) => unsafe {
+                gemm::gemm(
+                    *k,
+                    mat_rows(xm.0, f, n),
+                    b,
+                    self.zp.get().add(f * self.ch),
+                    self.ch,
+                )
+            },
+            None => tch::no_grad(|| {
+                let wt = &self.wt.as_ref().expect("made for the BLAS path").0;
+                let _ = self.x.rows(f, n).mm_out(&self.z.rows(f, n), wt);
+            }),
+        }
+        rows_mut(self.zp, f, n, self.ch)
+    }
+}
+
+/// z = x wᵀ followed by ghost BN, prepared once per pass (see [`Product`]);
+/// z is overwritten with ẑ = (z − μ)/σ per virtual batch.
+pub struct LinearBnForward<'a> {
+    product: Product<'a>,
+    eps: f32,
 }
 
 // SAFETY: tasks read `wt` (a transposed view of a detached weight) and the
@@ -99,18 +149,9 @@ unsafe impl Sync for LinearBnForward<'_> {}
 
 impl<'a> LinearBnForward<'a> {
     pub fn new(x: &'a Tensor, w: &Tensor, z: &'a Tensor, eps: f32) -> Self {
-        let micro = micro(x, w).map(|(k, m)| {
-            let (n, kk) = (w.size()[0] as usize, w.size()[1] as usize);
-            (k, SendMat(m), Packed::transposed(weights(w), n, kk))
-        });
         LinearBnForward {
-            x: Shared(x),
-            z: Shared(z),
-            wt: micro.is_none().then(|| SendTensor(w.tr())),
-            zp: ptr(z),
-            ch: z.size()[1] as usize,
+            product: Product::new(x, w, z),
             eps,
-            micro,
         }
     }
 
@@ -121,23 +162,14 @@ impl<'a> LinearBnForward<'a> {
     where
         F: FnMut(usize, &[f32]),
     {
-        let (ch, zp) = (self.ch, self.zp);
+        let ch = self.product.ch;
         let (f, n) = chunks.task_rows(t);
-        match &self.micro {
-            // SAFETY: the task's rows of x and z exist and only this task
-            // writes its rows of z; the kernel is available.
-            Some((k, xm, b)) => unsafe {
-                gemm::gemm(*k, mat_rows(xm.0, f, n), b, zp.get().add(f * ch), ch)
-            },
-            None => tch::no_grad(|| {
-                let wt = &self.wt.as_ref().expect("made for the BLAS path").0;
-                let _ = self.x.rows(f, n).mm_out(&self.z.rows(f, n), wt);
-            }),
-        }
+        // SAFETY: a task's rows belong to that task alone.
+        let z = unsafe { self.product.rows(f, n) };
         t.clone()
             .map(|i| {
                 let (first, count) = chunks.rows_of(i);
-                let block = rows_mut(zp, first, count, ch);
+                let block = &mut z[(first - f) * ch..(first - f + count) * ch];
                 let mut mean = vec![0f32; ch];
                 for r in block.chunks_exact(ch) {
                     add_row(&mut mean, r);
@@ -168,38 +200,26 @@ impl<'a> LinearBnForward<'a> {
     }
 }
 
-/// Eval mode: z = x wᵀ per task of rows (single-threaded BLAS each), then
+/// Eval mode: z = x wᵀ per task of rows (single-threaded each), then
 /// `epilogue(row, z_row)` on each row while the task's rows are in cache.
 pub fn linear_rows<F>(x: &Tensor, w: &Tensor, z: &Tensor, epilogue: F)
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
-    const TASK_ROWS: usize = 2048;
+    /// Sync for the tasks: see [`LinearBnForward`].
+    struct Tasks<'a>(Product<'a>);
+    // SAFETY: as for LinearBnForward.
+    unsafe impl Sync for Tasks<'_> {}
     let rows = z.size()[0] as usize;
-    let ch = z.size()[1] as usize;
-    let zp = ptr(z);
-    let wt = w.tr();
-    let (xs, zs, wts) = (Shared(x), Shared(z), Shared(&wt));
-    let micro = micro(x, w).map(|(k, m)| {
-        let (n, kk) = (w.size()[0] as usize, w.size()[1] as usize);
-        (k, SendMat(m), Packed::transposed(weights(w), n, kk))
-    });
-    let micro = micro.as_ref();
+    let (ch, product) = (z.size()[1] as usize, Tasks(Product::new(x, w, z)));
     let per = TASK_ROWS.min(rows.div_ceil(MAX_SPLIT)).max(1);
+    let product = &product;
     with_pool(|| {
         (0..rows.div_ceil(per)).into_par_iter().for_each(|t| {
             let (f, n) = (t * per, per.min(rows - t * per));
-            match micro {
-                // SAFETY: the task's rows of x and z exist and only this task
-                // writes its rows of z; the kernel is available.
-                Some((k, xm, b)) => unsafe {
-                    gemm::gemm(*k, mat_rows(xm.0, f, n), b, zp.get().add(f * ch), ch)
-                },
-                None => tch::no_grad(|| {
-                    let _ = xs.rows(f, n).mm_out(&zs.rows(f, n), wts.get());
-                }),
-            }
-            for (j, r) in rows_mut(zp, f, n, ch).chunks_exact_mut(ch).enumerate() {
+            // SAFETY: a task's rows belong to that task alone.
+            let z = unsafe { product.0.rows(f, n) };
+            for (j, r) in z.chunks_exact_mut(ch).enumerate() {
                 epilogue(f + j, r);
             }
         })

@@ -11,11 +11,10 @@ use crate::ghost_bn::BatchNorm;
 use crate::kernels::{self, empty};
 use tch::{Kind, Tensor};
 
-/// What the backward needs: γ and β (as parameters and values), 1/σ per
-/// column and the normalised input x̂ (rows × dims, row-major).
+/// What the backward needs: the BN (γ and β as parameters; γ as values), 1/σ
+/// per column and the normalised input x̂ (rows × dims, row-major).
 pub(super) struct InitialBn {
-    pub(super) weight: Tensor,
-    pub(super) bias: Tensor,
+    pub(super) bn: BatchNorm,
     gamma: Vec<f32>,
     rstd: Vec<f32>,
     xhat: Vec<f32>,
@@ -73,8 +72,7 @@ impl InitialBn {
         let var_unbiased: Vec<f32> = ss.iter().map(|s| (s / (n - 1.0)) as f32).collect();
         bn.update_running_from(&mean32, &var_unbiased);
         let tape = InitialBn {
-            weight: bn.weight.shallow_clone(),
-            bias: bn.bias.shallow_clone(),
+            bn: bn.shallow_clone(),
             gamma,
             rstd: rstd.iter().map(|&s| s as f32).collect(),
             xhat,

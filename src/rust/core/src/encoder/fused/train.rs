@@ -56,16 +56,14 @@ impl Grads {
 }
 
 /// A bias-free linear map followed by ghost BN, as saved for the backward: the
-/// weight (detached for the products, and as the parameter), the BN's γ, β and
-/// their parameters, the input, ẑ and the per-virtual-batch statistics.
+/// weight (detached for the products, and as the parameter), the BN (its γ and
+/// β as values too), the input, ẑ and the per-virtual-batch statistics.
 struct LinearBn {
     fc: Tensor,
     param: Tensor,
-    weight: Tensor,
-    bias: Tensor,
+    bn: BatchNorm,
     gamma: Vec<f32>,
     beta: Vec<f32>,
-    eps: f32,
     input: Tensor,
     zhat: Tensor,
     stats: BnStats,
@@ -78,11 +76,9 @@ impl LinearBn {
         LinearBn {
             fc: fc.detach(),
             param: fc.shallow_clone(),
-            weight: bn.weight.shallow_clone(),
-            bias: bn.bias.shallow_clone(),
+            bn: bn.shallow_clone(),
             gamma: to_vec(&bn.weight),
             beta: to_vec(&bn.bias),
-            eps: bn.eps as f32,
             input: input.shallow_clone(),
             zhat: empty(rows, fc.size()[0] as usize),
             stats: BnStats::default(),
@@ -90,7 +86,7 @@ impl LinearBn {
     }
 
     fn forward_plan(&self) -> LinearBnForward<'_> {
-        LinearBnForward::new(&self.input, &self.fc, &self.zhat, self.eps)
+        LinearBnForward::new(&self.input, &self.fc, &self.zhat, self.bn.eps as f32)
     }
 
     fn backward_plan(&self) -> LinearBnBackward<'_> {
@@ -99,15 +95,16 @@ impl LinearBn {
 
     /// Keeps the batch statistics the tasks returned (in task order) and
     /// updates the BN's running statistics from them.
-    fn finish<'a>(&mut self, bn: &BatchNorm, per_task: impl IntoIterator<Item = &'a [ChunkStats]>) {
+    fn finish<'a>(&mut self, per_task: impl IntoIterator<Item = &'a [ChunkStats]>) {
         self.stats = BnStats::from_tasks(per_task);
-        bn.update_running_from(&self.stats.mean, &self.stats.var_unbiased);
+        self.bn
+            .update_running_from(&self.stats.mean, &self.stats.var_unbiased);
     }
 
     fn add_grads(&self, grads: &mut Grads, (dgamma, dbeta, dw): (Vec<f32>, Vec<f32>, Vec<f32>)) {
         grads.add_vec(&self.param, &dw);
-        grads.add_vec(&self.weight, &dgamma);
-        grads.add_vec(&self.bias, &dbeta);
+        grads.add_vec(&self.bn.weight, &dgamma);
+        grads.add_vec(&self.bn.bias, &dbeta);
     }
 }
 
@@ -370,30 +367,21 @@ pub(in crate::encoder) fn forward_train(
             })
         };
         // the batch statistics, layer by layer in pass order, tasks in task order
-        let mut bns: Vec<&BatchNorm> = layers_of(&enc.splitter)
-            .iter()
-            .map(|(l, _)| &l.bn.norm)
-            .collect();
-        for (att, ft) in enc.attention.iter().zip(&enc.transformers) {
-            bns.push(&att.bn.norm);
-            bns.extend(layers_of(ft).iter().map(|(l, _)| &l.bn.norm));
-        }
         let mut lins: Vec<&mut LinearBn> = tape.splitter.iter_mut().map(|l| &mut l.lin).collect();
         for s in tape.steps.iter_mut() {
             lins.push(&mut s.attention.lin);
             lins.extend(s.layers.iter_mut().map(|l| &mut l.lin));
         }
-        for (i, (lin, bn)) in lins.into_iter().zip(bns).enumerate() {
-            lin.finish(bn, logs.iter().map(|l| l.stats[i].as_slice()));
+        for (i, lin) in lins.into_iter().enumerate() {
+            lin.finish(logs.iter().map(|l| l.stats[i].as_slice()));
         }
-        let mut m_loss = 0f64;
-        for i in 0..tape.steps.len() {
-            let sums: Vec<f64> = logs
-                .iter()
-                .flat_map(|l| l.m_sums[i].iter().copied())
-                .collect();
-            m_loss += sums.iter().sum::<f64>() / rows as f64;
-        }
+        // Σ over the rows in row order (tasks in task order), as one sequential sum
+        let m_loss: f64 = (0..tape.steps.len())
+            .map(|i| {
+                let sum: f64 = logs.iter().flat_map(|l| l.m_sums[i].iter()).sum();
+                sum / rows as f64
+            })
+            .sum();
         let leaves: Vec<Tensor> = tape
             .steps
             .iter()
@@ -511,8 +499,8 @@ impl Tape {
         let (grads, dx) = kernels::on_pool(|| {
             let (mut grads, dx0) = self.manual_backward();
             let (dx, dgamma, dbeta) = self.initial.backward(&dx0);
-            grads.add_vec(&self.initial.weight, &dgamma);
-            grads.add_vec(&self.initial.bias, &dbeta);
+            grads.add_vec(&self.initial.bn.weight, &dgamma);
+            grads.add_vec(&self.initial.bn.bias, &dbeta);
             (grads, dx)
         });
         // the rest goes to autograd in one backward: the embedding's input edge
@@ -581,6 +569,15 @@ impl Tape {
             n_d: self.n_d as usize,
             n_a: self.steps[0].attention.lin.input.size()[1] as usize,
             groups: self.steps[0].attention.mask.size()[1] as usize,
+            max_ch: splitter
+                .iter()
+                .chain(steps.iter().flat_map(|s| s.layers.iter()))
+                .map(|l| 2 * l.d)
+                .chain(std::iter::once(
+                    self.steps[0].attention.mask.size()[1] as usize,
+                ))
+                .max()
+                .unwrap_or(0),
             glue,
             x0: ptr(&self.x0),
             dx0: ptr(&dx0),
@@ -612,13 +609,15 @@ impl Tape {
     }
 }
 
-/// What every task of the backward shares: the layout, the widths, the
-/// glue's constants, x0 and ∂L/∂x0 (each task adds its own rows).
+/// What every task of the backward shares: the layout, the widths (`max_ch`:
+/// the widest layer output, for the scratch ∂L/∂z), the glue's constants, x0
+/// and ∂L/∂x0 (each task adds its own rows).
 struct BackCtx<'a> {
     chunks: &'a Chunks,
     n_d: usize,
     n_a: usize,
     groups: usize,
+    max_ch: usize,
     glue: GlueGrad<'a>,
     x0: SendPtr,
     dx0: SendPtr,
@@ -636,14 +635,7 @@ fn backward_task(
     let (f, n) = chunks.task_rows(t);
     let (n_d, n_a, groups) = (ctx.n_d, ctx.n_a, ctx.groups);
     let dims = glue.ex.col.len();
-    let max_ch = splitter
-        .iter()
-        .chain(steps.iter().flat_map(|s| s.layers.iter()))
-        .map(|l| 2 * l.d)
-        .max()
-        .unwrap_or(0)
-        .max(groups);
-    let mut dz = vec![0f32; n * max_ch];
+    let mut dz = vec![0f32; n * ctx.max_ch];
     let mut out = Vec::new();
     let mut g_a = vec![0f32; n * n_a];
     let mut g_prior = vec![0f32; n * groups];
@@ -685,15 +677,14 @@ fn backward_task(
             &mut dz,
             &mut g_a_next,
             |r, zr, gy| {
-                let gp = &mut g_prior_i[(r - f) * groups..(r - f + 1) * groups];
                 glue::attention_grad_row(
                     zr,
                     s.gamma,
                     s.beta,
                     row(s.mask, r, groups),
                     row(s.prior, r, groups),
-                    &g_m[(r - f) * groups..(r - f + 1) * groups],
-                    gp,
+                    &g_m[local(r, groups)],
+                    &mut g_prior_i[local(r, groups)],
                     gy,
                     s.entmax,
                 )

@@ -8,7 +8,7 @@
 //! ([`BnStats::from_tasks`], [`merge_grads`]), so the result does not depend on
 //! which thread ran which task. The eval-mode product is [`linear_rows`].
 use super::chunks::TASK_ROWS;
-use super::{add_row, bn_grad_row, bn_grad_sums_row, normalise_row, sq_dev_row};
+use super::{add_row, bn_grad_rows, col_sq_dev_sums, col_sums};
 use super::{micro, ptr, with_pool, Chunks, SendMat, SendPtr, SendTensor, Shared, MAX_SPLIT};
 use crate::gemm::{self, Kernel, Mat, Packed, TnAcc};
 use rayon::prelude::*;
@@ -156,11 +156,14 @@ impl<'a> LinearBnForward<'a> {
     }
 
     /// The task's rows: the product (single-threaded), then per virtual batch
-    /// the statistics, the normalisation in place and `epilogue(row, ẑ_row)`
-    /// while the rows are in cache. Returns the task's chunks' statistics.
+    /// the statistics and `epilogue(first row, z block, mean, 1/σ)` on the
+    /// virtual batch's rows while they are in cache. The epilogue must leave
+    /// ẑ = (z − mean) · (1/σ) in the block (the backward reads it), e.g. with
+    /// [`normalise_rows`](super::normalise_rows) or fused into its own kernel.
+    /// Returns the task's chunks' statistics.
     pub fn task<F>(&self, chunks: &Chunks, t: &Range<usize>, mut epilogue: F) -> Vec<ChunkStats>
     where
-        F: FnMut(usize, &[f32]),
+        F: FnMut(usize, &mut [f32], &[f32], &[f32]),
     {
         let ch = self.product.ch;
         let (f, n) = chunks.task_rows(t);
@@ -171,15 +174,11 @@ impl<'a> LinearBnForward<'a> {
                 let (first, count) = chunks.rows_of(i);
                 let block = &mut z[(first - f) * ch..(first - f + count) * ch];
                 let mut mean = vec![0f32; ch];
-                for r in block.chunks_exact(ch) {
-                    add_row(&mut mean, r);
-                }
+                col_sums(&mut mean, block);
                 let inv = 1.0 / count as f32;
                 mean.iter_mut().for_each(|m| *m *= inv);
                 let mut ss = vec![0f32; ch];
-                for r in block.chunks_exact(ch) {
-                    sq_dev_row(&mut ss, r, &mean);
-                }
+                col_sq_dev_sums(&mut ss, block, &mean);
                 let rstd: Vec<f32> = ss
                     .iter()
                     .map(|s| 1.0 / (s * inv + self.eps).sqrt())
@@ -190,10 +189,7 @@ impl<'a> LinearBnForward<'a> {
                     0.0
                 };
                 let var_u: Vec<f32> = ss.iter().map(|s| s * unb).collect();
-                for (j, r) in block.chunks_exact_mut(ch).enumerate() {
-                    normalise_row(r, &mean, &rstd);
-                    epilogue(first + j, r);
-                }
+                epilogue(first, block, &mean, &rstd);
                 (rstd, mean, var_u)
             })
             .collect()
@@ -201,7 +197,7 @@ impl<'a> LinearBnForward<'a> {
 }
 
 /// Eval mode: z = x wᵀ per task of rows (single-threaded each), then
-/// `epilogue(row, z_row)` on each row while the task's rows are in cache.
+/// `epilogue(first row, z block)` on the task's rows while they are in cache.
 pub fn linear_rows<F>(x: &Tensor, w: &Tensor, z: &Tensor, epilogue: F)
 where
     F: Fn(usize, &mut [f32]) + Sync,
@@ -211,17 +207,14 @@ where
     // SAFETY: as for LinearBnForward.
     unsafe impl Sync for Tasks<'_> {}
     let rows = z.size()[0] as usize;
-    let (ch, product) = (z.size()[1] as usize, Tasks(Product::new(x, w, z)));
+    let product = Tasks(Product::new(x, w, z));
     let per = TASK_ROWS.min(rows.div_ceil(MAX_SPLIT)).max(1);
     let product = &product;
     with_pool(|| {
         (0..rows.div_ceil(per)).into_par_iter().for_each(|t| {
             let (f, n) = (t * per, per.min(rows - t * per));
             // SAFETY: a task's rows belong to that task alone.
-            let z = unsafe { product.0.rows(f, n) };
-            for (j, r) in z.chunks_exact_mut(ch).enumerate() {
-                epilogue(f + j, r);
-            }
+            epilogue(f, unsafe { product.0.rows(f, n) });
         })
     })
 }
@@ -270,10 +263,14 @@ impl<'a> LinearBnBackward<'a> {
         }
     }
 
-    /// The task's rows: `grad_y(row, ẑ_row, gy_row)` writes ∂L/∂y (y = γ ẑ + β)
-    /// into `gy_row`; that becomes ∂L/∂z in `dz` (the task's rows × ch, from
-    /// its first row), then ∂L/∂x = dz w in `gx` (the task's rows × in), with
-    /// `post(row, gx_row)` on each row. `rstd` holds 1/σ per (chunk, channel).
+    /// The task's rows: per virtual batch, `grad_y(first row, ẑ block, gy
+    /// block, Σ gy, Σ gy ẑ)` writes ∂L/∂y (y = γ ẑ + β) into the gy block and
+    /// adds its sums per channel (in row order, e.g. with
+    /// [`bn_grad_sums_rows`](super::bn_grad_sums_rows), or fused into its own
+    /// kernel) into the two zeroed sums; that becomes ∂L/∂z
+    /// in `dz` (the task's rows × ch, from its first row), then ∂L/∂x = dz w in
+    /// `gx` (the task's rows × in), with `post(first row, gx)` on the task's
+    /// rows. `rstd` holds 1/σ per (chunk, channel).
     #[allow(clippy::too_many_arguments)]
     pub fn task<F, P>(
         &self,
@@ -287,7 +284,7 @@ impl<'a> LinearBnBackward<'a> {
         mut post: P,
     ) -> TaskGrads
     where
-        F: FnMut(usize, &[f32], &mut [f32]),
+        F: FnMut(usize, &[f32], &mut [f32], &mut [f32], &mut [f32]),
         P: FnMut(usize, &mut [f32]),
     {
         let (ch, n_in, zp) = (self.ch, self.n_in, self.zp);
@@ -301,19 +298,14 @@ impl<'a> LinearBnBackward<'a> {
             let db = &mut dz[(first - f) * ch..(first - f + count) * ch];
             let mut sum_g = vec![0f32; ch];
             let mut sum_gz = vec![0f32; ch];
-            for (j, (zr, dr)) in zb.chunks_exact(ch).zip(db.chunks_exact_mut(ch)).enumerate() {
-                grad_y(first + j, zr, dr);
-                bn_grad_sums_row(dr, zr, &mut sum_g, &mut sum_gz);
-            }
+            grad_y(first, zb, db, &mut sum_g, &mut sum_gz);
             let inv = 1.0 / count as f32;
             let rstd = &rstd[i * ch..(i + 1) * ch];
             // dz = γ σ⁻¹ (gy − mean(gy) − ẑ mean(gy ẑ))
             let a: Vec<f32> = rstd.iter().zip(gamma).map(|(s, g)| s * g).collect();
             let mg: Vec<f32> = sum_g.iter().map(|s| s * inv).collect();
             let mgz: Vec<f32> = sum_gz.iter().map(|s| s * inv).collect();
-            for (zr, dr) in zb.chunks_exact(ch).zip(db.chunks_exact_mut(ch)) {
-                bn_grad_row(dr, zr, &a, &mg, &mgz);
-            }
+            bn_grad_rows(db, zb, &a, &mg, &mgz);
             add_row(&mut sum_g_all, &sum_g);
             add_row(&mut sum_gz_all, &sum_gz);
         }
@@ -340,9 +332,7 @@ impl<'a> LinearBnBackward<'a> {
                 TaskGrad::Blas(SendTensor(dzt.tr().mm(&self.x.rows(f, n))))
             }),
         };
-        for (j, r) in gx.chunks_exact_mut(n_in).enumerate() {
-            post(f + j, r);
-        }
+        post(f, gx);
         TaskGrads {
             sum_gz: sum_gz_all,
             sum_g: sum_g_all,

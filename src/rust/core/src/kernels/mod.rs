@@ -249,7 +249,10 @@ pub(crate) fn on_pool<R>(f: impl FnOnce() -> R) -> R {
     in_pool(|| tch::no_grad(f))
 }
 
-/// e^x in f32 (Cephes polynomial, ≤ 2 ulp), written so loops vectorise.
+/// e^x in f32 (Cephes polynomial, ≤ 2 ulp), written so loops vectorise. Its
+/// multiply-adds are explicit fused ones (`mul_add`: one rounding, in every
+/// build: a CPU without FMA gets libm's correctly rounded `fmaf`), so the
+/// AVX-512, AVX2 and generic builds give the same bits.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -258,18 +261,48 @@ pub fn exp_f32(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
     let x = x.clamp(-87.0, 88.0);
     // t's low mantissa bits hold round(x·log2 e) (|n| < 2^22): integer ops only
-    let t = x * LOG2E + ROUND;
+    let t = x.mul_add(LOG2E, ROUND);
     let n = t - ROUND;
     let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
     let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5e-1;
-    let y = p * r * r + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 5e-1);
+    let y = (p * r).mul_add(r, r) + 1.0;
     y * f32::from_bits(((ni + 127) as u32) << 23)
+}
+
+/// ln x in f32 for positive normal x (Cephes `logf`, ≤ 2 ulp away from 0),
+/// branch-free so that loops vectorise; fused multiply-adds as in [`exp_f32`].
+#[inline(always)]
+#[allow(clippy::excessive_precision)]
+pub fn ln_f32(x: f32) -> f32 {
+    const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    let bits = x.to_bits() as i32;
+    // x = m · 2^e with m in [½, 1)
+    let e = ((bits >> 23) & 0xff) - 126;
+    let m = f32::from_bits(((bits & 0x007f_ffff) | 0x3f00_0000) as u32);
+    // m in [√½, √2) after the shift, less 1
+    let small = m < SQRT_HALF;
+    let e = (e - i32::from(small)) as f32;
+    let m = if small { m + m - 1.0 } else { m - 1.0 };
+    let z = m * m;
+    let mut y = 7.037_683_629_2e-2f32;
+    y = y.mul_add(m, -1.151_461_031_0e-1);
+    y = y.mul_add(m, 1.167_699_874_0e-1);
+    y = y.mul_add(m, -1.242_014_084_6e-1);
+    y = y.mul_add(m, 1.424_932_278_7e-1);
+    y = y.mul_add(m, -1.666_805_766_5e-1);
+    y = y.mul_add(m, 2.000_071_476_5e-1);
+    y = y.mul_add(m, -2.499_999_399_3e-1);
+    y = y.mul_add(m, 3.333_333_117_4e-1);
+    y = y * m * z;
+    y = e.mul_add(-2.121_944_4e-4, y);
+    y = z.mul_add(-0.5, y);
+    e.mul_add(0.693_359_375, m + y)
 }
 
 #[inline(always)]
@@ -280,20 +313,27 @@ pub fn sigmoid_f32(x: f32) -> f32 {
 /// Defines a row function compiled three times, generic x86-64, AVX2+FMA and
 /// AVX-512 (when the compiler has it, `cfg(tabnet_avx512)`), picking the widest
 /// build the CPU runs (the loops are written with equal-length slices so LLVM
-/// vectorises them). Every row function is element-wise (no reduction across
-/// a row, no contraction into FMA: Rust never fuses a·b + c), so the three
-/// builds give the same results bit for bit.
+/// vectorises them). Every function is element-wise across a row (no
+/// reduction across a row; sums over rows run in row order per column) and
+/// fuses a·b + c only where it says so (`mul_add`, one rounding in every
+/// build; Rust never contracts on its own), so the three builds give the same
+/// results bit for bit. The block functions (`*_rows`) take whole blocks of
+/// rows, one call per virtual batch: rows of the encoder are 8–128 values, too
+/// short to pay a call, a dispatch and a scalar tail per row.
 macro_rules! simd_fn {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $t:ty),* $(,)?) $body:block) => {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $t:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
         #[inline]
-        $vis fn $name($($arg: $t),*) {
+        $vis fn $name($($arg: $t),*) $(-> $ret)? {
+            // row kernels take their rows and constants as arguments
             #[inline(always)]
-            fn imp($($arg: $t),*) $body
+            #[allow(clippy::too_many_arguments)]
+            fn imp($($arg: $t),*) $(-> $ret)? $body
             #[cfg(all(target_arch = "x86_64", tabnet_avx512))]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn avx512($($arg: $t),*) {
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $t),*) $(-> $ret)? {
                     imp($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
@@ -304,7 +344,8 @@ macro_rules! simd_fn {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $t),*) {
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $t),*) $(-> $ret)? {
                     imp($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -316,6 +357,9 @@ macro_rules! simd_fn {
         }
     };
 }
+
+/// The step glue (`encoder::fused::glue`) defines its row functions this way too.
+pub(crate) use simd_fn;
 
 simd_fn! {
     /// acc += x
@@ -340,86 +384,135 @@ simd_fn! {
 }
 
 simd_fn! {
-    /// acc += (x − mean)²
-    pub fn sq_dev_row(acc: &mut [f32], x: &[f32], mean: &[f32]) {
+    /// acc += each row of `block` (rows of acc.len() values), in row order
+    pub fn col_sums(acc: &mut [f32], block: &[f32]) {
         let n = acc.len();
-        let (x, mean) = (&x[..n], &mean[..n]);
-        for j in 0..n {
-            let d = x[j] - mean[j];
-            acc[j] += d * d;
-        }
-    }
-}
-
-simd_fn! {
-    /// x ← (x − mean) · rstd
-    pub fn normalise_row(x: &mut [f32], mean: &[f32], rstd: &[f32]) {
-        let n = x.len();
-        let (mean, rstd) = (&mean[..n], &rstd[..n]);
-        for j in 0..n {
-            x[j] = (x[j] - mean[j]) * rstd[j];
-        }
-    }
-}
-
-simd_fn! {
-    /// GLU of y = γ ẑ + β (first half ⊙ σ(second half)) into `out`; with a
-    /// residual input `h` (non-empty), out = (GLU + h) · √½.
-    pub fn glu_row(zhat: &[f32], gamma: &[f32], beta: &[f32], h: &[f32], out: &mut [f32]) {
-        let d = out.len();
-        let (z1, z2) = (&zhat[..d], &zhat[d..2 * d]);
-        let (g1, g2) = (&gamma[..d], &gamma[d..2 * d]);
-        let (b1, b2) = (&beta[..d], &beta[d..2 * d]);
-        for j in 0..d {
-            out[j] = (g1[j] * z1[j] + b1[j]) * sigmoid_f32(g2[j] * z2[j] + b2[j]);
-        }
-        if !h.is_empty() {
-            let h = &h[..d];
-            for j in 0..d {
-                out[j] = (out[j] + h[j]) * std::f32::consts::FRAC_1_SQRT_2;
+        for r in block.chunks_exact(n) {
+            for j in 0..n {
+                acc[j] += r[j];
             }
         }
     }
 }
 
 simd_fn! {
-    /// ∂L/∂y of [`glu_row`] (y = γ ẑ + β) from ∂L/∂out `go` times `scale`.
-    pub fn glu_grad_row(zhat: &[f32], gamma: &[f32], beta: &[f32], go: &[f32], scale: f32, gy: &mut [f32]) {
-        let d = go.len();
-        let (z1, z2) = (&zhat[..d], &zhat[d..2 * d]);
+    /// acc += (x − mean)² for each row x of `block`, in row order
+    pub fn col_sq_dev_sums(acc: &mut [f32], block: &[f32], mean: &[f32]) {
+        let n = acc.len();
+        let mean = &mean[..n];
+        for r in block.chunks_exact(n) {
+            for j in 0..n {
+                let d = r[j] - mean[j];
+                acc[j] = d.mul_add(d, acc[j]);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// x ← (x − mean) · rstd for each row x of `block`
+    pub fn normalise_rows(block: &mut [f32], mean: &[f32], rstd: &[f32]) {
+        let n = mean.len();
+        let rstd = &rstd[..n];
+        for r in block.chunks_exact_mut(n) {
+            for j in 0..n {
+                r[j] = (r[j] - mean[j]) * rstd[j];
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// Ghost BN's normalisation fused with the GLU, for each row of the
+    /// block `z` (rows of 2d): ẑ = (z − mean) · rstd in place (as the
+    /// backward reads it), then the GLU of y = γ ẑ + β (first half ⊙
+    /// σ(second half)) into `out` (rows of d); with a residual input `h`
+    /// (non-empty, rows of d), out = (GLU + h) · √½. With mean 0 and rstd 1
+    /// (eval mode, where γ and β carry the running statistics) z is unchanged.
+    pub fn bn_glu_rows(z: &mut [f32], mean: &[f32], rstd: &[f32], gamma: &[f32], beta: &[f32], h: &[f32], out: &mut [f32]) {
+        let d = gamma.len() / 2;
+        let (m1, m2) = (&mean[..d], &mean[d..2 * d]);
+        let (r1, r2) = (&rstd[..d], &rstd[d..2 * d]);
         let (g1, g2) = (&gamma[..d], &gamma[d..2 * d]);
         let (b1, b2) = (&beta[..d], &beta[d..2 * d]);
-        let (gy1, gy2) = gy.split_at_mut(d);
-        let (gy1, gy2) = (&mut gy1[..d], &mut gy2[..d]);
-        for j in 0..d {
-            let y1 = g1[j] * z1[j] + b1[j];
-            let s = sigmoid_f32(g2[j] * z2[j] + b2[j]);
-            let g = go[j] * scale;
-            gy1[j] = g * s;
-            gy2[j] = g * y1 * s * (1.0 - s);
+        let residual = !h.is_empty();
+        for (i, (zr, o)) in z.chunks_exact_mut(2 * d).zip(out.chunks_exact_mut(d)).enumerate() {
+            let (z1, z2) = zr.split_at_mut(d);
+            let (z1, z2, o) = (&mut z1[..d], &mut z2[..d], &mut o[..d]);
+            for j in 0..d {
+                let a = (z1[j] - m1[j]) * r1[j];
+                let b = (z2[j] - m2[j]) * r2[j];
+                z1[j] = a;
+                z2[j] = b;
+                o[j] = g1[j].mul_add(a, b1[j]) * sigmoid_f32(g2[j].mul_add(b, b2[j]));
+            }
+            if residual {
+                let hr = &h[i * d..(i + 1) * d];
+                for j in 0..d {
+                    o[j] = (o[j] + hr[j]) * std::f32::consts::FRAC_1_SQRT_2;
+                }
+            }
         }
     }
 }
 
 simd_fn! {
-    /// sum_g += gy, sum_gz += gy · ẑ
-    pub fn bn_grad_sums_row(gy: &[f32], zhat: &[f32], sum_g: &mut [f32], sum_gz: &mut [f32]) {
-        let n = gy.len();
-        let (zhat, sum_g, sum_gz) = (&zhat[..n], &mut sum_g[..n], &mut sum_gz[..n]);
-        for j in 0..n {
-            sum_g[j] += gy[j];
-            sum_gz[j] += gy[j] * zhat[j];
+    /// ∂L/∂y of [`bn_glu_rows`] (y = γ ẑ + β) for each row of the block, from
+    /// ∂L/∂out `go` (rows of d) times `scale`, into `gy` (rows of 2d); adds
+    /// Σ gy and Σ gy ẑ per channel into `sum_g` and `sum_gz` (in row order,
+    /// as [`bn_grad_sums_rows`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn glu_grad_rows(zhat: &[f32], gamma: &[f32], beta: &[f32], go: &[f32], scale: f32, gy: &mut [f32], sum_g: &mut [f32], sum_gz: &mut [f32]) {
+        let d = gamma.len() / 2;
+        let (g1, g2) = (&gamma[..d], &gamma[d..2 * d]);
+        let (b1, b2) = (&beta[..d], &beta[d..2 * d]);
+        let (sg1, sg2) = sum_g.split_at_mut(d);
+        let (sz1, sz2) = sum_gz.split_at_mut(d);
+        let (sg1, sg2, sz1, sz2) = (&mut sg1[..d], &mut sg2[..d], &mut sz1[..d], &mut sz2[..d]);
+        for ((z, go), gy) in zhat.chunks_exact(2 * d).zip(go.chunks_exact(d)).zip(gy.chunks_exact_mut(2 * d)) {
+            let (z1, z2) = (&z[..d], &z[d..2 * d]);
+            let (gy1, gy2) = gy.split_at_mut(d);
+            let (gy1, gy2, go) = (&mut gy1[..d], &mut gy2[..d], &go[..d]);
+            for j in 0..d {
+                let y1 = g1[j].mul_add(z1[j], b1[j]);
+                let s = sigmoid_f32(g2[j].mul_add(z2[j], b2[j]));
+                let g = go[j] * scale;
+                let (a, b) = (g * s, g * y1 * s * (1.0 - s));
+                gy1[j] = a;
+                gy2[j] = b;
+                sg1[j] += a;
+                sz1[j] = a.mul_add(z1[j], sz1[j]);
+                sg2[j] += b;
+                sz2[j] = b.mul_add(z2[j], sz2[j]);
+            }
         }
     }
 }
 
 simd_fn! {
-    /// d ← a · (d − mg − ẑ · mgz): ghost BN's input gradient from ∂L/∂y in `d`
-    pub fn bn_grad_row(d: &mut [f32], zhat: &[f32], a: &[f32], mg: &[f32], mgz: &[f32]) {
-        let n = d.len();
-        let (zhat, a, mg, mgz) = (&zhat[..n], &a[..n], &mg[..n], &mgz[..n]);
-        for j in 0..n {
-            d[j] = a[j] * (d[j] - mg[j] - zhat[j] * mgz[j]);
+    /// sum_g += gy, sum_gz += gy · ẑ over the rows of the blocks, in row order
+    pub fn bn_grad_sums_rows(gy: &[f32], zhat: &[f32], sum_g: &mut [f32], sum_gz: &mut [f32]) {
+        let n = sum_g.len();
+        let sum_gz = &mut sum_gz[..n];
+        for (g, z) in gy.chunks_exact(n).zip(zhat.chunks_exact(n)) {
+            for j in 0..n {
+                sum_g[j] += g[j];
+                sum_gz[j] = g[j].mul_add(z[j], sum_gz[j]);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// d ← a · (d − mg − ẑ · mgz) for each row: ghost BN's input gradient from
+    /// ∂L/∂y in the block `d`
+    pub fn bn_grad_rows(d: &mut [f32], zhat: &[f32], a: &[f32], mg: &[f32], mgz: &[f32]) {
+        let n = a.len();
+        let (mg, mgz) = (&mg[..n], &mgz[..n]);
+        for (dr, z) in d.chunks_exact_mut(n).zip(zhat.chunks_exact(n)) {
+            for j in 0..n {
+                dr[j] = a[j] * z[j].mul_add(-mgz[j], dr[j] - mg[j]);
+            }
         }
     }
 }
@@ -440,5 +533,26 @@ mod tests {
         assert!(worst < 3e-7, "relative error {worst}");
         assert!(exp_f32(-200.0) >= 0.0 && exp_f32(-200.0) < 1e-37);
         assert!((sigmoid_f32(0.0) - 0.5).abs() < 1e-7);
+    }
+
+    #[test]
+    fn ln_matches_libm() {
+        // the glue takes ln(M + ε) for M in [0, 1], ε = 1e-15; also wider
+        let mut worst = 0f32;
+        let mut x = 1e-16f32;
+        while x < 1e6 {
+            let (a, b) = (ln_f32(x), x.ln());
+            // a few ulp of the result (relative to max(|ln x|, 1): near x = 1,
+            // ln x → 0 and the bound is absolute, as for any f32 logarithm)
+            worst = worst.max((a - b).abs() / b.abs().max(1.0));
+            x *= 1.000_37;
+        }
+        assert!(worst < 2.5e-7, "error {worst}");
+        for x in [1.0f32, 0.5, 2.0, std::f32::consts::E, 1e-15] {
+            assert!(
+                (ln_f32(x) - x.ln()).abs() <= 2.0 * f32::EPSILON * x.ln().abs().max(1.0),
+                "{x}"
+            );
+        }
     }
 }

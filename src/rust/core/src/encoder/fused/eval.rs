@@ -1,6 +1,6 @@
 //! The eval-mode encoder pass with the fused kernels (running statistics).
 use super::glue::{attention_row, forward_row};
-use super::{initial_prior, layers_of, row, to_vec, Expansion};
+use super::{initial_prior, layers_of, row, row_block, to_vec, Expansion};
 use crate::attentive::AttentiveTransformer;
 use crate::config::MaskType;
 use crate::embedding::Embedder;
@@ -43,9 +43,17 @@ fn transformer_eval(ft: &FeatureTransformer, x: &Tensor) -> Tensor {
         let z = empty(rows, 2 * d);
         let out = empty(rows, d);
         let (op, hp) = (ptr(&out), ptr(&h));
-        kernels::linear_rows(&h, &fc, &z, |r, zr| {
-            let h: &[f32] = if residual { row(hp, r, d) } else { &[] };
-            kernels::glu_row(zr, &scale, &shift, h, row(op, r, d));
+        // the running statistics are in (scale, shift): nothing to normalise
+        let (zero, one) = (vec![0f32; 2 * d], vec![1f32; 2 * d]);
+        kernels::linear_rows(&h, &fc, &z, |r, zb| {
+            let n = zb.len() / (2 * d);
+            let h: &[f32] = if residual {
+                row_block(hp, r, n, d)
+            } else {
+                &[]
+            };
+            let out = row_block(op, r, n, d);
+            kernels::bn_glu_rows(zb, &zero, &one, &scale, &shift, h, out);
         });
         h = out;
     }
@@ -61,8 +69,10 @@ fn attention_eval(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor) -> Ten
     let z = empty(rows, g);
     let mask = empty(rows, g);
     let (mp, pp) = (ptr(&mask), ptr(prior));
-    kernels::linear_rows(&a, &fc, &z, |r, zr| {
-        attention_row(zr, &scale, &shift, row(pp, r, g), row(mp, r, g), entmax)
+    kernels::linear_rows(&a, &fc, &z, |first, zb| {
+        for (r, zr) in (first..).zip(zb.chunks_exact(g)) {
+            attention_row(zr, &scale, &shift, row(pp, r, g), row(mp, r, g), entmax)
+        }
     });
     mask
 }

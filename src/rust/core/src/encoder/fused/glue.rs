@@ -43,51 +43,77 @@ pub(super) fn attention_grad_row(
     }
 }
 
-/// Between attention and feature transformer, one row: next prior =
-/// prior ⊙ (γ − M), x_m = expand(M) ⊙ x0; returns Σ M log(M + ε).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn forward_row(
-    m: &[f32],
-    prior: &[f32],
-    x0: &[f32],
-    next: &mut [f32],
-    xm: &mut [f32],
-    ex: &Expansion,
-    gamma: f32,
-    eps: f32,
-) -> f64 {
-    let mut s = 0f64;
-    for j in 0..m.len() {
-        // a masked-out entry adds 0 · log ε = −0: skipping the logarithm
-        // leaves the sum bit-identical
-        if m[j] != 0.0 {
-            s += (m[j] * (m[j] + eps).ln()) as f64;
+crate::kernels::simd_fn! {
+    /// Between attention and feature transformer, one row: next prior =
+    /// prior ⊙ (γ − M), x_m = expand(M) ⊙ x0; returns Σ M log(M + ε) (the
+    /// terms in f32, summed in f64 in order).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward_row(
+        m: &[f32],
+        prior: &[f32],
+        x0: &[f32],
+        next: &mut [f32],
+        xm: &mut [f32],
+        ex: &Expansion,
+        gamma: f32,
+        eps: f32,
+    ) -> f64 {
+        let g = m.len();
+        let (prior, next) = (&prior[..g], &mut next[..g]);
+        for j in 0..g {
+            next[j] = prior[j] * (gamma - m[j]);
         }
-        next[j] = prior[j] * (gamma - m[j]);
-    }
-    for j in 0..xm.len() {
-        xm[j] = m[ex.col[j]] * ex.scale[j] * x0[j];
-    }
-    s
-}
-
-/// ∂L/∂(feature transformer output) of one row into `g`: the ReLU'd decision
-/// part (`g_d`, none when the step's output got no gradient) and the
-/// attention part `g_a`.
-pub(super) fn out_grad_row(g_d: Option<&[f32]>, out: &[f32], g_a: &[f32], g: &mut [f32]) {
-    let n_d = g.len() - g_a.len();
-    match g_d {
-        Some(d) => {
-            for j in 0..n_d {
-                g[j] = if out[j] > 0.0 { d[j] } else { 0.0 };
+        let dims = xm.len();
+        let (x0, scale) = (&x0[..dims], &ex.scale[..dims]);
+        if ex.identity {
+            let m = &m[..dims];
+            for j in 0..dims {
+                xm[j] = m[j] * scale[j] * x0[j];
+            }
+        } else {
+            for j in 0..dims {
+                xm[j] = m[ex.col[j]] * scale[j] * x0[j];
             }
         }
-        None => g[..n_d].iter_mut().for_each(|v| *v = 0.0),
+        // a masked-out entry adds 0 (0 · log ε would add −0: the same sum)
+        let mut s = 0f64;
+        for c in m.chunks(32) {
+            let mut t = [0f32; 32];
+            for (tj, &mj) in t.iter_mut().zip(c) {
+                *tj = if mj != 0.0 { mj * kernels::ln_f32(mj + eps) } else { 0.0 };
+            }
+            for &v in &t[..c.len()] {
+                s += v as f64;
+            }
+        }
+        s
     }
-    g[n_d..].copy_from_slice(g_a);
 }
 
-/// The constants of [`backward_row`]: γ, ε, the sparsity term's weight `c`
+crate::kernels::simd_fn! {
+    /// ∂L/∂(feature transformer output) of a block of rows into `g` (rows of
+    /// n_d + n_a): the ReLU'd decision part from `g_d` (rows of n_d; empty when
+    /// the step's output got no gradient) where `out` > 0, and the attention
+    /// part `g_a` (rows of n_a).
+    pub(super) fn out_grad_rows(g_d: &[f32], out: &[f32], g_a: &[f32], g: &mut [f32], n_d: usize, n_a: usize) {
+        let w = n_d + n_a;
+        for (i, gr) in g.chunks_exact_mut(w).enumerate() {
+            let (gd, ga) = gr.split_at_mut(n_d);
+            let o = &out[i * w..i * w + n_d];
+            if g_d.is_empty() {
+                gd.iter_mut().for_each(|v| *v = 0.0);
+            } else {
+                let d = &g_d[i * n_d..(i + 1) * n_d];
+                for j in 0..n_d {
+                    gd[j] = if o[j] > 0.0 { d[j] } else { 0.0 };
+                }
+            }
+            ga.copy_from_slice(&g_a[i * n_a..(i + 1) * n_a]);
+        }
+    }
+}
+
+/// The constants of [`GlueGrad::backward_row`]: γ, ε, the sparsity term's weight `c`
 /// per row and log ε (∂(M log(M + ε))/∂M at M = 0, exactly what the general
 /// expression gives there, computed once).
 pub(super) struct GlueGrad<'a> {
@@ -114,23 +140,57 @@ impl GlueGrad<'_> {
         g_m: &mut [f32],
         g_prior: &mut [f32],
     ) {
-        let ex = self.ex;
-        g_m.iter_mut().for_each(|v| *v = 0.0);
-        for j in 0..g_xm.len() {
-            let k = ex.col[j];
-            g_m[k] += g_xm[j] * x0[j] * ex.scale[j];
-            dx0[j] += g_xm[j] * m[k] * ex.scale[j];
+        glue_backward_row(self, g_xm, x0, m, prior, g_prior_next, dx0, g_m, g_prior)
+    }
+}
+
+crate::kernels::simd_fn! {
+    /// [`GlueGrad::backward_row`].
+    #[allow(clippy::too_many_arguments)]
+    fn glue_backward_row(
+        k: &GlueGrad<'_>,
+        g_xm: &[f32],
+        x0: &[f32],
+        m: &[f32],
+        prior: &[f32],
+        g_prior_next: &[f32],
+        dx0: &mut [f32],
+        g_m: &mut [f32],
+        g_prior: &mut [f32],
+    ) {
+        let ex = k.ex;
+        let dims = g_xm.len();
+        let (x0, scale, dx0) = (&x0[..dims], &ex.scale[..dims], &mut dx0[..dims]);
+        if ex.identity {
+            let (m, g_m) = (&m[..dims], &mut g_m[..dims]);
+            for j in 0..dims {
+                g_m[j] = g_xm[j] * x0[j] * scale[j];
+                dx0[j] += g_xm[j] * m[j] * scale[j];
+            }
+        } else {
+            g_m.iter_mut().for_each(|v| *v = 0.0);
+            for j in 0..dims {
+                let c = ex.col[j];
+                g_m[c] += g_xm[j] * x0[j] * scale[j];
+                dx0[j] += g_xm[j] * m[c] * scale[j];
+            }
         }
-        let (gamma, eps, c) = (self.gamma, self.eps, self.c);
-        for j in 0..m.len() {
+        let g = m.len();
+        let (prior, g_prior_next) = (&prior[..g], &g_prior_next[..g]);
+        let (g_m, g_prior) = (&mut g_m[..g], &mut g_prior[..g]);
+        let (gamma, eps, c) = (k.gamma, k.eps, k.c);
+        for j in 0..g {
             g_m[j] -= g_prior_next[j] * prior[j];
             g_prior[j] = g_prior_next[j] * (gamma - m[j]);
-            if c != 0.0 {
-                g_m[j] += c * if m[j] == 0.0 {
-                    self.log_eps
+        }
+        if c != 0.0 {
+            for j in 0..g {
+                let t = if m[j] == 0.0 {
+                    k.log_eps
                 } else {
-                    (m[j] + eps).ln() + m[j] / (m[j] + eps)
+                    kernels::ln_f32(m[j] + eps) + m[j] / (m[j] + eps)
                 };
+                g_m[j] += c * t;
             }
         }
     }

@@ -58,11 +58,19 @@ fn row<'a>(p: kernels::SendPtr, r: usize, n: usize) -> &'a mut [f32] {
     unsafe { std::slice::from_raw_parts_mut(p.get().add(r * n), n) }
 }
 
+/// Rows r..r+n of a live contiguous (rows, w) tensor's storage at `p`.
+fn row_block<'a>(p: kernels::SendPtr, r: usize, n: usize, w: usize) -> &'a mut [f32] {
+    // SAFETY: as for `row`: the rows exist and belong to one rayon task.
+    unsafe { std::slice::from_raw_parts_mut(p.get().add(r * w), n * w) }
+}
+
 /// How the group-level mask reaches the embedded input: x_m = M[group(j)] · s_j · x_j
 /// (s_j = 1/(|g|·e), see [`crate::embedding`]).
 struct Expansion {
     col: Vec<usize>,
     scale: Vec<f32>,
+    /// col[j] = j for every j (one attention group per embedded dimension)
+    identity: bool,
 }
 
 impl Expansion {
@@ -79,7 +87,12 @@ impl Expansion {
             Some(s) => to_vec(s),
             None => vec![1.0; dims],
         };
-        Expansion { col, scale }
+        let identity = col.iter().enumerate().all(|(i, &c)| i == c);
+        Expansion {
+            col,
+            scale,
+            identity,
+        }
     }
 }
 

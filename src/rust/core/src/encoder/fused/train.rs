@@ -10,7 +10,7 @@
 //! same bits on any number of threads.
 use super::glue::{self, GlueGrad};
 use super::initial_bn::InitialBn;
-use super::{initial_prior, layers_of, row, to_vec, Expansion};
+use super::{initial_prior, layers_of, row, row_block, to_vec, Expansion};
 use crate::config::MaskType;
 use crate::embedding::Embedder;
 use crate::encoder::{Backend, Encoder, EncoderOutput, Pass};
@@ -199,9 +199,15 @@ impl<'a> LayerRun<'a> {
 
     fn task(&self, chunks: &Chunks, t: &Range<usize>) -> Vec<ChunkStats> {
         let (d, hp, op) = (self.d, self.input, self.out);
-        self.lin.task(chunks, t, |r, zr| {
-            let h: &[f32] = if self.residual { row(hp, r, d) } else { &[] };
-            kernels::glu_row(zr, self.gamma, self.beta, h, row(op, r, d));
+        self.lin.task(chunks, t, |r, zb, mean, rstd| {
+            let n = zb.len() / (2 * d);
+            let h: &[f32] = if self.residual {
+                row_block(hp, r, n, d)
+            } else {
+                &[]
+            };
+            let out = row_block(op, r, n, d);
+            kernels::bn_glu_rows(zb, mean, rstd, self.gamma, self.beta, h, out);
         })
     }
 }
@@ -250,16 +256,20 @@ fn forward_task(
     let (gamma, eps, ex) = glue_in;
     for s in steps {
         let g = s.groups;
-        log.stats.push(s.attention.task(chunks, t, |r, zr| {
-            glue::attention_row(
-                zr,
-                s.gamma,
-                s.beta,
-                row(s.prior, r, g),
-                row(s.mask, r, g),
-                s.entmax,
-            )
-        }));
+        log.stats
+            .push(s.attention.task(chunks, t, |first, zb, mean, rstd| {
+                kernels::normalise_rows(zb, mean, rstd);
+                for (r, zr) in (first..).zip(zb.chunks_exact(g)) {
+                    glue::attention_row(
+                        zr,
+                        s.gamma,
+                        s.beta,
+                        row(s.prior, r, g),
+                        row(s.mask, r, g),
+                        s.entmax,
+                    )
+                }
+            }));
         let sums = (f..f + n)
             .map(|r| {
                 glue::forward_row(
@@ -442,7 +452,6 @@ impl<'a> LayerBack<'a> {
         let mut g_in = vec![0f32; n * self.n_in];
         let d = self.d;
         let scale = if self.residual { SQRT_HALF } else { 1.0 };
-        let g_row = |r: usize| &g_out[(r - f) * d..(r - f + 1) * d];
         out.push(self.lin.task(
             chunks,
             t,
@@ -450,10 +459,14 @@ impl<'a> LayerBack<'a> {
             self.gamma,
             dz,
             &mut g_in,
-            |r, zr, gy| kernels::glu_grad_row(zr, self.gamma, self.beta, g_row(r), scale, gy),
-            |r, gi| {
+            |r, zb, gy, sum_g, sum_gz| {
+                let go = &g_out[(r - f) * d..(r - f) * d + zb.len() / 2];
+                kernels::glu_grad_rows(zb, self.gamma, self.beta, go, scale, gy, sum_g, sum_gz)
+            },
+            |_, gi| {
+                // a residual layer's input has the output's width
                 if self.residual {
-                    kernels::axpy_row(gi, g_row(r), scale);
+                    kernels::axpy_row(gi, g_out, scale);
                 }
             },
         ));
@@ -644,15 +657,11 @@ fn backward_task(
     for s in steps.iter().rev() {
         let w = n_d + n_a;
         let mut g = vec![0f32; n * w];
-        for r in f..f + n {
-            let gd = s.leaf_grad.map(|p| &*row(p, r, n_d));
-            glue::out_grad_row(
-                gd,
-                row(s.out, r, w),
-                &g_a[local(r, n_a)],
-                &mut g[local(r, w)],
-            );
-        }
+        let gd: &[f32] = match s.leaf_grad {
+            Some(p) => row_block(p, f, n, n_d),
+            None => &[],
+        };
+        glue::out_grad_rows(gd, row_block(s.out, f, n, w), &g_a, &mut g, n_d, n_a);
         let g_xm = transformer_back(&s.layers, chunks, t, g, &mut dz, &mut out);
         let mut g_m = vec![0f32; n * groups];
         let mut g_prior_i = vec![0f32; n * groups];
@@ -676,18 +685,22 @@ fn backward_task(
             s.gamma,
             &mut dz,
             &mut g_a_next,
-            |r, zr, gy| {
-                glue::attention_grad_row(
-                    zr,
-                    s.gamma,
-                    s.beta,
-                    row(s.mask, r, groups),
-                    row(s.prior, r, groups),
-                    &g_m[local(r, groups)],
-                    &mut g_prior_i[local(r, groups)],
-                    gy,
-                    s.entmax,
-                )
+            |first, zb, gyb, sum_g, sum_gz| {
+                let rows = zb.chunks_exact(groups).zip(gyb.chunks_exact_mut(groups));
+                for (r, (zr, gy)) in (first..).zip(rows) {
+                    glue::attention_grad_row(
+                        zr,
+                        s.gamma,
+                        s.beta,
+                        row(s.mask, r, groups),
+                        row(s.prior, r, groups),
+                        &g_m[local(r, groups)],
+                        &mut g_prior_i[local(r, groups)],
+                        gy,
+                        s.entmax,
+                    )
+                }
+                kernels::bn_grad_sums_rows(gyb, zb, sum_g, sum_gz);
             },
             |_, _| {},
         ));

@@ -46,15 +46,8 @@ impl TabNet {
         let enc = self
             .encoder
             .forward(&x, prior.as_ref(), &self.embedder, train, false, backend);
-        (self.head_of(&enc.steps), enc.m_loss, enc.pass)
-    }
-
-    fn head_of(&self, steps: &[Tensor]) -> Tensor {
-        let d = steps
-            .iter()
-            .skip(1)
-            .fold(steps[0].shallow_clone(), |acc, s| acc + s);
-        d.linear::<Tensor>(&self.head, None)
+        let out = enc.decision().linear::<Tensor>(&self.head, None);
+        (out, enc.m_loss, enc.pass)
     }
 
     pub fn explain(&self, b: &Batch, backend: Backend) -> Explanation {

@@ -44,6 +44,7 @@ pub(super) fn forward(
     let n = enc.transformers.len() as f64;
     EncoderOutput {
         steps,
+        decision: None,
         m_loss: m_loss / n,
         masks,
         pass: Pass {

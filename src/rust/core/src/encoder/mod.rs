@@ -54,12 +54,30 @@ pub struct Encoder {
 pub struct EncoderOutput {
     /// ReLU decision output of each step, (B, n_d).
     pub steps: Vec<Tensor>,
+    /// Their sum, when the pass made it (the fused training pass, as its own
+    /// autograd leaf: its gradient reaches every step); see [`EncoderOutput::decision`].
+    pub decision: Option<Tensor>,
     /// Mean over steps of Σ_j M log(M + ε) averaged over rows (≤ 0).
     pub m_loss: Tensor,
     /// Group-level masks per step, (B, G); empty unless requested.
     pub masks: Vec<Tensor>,
     /// Which backend ran, and what of it remains to run.
     pub pass: Pass,
+}
+
+impl EncoderOutput {
+    /// Σ over steps of the decision outputs, (B, n_d): what the supervised
+    /// head reads.
+    pub fn decision(&self) -> Tensor {
+        match &self.decision {
+            Some(d) => d.shallow_clone(),
+            None => self
+                .steps
+                .iter()
+                .skip(1)
+                .fold(self.steps[0].shallow_clone(), |acc, s| acc + s),
+        }
+    }
 }
 
 /// The rest of an encoder pass: which backend ran it and, for a fused

@@ -149,6 +149,7 @@ pub(in crate::encoder) fn forward_eval(
         let m_loss = Tensor::from((m_loss / enc.transformers.len() as f64) as f32);
         EncoderOutput {
             steps,
+            decision: None,
             m_loss,
             masks,
             pass: Pass {

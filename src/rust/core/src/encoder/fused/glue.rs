@@ -91,21 +91,55 @@ crate::kernels::simd_fn! {
 }
 
 crate::kernels::simd_fn! {
+    /// After a step's feature transformer, a block of rows: the ReLU of the
+    /// output's decision part (`out`, rows of n_d + n_a) into `decision`
+    /// (rows of n_d), and the running sum over steps `sum` (the first step
+    /// writes it, later ones add: d₀ + d₁ + … in step order).
+    pub(super) fn decision_rows(out: &[f32], decision: &mut [f32], sum: &mut [f32], widths: (usize, usize), first: bool) {
+        let (n_d, n_a) = widths;
+        let w = n_d + n_a;
+        for ((o, d), s) in out.chunks_exact(w).zip(decision.chunks_exact_mut(n_d)).zip(sum.chunks_exact_mut(n_d)) {
+            let o = &o[..n_d];
+            for j in 0..n_d {
+                d[j] = if o[j] > 0.0 { o[j] } else { 0.0 };
+            }
+            if first {
+                s.copy_from_slice(d);
+            } else {
+                for j in 0..n_d {
+                    s[j] += d[j];
+                }
+            }
+        }
+    }
+}
+
+crate::kernels::simd_fn! {
     /// ∂L/∂(feature transformer output) of a block of rows into `g` (rows of
-    /// n_d + n_a): the ReLU'd decision part from `g_d` (rows of n_d; empty when
-    /// the step's output got no gradient) where `out` > 0, and the attention
-    /// part `g_a` (rows of n_a).
-    pub(super) fn out_grad_rows(g_d: &[f32], out: &[f32], g_a: &[f32], g: &mut [f32], n_d: usize, n_a: usize) {
+    /// n_d + n_a): the ReLU'd decision part where `out` > 0, from the step's
+    /// own gradient `g_d` plus the sum's `g_s` (rows of n_d each; either is
+    /// empty when it got no gradient), and the attention part `g_a` (rows of
+    /// n_a).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn out_grad_rows(g_d: &[f32], g_s: &[f32], out: &[f32], g_a: &[f32], g: &mut [f32], n_d: usize, n_a: usize) {
         let w = n_d + n_a;
         for (i, gr) in g.chunks_exact_mut(w).enumerate() {
             let (gd, ga) = gr.split_at_mut(n_d);
             let o = &out[i * w..i * w + n_d];
-            if g_d.is_empty() {
-                gd.iter_mut().for_each(|v| *v = 0.0);
-            } else {
-                let d = &g_d[i * n_d..(i + 1) * n_d];
-                for j in 0..n_d {
-                    gd[j] = if o[j] > 0.0 { d[j] } else { 0.0 };
+            let rows = i * n_d..(i + 1) * n_d;
+            match (g_d.is_empty(), g_s.is_empty()) {
+                (true, true) => gd.iter_mut().for_each(|v| *v = 0.0),
+                (false, true) | (true, false) => {
+                    let d = if g_d.is_empty() { &g_s[rows] } else { &g_d[rows] };
+                    for j in 0..n_d {
+                        gd[j] = if o[j] > 0.0 { d[j] } else { 0.0 };
+                    }
+                }
+                (false, false) => {
+                    let (d, e) = (&g_d[rows.clone()], &g_s[rows]);
+                    for j in 0..n_d {
+                        gd[j] = if o[j] > 0.0 { d[j] + e[j] } else { 0.0 };
+                    }
                 }
             }
             ga.copy_from_slice(&g_a[i * n_a..(i + 1) * n_a]);

@@ -130,6 +130,8 @@ struct StepTape {
     next_prior: Tensor,
     xm: Tensor,
     layers: Vec<LayerTape>,
+    /// ReLU of the output's decision part (B, n_d): the step's leaf
+    decision: Tensor,
 }
 
 impl StepTape {
@@ -155,8 +157,10 @@ pub(in crate::encoder) struct Tape {
     expansion: Expansion,
     splitter: Vec<LayerTape>,
     steps: Vec<StepTape>,
-    /// the leaves handed to the rest of the graph
+    /// the leaves handed to the rest of the graph: each step's decision
+    /// output, their sum (B, n_d) and the sparsity term
     step_leaves: Vec<Tensor>,
+    decision_leaf: Tensor,
     m_loss_leaf: Tensor,
 }
 
@@ -228,6 +232,13 @@ struct StepRun<'a> {
     groups: usize,
     dims: usize,
     layers: Vec<LayerRun<'a>>,
+    /// (rows, n_d + n_a): the transformer's output; (rows, n_d): its decision
+    /// part's ReLU and the running sum over steps
+    out: SendPtr,
+    decision: SendPtr,
+    sum: SendPtr,
+    n_d: usize,
+    n_a: usize,
 }
 
 /// One task's results of the forward: each layer's chunk statistics in pass
@@ -288,6 +299,14 @@ fn forward_task(
         for l in &s.layers {
             log.stats.push(l.task(chunks, t));
         }
+        let (n_d, w) = (s.n_d, s.n_d + s.n_a);
+        glue::decision_rows(
+            row_block(s.out, f, n, w),
+            row_block(s.decision, f, n, n_d),
+            row_block(s.sum, f, n, n_d),
+            (n_d, s.n_a),
+            std::ptr::eq(s, &steps[0]),
+        );
     }
     log
 }
@@ -326,6 +345,7 @@ pub(in crate::encoder) fn forward_train(
                 next_prior: empty(rows, n_groups as usize),
                 xm,
                 layers,
+                decision: empty(rows, enc.n_d as usize),
             };
             a = step.out().narrow(1, enc.n_d, n_a);
             prior = step.next_prior.shallow_clone();
@@ -343,6 +363,7 @@ pub(in crate::encoder) fn forward_train(
             splitter,
             steps,
             step_leaves: Vec::new(),
+            decision_leaf: empty(rows, enc.n_d as usize),
             m_loss_leaf: Tensor::from(0f32),
         };
         let logs: Vec<ForwardLog> = {
@@ -364,6 +385,11 @@ pub(in crate::encoder) fn forward_train(
                     groups: n_groups as usize,
                     dims,
                     layers: s.layers.iter().map(LayerRun::of).collect(),
+                    out: ptr(s.out()),
+                    decision: ptr(&s.decision),
+                    sum: ptr(&tape.decision_leaf),
+                    n_d: enc.n_d as usize,
+                    n_a: n_a as usize,
                 })
                 .collect();
             let chunks = &tape.chunks;
@@ -395,14 +421,16 @@ pub(in crate::encoder) fn forward_train(
         let leaves: Vec<Tensor> = tape
             .steps
             .iter()
-            .map(|s| s.out().narrow(1, 0, enc.n_d).relu().set_requires_grad(true))
+            .map(|s| s.decision.shallow_clone().set_requires_grad(true))
             .collect();
+        let decision = tape.decision_leaf.shallow_clone().set_requires_grad(true);
         let m_loss_leaf =
             Tensor::from((m_loss / enc.transformers.len() as f64) as f32).set_requires_grad(true);
         tape.step_leaves = leaves.iter().map(|l| l.shallow_clone()).collect();
         tape.m_loss_leaf = m_loss_leaf.shallow_clone();
         EncoderOutput {
             steps: leaves,
+            decision: Some(decision),
             m_loss: m_loss_leaf,
             masks: Vec::new(),
             pass: Pass {
@@ -559,6 +587,11 @@ impl Tape {
                 g.defined().then(|| g.contiguous())
             })
             .collect();
+        // the sum's gradient reaches every step's decision output
+        let sum_grad = {
+            let g = self.decision_leaf.grad();
+            g.defined().then(|| g.contiguous())
+        };
         let splitter: Vec<LayerBack> = self.splitter.iter().map(LayerBack::of).collect();
         let steps: Vec<StepBack> = self
             .steps
@@ -594,6 +627,7 @@ impl Tape {
             glue,
             x0: ptr(&self.x0),
             dx0: ptr(&dx0),
+            sum_grad: sum_grad.as_ref().map(ptr),
         };
         let per_task: Vec<Vec<TaskGrads>> = kernels::with_pool(|| {
             ctx.chunks
@@ -634,6 +668,8 @@ struct BackCtx<'a> {
     glue: GlueGrad<'a>,
     x0: SendPtr,
     dx0: SendPtr,
+    /// ∂L/∂(Σ of the steps' decision outputs), none when it got no gradient
+    sum_grad: Option<SendPtr>,
 }
 
 /// The whole encoder backward on one task's rows: adds its rows of ∂L/∂x0
@@ -657,11 +693,14 @@ fn backward_task(
     for s in steps.iter().rev() {
         let w = n_d + n_a;
         let mut g = vec![0f32; n * w];
-        let gd: &[f32] = match s.leaf_grad {
-            Some(p) => row_block(p, f, n, n_d),
-            None => &[],
+        let grad_of = |p: Option<SendPtr>| -> &[f32] {
+            match p {
+                Some(p) => row_block(p, f, n, n_d),
+                None => &[],
+            }
         };
-        glue::out_grad_rows(gd, row_block(s.out, f, n, w), &g_a, &mut g, n_d, n_a);
+        let (gd, gs) = (grad_of(s.leaf_grad), grad_of(ctx.sum_grad));
+        glue::out_grad_rows(gd, gs, row_block(s.out, f, n, w), &g_a, &mut g, n_d, n_a);
         let g_xm = transformer_back(&s.layers, chunks, t, g, &mut dz, &mut out);
         let mut g_m = vec![0f32; n * groups];
         let mut g_prior_i = vec![0f32; n * groups];

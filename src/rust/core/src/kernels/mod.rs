@@ -535,6 +535,96 @@ mod tests {
         assert!((sigmoid_f32(0.0) - 0.5).abs() < 1e-7);
     }
 
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 8.0 - 4.0
+            })
+            .collect()
+    }
+
+    /// The fused normalisation + GLU + residual, and its backward with the
+    /// batch norm's sums, against their definitions in f64. Tolerance: each
+    /// value's error is a few float32 units u = 2⁻²⁴ times its *scale*, the
+    /// same expression evaluated on magnitudes, plus how far the rounding of
+    /// the logits y = γ ẑ + β moves σ (running-error analysis; σ(1 − σ) is the
+    /// slope). TOL = 1e-5 ≈ 170 u covers the dozen roundings of the exp
+    /// polynomial and the division; a missing or swapped term moves a value by
+    /// ≥ 1e-2 of its scale on these data.
+    #[test]
+    fn glu_kernels_match_their_definitions() {
+        const TOL: f64 = 1e-5;
+        let (rows, d) = (5, 26);
+        let (mean, rstd) = (data(2 * d, 11), data(2 * d, 12));
+        let rstd: Vec<f32> = rstd.iter().map(|v| v.abs() * 0.5 + 0.1).collect();
+        let (gamma, beta) = (data(2 * d, 13), data(2 * d, 14));
+        let z0 = data(rows * 2 * d, 15);
+        let h = data(rows * d, 16);
+        let mut z = z0.clone();
+        let mut out = vec![0f32; rows * d];
+        bn_glu_rows(&mut z, &mean, &rstd, &gamma, &beta, &h, &mut out);
+        let go = data(rows * d, 17);
+        let mut gy = vec![0f32; rows * 2 * d];
+        let (mut sg, mut sz) = (vec![0f32; 2 * d], vec![0f32; 2 * d]);
+        glu_grad_rows(&z, &gamma, &beta, &go, 0.7, &mut gy, &mut sg, &mut sz);
+        let check = |what: &str, got: f32, want: f64, scale: f64| {
+            assert!(
+                (got as f64 - want).abs() <= TOL * scale.max(1e-30),
+                "{what}: {got} vs {want} (scale {scale})"
+            )
+        };
+        // per channel: Σ of the terms, and Σ of their error scales
+        let mut sums = vec![(0f64, 0f64, 0f64, 0f64); 2 * d];
+        for r in 0..rows {
+            let zh = |c: usize| (z0[r * 2 * d + c] as f64 - mean[c] as f64) * rstd[c] as f64;
+            for j in 0..d {
+                let (k1, k2) = (j, d + j);
+                let y1 = gamma[k1] as f64 * zh(k1) + beta[k1] as f64;
+                let y2 = gamma[k2] as f64 * zh(k2) + beta[k2] as f64;
+                let (m1, m2) = (
+                    (gamma[k1] as f64 * zh(k1)).abs() + (beta[k1] as f64).abs(),
+                    (gamma[k2] as f64 * zh(k2)).abs() + (beta[k2] as f64).abs(),
+                );
+                let s = 1.0 / (1.0 + (-y2).exp());
+                let slope = s * (1.0 - s);
+                let hv = h[r * d + j] as f64;
+                let half = 0.5f64.sqrt();
+                check("ẑ", z[r * 2 * d + k1], zh(k1), zh(k1).abs());
+                check("ẑ", z[r * 2 * d + k2], zh(k2), zh(k2).abs());
+                let want = (y1 * s + hv) * half;
+                check(
+                    "out",
+                    out[r * d + j],
+                    want,
+                    (s * m1 + y1.abs() * slope * m2 + hv.abs()) * half,
+                );
+                // ∂/∂y1 = g σ, ∂/∂y2 = g y1 σ (1 − σ), g = go · scale
+                let g = go[r * d + j] as f64 * 0.7;
+                let (a, b) = (g * s, g * y1 * slope);
+                let sa = g.abs() * (s + slope * m2);
+                let sb = g.abs()
+                    * (slope * m1 + s * y1.abs() + y1.abs() * slope * (1.0 - 2.0 * s).abs() * m2);
+                check("∂y1", gy[r * 2 * d + k1], a, sa);
+                check("∂y2", gy[r * 2 * d + k2], b, sb);
+                for (k, t, st) in [(k1, a, sa), (k2, b, sb)] {
+                    let e = &mut sums[k];
+                    e.0 += t;
+                    e.1 += st;
+                    e.2 += t * zh(k);
+                    e.3 += st * zh(k).abs();
+                }
+            }
+        }
+        for (c, &(g, sg_scale, gz, sz_scale)) in sums.iter().enumerate() {
+            check("Σ gy", sg[c], g, sg_scale);
+            check("Σ gy ẑ", sz[c], gz, sz_scale);
+        }
+    }
+
     #[test]
     fn ln_matches_libm() {
         // the glue takes ln(M + ε) for M in [0, 1], ε = 1e-15; also wider

@@ -147,7 +147,7 @@ crate::kernels::simd_fn! {
     }
 }
 
-/// The constants of [`GlueGrad::backward_row`]: γ, ε, the sparsity term's weight `c`
+/// The constants of [`backward_row`]: γ, ε, the sparsity term's weight `c`
 /// per row and log ε (∂(M log(M + ε))/∂M at M = 0, exactly what the general
 /// expression gives there, computed once).
 pub(super) struct GlueGrad<'a> {
@@ -158,30 +158,12 @@ pub(super) struct GlueGrad<'a> {
     pub log_eps: f32,
 }
 
-impl GlueGrad<'_> {
+crate::kernels::simd_fn! {
     /// From ∂L/∂x_m of one row: ∂L/∂M into `g_m` (through x_m, the next
     /// prior and the sparsity term), ∂L/∂prior into `g_prior`, and ∂L/∂x0
-    /// added into `dx0`.
+    /// added into `dx0`; `k` holds the constants.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn backward_row(
-        &self,
-        g_xm: &[f32],
-        x0: &[f32],
-        m: &[f32],
-        prior: &[f32],
-        g_prior_next: &[f32],
-        dx0: &mut [f32],
-        g_m: &mut [f32],
-        g_prior: &mut [f32],
-    ) {
-        glue_backward_row(self, g_xm, x0, m, prior, g_prior_next, dx0, g_m, g_prior)
-    }
-}
-
-crate::kernels::simd_fn! {
-    /// [`GlueGrad::backward_row`].
-    #[allow(clippy::too_many_arguments)]
-    fn glue_backward_row(
         k: &GlueGrad<'_>,
         g_xm: &[f32],
         x0: &[f32],

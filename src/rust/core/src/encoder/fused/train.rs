@@ -265,7 +265,7 @@ fn forward_task(
         log.stats.push(l.task(chunks, t));
     }
     let (gamma, eps, ex) = glue_in;
-    for s in steps {
+    for (i, s) in steps.iter().enumerate() {
         let g = s.groups;
         log.stats
             .push(s.attention.task(chunks, t, |first, zb, mean, rstd| {
@@ -305,7 +305,7 @@ fn forward_task(
             row_block(s.decision, f, n, n_d),
             row_block(s.sum, f, n, n_d),
             (n_d, s.n_a),
-            std::ptr::eq(s, &steps[0]),
+            i == 0,
         );
     }
     log
@@ -705,7 +705,8 @@ fn backward_task(
         let mut g_m = vec![0f32; n * groups];
         let mut g_prior_i = vec![0f32; n * groups];
         for r in f..f + n {
-            glue.backward_row(
+            glue::backward_row(
+                glue,
                 &g_xm[local(r, dims)],
                 row(x0p, r, dims),
                 row(s.mask, r, groups),

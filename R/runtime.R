@@ -19,10 +19,17 @@ resolve_threads <- function(n = NULL) {
   default_threads()
 }
 
+# The machine's cores, counted once per process: parallel::detectCores()
+# starts a shell on Linux, and every predict() asks (a fork keeps the count,
+# which is still the machine's).
 machine_cores <- function() {
-  cores <- suppressWarnings(parallel::detectCores())
-  if (length(cores) != 1 || is.na(cores) || cores < 1L) 1L else as.integer(cores)
+  if (is.null(runtime_cache$cores)) {
+    cores <- suppressWarnings(parallel::detectCores())
+    runtime_cache$cores <- if (length(cores) != 1 || is.na(cores) || cores < 1L) 1L else as.integer(cores)
+  }
+  runtime_cache$cores
 }
+runtime_cache <- new.env(parent = emptyenv())
 
 default_threads <- function() {
   min(machine_cores(), 8L)

@@ -3,18 +3,24 @@
 # best setting beside the other's (best vs best) and the same-thread figures.
 # Writes bench/results.md (or --out FILE).
 #
-#   Rscript bench/bench.R [--threads 1,2] [--seeds 3] [--coretype NAME] [--quick] [--higgs] [--no-peer] [--out FILE]
+#   Rscript bench/bench.R [--threads 1,2] [--seeds 3] [--coretype NAME] [--configs defaults,tabnet_s]
+#                         [--epochs N] [--quick] [--higgs] [--no-peer] [--out FILE]
 #
 # --threads: comma-separated thread counts tried for both tools (default: 1
 #   and all cores). --seeds K: each side trains K times per thread count
 #   (seeds 0..K-1): times and rates are medians, accuracy the mean and standard
 #   deviation. --coretype NAME: run both tools (and the sgemm probe) with
 #   OPENBLAS_CORETYPE=NAME, e.g. to compare OpenBLAS's fallback kernels with the
-#   CPU's own (see bench/README.md).
+#   CPU's own (see bench/README.md). --configs: only these configurations;
+#   --epochs N: train every configuration N epochs (default 3 and 5), e.g.
+#   `--configs defaults --threads 1 --seeds 10 --epochs 10` to test an
+#   accuracy difference on more seeds and longer training.
 #
 # Each measurement runs in its own process (fresh peak RSS). The peer needs
-# `bash tools/setup.sh --bench` and the wheel unpacked in bench/.peer (see
-# bench/README.md).
+# `bash tools/setup.sh --bench` (Debian's python3-torch, ...) and the
+# pytorch-tabnet wheel unpacked in bench/.peer, which this script does itself
+# from ../shared/wheels when it is missing (see bench/README.md). Without a
+# working peer it stops before measuring anything (or pass --no-peer).
 args <- commandArgs(trailingOnly = TRUE)
 opt <- function(name, default) {
   i <- match(name, args)
@@ -31,6 +37,26 @@ root <- normalizePath(".")
 if (!file.exists(file.path(root, "bench", "bench.R"))) stop("run from the repository root")
 work <- file.path(tempdir(), "tabnet-bench")
 dir.create(work, showWarnings = FALSE)
+# The peer, checked before the first measurement: a run of 20 minutes whose
+# peer columns all read n/a is no benchmark.
+peer_dir <- file.path(root, "bench", ".peer")
+peer_wheel <- file.path(dirname(root), "shared", "wheels", "pytorch_tabnet-4.1.0-py3-none-any.whl")
+peer_import_ok <- function() {
+  status <- suppressWarnings(system2("/usr/bin/python3", c("-c", shQuote("import torch, sklearn, pytorch_tabnet")),
+                                     env = paste0("PYTHONPATH=", peer_dir), stdout = FALSE, stderr = FALSE))
+  identical(status, 0L)
+}
+if (run_peer && !peer_import_ok()) {
+  if (!dir.exists(file.path(peer_dir, "pytorch_tabnet")) && file.exists(peer_wheel)) {
+    message("unpacking ", basename(peer_wheel), " into bench/.peer")
+    system2("/usr/bin/python3", c("-m", "zipfile", "-e", peer_wheel, peer_dir))
+  }
+  if (!peer_import_ok()) {
+    stop("pytorch-tabnet cannot be imported by /usr/bin/python3 with PYTHONPATH=bench/.peer: run ",
+         "`bash tools/setup.sh --bench` and unpack ", peer_wheel, " into bench/.peer ",
+         "(bench/README.md), or pass --no-peer", call. = FALSE)
+  }
+}
 blas_env <- if (nzchar(coretype)) paste0("OPENBLAS_CORETYPE=", coretype) else character()
 suppressPackageStartupMessages(library(tabnetrs))
 
@@ -101,6 +127,18 @@ configs <- if (quick) {
 } else {
   list(list(name = "defaults", n = 100000, p = 10, epochs = 3), list(name = "tabnet_s", n = 200000, p = 28, epochs = 5))
 }
+only <- opt("--configs", "")
+if (nzchar(only)) {
+  wanted <- strsplit(only, ",")[[1]]
+  unknown <- setdiff(wanted, vapply(configs, `[[`, "", "name"))
+  if (length(unknown)) stop("unknown configuration(s): ", paste(unknown, collapse = ", "), call. = FALSE)
+  configs <- Filter(function(cf) cf$name %in% wanted, configs)
+}
+epochs_override <- opt("--epochs", "")
+if (nzchar(epochs_override)) configs <- lapply(configs, function(cf) {
+  cf$epochs <- as.integer(epochs_override)
+  cf
+})
 rows <- list()
 for (cf in configs) {
   n_test <- cf$n %/% 5
@@ -132,6 +170,15 @@ sd_runs <- function(runs, path) {
   v <- vapply(runs, function(x) mean(peer_val(x, path)), numeric(1))
   if (length(v) < 2) NA_real_ else stats::sd(v)
 }
+# Welch's two-sample t-test of one measure between the two sides' runs
+# (", Welch p = …"), or nothing with fewer than two runs on a side.
+welch_cell <- function(ours, ours_path, theirs, theirs_path) {
+  vals <- function(runs, path) vapply(runs, function(x) mean(peer_val(x, path)), numeric(1))
+  a <- vals(ours, ours_path)
+  b <- if (is.null(theirs)) numeric() else vals(theirs, theirs_path)
+  if (length(a) < 2 || length(b) < 2 || stats::sd(a) + stats::sd(b) == 0) return("")
+  sprintf(", Welch p = %.2f", stats::t.test(a, b)$p.value)
+}
 # measures: name, path in our JSON, path in the peer's JSON, higher is better, digits
 measures <- list(
   list("train s/epoch", "per_epoch_s", c("fit", "epoch_times_s"), FALSE, 2),
@@ -147,9 +194,12 @@ lines <- c(
           format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC"), Sys.info()[["nodename"]], cores,
           trimws(sub(".*: ", "", grep("model name", readLines("/proc/cpuinfo"), value = TRUE)[1])),
           getRversion(), paste(thread_counts, collapse = ", ")),
-  sprintf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE %s; this CPU's best: %s).",
+  sprintf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE %s; the best kernel family this CPU can run: %s; %s).",
           if (nzchar(coretype)) coretype else ours_core$core,
-          if (nzchar(coretype)) paste("set to", coretype) else "unset", ours_core$best),
+          if (nzchar(coretype)) paste("set to", coretype) else "unset", ours_core$best,
+          if (nzchar(coretype)) "chosen by hand"
+          else if (isTRUE(ours_core$fallback)) "OpenBLAS fell back to older kernels"
+          else "not a fallback"),
   sprintf("BLAS in the tabnetrs process: %s; the fused encoder's products: %s (TABNETRS_KERNELS %s).",
           rows[[1]]$ours[[1]]$blas,
           switch(if (is.null(rows[[1]]$ours[[1]]$kernels)) "?" else rows[[1]]$ours[[1]]$kernels,
@@ -189,11 +239,12 @@ for (cf in configs) {
   # accuracy at each tool's fastest training setting
   a <- pick("ours", "per_epoch_s", FALSE)
   b <- pick("theirs", c("fit", "epoch_times_s"), FALSE)
-  lines <- c(lines, sprintf("| %s | %s | holdout accuracy | %s | %s | Δ %s |", cf$name, data,
+  lines <- c(lines, sprintf("| %s | %s | holdout accuracy | %s | %s | Δ %s%s |", cf$name, data,
                             acc_cell(a$row$ours, "holdout_accuracy"),
                             if (is.null(b$row)) "n/a" else acc_cell(b$row$theirs, c("metrics", "holdout_accuracy")),
                             fmt(over_runs(a$row$ours, "holdout_accuracy", mean) -
-                                  if (is.null(b$row)) NA_real_ else over_runs(b$row$theirs, c("metrics", "holdout_accuracy"), mean), 4)))
+                                  if (is.null(b$row)) NA_real_ else over_runs(b$row$theirs, c("metrics", "holdout_accuracy"), mean), 4),
+                            welch_cell(a$row$ours, "holdout_accuracy", b$row$theirs, c("metrics", "holdout_accuracy"))))
 }
 
 lines <- c(lines, "", "## Same thread count", "",

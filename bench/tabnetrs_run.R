@@ -7,6 +7,9 @@ dir <- args[[1]]; config <- args[[2]]; epochs <- as.integer(args[[3]])
 threads <- as.integer(args[[4]]); out <- args[[5]]
 seed <- if (length(args) >= 6) as.integer(args[[6]]) else 0L
 suppressPackageStartupMessages(library(tabnetrs))
+# prediction and explanation run on the session's threads, not the fit's
+# num_threads: the same count for all three
+options(tabnetrs.threads = threads)
 peak_rss_mib <- function() {
   s <- readLines("/proc/self/status")
   as.numeric(sub("[^0-9]*([0-9]+).*", "\\1", s[grepl("^VmHWM", s)])) / 1024

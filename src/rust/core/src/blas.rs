@@ -8,8 +8,15 @@ use std::ffi::c_void;
 pub(crate) type SetThreads = unsafe extern "C" fn(i32);
 pub(crate) type GetThreads = unsafe extern "C" fn() -> i32;
 
-/// OpenBLAS's thread controls, when the BLAS in this process is OpenBLAS.
+/// OpenBLAS's thread controls, when the BLAS in this process is OpenBLAS
+/// (looked up once: every prediction call asks for them).
 pub(crate) fn openblas() -> Option<(SetThreads, GetThreads)> {
+    static CONTROLS: std::sync::OnceLock<Option<(SetThreads, GetThreads)>> =
+        std::sync::OnceLock::new();
+    *CONTROLS.get_or_init(lookup_openblas)
+}
+
+fn lookup_openblas() -> Option<(SetThreads, GetThreads)> {
     // SAFETY: dlsym with NUL-terminated names; the symbols, when present, have
     // these C signatures (OpenBLAS's cblas.h).
     unsafe {

@@ -1,16 +1,36 @@
 //! Batched prediction and explanation in eval mode under no-grad. Batch norm
 //! uses running statistics, so a row's result does not depend on its batch.
+//! With the fused CPU pass a call runs on a thread of the kernels' pool under
+//! one [`RunSettings`] for all its batches (see [`run`]).
 use crate::data::Dataset;
+use crate::encoder::Backend;
 use crate::error::Result;
+use crate::kernels;
 use crate::loss;
 use crate::model::{Model, Net};
 use crate::network::explain_encoder;
+use crate::run_settings::RunSettings;
 use tch::{Device, Tensor};
+
+/// `f` under no-grad; with the fused CPU pass on a thread of the kernels' pool
+/// (where libtorch runs on one thread, see [`kernels::in_pool`]) under one
+/// [`RunSettings`]. Before, libtorch's ops between the kernels (the head, the
+/// softmax) ran on the caller's thread with the session's count, so its
+/// OpenMP workers spun beside the kernels' threads, and each batch switched
+/// the settings (rebuilding libtorch's thread pool) twice.
+fn run<R>(model: &Model, f: impl FnOnce() -> R) -> R {
+    if model.backend() == Backend::Fused {
+        let _settings = RunSettings::enter();
+        kernels::on_pool(f)
+    } else {
+        tch::no_grad(f)
+    }
+}
 
 /// Probabilities (softmax per outcome) or values, (n, output_dim), on the CPU.
 pub fn predict(model: &Model, data: &Dataset, batch_size: i64) -> Result<Tensor> {
     let net = model.supervised()?;
-    Ok(tch::no_grad(|| {
+    Ok(run(model, || {
         let mut parts = Vec::new();
         let mut start = 0;
         while start < data.n {
@@ -31,7 +51,7 @@ pub fn explain(model: &Model, data: &Dataset, batch_size: i64) -> Result<(Tensor
         Net::Pretrain(p) => (&p.embedder, &p.encoder),
     };
     let steps = model.cfg.n_steps;
-    Ok(tch::no_grad(|| {
+    Ok(run(model, || {
         let mut agg = Vec::new();
         let mut masks: Vec<Vec<Tensor>> = (0..steps).map(|_| Vec::new()).collect();
         let mut start = 0;

@@ -42,6 +42,23 @@ pub fn set_threads(n: usize) {
     tch::set_num_threads(if in_forked_child() { 1 } else { n as i32 });
 }
 
+/// Puts libtorch on `n` threads on the calling thread (its OpenMP count is
+/// per thread), only when it is on another count: libtorch's
+/// `set_num_threads` also rebuilds its pthreadpool, new threads and all,
+/// which prediction paid several times per call before.
+pub(crate) fn torch_threads_here(n: i32) {
+    if tch::get_num_threads() != n {
+        tch::set_num_threads(n);
+    }
+}
+
+/// Records libtorch's current count as the session's when none was set, so
+/// that [`threads`] keeps it while a run puts libtorch on one thread.
+pub(crate) fn keep_session_threads() {
+    let n = tch::get_num_threads().max(1) as usize;
+    let _ = THREADS.compare_exchange(0, n, Ordering::SeqCst, Ordering::SeqCst);
+}
+
 /// The session's thread count (the last [`set_threads`], else libtorch's).
 pub fn threads() -> usize {
     match THREADS.load(Ordering::SeqCst) {

@@ -43,8 +43,8 @@ impl RunSettings {
             Some((count, _)) => *count += 1,
             None => {
                 // the kernels keep the session's count (libtorch's, if none was set)
-                process::set_threads(process::threads());
-                tch::set_num_threads(1);
+                process::keep_session_threads();
+                process::torch_threads_here(1);
                 // SAFETY: OpenBLAS's thread controls; setting one thread is always valid.
                 let blas = openblas().map(|(set, get)| unsafe {
                     let before = get();
@@ -72,7 +72,7 @@ impl Drop for RunSettings {
         if last {
             if let Some((_, saved)) = state.take() {
                 allocator::restore();
-                tch::set_num_threads(process::torch_threads());
+                process::torch_threads_here(process::torch_threads());
                 if let (Some(n), Some((set, _))) = (saved.blas, openblas()) {
                     // SAFETY: restores a count OpenBLAS reported itself.
                     unsafe { set(n) };

@@ -140,13 +140,9 @@ impl Trainer {
             // the fused CPU pass: the batches on a thread of the kernels'
             // pool, so that each pass's parallel tasks start in-pool instead of
             // handing the pass to the pool and back twice per batch (measured:
-            // 0.17 ms per hand-off, a tenth of a default batch at 2 threads).
-            // libtorch's OpenMP thread count is per thread: the pool thread
-            // gets the run's one thread too (else its ops would round as on
-            // whatever count it first saw, and a seed's bits would follow the
-            // thread count)
+            // 0.17 ms per hand-off, a tenth of a default batch at 2 threads);
+            // `in_pool` puts libtorch on one thread there, as the run does
             crate::kernels::in_pool(|| {
-                tch::set_num_threads(1);
                 tch::with_grad(|| self.run_batches(model, data, max_batches, deadline))
             })
         } else {

@@ -226,6 +226,10 @@ pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// run in-pool instead of handing work across threads at every loop (and a
 /// nested call runs inline). `f` may use libtorch tensors: the caller blocks
 /// until it returns. Grad mode is per thread: `f` sees the pool thread's.
+/// libtorch's OpenMP thread count is per thread too: on the pool thread it is
+/// one, as in a run (see [`crate::run_settings`]), so that its ops neither
+/// compete with the pool's tasks nor round by whatever count the thread
+/// first saw (a seed's bits would then follow the thread count).
 pub(crate) fn in_pool<R>(f: impl FnOnce() -> R) -> R {
     struct AssertSend<T>(T);
     // SAFETY: the value crosses to the pool thread and back while the caller
@@ -239,6 +243,7 @@ pub(crate) fn in_pool<R>(f: impl FnOnce() -> R) -> R {
     let f = AssertSend(f);
     with_pool(move || {
         let f = f.into_inner();
+        crate::process::torch_threads_here(1);
         AssertSend(f())
     })
     .into_inner()

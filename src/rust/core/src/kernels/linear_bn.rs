@@ -81,58 +81,45 @@ impl BnStats {
 }
 
 /// z = x wᵀ on a range of rows, prepared once per pass: `x` is (rows, in)
-/// (its rows may be `ld` apart), `w` (ch, in) detached, `z` (rows, ch).
+/// (its rows may be `ld` apart), `w` (ch, in) detached; each call writes a
+/// range of rows of z wherever the caller keeps them.
 struct Product<'a> {
     x: Shared<'a>,
-    z: Shared<'a>,
     /// wᵀ for the BLAS path (none with the micro-kernels)
     wt: Option<SendTensor>,
-    zp: SendPtr,
     ch: usize,
     micro: Option<(Kernel, SendMat, Packed)>,
 }
 
 impl<'a> Product<'a> {
-    fn new(x: &'a Tensor, w: &Tensor, z: &'a Tensor) -> Self {
+    fn new(x: &'a Tensor, w: &Tensor) -> Self {
         let micro = micro(x, w).map(|(k, m)| {
             let (n, kk) = (w.size()[0] as usize, w.size()[1] as usize);
             (k, SendMat(m), Packed::transposed(weights(w), n, kk))
         });
         Product {
             x: Shared(x),
-            z: Shared(z),
             wt: micro.is_none().then(|| SendTensor(w.tr())),
-            zp: ptr(z),
-            ch: z.size()[1] as usize,
+            ch: w.size()[0] as usize,
             micro,
         }
     }
 
-    /// Rows f..f+n of z (single-threaded), returned for the caller's epilogue.
-    ///
-    /// # Safety
-    /// Rows f..f+n of z are the caller's alone (one task's) while the slice
-    /// lives; z's storage is shared and mutable, as in [`super::as_mut_slice`].
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn rows(&self, f: usize, n: usize) -> &mut [f32] {
+    /// Rows f..f+n of z (single-threaded) into `dst` (n rows of `ch` values,
+    /// contiguous).
+    fn write(&self, f: usize, n: usize, dst: &mut [f32]) {
+        assert_eq!(dst.len(), n * self.ch);
         match &self.micro {
-            // SAFETY: the rows of x and z exist and only this task writes
-            // these rows of z (the caller's contract); the kernel is available.
+            // SAFETY: the rows of x exist (mat_rows checks), `dst` holds the
+            // n rows written and does not overlap x; the kernel is available.
             Some((k, xm, b)) => unsafe {
-                gemm::gemm(
-                    *k,
-                    mat_rows(xm.0, f, n),
-                    b,
-                    self.zp.get().add(f * self.ch),
-                    self.ch,
-                )
+                gemm::gemm(*k, mat_rows(xm.0, f, n), b, dst.as_mut_ptr(), self.ch)
             },
             None => tch::no_grad(|| {
                 let wt = &self.wt.as_ref().expect("made for the BLAS path").0;
-                let _ = self.x.rows(f, n).mm_out(&self.z.rows(f, n), wt);
+                let _ = self.x.rows(f, n).mm_out(&blob(dst, n, self.ch), wt);
             }),
         }
-        rows_mut(self.zp, f, n, self.ch)
     }
 }
 
@@ -140,6 +127,7 @@ impl<'a> Product<'a> {
 /// z is overwritten with ẑ = (z − μ)/σ per virtual batch.
 pub struct LinearBnForward<'a> {
     product: Product<'a>,
+    zp: SendPtr,
     eps: f32,
 }
 
@@ -149,8 +137,14 @@ unsafe impl Sync for LinearBnForward<'_> {}
 
 impl<'a> LinearBnForward<'a> {
     pub fn new(x: &'a Tensor, w: &Tensor, z: &'a Tensor, eps: f32) -> Self {
+        assert_eq!(
+            z.size()[1],
+            w.size()[0],
+            "z has a column per output channel"
+        );
         LinearBnForward {
-            product: Product::new(x, w, z),
+            product: Product::new(x, w),
+            zp: ptr(z),
             eps,
         }
     }
@@ -167,8 +161,9 @@ impl<'a> LinearBnForward<'a> {
     {
         let ch = self.product.ch;
         let (f, n) = chunks.task_rows(t);
-        // SAFETY: a task's rows belong to that task alone.
-        let z = unsafe { self.product.rows(f, n) };
+        // the task's rows of z: they belong to that task alone
+        let z = rows_mut(self.zp, f, n, ch);
+        self.product.write(f, n, z);
         t.clone()
             .map(|i| {
                 let (first, count) = chunks.rows_of(i);
@@ -196,26 +191,34 @@ impl<'a> LinearBnForward<'a> {
     }
 }
 
-/// Eval mode: z = x wᵀ per task of rows (single-threaded each), then
-/// `epilogue(first row, z block)` on the task's rows while they are in cache.
-pub fn linear_rows<F>(x: &Tensor, w: &Tensor, z: &Tensor, epilogue: F)
+/// Eval mode: z = x wᵀ per task of rows (single-threaded each) into the
+/// task's own scratch block, then `epilogue(first row, z block)` while the
+/// block is in cache. z is never a whole-batch tensor: as one it went to
+/// memory and back, and had its pages faulted in, once per layer.
+pub fn linear_rows<F>(x: &Tensor, w: &Tensor, epilogue: F)
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
     /// Sync for the tasks: see [`LinearBnForward`].
     struct Tasks<'a>(Product<'a>);
-    // SAFETY: as for LinearBnForward.
+    // SAFETY: as for LinearBnForward (the tasks write their own scratch).
     unsafe impl Sync for Tasks<'_> {}
-    let rows = z.size()[0] as usize;
-    let product = Tasks(Product::new(x, w, z));
+    let rows = x.size()[0] as usize;
+    let product = Tasks(Product::new(x, w));
+    let ch = product.0.ch;
     let per = TASK_ROWS.min(rows.div_ceil(MAX_SPLIT)).max(1);
     let product = &product;
     with_pool(|| {
-        (0..rows.div_ceil(per)).into_par_iter().for_each(|t| {
-            let (f, n) = (t * per, per.min(rows - t * per));
-            // SAFETY: a task's rows belong to that task alone.
-            epilogue(f, unsafe { product.0.rows(f, n) });
-        })
+        (0..rows.div_ceil(per)).into_par_iter().for_each_init(
+            Vec::new,
+            |scratch: &mut Vec<f32>, t| {
+                let (f, n) = (t * per, per.min(rows - t * per));
+                scratch.resize(n * ch, 0.0);
+                let z = &mut scratch[..n * ch];
+                product.0.write(f, n, z);
+                epilogue(f, z);
+            },
+        )
     })
 }
 

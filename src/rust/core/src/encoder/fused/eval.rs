@@ -40,12 +40,11 @@ fn transformer_eval(ft: &FeatureTransformer, x: &Tensor) -> Tensor {
         let d = (fc.size()[0] / 2) as usize;
         let rows = h.size()[0] as usize;
         let (scale, shift) = eval_affine(&layer.bn.norm);
-        let z = empty(rows, 2 * d);
         let out = empty(rows, d);
         let (op, hp) = (ptr(&out), ptr(&h));
         // the running statistics are in (scale, shift): nothing to normalise
         let (zero, one) = (vec![0f32; 2 * d], vec![1f32; 2 * d]);
-        kernels::linear_rows(&h, &fc, &z, |r, zb| {
+        kernels::linear_rows(&h, &fc, |r, zb| {
             let n = zb.len() / (2 * d);
             let h: &[f32] = if residual {
                 row_block(hp, r, n, d)
@@ -66,10 +65,9 @@ fn attention_eval(att: &AttentiveTransformer, a: &Tensor, prior: &Tensor) -> Ten
     let (rows, g) = (a.size()[0] as usize, fc.size()[0] as usize);
     let (scale, shift) = eval_affine(&att.bn.norm);
     let entmax = att.mask == MaskType::Entmax;
-    let z = empty(rows, g);
     let mask = empty(rows, g);
     let (mp, pp) = (ptr(&mask), ptr(prior));
-    kernels::linear_rows(&a, &fc, &z, |first, zb| {
+    kernels::linear_rows(&a, &fc, |first, zb| {
         for (r, zr) in (first..).zip(zb.chunks_exact(g)) {
             attention_row(zr, &scale, &shift, row(pp, r, g), row(mp, r, g), entmax)
         }

@@ -145,9 +145,16 @@ for (cf in configs) {
   dir <- write_data(file.path(work, cf$name), cf$n, n_test, cf$p, seed = 42)
   for (threads in thread_counts) {
     message("running ", cf$name, " (", cf$n, " x ", cf$p, ") on ", threads, " thread(s)")
+    # the host's speed drifts (15-20 % within an hour on a shared machine): the
+    # TabNet-S FLOP rate is also put against sgemm probes run just before and
+    # just after tabnetrs's runs
+    probe <- function() if (identical(cf$name, "tabnet_s")) sgemm(max(thread_counts))[["square_2048"]]
+    around <- probe()
     ours <- lapply(seeds, function(sd) run_ours(dir, cf$name, cf$epochs, sd, threads))
+    around <- c(around, probe())
     theirs <- Filter(Negate(is.null), lapply(seeds, function(sd) run_theirs(dir, cf$name, cf$epochs, sd, threads)))
-    rows[[paste(cf$name, threads)]] <- list(cf = cf, threads = threads, ours = ours, theirs = theirs)
+    rows[[paste(cf$name, threads)]] <- list(cf = cf, threads = threads, ours = ours, theirs = theirs,
+                                            sgemm_around = around)
   }
 }
 rates <- lapply(stats::setNames(thread_counts, thread_counts), sgemm)
@@ -269,9 +276,11 @@ if (length(s_rows)) {
   for (r in s_rows) {
     flops <- tabnet_flops_per_row(r$cf$p, 24, 26, 5) * r$ours[[1]]$n_train
     achieved <- flops / over_runs(r$ours, "per_epoch_s") / 1e9
+    near <- mean(r$sgemm_around)
     lines <- c(lines, sprintf(
-      "TabNet-S epoch on %d thread(s): %.2f GFLOP of FC work (3 × forward), %.2f GFLOP/s achieved = %.1f %% of the machine's best 2048² sgemm rate (%.1f GFLOP/s).",
-      r$threads, flops / 1e9, achieved, 100 * achieved / best_rate, best_rate))
+      "TabNet-S epoch on %d thread(s): %.2f GFLOP of FC work (3 × forward), %.2f GFLOP/s achieved = %.1f %% of the machine's best 2048² sgemm rate (%.1f GFLOP/s, probed after all runs); %.1f %% of the %d-thread 2048² rate probed just before and after these runs (%s GFLOP/s).",
+      r$threads, flops / 1e9, achieved, 100 * achieved / best_rate, best_rate, 100 * achieved / near,
+      max(thread_counts), paste(sprintf("%.1f", r$sgemm_around), collapse = " and ")))
   }
 }
 if (higgs) {

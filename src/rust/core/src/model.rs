@@ -206,6 +206,15 @@ impl Model {
         }
     }
 
+    /// The encoder's store of training-tape buffers (see `encoder::fused::TapeBuffers`).
+    pub(crate) fn tape_buffers(&self) -> std::sync::Arc<crate::encoder::TapeBuffers> {
+        let encoder = match &self.net {
+            Net::Supervised(n) => &n.encoder,
+            Net::Pretrain(p) => &p.encoder,
+        };
+        encoder.tape_buffers.clone()
+    }
+
     /// The default encoder backend for this model's device ([`Backend::for_device`]).
     pub fn backend(&self) -> Backend {
         Backend::for_device(self.vs.device())

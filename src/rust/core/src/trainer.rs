@@ -37,6 +37,8 @@ pub struct Trainer {
     pub global_step: i64,
     /// process settings held from `begin_epoch` to `end_epoch` / `release`
     settings: Option<RunSettings>,
+    /// the model's training-tape buffers, emptied with `release`
+    tape_buffers: std::sync::Arc<crate::encoder::TapeBuffers>,
 }
 
 /// Sizes of the batches of one epoch: a last batch of fewer than two rows (or
@@ -73,6 +75,7 @@ impl Trainer {
             rows_seen: 0,
             global_step: 0,
             settings: None,
+            tape_buffers: model.tape_buffers(),
         })
     }
 
@@ -83,10 +86,13 @@ impl Trainer {
         self
     }
 
-    /// Restores the process settings taken for the epoch (see `run_settings::RunSettings`);
-    /// for an epoch abandoned half-way (an interrupt).
+    /// Restores the process settings taken for the epoch (see
+    /// `run_settings::RunSettings`) and frees the training tape's recycled
+    /// buffers (see `encoder::fused::TapeBuffers`); when training ends or is
+    /// abandoned half-way (an interrupt).
     pub fn release(&mut self) {
         self.settings = None;
+        self.tape_buffers.clear();
     }
 
     pub fn set_lr(&mut self, lr: f64) {
@@ -205,11 +211,17 @@ impl Trainer {
     /// Mean training loss of the epoch (row-weighted over batches).
     pub fn end_epoch(&mut self) -> f64 {
         self.perm = None;
-        self.release();
+        self.settings = None;
         match self.loss_sum.take() {
             Some(s) if self.rows_seen > 0 => s.double_value(&[]) / self.rows_seen as f64,
             _ => f64::NAN,
         }
+    }
+}
+
+impl Drop for Trainer {
+    fn drop(&mut self) {
+        self.tape_buffers.clear();
     }
 }
 
@@ -238,6 +250,83 @@ pub fn evaluate_loss(model: &Model, data: &Dataset, batch_size: i64) -> Result<f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tape's recycled buffers hold whatever the last batch left: a pass
+    /// must write every value before it reads it. Training from the same
+    /// weights on the same batches with the store first filled with NaN
+    /// buffers (any value read before written would spread NaN) gives the same
+    /// bits, over two epochs whose short last batch (88 rows) views larger
+    /// buffers; and the trainer frees the store on `release`.
+    #[test]
+    fn recycled_tape_buffers_never_change_a_step() {
+        use crate::config::{NetConfig, Task};
+        use crate::data::Targets;
+        use tch::Device;
+        let n = 600usize;
+        let cfg = NetConfig::example(6, vec![2], Task::Classification);
+        let x = crate::test_data::normal(&[6, n as i64], 11);
+        let cols: Vec<Vec<f64>> = (0..6).map(|j| Vec::<f64>::from(&x.get(j))).collect();
+        let y: Vec<i32> = (0..n)
+            .map(|r| (cols[0][r] + cols[1][r] > 0.0) as i32)
+            .collect();
+        let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
+        let names: Vec<String> = (0..6).map(|j| format!("V{j}")).collect();
+        let data = Dataset::from_columns(
+            &cfg,
+            &refs,
+            &[],
+            &names,
+            Some(Targets::Classes(vec![&y])),
+            None,
+            Device::Cpu,
+        )
+        .unwrap();
+        let start = Model::new(cfg.clone(), Device::Cpu)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let opts = TrainOptions {
+            batch_size: 256,
+            drop_last: false,
+            lambda_sparse: 1e-3,
+            clip_value: None,
+            learn_rate: 0.02,
+            exp_decay: None,
+        };
+        // a new model each time (a parameter's existing .grad() is added to
+        // in place, a first one comes through autograd: other roundings)
+        let run = |poison: bool| {
+            let mut model = Model::new(cfg.clone(), Device::Cpu).unwrap();
+            model.load_bytes(&start).unwrap();
+            assert_eq!(model.backend(), Backend::Fused);
+            let mut t = Trainer::new(&model, opts.clone()).unwrap();
+            if poison {
+                let nan = || Tensor::full(&[256 * 64], f64::NAN, (Kind::Float, Device::Cpu));
+                t.tape_buffers.give((0..200).map(|_| nan()).collect());
+            }
+            let mut losses = Vec::new();
+            for _ in 0..2 {
+                t.begin_epoch(&data).unwrap();
+                // the same batches in both runs (no draw from libtorch's
+                // process-wide RNG, which parallel tests share)
+                t.perm = Some(Tensor::arange(n as i64, (Kind::Int64, Device::Cpu)).flip(&[0]));
+                t.run(&model, &data, i64::MAX).unwrap();
+                losses.push(t.end_epoch());
+            }
+            assert!(
+                t.tape_buffers.held() > 0,
+                "the store keeps buffers between epochs"
+            );
+            t.release();
+            assert_eq!(t.tape_buffers.held(), 0);
+            (model.to_bytes().unwrap(), losses)
+        };
+        let (clean, clean_losses) = run(false);
+        let (poisoned, poisoned_losses) = run(true);
+        assert!(clean_losses.iter().all(|l| l.is_finite()));
+        assert_eq!(clean_losses, poisoned_losses);
+        assert!(clean == poisoned, "weights differ with recycled buffers");
+    }
 
     #[test]
     fn no_batch_of_one_row() {

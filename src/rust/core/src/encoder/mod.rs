@@ -8,6 +8,7 @@
 //! encoder's parameters through this module only.
 mod autograd;
 mod fused;
+pub(crate) use fused::TapeBuffers;
 
 use crate::attentive::AttentiveTransformer;
 use crate::config::NetConfig;
@@ -48,6 +49,8 @@ pub struct Encoder {
     n_d: i64,
     gamma: f64,
     epsilon: f64,
+    /// the fused training tape's activations, recycled across batches
+    pub(crate) tape_buffers: std::sync::Arc<fused::TapeBuffers>,
 }
 
 /// What one encoder pass produces.
@@ -145,6 +148,7 @@ impl Encoder {
             n_d: cfg.n_d as i64,
             gamma: cfg.gamma,
             epsilon: cfg.epsilon,
+            tape_buffers: Default::default(),
         }
     }
 

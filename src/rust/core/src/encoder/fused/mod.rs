@@ -24,11 +24,13 @@ use crate::glu::GluLayer;
 use crate::kernels;
 use tch::{Kind, Tensor};
 
+mod buffers;
 mod eval;
 mod glue;
 mod initial_bn;
 mod train;
 
+pub(crate) use buffers::TapeBuffers;
 pub(super) use eval::forward_eval;
 pub(super) use train::{forward_train, Tape};
 

@@ -8,6 +8,7 @@
 //! returns its virtual batches' statistics and its share of each parameter
 //! gradient; both are merged in task order afterwards, so a seed gives the
 //! same bits on any number of threads.
+use super::buffers::TapeBuffers;
 use super::glue::{self, GlueGrad};
 use super::initial_bn::InitialBn;
 use super::{initial_prior, layers_of, row, row_block, to_vec, Expansion};
@@ -22,6 +23,7 @@ use crate::kernels::{
 };
 use rayon::prelude::*;
 use std::ops::Range;
+use std::sync::Arc;
 use tch::{Kind, Tensor};
 
 const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
@@ -72,7 +74,13 @@ struct LinearBn {
 impl LinearBn {
     /// The layer's saved state before the pass: ẑ is allocated, the statistics
     /// come with [`LinearBn::finish`].
-    fn new(fc: &Tensor, bn: &BatchNorm, input: &Tensor, rows: usize) -> LinearBn {
+    fn new(
+        fc: &Tensor,
+        bn: &BatchNorm,
+        input: &Tensor,
+        rows: usize,
+        buf: &mut Buffers,
+    ) -> LinearBn {
         LinearBn {
             fc: fc.detach(),
             param: fc.shallow_clone(),
@@ -80,7 +88,7 @@ impl LinearBn {
             gamma: to_vec(&bn.weight),
             beta: to_vec(&bn.bias),
             input: input.shallow_clone(),
-            zhat: empty(rows, fc.size()[0] as usize),
+            zhat: buf.take(rows, fc.size()[0] as usize),
             stats: BnStats::default(),
         }
     }
@@ -141,8 +149,26 @@ impl StepTape {
     }
 }
 
+/// The tape's buffers: taken from the encoder's [`TapeBuffers`], and handed
+/// back when the tape is dropped.
+struct Buffers {
+    store: Arc<TapeBuffers>,
+    owned: Vec<Tensor>,
+}
+
+impl Buffers {
+    fn take(&mut self, rows: usize, cols: usize) -> Tensor {
+        let (t, whole) = self.store.take(rows, cols);
+        self.owned.push(whole);
+        t
+    }
+}
+
 /// Everything the hand-derived backward needs, plus the autograd edges.
 pub(in crate::encoder) struct Tape {
+    /// every buffer below that came from the encoder's store (none of them
+    /// leaves the tape)
+    buffers: Buffers,
     chunks: Chunks,
     n_d: i64,
     gamma: f64,
@@ -165,12 +191,17 @@ pub(in crate::encoder) struct Tape {
 }
 
 /// The tapes of a feature transformer's layers, from input `x`.
-fn transformer_tapes(layers: Vec<(&GluLayer, bool)>, x: &Tensor, rows: usize) -> Vec<LayerTape> {
+fn transformer_tapes(
+    layers: Vec<(&GluLayer, bool)>,
+    x: &Tensor,
+    rows: usize,
+    buf: &mut Buffers,
+) -> Vec<LayerTape> {
     let mut h = x.shallow_clone();
     let mut tapes = Vec::new();
     for (layer, residual) in layers {
-        let lin = LinearBn::new(&layer.fc, &layer.bn.norm, &h, rows);
-        let out = empty(rows, (layer.fc.size()[0] / 2) as usize);
+        let lin = LinearBn::new(&layer.fc, &layer.bn.norm, &h, rows, buf);
+        let out = buf.take(rows, (layer.fc.size()[0] / 2) as usize);
         h = out.shallow_clone();
         tapes.push(LayerTape { lin, out, residual });
     }
@@ -327,22 +358,29 @@ pub(in crate::encoder) fn forward_train(
         let vbs = enc.attention[0].bn.virtual_batch_size;
         let chunks = Chunks::from_sizes(&chunk_sizes(rows as i64, vbs));
         let (n_groups, n_a) = (enc.n_groups(), enc.n_a());
-        let splitter = transformer_tapes(layers_of(&enc.splitter), &x0, rows);
-        let mut prior = initial_prior(prior, rows, n_groups);
+        let mut buf = Buffers {
+            store: enc.tape_buffers.clone(),
+            owned: Vec::new(),
+        };
+        let splitter = transformer_tapes(layers_of(&enc.splitter), &x0, rows, &mut buf);
+        let mut prior = match prior {
+            Some(_) => initial_prior(prior, rows, n_groups),
+            None => buf.take(rows, n_groups as usize).fill_(1.0),
+        };
         let mut a = splitter.last().expect("layers").out.narrow(1, enc.n_d, n_a);
         let mut steps = Vec::new();
         for (att, ft) in enc.attention.iter().zip(&enc.transformers) {
             let attention = AttentionTape {
-                lin: LinearBn::new(&att.fc, &att.bn.norm, &a, rows),
+                lin: LinearBn::new(&att.fc, &att.bn.norm, &a, rows, &mut buf),
                 prior: prior.shallow_clone(),
-                mask: empty(rows, n_groups as usize),
+                mask: buf.take(rows, n_groups as usize),
                 entmax: att.mask == MaskType::Entmax,
             };
-            let xm = empty(rows, dims);
-            let layers = transformer_tapes(layers_of(ft), &xm, rows);
+            let xm = buf.take(rows, dims);
+            let layers = transformer_tapes(layers_of(ft), &xm, rows, &mut buf);
             let step = StepTape {
                 attention,
-                next_prior: empty(rows, n_groups as usize),
+                next_prior: buf.take(rows, n_groups as usize),
                 xm,
                 layers,
                 decision: empty(rows, enc.n_d as usize),
@@ -352,6 +390,7 @@ pub(in crate::encoder) fn forward_train(
             steps.push(step);
         }
         let mut tape = Tape {
+            buffers: buf,
             chunks,
             n_d: enc.n_d,
             gamma: enc.gamma,
@@ -530,6 +569,13 @@ struct StepBack<'a> {
     prior: SendPtr,
     mask: SendPtr,
     out: SendPtr,
+}
+
+impl Drop for Tape {
+    fn drop(&mut self) {
+        let owned = std::mem::take(&mut self.buffers.owned);
+        self.buffers.store.give(owned);
+    }
 }
 
 impl Tape {

@@ -195,6 +195,14 @@ impl TnAcc {
         self.data[i * self.npad + j]
     }
 
+    /// this += other, element by element (accumulators of the same shape).
+    pub fn add(&mut self, other: &TnAcc) {
+        assert_eq!((self.k, self.n), (other.k, other.n));
+        for (a, b) in self.data.iter_mut().zip(&other.data) {
+            *a += *b;
+        }
+    }
+
     /// out (n × k, row-major) += thisᵀ: the weight gradient ∂w = ∂zᵀ x.
     pub fn add_transposed_into(&self, out: &mut [f32]) {
         assert_eq!(out.len(), self.n * self.k);

@@ -345,11 +345,13 @@ impl<'a> LinearBnBackward<'a> {
 }
 
 /// (∂L/∂γ, ∂L/∂β, ∂L/∂w (ch, in) row-major) from every task's share, summed
-/// in task order (0 + t₀ = t₀ exactly, as in the BLAS path).
+/// in task order (0 + t₀ = t₀ exactly, as in the BLAS path). The micro-kernel
+/// accumulators are summed in their own layout (contiguous) and transposed
+/// once: per element the same additions in the same order as transposing each.
 pub fn merge_grads(parts: impl IntoIterator<Item = TaskGrads>) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (mut dgamma, mut dbeta) = (Vec::new(), Vec::new());
     let mut dw: Option<Tensor> = None;
-    let mut dw_micro: Option<Vec<f32>> = None;
+    let mut dw_micro: Option<TnAcc> = None;
     for p in parts {
         let ch = p.sum_g.len();
         if dgamma.is_empty() {
@@ -364,13 +366,18 @@ pub fn merge_grads(parts: impl IntoIterator<Item = TaskGrads>) -> (Vec<f32>, Vec
                     Some(acc) => acc + w,
                 })
             }
-            TaskGrad::Micro(acc) => {
-                acc.add_transposed_into(dw_micro.get_or_insert_with(|| vec![0f32; ch * acc.k]))
-            }
+            TaskGrad::Micro(acc) => match &mut dw_micro {
+                Some(sum) => sum.add(&acc),
+                None => dw_micro = Some(acc),
+            },
         }
     }
     let dw = match dw_micro {
-        Some(v) => v,
+        Some(sum) => {
+            let mut v = vec![0f32; sum.n * sum.k];
+            sum.add_transposed_into(&mut v);
+            v
+        }
         None => Vec::<f32>::from(
             &dw.expect("a batch has at least one task")
                 .contiguous()

@@ -5,7 +5,7 @@
 //! wall time it prints the process's CPU time, which another process on the
 //! machine disturbs less (compare 1-thread runs by it on a busy machine).
 use std::time::Instant;
-use tabnet_core::data::{Dataset, Targets};
+use tabnet_core::data::Dataset;
 use tabnet_core::trainer::{TrainOptions, Trainer};
 use tabnet_core::{MaskType, Model, NetConfig, Task};
 use tch::{Device, Kind, Tensor};
@@ -43,27 +43,9 @@ fn main() {
     let y: Vec<i32> = (0..n)
         .map(|r| (cols[0][r] * cols[1][r] + cols[2][r] > 0.0) as i32)
         .collect();
-    let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
-    let names: Vec<String> = (0..p).map(|j| format!("V{j}")).collect();
-    let data = Dataset::from_columns(
-        &cfg,
-        &refs,
-        &[],
-        &names,
-        Some(Targets::Classes(vec![&y])),
-        None,
-        Device::Cpu,
-    )
-    .unwrap();
+    let data = Dataset::classes_example(&cfg, &cols, &y).unwrap();
     let model = Model::new(cfg, Device::Cpu).unwrap();
-    let opts = TrainOptions {
-        batch_size: batch,
-        drop_last: false,
-        lambda_sparse: 1e-3,
-        clip_value: None,
-        learn_rate: 0.02,
-        exp_decay: None,
-    };
+    let opts = TrainOptions::example(batch);
     let mut t = Trainer::new(&model, opts).unwrap();
     for epoch in 0..4 {
         let nb = t.begin_epoch(&data).unwrap();

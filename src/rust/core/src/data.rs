@@ -130,6 +130,22 @@ fn fill_codes(cols: &[&[i32]], levels: &[usize], n: usize) -> (Tensor, Vec<bool>
 }
 
 impl Dataset {
+    /// Numeric predictors `cols` (named V0, V1, …) and class labels `y` on the
+    /// CPU: the small data sets of tests and examples.
+    pub fn classes_example(cfg: &NetConfig, cols: &[Vec<f64>], y: &[i32]) -> Result<Dataset> {
+        let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
+        let names: Vec<String> = (0..cols.len()).map(|j| format!("V{j}")).collect();
+        Dataset::from_columns(
+            cfg,
+            &refs,
+            &[],
+            &names,
+            Some(Targets::Classes(vec![y])),
+            None,
+            Device::Cpu,
+        )
+    }
+
     /// Builds the tensors for `cfg`'s column layout. `num` and `cat` are in the
     /// config's tensor order; `names` are the original predictor names (for errors).
     pub fn from_columns(

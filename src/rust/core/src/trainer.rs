@@ -23,6 +23,21 @@ pub struct TrainOptions {
     pub exp_decay: Option<(f64, i64)>,
 }
 
+impl TrainOptions {
+    /// The options of tests and examples: batches of `batch_size` (last one
+    /// kept), λ = 1e-3, learning rate 0.02, no clipping, no decay.
+    pub fn example(batch_size: i64) -> TrainOptions {
+        TrainOptions {
+            batch_size,
+            drop_last: false,
+            lambda_sparse: 1e-3,
+            clip_value: None,
+            learn_rate: 0.02,
+            exp_decay: None,
+        }
+    }
+}
+
 pub struct Trainer {
     pub opts: TrainOptions,
     /// the encoder backend of every batch (see [`Trainer::with_backend`])
@@ -260,7 +275,6 @@ mod tests {
     #[test]
     fn recycled_tape_buffers_never_change_a_step() {
         use crate::config::{NetConfig, Task};
-        use crate::data::Targets;
         use tch::Device;
         let n = 600usize;
         let cfg = NetConfig::example(6, vec![2], Task::Classification);
@@ -269,30 +283,12 @@ mod tests {
         let y: Vec<i32> = (0..n)
             .map(|r| (cols[0][r] + cols[1][r] > 0.0) as i32)
             .collect();
-        let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
-        let names: Vec<String> = (0..6).map(|j| format!("V{j}")).collect();
-        let data = Dataset::from_columns(
-            &cfg,
-            &refs,
-            &[],
-            &names,
-            Some(Targets::Classes(vec![&y])),
-            None,
-            Device::Cpu,
-        )
-        .unwrap();
+        let data = Dataset::classes_example(&cfg, &cols, &y).unwrap();
         let start = Model::new(cfg.clone(), Device::Cpu)
             .unwrap()
             .to_bytes()
             .unwrap();
-        let opts = TrainOptions {
-            batch_size: 256,
-            drop_last: false,
-            lambda_sparse: 1e-3,
-            clip_value: None,
-            learn_rate: 0.02,
-            exp_decay: None,
-        };
+        let opts = TrainOptions::example(256);
         // a new model each time (a parameter's existing .grad() is added to
         // in place, a first one comes through autograd: other roundings)
         let run = |poison: bool| {

@@ -46,14 +46,7 @@ fn dataset(cfg: &NetConfig, cols: &[Vec<f64>], y: &[i32]) -> Dataset {
 }
 
 fn opts() -> TrainOptions {
-    TrainOptions {
-        batch_size: 256,
-        drop_last: false,
-        lambda_sparse: 1e-3,
-        clip_value: None,
-        learn_rate: 0.02,
-        exp_decay: None,
-    }
+    TrainOptions::example(256)
 }
 
 fn train(model: &Model, data: &Dataset, epochs: usize) -> Vec<f64> {

@@ -7,7 +7,7 @@ use crate::encoder::Backend;
 use crate::error::Result;
 use crate::kernels;
 use crate::loss;
-use crate::model::{Model, Net};
+use crate::model::Model;
 use crate::network::explain_encoder;
 use crate::run_settings::RunSettings;
 use tch::{Device, Tensor};
@@ -46,10 +46,7 @@ pub fn predict(model: &Model, data: &Dataset, batch_size: i64) -> Result<Tensor>
 /// (M_explain (n, F), masks: one (n, F) per step), on the CPU, columns in the
 /// original predictor order. Works for supervised and pretrained encoders.
 pub fn explain(model: &Model, data: &Dataset, batch_size: i64) -> Result<(Tensor, Vec<Tensor>)> {
-    let (embedder, encoder) = match &model.net {
-        Net::Supervised(n) => (&n.embedder, &n.encoder),
-        Net::Pretrain(p) => (&p.embedder, &p.encoder),
-    };
+    let (embedder, encoder) = model.net.embedder_encoder();
     let steps = model.cfg.n_steps;
     Ok(run(model, || {
         let mut agg = Vec::new();

@@ -5,7 +5,8 @@
 //! object, so `saveRDS()` needs nothing else.
 use crate::config::NetConfig;
 use crate::data::{Batch, Dataset};
-use crate::encoder::{Backend, Pass};
+use crate::embedding::Embedder;
+use crate::encoder::{Backend, Encoder, Pass};
 use crate::error::{corrupt, invalid, torch_message, Error, Result};
 use crate::loss;
 use crate::network::TabNet;
@@ -41,6 +42,16 @@ impl BatchLoss {
 pub(crate) enum Net {
     Supervised(TabNet),
     Pretrain(Pretrainer),
+}
+
+impl Net {
+    /// The embedder and encoder, which both kinds of network have.
+    pub(crate) fn embedder_encoder(&self) -> (&Embedder, &Encoder) {
+        match self {
+            Net::Supervised(n) => (&n.embedder, &n.encoder),
+            Net::Pretrain(p) => (&p.embedder, &p.encoder),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -208,11 +219,7 @@ impl Model {
 
     /// The encoder's store of training-tape buffers (see `encoder::fused::TapeBuffers`).
     pub(crate) fn tape_buffers(&self) -> std::sync::Arc<crate::encoder::TapeBuffers> {
-        let encoder = match &self.net {
-            Net::Supervised(n) => &n.encoder,
-            Net::Pretrain(p) => &p.encoder,
-        };
-        encoder.tape_buffers.clone()
+        self.net.embedder_encoder().1.tape_buffers.clone()
     }
 
     /// The default encoder backend for this model's device ([`Backend::for_device`]).

@@ -150,7 +150,7 @@ impl StepTape {
 }
 
 /// The tape's buffers: taken from the encoder's [`TapeBuffers`], and handed
-/// back when the tape is dropped.
+/// back when the tape (or a pass that never made one) is dropped.
 struct Buffers {
     store: Arc<TapeBuffers>,
     owned: Vec<Tensor>,
@@ -164,11 +164,14 @@ impl Buffers {
     }
 }
 
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        self.store.give(std::mem::take(&mut self.owned));
+    }
+}
+
 /// Everything the hand-derived backward needs, plus the autograd edges.
 pub(in crate::encoder) struct Tape {
-    /// every buffer below that came from the encoder's store (none of them
-    /// leaves the tape)
-    buffers: Buffers,
     chunks: Chunks,
     n_d: i64,
     gamma: f64,
@@ -188,6 +191,9 @@ pub(in crate::encoder) struct Tape {
     step_leaves: Vec<Tensor>,
     decision_leaf: Tensor,
     m_loss_leaf: Tensor,
+    /// every buffer above that came from the encoder's store (none of them
+    /// leaves the tape); held for its drop, after the fields above
+    _buffers: Buffers,
 }
 
 /// The tapes of a feature transformer's layers, from input `x`.
@@ -390,7 +396,6 @@ pub(in crate::encoder) fn forward_train(
             steps.push(step);
         }
         let mut tape = Tape {
-            buffers: buf,
             chunks,
             n_d: enc.n_d,
             gamma: enc.gamma,
@@ -404,6 +409,7 @@ pub(in crate::encoder) fn forward_train(
             step_leaves: Vec::new(),
             decision_leaf: empty(rows, enc.n_d as usize),
             m_loss_leaf: Tensor::from(0f32),
+            _buffers: buf,
         };
         let logs: Vec<ForwardLog> = {
             let tape = &tape;
@@ -569,13 +575,6 @@ struct StepBack<'a> {
     prior: SendPtr,
     mask: SendPtr,
     out: SendPtr,
-}
-
-impl Drop for Tape {
-    fn drop(&mut self) {
-        let owned = std::mem::take(&mut self.buffers.owned);
-        self.buffers.store.give(owned);
-    }
 }
 
 impl Tape {

@@ -43,11 +43,18 @@ required <- c(
   testthat = "3.1.0", recipes = "", workflows = "", yardstick = "",
   rsample = "", finetune = "", vip = "", dplyr = "", tidyr = "", purrr = "", data.tree = "",
   modeldata = "", future = "1.33.0", future.apply = "", mirai = "2.0.0", knitr = "", rmarkdown = "", roxygen2 = "",
-  tidyverse = "", patchwork = "", viridisLite = "", scales = "1.3.0", lme4 = "", callr = ""
+  tidyverse = "", patchwork = "", viridisLite = "", scales = "1.3.0", lme4 = "", callr = "",
+  # interpretation (SHAP peers and plots, boosted-tree baselines), deployment, Arrow input
+  kernelshap = "", xgboost = "", shapviz = "", lightgbm = "", bonsai = "",
+  vetiver = "", plumber = "", pins = "", butcher = "", nanoarrow = ""
 )
+# Served by CRAN only for a newer R: this version from CRAN's archive builds on
+# R 4.2 (about 10 minutes on 2 cores). Installed before the resolver runs.
+archived <- c(xgboost = "1.7.8.1")
 # Installed when CRAN has them, but their absence only warns: vip has been
 # archived on CRAN (no current version, archive not reachable from here).
-optional <- c("vip")
+optional <- c("vip", "kernelshap", "xgboost", "shapviz", "lightgbm", "bonsai",
+              "vetiver", "plumber", "pins", "butcher", "nanoarrow")
 
 msg <- function(...) cat("install-r-deps: ", ..., "\n", sep = "")
 
@@ -76,6 +83,23 @@ base_pkgs <- rownames(installed.packages(lib.loc = .Library,
 
 satisfied <- function(p, min) {
   !is.na(inst[p]) && package_version(inst[[p]]) >= pv(min)
+}
+
+# Archived versions: their dependencies from CRAN, then the archive's tarball.
+for (p in names(archived)) {
+  if (!is.na(inst[p]) || dry_run) next
+  url <- sprintf("%s/src/contrib/Archive/%s/%s_%s.tar.gz", sub("/+$", "", repos[[1]]),
+                 p, p, archived[[p]])
+  deps <- switch(p, xgboost = c("data.table", "jsonlite", "Matrix"), character())
+  deps <- deps[is.na(inst[deps])]
+  msg(p, " ", archived[[p]], " from CRAN's archive", if (length(deps)) paste0(" (and ", paste(deps, collapse = ", "), ")"))
+  ok <- tryCatch({
+    if (length(deps)) install.packages(deps, lib = lib, repos = repos, Ncpus = ncpus, quiet = TRUE)
+    install.packages(url, lib = lib, repos = NULL, type = "source", quiet = TRUE)
+    TRUE
+  }, error = function(e) FALSE, warning = function(w) FALSE)
+  if (!ok) msg("could not install ", p, " ", archived[[p]], " from ", url)
+  inst <- installed_versions()
 }
 
 # Fast path: if every required package is present and new enough, nothing has

@@ -44,6 +44,10 @@ apt_pkgs=(
   r-cran-furrr r-cran-globals r-cran-tidyselect r-cran-glue r-cran-farver
   r-cran-labeling r-cran-rcolorbrewer r-cran-prettyunits r-cran-utf8
   r-cran-pkgconfig r-cran-r6 r-cran-numderiv
+  # plumber (vetiver's API server) links libsodium; data.table for xgboost
+  libsodium-dev r-cran-data.table
+  # Python's torch.jit.load() for the TorchScript export test (same libtorch)
+  python3-torch
 )
 # Too old in bookworm, so taken from CRAN by install-r-deps.R (the old Debian
 # builds may still come in as apt dependencies; the CRAN ones shadow them):
@@ -54,7 +58,7 @@ apt_pkgs=(
 # Not in bookworm: parsnip, dials, tune, finetune, workflows, yardstick,
 #   tailor, modelenv, sparsevctrs, GauPro, DiceDesign, sfd, vip, ...
 if [ "$bench" = 1 ]; then
-  apt_pkgs+=(python3-torch python3-sklearn python3-scipy python3-tqdm python3-pandas)
+  apt_pkgs+=(python3-sklearn python3-scipy python3-tqdm python3-pandas)
 fi
 
 missing=()

@@ -6,6 +6,7 @@
 #'
 #' @keywords internal
 #' @importFrom magrittr %>%
+#' @importFrom rlang %||%
 #' @importFrom stats predict update
 #' @importFrom scales transform_log2
 "_PACKAGE"

@@ -170,4 +170,3 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
        stopped_early = stopped_early, interrupted = interrupted, nonfinite = nonfinite)
 }
 
-`%||%` <- function(x, y) if (is.null(x)) y else x

@@ -1,19 +1,22 @@
 //! Error type of the core. Each variant says whose problem it is, so that the
 //! R layer can raise the matching condition class (see [`Error::kind`]).
-use std::fmt;
-
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The caller passed data or an argument the model cannot use; the text says what.
+    #[error("{0}")]
     Invalid(String),
     /// A saved model is corrupted, was modified, or does not fit its configuration.
+    #[error("{0}")]
     Model(String),
-    /// libtorch raised an exception.
-    Torch(tch::TchError),
+    /// libtorch raised an exception (shown without its C++ stack trace).
+    #[error("libtorch error: {}", torch_message(.0))]
+    Torch(#[from] tch::TchError),
     /// Reading or writing model bytes failed.
-    Io(std::io::Error),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
     /// The persisted configuration could not be read.
-    Config(serde_json::Error),
+    #[error("the model's network configuration cannot be read: {0}")]
+    Config(#[from] serde_json::Error),
 }
 
 /// Who is to act on an error: the caller (bad input), the owner of a saved
@@ -51,35 +54,6 @@ pub(crate) fn torch_message(e: &tch::TchError) -> String {
         .find(|l| !l.is_empty())
         .unwrap_or("libtorch failed")
         .to_string()
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Invalid(m) | Error::Model(m) => write!(f, "{m}"),
-            Error::Torch(e) => write!(f, "libtorch error: {}", torch_message(e)),
-            Error::Io(e) => write!(f, "i/o error: {e}"),
-            Error::Config(e) => write!(f, "the model's network configuration cannot be read: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<tch::TchError> for Error {
-    fn from(e: tch::TchError) -> Self {
-        Error::Torch(e)
-    }
-}
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-impl From<serde_json::Error> for Error {
-    fn from(e: serde_json::Error) -> Self {
-        Error::Config(e)
-    }
 }
 
 /// Shorthand for an [`Error::Invalid`].

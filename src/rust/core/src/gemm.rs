@@ -306,8 +306,8 @@ macro_rules! micro_kernels {
             let mut r = 0;
             while r < a.rows {
                 let rows = BLOCK.min(a.rows - r);
-                // SAFETY: the block's rows of a and c lie inside the caller's matrices.
                 let ab = Mat {
+                    // SAFETY: the block's rows of a and c lie inside the caller's matrices.
                     ptr: unsafe { a.ptr.add(r * a.ld) },
                     rows,
                     ..a

@@ -1,5 +1,6 @@
 //! Weight initialisation of the linear layers ([`Initialization`]): by default
-//! that of dreamquark's pytorch-tabnet (spec §1.9), Xavier-normal with custom
+//! that of dreamquark's pytorch-tabnet (`initialize_glu` and `initialize_non_glu`
+//! in its `tab_network.py`), Xavier-normal with custom
 //! gains, written as the resulting standard deviations; or the paper's
 //! TensorFlow code's, Glorot-uniform (`tf.layers.dense`'s default).
 //!

@@ -132,6 +132,7 @@ fn fill_support<T: Real>(z: &Tensor, out: &Tensor, rows: usize, g: usize, entmax
     // SAFETY: both tensors are contiguous CPU tensors of rows·g elements of T;
     // `out` is fresh and only written here.
     let src = unsafe { std::slice::from_raw_parts(z.data_ptr() as *const T, rows * g) };
+    // SAFETY: as above; `dst` does not overlap `src` (a different tensor).
     let dst = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut T, rows * g) };
     const BLOCK: usize = 1024;
     // on the kernels' pool (fork-safe, see `crate::process`)

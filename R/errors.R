@@ -107,11 +107,17 @@ abort_internal <- function(detail = NULL) {
 
 # The call of the outermost tabnetrs function on the stack: the one the user
 # wrote (an S3 method's frame carries its generic's call, e.g. `predict(fit, d)`).
+# Under parsnip or workflows the user wrote `fit()`, `fit_xy()` or `predict()`
+# and parsnip called tabnetrs for them: the outermost such call is named, as
+# bonsai's engines are (not parsnip's internal `tabnetrs::tabnet_fit(...)`).
 user_call <- function() {
   ns <- topenv(environment(user_call))
   n <- sys.nframe() - 1L
   for (i in seq_len(max(n, 0L))) {
     if (identical(topenv(environment(sys.function(i))), ns)) {
+      for (j in seq_len(i - 1L)) {
+        if (is_user_generic(sys.function(j))) return(sys.call(j))
+      }
       call <- sys.call(i)
       # an S3 method of another package's generic (predict.tabnet_fit from
       # stats::predict): the user wrote the generic's call
@@ -120,6 +126,12 @@ user_call <- function() {
     }
   }
   NULL
+}
+
+# The tidymodels generics a user calls on a parsnip specification, a parsnip
+# fit or a workflow (parsnip re-exports generics' `fit()`).
+is_user_generic <- function(f) {
+  identical(f, parsnip::fit) || identical(f, parsnip::fit_xy) || identical(f, stats::predict)
 }
 
 is_dispatch <- function(generic_call, method_call) {

@@ -50,3 +50,26 @@ test_that("errors from the Rust core are R errors and leave the session usable",
   expect_error(predict(broken, d), "damaged|not a ZIP archive")
   expect_equal(nrow(predict(fit, d)), 200)
 })
+
+test_that("errors under parsnip and workflows name the user's fit() or predict() call", {
+  skip_if_not_installed("parsnip")
+  skip_if_not_installed("workflows")
+  d <- syn2_data(100)
+  spec <- parsnip::set_mode(tabnet(epochs = -1), "classification")
+  e <- rlang::catch_cnd(parsnip::fit(spec, y ~ ., d), "tabnetrs_error_config")
+  expect_s3_class(e, "tabnetrs_error_config")
+  expect_identical(e$call[[1]], quote(parsnip::fit))
+  e <- rlang::catch_cnd(parsnip::fit_xy(spec, d[, 1:4], d$y), "tabnetrs_error_config")
+  expect_identical(e$call[[1]], quote(parsnip::fit_xy))
+  wf <- workflows::workflow(y ~ ., spec)
+  fit <- parsnip::fit
+  e <- rlang::catch_cnd(fit(wf, d), "tabnetrs_error_config")
+  expect_identical(e$call, quote(fit(wf, d)))
+  ok <- parsnip::fit(parsnip::set_mode(tabnet(epochs = 1), "classification"), y ~ ., d)
+  e <- rlang::catch_cnd(predict(ok, d[, c("V01", "V02")]), "tabnetrs_error_input")
+  expect_s3_class(e, "tabnetrs_error_input")
+  expect_identical(e$call, quote(predict(ok, d[, c("V01", "V02")])))
+  # the direct interface still names its own call
+  e <- rlang::catch_cnd(tabnet_fit(y ~ ., d, epochs = -1), "tabnetrs_error_config")
+  expect_identical(e$call, quote(tabnet_fit(y ~ ., d, epochs = -1)))
+})

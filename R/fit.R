@@ -369,10 +369,7 @@ resume_from <- function(tabnet_model, config, layout, outcome, kind, from_epoch,
   # architecture comes from the earlier model; training settings from `config`
   # (an element a model saved before it existed lacks becomes NULL, which
   # net_config() reads as that element's default)
-  arch <- c("n_d", "n_a", "n_steps", "gamma", "n_independent", "n_shared", "n_independent_decoder",
-            "n_shared_decoder", "virtual_batch_size", "momentum", "mask_type", "cat_emb_dim",
-            "grouped_features", "epsilon", "init")
-  for (k in arch) config[k] <- list(old$config[[k]])
+  for (k in arch_settings()) config[k] <- list(old$config[[k]])
   old_kind <- model_kind(tabnet_model)
   # a fresh copy (training changes it), verified like any saved model
   src <- if (is.null(from_epoch)) {

@@ -17,50 +17,22 @@
 
 # Argument table: parsnip (main argument) name, tabnet_fit()/tabnet_config()
 # name, and the dials call used when the argument is marked with tune().
+# Derived from tabnet_settings() (R/settings.R), in the order of tabnet()'s
+# arguments, then the two tabnet_fit() arguments that are not settings.
 tabnet_arg_table <- function() {
   own <- function(fun) list(pkg = "tabnetrs", fun = fun)
   untunable <- function(name) list(pkg = "tabnetrs", fun = "tabnet_untunable", values = name)
-  list(
-    list("cat_emb_dim", "cat_emb_dim", own("cat_emb_dim")),
-    list("decision_width", "decision_width", own("decision_width")),
-    list("attention_width", "attention_width", own("attention_width")),
-    list("num_steps", "num_steps", own("num_steps")),
-    list("mask_type", "mask_type", own("mask_type")),
-    list("mask_topk", "mask_topk", untunable("mask_topk")),
-    list("num_independent", "num_independent", own("num_independent")),
-    list("num_shared", "num_shared", own("num_shared")),
-    list("num_independent_decoder", "num_independent_decoder", own("num_independent_decoder")),
-    list("num_shared_decoder", "num_shared_decoder", own("num_shared_decoder")),
-    # paper: lambda_sparse in {0, 1e-6, ..., 0.1}
-    list("penalty", "penalty", list(pkg = "dials", fun = "penalty", range = c(-6, -1))),
-    list("feature_reusage", "feature_reusage", own("feature_reusage")),
-    list("momentum", "momentum", own("momentum")),
-    # dials' default (10..1000) makes grids far too slow for a neural network
-    list("epochs", "epochs", list(pkg = "dials", fun = "epochs", range = c(10L, 100L))),
-    # paper: B in 256..32768 (log2 scale, like dials::batch_size())
-    list("batch_size", "batch_size", list(pkg = "dials", fun = "batch_size", range = c(8L, 15L))),
-    list("virtual_batch_size", "virtual_batch_size", own("virtual_batch_size")),
-    # paper: 0.005..0.025; a slightly wider log10 range
-    list("learn_rate", "learn_rate", list(pkg = "dials", fun = "learn_rate", range = c(-3, -1))),
-    list("optimizer", "optimizer", own("optimizer")),
-    list("loss", "loss", untunable("loss")),
-    list("clip_value", "clip_value", untunable("clip_value")),
-    list("drop_last", "drop_last", own("drop_last")),
-    list("lr_scheduler", "lr_scheduler", own("lr_scheduler")),
-    # multiplicative decay factor of the step / plateau scheduler
-    # (paper: 0.4..0.95)
-    list("rate_decay", "lr_decay", list(pkg = "dials", fun = "rate_decay", range = c(0.4, 0.95))),
-    list("rate_step_size", "step_size", list(pkg = "dials", fun = "rate_step_size")),
-    list("checkpoint_epochs", "checkpoint_epochs", own("checkpoint_epochs")),
-    list("verbose", "verbose", own("verbose")),
-    list("importance_sample_size", "importance_sample_size", untunable("importance_sample_size")),
-    list("early_stopping_monitor", "early_stopping_monitor", untunable("early_stopping_monitor")),
-    list("early_stopping_tolerance", "early_stopping_tolerance", untunable("early_stopping_tolerance")),
-    list("early_stopping_patience", "early_stopping_patience", list(pkg = "dials", fun = "stop_iter")),
-    list("skip_importance", "skip_importance", untunable("skip_importance")),
+  s <- Filter(function(x) !is.na(x$parsnip), tabnet_settings())
+  s <- s[order(match(vapply(s, `[[`, "", "parsnip"), names(formals(tabnet))))]
+  rows <- lapply(s, function(x) {
+    func <- switch(if (is.character(x$tune)) x$tune else "dials",
+                   own = own(x$parsnip), untunable = untunable(x$parsnip), dials = x$tune)
+    list(x$parsnip, x$name, func)
+  })
+  c(unname(rows), list(
     list("tabnet_model", "tabnet_model", untunable("tabnet_model")),
     list("from_epoch", "from_epoch", untunable("from_epoch"))
-  )
+  ))
 }
 
 # The main arguments of tabnet() and update.tabnet(), in their order.

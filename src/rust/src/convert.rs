@@ -72,10 +72,12 @@ impl From<ApiError> for Robj {
 }
 
 /// Called once when the package loads: panics print nothing (extendr catches
-/// them and R reports an internal error), and this process is recorded as the
-/// one fork-based workers are forked from.
+/// them and R reports an internal error) unless the environment variable
+/// `EXTENDR_BACKTRACE` is `true` or `1` (extendr's own hook: the debug switch
+/// for developers), and this process is recorded as the one fork-based workers
+/// are forked from.
 pub fn init() {
-    std::panic::set_hook(Box::new(|_| {}));
+    extendr_api::thread_safety::register_extendr_panic_hook();
     tabnet_core::process::init();
 }
 

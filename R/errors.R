@@ -155,7 +155,10 @@ rust_result <- function(x) {
     if (kind == "internal") abort_internal(paste0(fn, ": ", msg))
     # the message is plain text from Rust: no cli markup
     # (and in English: the Rust core's text is not translated)
-    msg <- cli_escape(paste0(toupper(substr(msg, 1L, 1L)), substring(msg, 2L)))
+    # in the R layer's style: a sentence (capitalised, with its full stop)
+    msg <- paste0(toupper(substr(msg, 1L, 1L)), substring(msg, 2L))
+    if (!grepl("[.!?]$", msg)) msg <- paste0(msg, ".")
+    msg <- cli_escape(msg)
     if (kind == "model") {
       msg <- c(msg, i = tr("The object was damaged or edited; refit the model or read it again from its file."))
     }

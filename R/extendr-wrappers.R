@@ -74,9 +74,11 @@ rs_in_forked_child <- function() rust_result(.Call(wrap__rs_in_forked_child))
 #' @noRd
 rs_blas_info <- function() rust_result(.Call(wrap__rs_blas_info))
 
-#' `clip_value` and `decay_every` are ignored when <= 0.
+#' A trainer for `model` with the options in `options_json` (a
+#' `TrainOptions`: batch size, sparsity weight, clipping, learning rate and
+#' schedule), continuing the schedule state `state_json` when it is not "".
 #' @noRd
-rs_trainer_new <- function(model, batch_size, drop_last, lambda_sparse, clip_value, learn_rate, decay_rate, decay_every) rust_result(.Call(wrap__rs_trainer_new, model, batch_size, drop_last, lambda_sparse, clip_value, learn_rate, decay_rate, decay_every))
+rs_trainer_new <- function(model, options_json, state_json) rust_result(.Call(wrap__rs_trainer_new, model, options_json, state_json))
 
 #' Prepares data-dependent model state (the pretrainer's target variances).
 #' @noRd
@@ -100,19 +102,14 @@ rs_trainer_end <- function(trainer) rust_result(.Call(wrap__rs_trainer_end, trai
 #' @noRd
 rs_trainer_release <- function(trainer) rust_result(.Call(wrap__rs_trainer_release, trainer))
 
-#' @noRd
-rs_trainer_set_lr <- function(trainer, lr) rust_result(.Call(wrap__rs_trainer_set_lr, trainer, lr))
-
+#' The rate the next optimizer step uses.
 #' @noRd
 rs_trainer_lr <- function(trainer) rust_result(.Call(wrap__rs_trainer_lr, trainer))
 
-#' Optimizer steps taken so far (the exponential schedule counts them).
+#' Ends an epoch for the schedule (`monitored`: the loss reduce-on-plateau
+#' watches); returns the schedule's state after it, as JSON.
 #' @noRd
-rs_trainer_step <- function(trainer) rust_result(.Call(wrap__rs_trainer_step, trainer))
-
-#' Sets the optimizer-step counter (resuming an exponential schedule).
-#' @noRd
-rs_trainer_set_step <- function(trainer, step) rust_result(.Call(wrap__rs_trainer_set_step, trainer, step))
+rs_trainer_schedule_epoch <- function(trainer, monitored) rust_result(.Call(wrap__rs_trainer_schedule_epoch, trainer, monitored))
 
 #' Eval-mode task loss over a dataset.
 #' @noRd

@@ -8,20 +8,55 @@ batches_per_call <- 8L
 
 is_knitting <- function() isTRUE(getOption("knitr.in.progress"))
 
-# State of the learning-rate schedule after an epoch: the rate the next epoch
-# starts with, optimizer steps taken (the exponential schedule counts them),
-# epochs since the schedule started (the step schedule), and the
-# reduce-on-plateau bookkeeping. One is kept per epoch (`fit$fit$schedule`),
-# so that resuming, also `from_epoch`, continues the schedule.
-# A resumed fit continues the schedule only if its settings are unchanged;
-# otherwise the schedule restarts at `learn_rate`.
-schedule_start <- function(config) {
-  list(lr = config$learn_rate, steps = 0, epochs = 0L, best = Inf, wait = 0L,
-       settings = schedule_settings(config))
-}
-
+# The learning-rate schedule lives in the Rust core (`schedule.rs`): the
+# trainer steps it after each optimizer step and each epoch. Its state after
+# an epoch -- the rate the next epoch starts with, optimizer steps and epochs
+# taken, the reduce-on-plateau bookkeeping -- is kept per epoch
+# (`fit$fit$schedule`: list(lr, steps, epochs, best, wait, settings)), so that
+# resuming, also `from_epoch`, continues the schedule. A resumed fit continues
+# it only if its settings are unchanged; otherwise it restarts at
+# `learn_rate`.
 schedule_settings <- function(config) {
   unclass(config)[c("learn_rate", "lr_scheduler", "lr_decay", "step_size")]
+}
+
+# The training options as the core's `TrainOptions` reads them (one JSON
+# object). Numbers are written with 17 significant digits, so that they
+# reach Rust exactly.
+train_options_json <- function(config) {
+  schedule <- switch(config$lr_scheduler %||% "constant",
+    constant = '{"kind":"constant"}',
+    step = sprintf('{"kind":"step","decay":%s,"every_epochs":%d}', json_num(config$lr_decay),
+                   as.integer(config$step_size)),
+    reduce_on_plateau = sprintf('{"kind":"reduce_on_plateau","decay":%s,"patience":%d}',
+                                json_num(config$lr_decay), as.integer(config$step_size)),
+    exponential = sprintf('{"kind":"exponential","decay":%s,"every_steps":%d}', json_num(config$lr_decay),
+                          as.integer(config$step_size))
+  )
+  sprintf('{"batch_size":%d,"drop_last":%s,"lambda_sparse":%s,"clip_value":%s,"learn_rate":%s,"schedule":%s}',
+          as.integer(config$batch_size), if (isTRUE(config$drop_last)) "true" else "false",
+          json_num(config$lambda_sparse), json_num(config$clip_value), json_num(config$learn_rate), schedule)
+}
+
+# A schedule state (as stored per epoch) for the core, "" for a fresh start.
+schedule_state_json <- function(state) {
+  if (is.null(state)) return("")
+  sprintf('{"lr":%s,"steps":%.0f,"epochs":%.0f,"best":%s,"wait":%.0f}', json_num(state$lr), state$steps,
+          as.numeric(state$epochs), json_num(state$best), as.numeric(state$wait))
+}
+
+# The core's state after an epoch as stored with the fit (`best` is Inf
+# before a finite best exists, as fits saved before the schedule moved to
+# Rust have it).
+schedule_state <- function(json, settings) {
+  x <- jsonlite::fromJSON(json)
+  list(lr = x$lr, steps = x$steps, epochs = as.integer(x$epochs), best = x$best %||% Inf,
+       wait = as.integer(x$wait), settings = settings)
+}
+
+# A finite number with 17 significant digits (exact), or JSON null.
+json_num <- function(x) {
+  if (is.null(x) || !is.finite(x)) "null" else sprintf("%.17g", x)
 }
 
 # Trains `model` (a live pointer) for config$epochs epochs.
@@ -40,14 +75,9 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
   states <- schedule %||% list()
   if (length(states) != length(history)) states <- vector("list", length(history))
   state <- if (length(history)) states[[length(history)]]
-  if (is.null(state) || !identical(state$settings, schedule_settings(config))) {
-    state <- schedule_start(config)
-  }
-  exponential <- identical(config$lr_scheduler, "exponential")
-  trainer <- rs_trainer_new(model, config$batch_size, config$drop_last, config$lambda_sparse,
-                            config$clip_value %||% -1, state$lr,
-                            config$lr_decay, if (exponential) config$step_size else -1)
-  if (exponential) rs_trainer_set_step(trainer, state$steps)
+  settings <- schedule_settings(config)
+  if (!is.null(state) && !identical(state$settings, settings)) state <- NULL
+  trainer <- rs_trainer_new(model, train_options_json(config), schedule_state_json(state))
   first <- length(history) + 1L
   metrics <- history
   monitor <- config$early_stopping_monitor
@@ -96,25 +126,8 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
       }
       current <- if (monitor == "valid_loss") valid_loss else train_loss
 
-      # learning-rate schedules stepped per epoch (the exponential one is
-      # stepped per optimizer step, in Rust)
-      state$epochs <- state$epochs + 1L
-      if (identical(config$lr_scheduler, "step") && state$epochs %% config$step_size == 0) {
-        rs_trainer_set_lr(trainer, rs_trainer_lr(trainer) * config$lr_decay)
-      } else if (identical(config$lr_scheduler, "reduce_on_plateau")) {
-        if (isTRUE(current < state$best)) {
-          state$best <- current
-          state$wait <- 0L
-        } else {
-          state$wait <- state$wait + 1L
-          if (state$wait >= config$step_size) {
-            rs_trainer_set_lr(trainer, rs_trainer_lr(trainer) * config$lr_decay)
-            state$wait <- 0L
-          }
-        }
-      }
-      state$lr <- rs_trainer_lr(trainer)
-      state$steps <- rs_trainer_step(trainer)
+      # the schedule's epoch step (the exponential one steps per optimizer step)
+      state <- schedule_state(rs_trainer_schedule_epoch(trainer, current %||% NaN), settings)
       # metrics and schedule state are recorded together, so an interrupt
       # never leaves them out of step
       metrics[[epoch]] <- entry

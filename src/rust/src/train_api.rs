@@ -1,44 +1,45 @@
 //! Training steps, evaluation, prediction, explanation and importances.
-use crate::convert::{count, matrix, seed as seed_of, ApiResult};
+use crate::convert::{count, matrix, seed as seed_of, ApiError, ApiResult};
 use crate::interrupt;
 use extendr_api::prelude::*;
 use tabnet_core::data::Dataset;
 use tabnet_core::importance::{mask_importance, model_agnostic, Method};
 use tabnet_core::inference::{explain, predict};
+use tabnet_core::schedule::ScheduleState;
 use tabnet_core::trainer::{evaluate_loss, TrainOptions, Trainer};
 use tabnet_core::Model;
 
-/// `clip_value` and `decay_every` are ignored when <= 0.
+/// A trainer for `model` with the options in `options_json` (a
+/// `TrainOptions`: batch size, sparsity weight, clipping, learning rate and
+/// schedule), continuing the schedule state `state_json` when it is not "".
 /// @noRd
 #[extendr]
-#[allow(clippy::too_many_arguments)]
 fn rs_trainer_new(
     model: ExternalPtr<Model>,
-    batch_size: f64,
-    drop_last: bool,
-    lambda_sparse: f64,
-    clip_value: f64,
-    learn_rate: f64,
-    decay_rate: f64,
-    decay_every: f64,
+    options_json: &str,
+    state_json: &str,
 ) -> ApiResult<ExternalPtr<Trainer>> {
-    let opts = TrainOptions {
-        batch_size: count(batch_size, "batch_size", 2, i32::MAX as i64)?,
-        drop_last,
-        lambda_sparse,
-        clip_value: if clip_value.is_finite() && clip_value > 0.0 {
-            Some(clip_value)
-        } else {
-            None
-        },
-        learn_rate,
-        exp_decay: if decay_every.is_finite() && decay_every >= 1.0 {
-            Some((decay_rate, decay_every as i64))
-        } else {
-            None
-        },
-    };
-    Ok(ExternalPtr::new(Trainer::new(&model, opts)?))
+    let opts: TrainOptions = serde_json::from_str(options_json)
+        .map_err(|e| ApiError::internal(format!("training options: {e}")))?;
+    let mut trainer = Trainer::new(&model, opts)?;
+    if !state_json.is_empty() {
+        let state: ScheduleState = serde_json::from_str(state_json).map_err(|e| {
+            ApiError::model(format!(
+                "the learning-rate schedule saved with the model cannot be read: {e}"
+            ))
+        })?;
+        trainer.resume(state)?;
+    }
+    Ok(ExternalPtr::new(trainer))
+}
+
+/// Ends an epoch for the schedule (`monitored`: the loss reduce-on-plateau
+/// watches); returns the schedule's state after it, as JSON.
+/// @noRd
+#[extendr]
+fn rs_trainer_schedule_epoch(mut trainer: ExternalPtr<Trainer>, monitored: f64) -> String {
+    let state = trainer.schedule_epoch(monitored);
+    serde_json::to_string(&state).unwrap_or_default()
 }
 
 /// Prepares data-dependent model state (the pretrainer's target variances).
@@ -105,31 +106,11 @@ fn rs_trainer_release(mut trainer: ExternalPtr<Trainer>) {
     trainer.release()
 }
 
-/// @noRd
-#[extendr]
-fn rs_trainer_set_lr(mut trainer: ExternalPtr<Trainer>, lr: f64) {
-    trainer.set_lr(lr);
-}
-
+/// The rate the next optimizer step uses.
 /// @noRd
 #[extendr]
 fn rs_trainer_lr(trainer: ExternalPtr<Trainer>) -> f64 {
     trainer.lr()
-}
-
-/// Optimizer steps taken so far (the exponential schedule counts them).
-/// @noRd
-#[extendr]
-fn rs_trainer_step(trainer: ExternalPtr<Trainer>) -> f64 {
-    trainer.global_step as f64
-}
-
-/// Sets the optimizer-step counter (resuming an exponential schedule).
-/// @noRd
-#[extendr]
-fn rs_trainer_set_step(mut trainer: ExternalPtr<Trainer>, step: f64) -> ApiResult<()> {
-    trainer.global_step = count(step, "step", 0, i64::MAX / 2)?;
-    Ok(())
 }
 
 /// Eval-mode task loss over a dataset.
@@ -238,10 +219,8 @@ extendr_module! {
     fn rs_trainer_run;
     fn rs_trainer_end;
     fn rs_trainer_release;
-    fn rs_trainer_set_lr;
     fn rs_trainer_lr;
-    fn rs_trainer_step;
-    fn rs_trainer_set_step;
+    fn rs_trainer_schedule_epoch;
     fn rs_eval_loss;
     fn rs_predict;
     fn rs_explain;

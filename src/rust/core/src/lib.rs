@@ -13,7 +13,8 @@
 //! * `kernels`: the fused pass's CPU kernels (a leaf: no network types);
 //! * `decoder`, `pretrainer`: the self-supervised reconstruction model;
 //! * [`data`]: column data prepared once into device tensors;
-//! * `loss`, [`trainer`]: weighted task losses and the mini-batch loop;
+//! * `loss`, [`trainer`], [`schedule`]: weighted task losses, the mini-batch loop
+//!   and its learning-rate schedules;
 //! * [`inference`]: batched prediction and explanation under no-grad;
 //! * [`metrics`], [`importance`]: evaluation metrics and feature importances;
 //! * [`model`]: a network with its `VarStore`, config and verified (de)serialisation;
@@ -47,6 +48,7 @@ pub(crate) mod network;
 pub(crate) mod pretrainer;
 pub mod process;
 pub(crate) mod run_settings;
+pub mod schedule;
 #[cfg(test)]
 pub(crate) mod test_data;
 pub mod trainer;

@@ -9,9 +9,13 @@ use crate::encoder::Backend;
 use crate::error::{invalid, Result};
 use crate::model::Model;
 use crate::run_settings::RunSettings;
+use crate::schedule::{Schedule, ScheduleState};
+use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-#[derive(Clone, Debug)]
+/// How a fit trains; crosses from R as one JSON object (like `NetConfig`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainOptions {
     pub batch_size: i64,
     pub drop_last: bool,
@@ -19,8 +23,8 @@ pub struct TrainOptions {
     /// Clip the global gradient norm at this value.
     pub clip_value: Option<f64>,
     pub learn_rate: f64,
-    /// The paper's schedule: lr ← lr·rate every `every` optimizer steps.
-    pub exp_decay: Option<(f64, i64)>,
+    /// the learning-rate schedule (see [`crate::schedule`])
+    pub schedule: Schedule,
 }
 
 impl TrainOptions {
@@ -33,7 +37,7 @@ impl TrainOptions {
             lambda_sparse: 1e-3,
             clip_value: None,
             learn_rate: 0.02,
-            exp_decay: None,
+            schedule: Schedule::Constant,
         }
     }
 }
@@ -43,13 +47,13 @@ pub struct Trainer {
     /// the encoder backend of every batch (see [`Trainer::with_backend`])
     backend: Backend,
     opt: Adam,
-    lr: f64,
+    /// the schedule's state: the current rate and the steps and epochs taken
+    state: ScheduleState,
     perm: Option<Tensor>,
     cursor: i64,
     n_batches: i64,
     loss_sum: Option<Tensor>,
     rows_seen: i64,
-    pub global_step: i64,
     /// process settings held from `begin_epoch` to `end_epoch` / `release`
     settings: Option<RunSettings>,
     /// the model's training-tape buffers, emptied with `release`
@@ -77,18 +81,17 @@ impl Trainer {
             return invalid("`learn_rate` must be positive");
         }
         let opt = Adam::new(&model.vs, opts.learn_rate);
-        let lr = opts.learn_rate;
+        let state = ScheduleState::start(opts.learn_rate);
         Ok(Trainer {
             opts,
             backend: model.backend(),
             opt,
-            lr,
+            state,
             perm: None,
             cursor: 0,
             n_batches: 0,
             loss_sum: None,
             rows_seen: 0,
-            global_step: 0,
             settings: None,
             tape_buffers: model.tape_buffers(),
         })
@@ -110,13 +113,33 @@ impl Trainer {
         self.tape_buffers.clear();
     }
 
-    pub fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-        self.opt.set_lr(lr);
+    /// Continues a schedule from its state after an earlier epoch (a resumed
+    /// fit): the rate, and the steps and epochs it has counted.
+    pub fn resume(&mut self, state: ScheduleState) -> Result<()> {
+        if !(state.lr.is_finite() && state.lr > 0.0) || state.steps < 0 || state.epochs < 0 {
+            return invalid("the saved learning-rate schedule state is not valid");
+        }
+        self.state = state;
+        self.opt.set_lr(state.lr);
+        Ok(())
+    }
+
+    /// The schedule's state now (the rate the next step uses).
+    pub fn schedule_state(&self) -> ScheduleState {
+        self.state
+    }
+
+    /// Ends an epoch for the schedule, `monitored` being the loss it watches
+    /// (reduce-on-plateau); returns the state after it.
+    pub fn schedule_epoch(&mut self, monitored: f64) -> ScheduleState {
+        if self.opts.schedule.after_epoch(&mut self.state, monitored) {
+            self.opt.set_lr(self.state.lr);
+        }
+        self.state
     }
 
     pub fn lr(&self) -> f64 {
-        self.lr
+        self.state.lr
     }
 
     /// Draws the epoch's permutation. Returns the number of batches.
@@ -207,12 +230,8 @@ impl Trainer {
             });
             self.rows_seen += len;
             self.cursor += 1;
-            self.global_step += 1;
-            if let Some((rate, every)) = self.opts.exp_decay {
-                if every > 0 && self.global_step % every == 0 {
-                    let lr = self.lr * rate;
-                    self.set_lr(lr);
-                }
+            if self.opts.schedule.after_step(&mut self.state) {
+                self.opt.set_lr(self.state.lr);
             }
         }
         Ok(self.n_batches - self.cursor)

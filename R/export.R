@@ -78,8 +78,8 @@
 #' @param molded Export a model whose preprocessing changes the predictor
 #'   columns, on the molded columns (see the section above).
 #' @return `path`, invisibly.
-#' @examplesIf rlang::is_installed("modeldata")
-#' fit <- tabnet_fit(Species ~ ., iris, epochs = 1, seed = 1)
+#' @examples
+#' fit <- tabnet_fit(Species ~ ., iris, epochs = 1, seed = 1, num_threads = 1)
 #' path <- tempfile(fileext = ".pt")
 #' tabnet_export(fit, path)
 #' unlink(path)

@@ -62,7 +62,7 @@ test_that("butcher::butcher() dispatches on a tabnetrs workflow and keeps its pr
 
 skip_if_no_vetiver <- function() {
   skip_on_cran()
-  for (pkg in c("workflows", "vetiver", "plumber", "pins", "callr", "httr", "httpuv")) skip_if_not_installed(pkg)
+  for (pkg in c("workflows", "vetiver", "plumber", "pins", "bundle", "callr", "httr", "httpuv")) skip_if_not_installed(pkg)
 }
 
 # Serves the pinned model `name` of the folder board `board_path` with
@@ -102,9 +102,10 @@ test_that("a butchered, pinned workflow served by vetiver answers /predict with 
   expect_true("tabnetrs" %in% v$metadata$required_pkgs)
   board_path <- withr::local_tempdir()
   board <- pins::board_folder(board_path)
-  vetiver::vetiver_pin_write(board, v)
-  expect_identical(predict(vetiver::vetiver_pin_read(board, "tabnetrs-cls")$model, d, type = "prob"),
-                   predict(wf, d, type = "prob"))
+  suppressMessages(vetiver::vetiver_pin_write(board, v))
+  # what the server will run: the pinned (butchered, bundled) workflow
+  pinned <- bundle::unbundle(vetiver::vetiver_pin_read(board, "tabnetrs-cls")$model)
+  expect_identical(predict(pinned, d, type = "prob"), predict(wf, d, type = "prob"))
 
   port <- httpuv::randomPort(host = "127.0.0.1")
   url <- local_vetiver_server(board_path, "tabnetrs-cls", port, type = "prob")

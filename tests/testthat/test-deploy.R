@@ -39,6 +39,12 @@ test_that("a workflow without the fields butcher drops predicts identically, als
   expect_identical(predict(readRDS(path), d, type = "prob"), want)
   expect_identical(predict(readRDS(path), d), predict(wf, d))
   expect_output(print(inner_fit(readRDS(path))), "TabNet")
+  # a pretrained network needs its masking ratio: without its configuration
+  # it is a damaged object (the damaged-model error), never an internal error
+  pre <- tabnet_pretrain(cls ~ ., d, epochs = 1, batch_size = 120, seed = 1)
+  pre$fit$config <- NULL
+  saveRDS(pre, path)
+  expect_error(tabnet_explain(readRDS(path), d[1:5, ]), class = "tabnetrs_error_model")
 })
 
 test_that("butcher::butcher() dispatches on a tabnetrs workflow and keeps its predictions", {

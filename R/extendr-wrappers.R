@@ -10,6 +10,12 @@ NULL
 #' @noRd
 rs_dataset <- function(model, num, cat, names, y_class, y_value, weights) rust_result(.Call(wrap__rs_dataset, model, num, cat, names, y_class, y_value, weights))
 
+#' Writes the traced module of `model` to `path` with `metadata` (JSON) as
+#' its extra file `tabnetrs.json`. The R layer checks the path and builds the
+#' metadata.
+#' @noRd
+rs_model_export <- function(model, path, metadata) rust_result(.Call(wrap__rs_model_export, model, path, metadata))
+
 #' A freshly initialised network; `seed` seeds libtorch first.
 #' @noRd
 rs_model_new <- function(config_json, kind, pretraining_ratio, seed, device_name) rust_result(.Call(wrap__rs_model_new, config_json, kind, pretraining_ratio, seed, device_name))

@@ -41,8 +41,16 @@ load_network <- function(object, weights, digest, device = "cpu") {
                   i = "It was damaged or edited; refit the model or read it again from its file."))
   }
   check_layout(object)
-  rs_model_load(fit$net_config, model_kind(object), fit$config$pretraining_ratio, weights, device,
-                digest %||% "")
+  kind <- model_kind(object)
+  # a supervised network needs nothing from `fit$config`, which butcher's
+  # axe_fitted() for tabnet fits may drop (as it drops the checkpoints and
+  # importances): prediction must not depend on it
+  ratio <- if (kind == "pretrain") fit$config$pretraining_ratio else 0
+  if (!is.numeric(ratio) || length(ratio) != 1L) {
+    abort_model(c("This object's network is missing or unreadable.",
+                  i = "It was damaged or edited; refit the model or read it again from its file."))
+  }
+  rs_model_load(fit$net_config, kind, ratio, weights, device, digest %||% "")
 }
 
 # The network configuration must describe the predictors and outcomes the R

@@ -19,6 +19,7 @@
 //! * [`metrics`], [`importance`]: evaluation metrics and feature importances;
 //! * [`model`]: a network with its `VarStore`, config and verified (de)serialisation;
 //! * [`digest`]: the checksum tying saved weights to their configuration;
+//! * [`export`]: the TorchScript module of a supervised network (traced on the reference layers);
 //! * [`process`], [`blas`]: threads, fork safety, and the BLAS kernels in use;
 //! * [`gemm`]: the fused pass's own AVX2 / AVX-512 micro-kernels for its small products.
 
@@ -32,6 +33,7 @@ pub mod digest;
 pub(crate) mod embedding;
 pub(crate) mod encoder;
 pub mod error;
+pub mod export;
 pub(crate) mod feature_transformer;
 pub mod gemm;
 pub mod ghost_bn;

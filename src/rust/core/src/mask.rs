@@ -9,10 +9,13 @@
 //! On the CPU the support is found by a per-row sort in Rust (rayon over row
 //! blocks, straight on the tensor's memory): libtorch 1.13's `sort` over many
 //! short rows costs far more than the rest of the step. Elsewhere (CUDA) the
-//! support comes from libtorch's sort.
+//! support comes from libtorch's sort, as it does everywhere while a network
+//! is traced for export ([`traceable`]): a support computed in Rust would be
+//! frozen into the traced graph as a constant of the tracing example.
 use crate::config::MaskType;
 use crate::kernels::row_threshold;
 use rayon::prelude::*;
+use std::cell::Cell;
 use tch::{Device, Kind, Tensor};
 
 pub fn apply(mask: MaskType, z: &Tensor) -> Tensor {
@@ -86,10 +89,30 @@ pub fn entmax_support_torch(x: &Tensor) -> Tensor {
     x.gt_tensor(&tau).to_kind(x.kind())
 }
 
+thread_local! {
+    /// True while `traceable` runs on this thread.
+    static TRACEABLE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the supports found by libtorch ops only (sort, cumsum,
+/// gather, comparisons), which a TorchScript trace records for any input.
+/// The Rust per-row sort is invisible to the tracer: its result would become
+/// a constant, the support of the tracing example's rows.
+pub(crate) fn traceable<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TRACEABLE.with(|t| t.set(self.0));
+        }
+    }
+    let _restore = Restore(TRACEABLE.with(|t| t.replace(true)));
+    f()
+}
+
 /// The 0/1 support of each row computed in Rust on a CPU tensor (None on
-/// other devices or kinds).
+/// other devices or kinds, and inside [`traceable`]).
 fn host_support(z: &Tensor, entmax: bool) -> Option<Tensor> {
-    if z.device() != Device::Cpu || z.dim() != 2 {
+    if z.device() != Device::Cpu || z.dim() != 2 || TRACEABLE.with(|t| t.get()) {
         return None;
     }
     let size = z.size();

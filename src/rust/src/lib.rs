@@ -6,6 +6,7 @@ use extendr_api::prelude::*;
 mod convert;
 mod data_api;
 mod interrupt;
+mod lrp_api;
 mod model_api;
 mod runtime_api;
 mod train_api;
@@ -13,6 +14,7 @@ mod train_api;
 extendr_module! {
     mod tabnetrs;
     use data_api;
+    use lrp_api;
     use model_api;
     use runtime_api;
     use train_api;

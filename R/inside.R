@@ -83,7 +83,12 @@ workflow_data <- function(object, new_data) {
   mold <- workflows::extract_mold(object)
   has_outcome <- all(names(mold$blueprint$ptypes$outcomes) %in% names(new_data))
   forged <- forge_workflow(object, new_data, outcomes = has_outcome)
-  if (has_outcome) dplyr_free_cbind(forged$predictors, forged$outcomes) else forged$predictors
+  if (!has_outcome) return(forged$predictors)
+  # the engine fit may name the outcome differently (parsnip's xy interface)
+  outcomes <- forged$outcomes
+  engine_names <- names(engine_fit(object)$blueprint$ptypes$outcomes)
+  if (length(engine_names) == ncol(outcomes)) names(outcomes) <- engine_names
+  dplyr_free_cbind(forged$predictors, outcomes)
 }
 
 dplyr_free_cbind <- function(a, b) {

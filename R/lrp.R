@@ -280,11 +280,13 @@ summary.tabnet_lrp <- function(object, ...) {
     i <- groups[[g]]
     d <- tibble::tibble(
       class = g, variable = vars,
-      importance = vapply(object$relevance[i, , drop = FALSE], clipped_mean_abs, numeric(1))
+      importance = vapply(object$relevance[i, , drop = FALSE], clipped_mean_abs, numeric(1),
+                          USE.NAMES = FALSE)
     )
     if (!is.null(object$mean_relevance)) {
       d$mean_behaviour <- abs(unlist(object$mean_relevance[i[[1]], ], use.names = FALSE))
-      d$differential <- vapply(object$differential[i, , drop = FALSE], clipped_mean_abs, numeric(1))
+      d$differential <- vapply(object$differential[i, , drop = FALSE], clipped_mean_abs, numeric(1),
+                               USE.NAMES = FALSE)
     }
     d
   })

@@ -192,6 +192,7 @@ autoplot.tabnet_nap <- function(object, type = c("nap", "delta"), classes = NULL
       data.frame(layer = layer, rank = rank, value = sig$rna, class = classes[1]),
       data.frame(layer = layer, rank = rank, value = -bkg$rna, class = classes[2])
     )
+    long$class <- factor(long$class, levels = classes)
     ggplot2::ggplot(long, ggplot2::aes(x = .data$rank, y = .data$layer, fill = .data$value)) +
       ggplot2::geom_tile() +
       ggplot2::facet_wrap(~class) +

@@ -39,7 +39,7 @@ test_that("RNA is each class's summed |activation| over the layer's maximum", {
 
 test_that("sums over chunks equal the sums of one pass", {
   fit <- nap_fit()
-  d <- syn2_data(9000, seed = 33)  # more rows than one chunk (8192)
+  d <- syn2_data(9000, seed = 33)  # more rows than two chunks (4096)
   whole <- tabnet_nap(fit, d)
   z <- tabnet_latent(fit, d)
   expect_equal(nrow(z), 9000)

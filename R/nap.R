@@ -182,15 +182,15 @@ autoplot.tabnet_nap <- function(object, type = c("nap", "delta"), classes = NULL
   bkg <- d[d$class == classes[2], ]
   bkg <- bkg[match(paste(sig$layer, sig$node), paste(bkg$layer, bkg$node)), ]
   # each layer's nodes ranked by the signal's RNA (as the study sorts them)
-  rank <- stats::ave(-sig$rna, sig$layer, FUN = function(v) rank(v, ties.method = "first"))
+  pos <- stats::ave(-sig$rna, sig$layer, FUN = function(v) rank(v, ties.method = "first"))
   sp <- attr(object, "sparsity")
   sp <- sp[sp$layer == "all", ]
   sub <- paste(sprintf("sparsity %s %.2f", sp$class, sp$sparsity), collapse = ", ")
   layer <- factor(sig$layer, levels = rev(levels(d$layer)))
   if (type == "nap") {
     long <- rbind(
-      data.frame(layer = layer, rank = rank, value = sig$rna, class = classes[1]),
-      data.frame(layer = layer, rank = rank, value = -bkg$rna, class = classes[2])
+      data.frame(layer = layer, rank = pos, value = sig$rna, class = classes[1]),
+      data.frame(layer = layer, rank = pos, value = -bkg$rna, class = classes[2])
     )
     long$class <- factor(long$class, levels = classes)
     ggplot2::ggplot(long, ggplot2::aes(x = .data$rank, y = .data$layer, fill = .data$value)) +
@@ -202,7 +202,7 @@ autoplot.tabnet_nap <- function(object, type = c("nap", "delta"), classes = NULL
                     title = "Neural activation pattern", subtitle = sub) +
       ggplot2::theme_minimal()
   } else {
-    long <- data.frame(layer = layer, rank = rank, value = abs(sig$rna - bkg$rna))
+    long <- data.frame(layer = layer, rank = pos, value = abs(sig$rna - bkg$rna))
     ggplot2::ggplot(long, ggplot2::aes(x = .data$rank, y = .data$layer, fill = .data$value)) +
       ggplot2::geom_tile() +
       ggplot2::scale_fill_viridis_c(limits = c(0, 1), name = "|\u0394RNA|") +

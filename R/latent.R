@@ -44,6 +44,7 @@ tabnet_latent.default <- function(object, new_data, ...) {
 #' @rdname tabnet_latent
 tabnet_latent.tabnet_fit <- function(object, new_data, ...) {
   check_no_dots(...)
+  new_data <- node_new_data(new_data)
   check_new_data(new_data, object = object)
   model <- live_network(object)
   ds <- forge_dataset(object, new_data, model)

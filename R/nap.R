@@ -8,7 +8,7 @@
 #' for node \eqn{j} of layer \eqn{k} over the rows \eqn{S} of one class. The
 #' study's nodes are ReLUs; TabNet's GLU outputs are signed, so a node's
 #' activity \eqn{a} is the absolute value of its output, and RNA lies in
-#' \[0, 1\]. Sparsity is the share of nodes with RNA < 0.2 (per class, over
+#' between 0 and 1. Sparsity is the share of nodes with RNA < 0.2 (per class, over
 #' all layers and per layer).
 #'
 #' The layers, in the order the network runs them (the splitter is step 0):
@@ -60,6 +60,7 @@ tabnet_nap.default <- function(object, new_data, ...) {
 #' @rdname tabnet_nap
 tabnet_nap.tabnet_fit <- function(object, new_data, outcome = NULL, ...) {
   check_no_dots(...)
+  new_data <- node_new_data(new_data)
   check_new_data(new_data, object = object)
   out <- object$fit$outcome
   if (out$task == "regression") {

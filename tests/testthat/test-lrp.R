@@ -139,3 +139,14 @@ test_that("LRP ranks Syn2's generating features V03-V06 first in at least 9 of 1
   }
   expect_gte(holds_for(top4, seeds = 1:10), 9)
 })
+
+test_that("output equals predict(type = 'raw') for the explained class", {
+  # predict(type = "raw") arrives with the SHAP work; until then this skips
+  skip_if_not("raw" %in% tabnetrs:::pred_types)
+  fit <- lrp_fit()
+  d <- syn2_data(100, seed = 16)
+  raw <- predict(fit, d, type = "raw")
+  l <- tabnet_lrp(fit, d, class = "no")
+  # float32 logits of O(10) from two passes: a few ulp
+  expect_equal(l$output, raw[[grep("no", names(raw))[1]]], tolerance = 1e-5)
+})

@@ -61,7 +61,7 @@ pub fn activity(
     if let Some(c) = classes.iter().find(|&&c| c < 0 || c >= n_classes) {
         return invalid(format!("class {c} is not one of the {n_classes} classes"));
     }
-    Ok(tch::no_grad(|| {
+    Ok(crate::kernels::on_pool(|| {
         let tr = trace(net, &data.slice(start, len));
         let dev = tr.output.device();
         let kind = tr.output.kind();
@@ -105,7 +105,7 @@ pub fn latent(model: &Model, data: &Dataset, start: i64, len: i64) -> Result<Ten
             data.n
         ));
     }
-    Ok(tch::no_grad(|| {
+    Ok(crate::kernels::on_pool(|| {
         trace(net, &data.slice(start, len))
             .decision
             .to_kind(Kind::Double)

@@ -18,7 +18,11 @@ pub enum Rule {
     /// LRP-γ (Montavon et al. 2019, eq. 5): the weights and biases are
     /// `ρ(w) = w + γ·max(w, 0)`, favouring positive contributions;
     /// `R_j = Σ_k a_j ρ(w_kj) / (Σ_j a_j ρ(w_kj) + ρ(b_k) + ε·sign(·)) · R_k`
-    /// (ε only as a stabiliser). γ = 0 is LRP-0.
+    /// (ε only as a stabiliser). γ = 0 is LRP-0. The rule was written for
+    /// the non-negative activations after a ReLU; TabNet's GLU and batch-norm
+    /// outputs are signed, and the formula is applied as written (ρ acts on
+    /// the weights, not on the sign of the contribution), so it still conserves
+    /// without biases.
     Gamma { gamma: f64, epsilon: f64 },
 }
 

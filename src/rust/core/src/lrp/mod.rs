@@ -34,6 +34,7 @@ mod glu;
 pub mod rules;
 
 use crate::data::Dataset;
+use crate::embedding::Embedder;
 use crate::error::{invalid, Result};
 use crate::model::Model;
 use crate::trace::trace;
@@ -88,10 +89,7 @@ pub fn lrp(
         let idx = Tensor::of_slice(targets).to_device(dev);
         let output = tr.output.gather(1, &idx.unsqueeze(1), false).squeeze_dim(1);
         // 1. the head, per row the explained class's weights, from R = y_c
-        let w = rule.rho(&net.head.index_select(0, &idx));
-        let contribution = &tr.decision * &w;
-        let z = contribution.sum_dim_intlist(Some(&[1i64][..]), true, contribution.kind());
-        let r_decision = &contribution * output.unsqueeze(1) / rules::stabilise(&z, rule.epsilon());
+        let r_decision = head(rule, &tr.decision, &net.head.index_select(0, &idx), &output);
         // 2. the sum over steps
         let decisions: Vec<&Tensor> = tr.steps.iter().map(|s| &s.decision).collect();
         let r_steps = rules::sum_split(&decisions, &r_decision, rule.epsilon());
@@ -118,21 +116,30 @@ pub fn lrp(
             &r_x0,
         );
         // 7. embedding dimensions back to their predictor
-        let f = model.cfg.n_features() as i64;
-        let relevance = if net.embedder.identity {
-            r_x
-        } else {
-            r_x.new_zeros(&[len, f], (r_x.kind(), dev)).index_add(
-                1,
-                &net.embedder.column_of_dim,
-                &r_x,
-            )
-        };
+        let relevance = to_predictors(&net.embedder, &r_x, model.cfg.n_features() as i64);
         Relevance {
             relevance: relevance.to_kind(Kind::Double).to_device(Device::Cpu),
             output: output.to_kind(Kind::Double).to_device(Device::Cpu),
         }
     }))
+}
+
+/// The head `y_c = Σ_j w_cj d_j` (no bias), one row of weights per data row
+/// (`w`: (B, n_d), the explained output's), from `R = y_c`: the linear rule.
+fn head(rule: Rule, decision: &Tensor, w: &Tensor, output: &Tensor) -> Tensor {
+    let contribution = decision * rule.rho(w);
+    let z = contribution.sum_dim_intlist(Some(&[1i64][..]), true, contribution.kind());
+    &contribution * output.unsqueeze(1) / rules::stabilise(&z, rule.epsilon())
+}
+
+/// Relevance per embedded dimension (B, D) summed into its predictor (B, F).
+fn to_predictors(embedder: &Embedder, r_x: &Tensor, f: i64) -> Tensor {
+    if embedder.identity {
+        return r_x.shallow_clone();
+    }
+    let rows = r_x.size()[0];
+    r_x.new_zeros(&[rows, f], (r_x.kind(), r_x.device()))
+        .index_add(1, &embedder.column_of_dim, r_x)
 }
 
 #[cfg(test)]
@@ -212,6 +219,68 @@ mod tests {
         }
         perturb_batch_norms(&m, zero_shift);
         m
+    }
+
+    #[test]
+    fn head_rule_matches_brute_force() {
+        let d = normal(&[3, 4], 50).relu();
+        let w = normal(&[3, 4], 51);
+        let y = normal(&[3], 52);
+        for rule in [
+            Rule::Epsilon { epsilon: 0.01 },
+            Rule::Gamma {
+                gamma: 2.0,
+                epsilon: 0.01,
+            },
+        ] {
+            let got = head(rule, &d, &w, &y);
+            let rho = |v: f64| match rule {
+                Rule::Gamma { gamma, .. } => v + gamma * v.max(0.0),
+                _ => v,
+            };
+            for i in 0..3 {
+                let di: Vec<f64> = Vec::from(&d.get(i));
+                let wi: Vec<f64> = Vec::from(&w.get(i));
+                let z: f64 = (0..4).map(|j| di[j] * rho(wi[j])).sum();
+                let den = z + if z >= 0.0 { 0.01 } else { -0.01 };
+                for j in 0..4 {
+                    let want = di[j] * rho(wi[j]) / den * y.double_value(&[i]);
+                    let g = got.double_value(&[i, j as i64]);
+                    // float64: a few ulp of O(1) terms
+                    assert!((g - want).abs() < 1e-9 * (1.0 + want.abs()), "{rule:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn embedding_dimensions_sum_into_their_predictor() {
+        let m = model(true, true, false);
+        let emb = &m.supervised().unwrap().embedder;
+        let cfg = &m.cfg;
+        let dims = cfg.embedded_dim() as i64;
+        let r_x = normal(&[2, dims], 53);
+        let got = to_predictors(emb, &r_x, cfg.n_features() as i64);
+        // brute force from the config: numeric columns first (tensor order),
+        // then each categorical column's e dimensions
+        let mut owner: Vec<usize> = cfg.num_cols.clone();
+        for (k, &c) in cfg.cat_cols.iter().enumerate() {
+            owner.extend(std::iter::repeat_n(c, cfg.cat_emb_dims[k]));
+        }
+        for i in 0..2i64 {
+            for c in 0..cfg.n_features() {
+                let want: f64 = (0..dims as usize)
+                    .filter(|&d| owner[d] == c)
+                    .map(|d| r_x.double_value(&[i, d as i64]))
+                    .sum();
+                let g = got.double_value(&[i, c as i64]);
+                // float64 sums of at most 3 terms
+                assert!(
+                    (g - want).abs() < 1e-12,
+                    "row {i} column {c}: {g} vs {want}"
+                );
+            }
+        }
     }
 
     #[test]

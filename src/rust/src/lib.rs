@@ -7,6 +7,7 @@ mod convert;
 mod data_api;
 mod export_api;
 mod interrupt;
+mod lrp_api;
 mod model_api;
 mod runtime_api;
 mod train_api;
@@ -15,6 +16,7 @@ extendr_module! {
     mod tabnetrs;
     use data_api;
     use export_api;
+    use lrp_api;
     use model_api;
     use runtime_api;
     use train_api;

@@ -16,6 +16,9 @@
 //! * `loss`, [`trainer`], [`schedule`]: weighted task losses, the mini-batch loop
 //!   and its learning-rate schedules;
 //! * [`inference`]: batched prediction and explanation under no-grad;
+//! * `trace`: a recorded eval-mode pass over the reference layers, which
+//!   [`lrp`] (layer-wise relevance propagation), [`nap`] (activation
+//!   patterns) and the latent features read;
 //! * [`metrics`], [`importance`]: evaluation metrics and feature importances;
 //! * [`model`]: a network with its `VarStore`, config and verified (de)serialisation;
 //! * [`digest`]: the checksum tying saved weights to their configuration;
@@ -43,9 +46,11 @@ pub mod inference;
 pub(crate) mod init;
 pub(crate) mod kernels;
 pub(crate) mod loss;
+pub mod lrp;
 pub(crate) mod mask;
 pub mod metrics;
 pub mod model;
+pub mod nap;
 pub(crate) mod network;
 pub(crate) mod pretrainer;
 pub mod process;
@@ -53,6 +58,7 @@ pub(crate) mod run_settings;
 pub mod schedule;
 #[cfg(test)]
 pub(crate) mod test_data;
+pub(crate) mod trace;
 pub mod trainer;
 
 pub use config::{Initialization, MaskType, NetConfig, Task};

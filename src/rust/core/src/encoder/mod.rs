@@ -42,12 +42,12 @@ impl Backend {
 
 #[derive(Debug)]
 pub struct Encoder {
-    initial_bn: BatchNorm,
-    splitter: FeatureTransformer,
-    transformers: Vec<FeatureTransformer>,
-    attention: Vec<AttentiveTransformer>,
-    n_d: i64,
-    gamma: f64,
+    pub(crate) initial_bn: BatchNorm,
+    pub(crate) splitter: FeatureTransformer,
+    pub(crate) transformers: Vec<FeatureTransformer>,
+    pub(crate) attention: Vec<AttentiveTransformer>,
+    pub(crate) n_d: i64,
+    pub(crate) gamma: f64,
     epsilon: f64,
     /// the fused training tape's activations, recycled across batches
     pub(crate) tape_buffers: std::sync::Arc<fused::TapeBuffers>,

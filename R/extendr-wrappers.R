@@ -16,6 +16,22 @@ rs_dataset <- function(model, num, cat, names, y_class, y_value, weights) rust_r
 #' @noRd
 rs_model_export <- function(model, path, metadata) rust_result(.Call(wrap__rs_model_export, model, path, metadata))
 
+#' LRP of rows `start` (0-based) onwards, one per element of `targets` (the
+#' 0-based raw output each row explains). list(relevance = n × F matrix,
+#' output = the explained raw outputs).
+#' @noRd
+rs_lrp <- function(model, data, start, targets, rule, epsilon, gamma) rust_result(.Call(wrap__rs_lrp, model, data, start, targets, rule, epsilon, gamma))
+
+#' Per layer, Σ |activation| over the rows of each class for rows `start`
+#' onwards (one per element of `classes`, 0-based). list(layer = names,
+#' sums = list of classes × nodes matrices).
+#' @noRd
+rs_nap <- function(model, data, start, classes, n_classes) rust_result(.Call(wrap__rs_nap, model, data, start, classes, n_classes))
+
+#' The aggregated decision output (n × n_d) of `len` rows from `start`.
+#' @noRd
+rs_latent <- function(model, data, start, len) rust_result(.Call(wrap__rs_latent, model, data, start, len))
+
 #' A freshly initialised network; `seed` seeds libtorch first.
 #' @noRd
 rs_model_new <- function(config_json, kind, pretraining_ratio, seed, device_name) rust_result(.Call(wrap__rs_model_new, config_json, kind, pretraining_ratio, seed, device_name))

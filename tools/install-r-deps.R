@@ -42,11 +42,14 @@ required <- c(
   # Suggests (tests, vignettes, docs)
   testthat = "3.1.0", recipes = "", workflows = "", yardstick = "",
   rsample = "", finetune = "", vip = "", dplyr = "", tidyr = "", purrr = "", data.tree = "",
-  modeldata = "", future = "1.33.0", future.apply = "", mirai = "2.0.0", knitr = "", rmarkdown = "", roxygen2 = "",
+  modeldata = "", future = "1.33.0", future.apply = "", mirai = "2.0.0",
+  # Debian's knitr, rmarkdown and roxygen2 stop loading beside the xfun (0.62)
+  # that current CRAN packages pull in
+  knitr = "1.45", rmarkdown = "2.25", roxygen2 = "7.3.0",
   tidyverse = "", patchwork = "", viridisLite = "", scales = "1.3.0", lme4 = "", callr = "",
   # interpretation (SHAP peers and plots, boosted-tree baselines), deployment, Arrow input
   kernelshap = "", xgboost = "", shapviz = "", lightgbm = "", bonsai = "",
-  vetiver = "", plumber = "", pins = "", butcher = "", nanoarrow = ""
+  vetiver = "", plumber = "", pins = "", butcher = "", bundle = "", httpuv = "", httr = "", nanoarrow = ""
 )
 # Served by CRAN only for a newer R: this version from CRAN's archive builds on
 # R 4.2 (about 10 minutes on 2 cores). Installed before the resolver runs.
@@ -54,7 +57,7 @@ archived <- c(xgboost = "1.7.8.1")
 # Installed when CRAN has them, but their absence only warns: vip has been
 # archived on CRAN (no current version, archive not reachable from here).
 optional <- c("vip", "kernelshap", "xgboost", "shapviz", "lightgbm", "bonsai",
-              "vetiver", "plumber", "pins", "butcher", "nanoarrow")
+              "vetiver", "plumber", "pins", "butcher", "bundle", "httpuv", "httr", "nanoarrow")
 
 msg <- function(...) cat("install-r-deps: ", ..., "\n", sep = "")
 

@@ -74,6 +74,25 @@ rs_in_forked_child <- function() rust_result(.Call(wrap__rs_in_forked_child))
 #' @noRd
 rs_blas_info <- function() rust_result(.Call(wrap__rs_blas_info))
 
+#' `players`: a list of 0-based predictor indices per player; `bg_w`: NULL
+#' or one weight per background row.
+#' @noRd
+rs_shap_new <- function(model, x, bg, bg_w, players, output, chunk_rows) rust_result(.Call(wrap__rs_shap_new, model, x, bg, bg_w, players, output, chunk_rows))
+
+#' list(baseline = K values, predictions = n × K matrix).
+#' @noRd
+rs_shap_info <- function(ex) rust_result(.Call(wrap__rs_shap_info, ex))
+
+#' Exact SHAP of rows `start + 1 .. start + len` (R's numbering from 1
+#' after `start`): list(values = rows × p × K row-major, se, n_iter,
+#' converged), or NULL after Ctrl-C.
+#' @noRd
+rs_shap_exact <- function(ex, model, start, len) rust_result(.Call(wrap__rs_shap_exact, ex, model, start, len))
+
+#' Kernel SHAP of a block of rows (as [`rs_shap_exact`]).
+#' @noRd
+rs_shap_kernel <- function(ex, model, start, len, hybrid_degree, m, tol, max_iter, seed) rust_result(.Call(wrap__rs_shap_kernel, ex, model, start, len, hybrid_degree, m, tol, max_iter, seed))
+
 #' `clip_value` and `decay_every` are ignored when <= 0.
 #' @noRd
 rs_trainer_new <- function(model, batch_size, drop_last, lambda_sparse, clip_value, learn_rate, decay_rate, decay_every) rust_result(.Call(wrap__rs_trainer_new, model, batch_size, drop_last, lambda_sparse, clip_value, learn_rate, decay_rate, decay_every))
@@ -121,6 +140,10 @@ rs_eval_loss <- function(model, data, batch_size) rust_result(.Call(wrap__rs_eva
 #' Probabilities or values, an n × outputs matrix.
 #' @noRd
 rs_predict <- function(model, data, batch_size) rust_result(.Call(wrap__rs_predict, model, data, batch_size))
+
+#' The network's raw outputs (logits or values), an n × outputs matrix.
+#' @noRd
+rs_predict_raw <- function(model, data, batch_size) rust_result(.Call(wrap__rs_predict_raw, model, data, batch_size))
 
 #' list(M_explain = n × F matrix, masks = list of n × F matrices).
 #' @noRd

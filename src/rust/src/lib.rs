@@ -8,6 +8,7 @@ mod data_api;
 mod interrupt;
 mod model_api;
 mod runtime_api;
+mod shap_api;
 mod train_api;
 
 extendr_module! {
@@ -15,5 +16,6 @@ extendr_module! {
     use data_api;
     use model_api;
     use runtime_api;
+    use shap_api;
     use train_api;
 }

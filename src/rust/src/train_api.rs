@@ -4,7 +4,7 @@ use crate::interrupt;
 use extendr_api::prelude::*;
 use tabnet_core::data::Dataset;
 use tabnet_core::importance::{mask_importance, model_agnostic, Method};
-use tabnet_core::inference::{explain, predict};
+use tabnet_core::inference::{explain, predict, predict_raw};
 use tabnet_core::trainer::{evaluate_loss, TrainOptions, Trainer};
 use tabnet_core::Model;
 
@@ -162,6 +162,21 @@ fn rs_predict(
     )?)
 }
 
+/// The network's raw outputs (logits or values), an n × outputs matrix.
+/// @noRd
+#[extendr]
+fn rs_predict_raw(
+    model: ExternalPtr<Model>,
+    data: ExternalPtr<Dataset>,
+    batch_size: f64,
+) -> ApiResult<Robj> {
+    matrix(&predict_raw(
+        &model,
+        &data,
+        count(batch_size, "batch_size", 1, i32::MAX as i64)?,
+    )?)
+}
+
 /// list(M_explain = n × F matrix, masks = list of n × F matrices).
 /// @noRd
 #[extendr]
@@ -244,6 +259,7 @@ extendr_module! {
     fn rs_trainer_set_step;
     fn rs_eval_loss;
     fn rs_predict;
+    fn rs_predict_raw;
     fn rs_explain;
     fn rs_mask_importance;
     fn rs_importance;

@@ -16,6 +16,7 @@
 //! * `loss`, [`trainer`]: weighted task losses and the mini-batch loop;
 //! * [`inference`]: batched prediction and explanation under no-grad;
 //! * [`metrics`], [`importance`]: evaluation metrics and feature importances;
+//! * [`shap`]: exact and Kernel SHAP with coalitions mixed inside the batch;
 //! * [`model`]: a network with its `VarStore`, config and verified (de)serialisation;
 //! * [`digest`]: the checksum tying saved weights to their configuration;
 //! * [`process`], [`blas`]: threads, fork safety, and the BLAS kernels in use;
@@ -47,6 +48,7 @@ pub(crate) mod network;
 pub(crate) mod pretrainer;
 pub mod process;
 pub(crate) mod run_settings;
+pub mod shap;
 #[cfg(test)]
 pub(crate) mod test_data;
 pub mod trainer;

@@ -153,9 +153,24 @@ rs_explain <- function(model, data, batch_size) rust_result(.Call(wrap__rs_expla
 #' @noRd
 rs_mask_importance <- function(model, data, batch_size) rust_result(.Call(wrap__rs_mask_importance, model, data, batch_size))
 
-#' list(values = F × repeats matrix, baseline, metric).
+#' A permutation or occlusion importance job (see `ImportanceJob`).
 #' @noRd
-rs_importance <- function(model, data, method, n_repeats, batch_size, seed) rust_result(.Call(wrap__rs_importance, model, data, method, n_repeats, batch_size, seed))
+rs_importance_job <- function(model, data, method, n_repeats, batch_size, seed) rust_result(.Call(wrap__rs_importance_job, model, data, method, n_repeats, batch_size, seed))
+
+#' c(done, total) units after running for about `seconds`, or c(-1, total)
+#' when the user pressed Ctrl-C (polled between prediction slices; the R
+#' layer raises the interrupt).
+#' @noRd
+rs_importance_run <- function(job, model, seconds) rust_result(.Call(wrap__rs_importance_run, job, model, seconds))
+
+#' list(values = F × repeats matrix, baseline, metric) of a finished job.
+#' @noRd
+rs_importance_result <- function(job) rust_result(.Call(wrap__rs_importance_result, job))
+
+#' MAD relevance: list(overall = F values, by_class = groups × F matrix,
+#' outcome, class (0-based per group), rows), or NULL after Ctrl-C.
+#' @noRd
+rs_mad <- function(model, data, batch_size) rust_result(.Call(wrap__rs_mad, model, data, batch_size))
 
 
 # nolint end

@@ -136,24 +136,25 @@ tabnet_shap.tabnet_fit <- function(object, new_data, background, type = c("prob"
   shap_impl(object, new_data, background, type, exact, bg_w, hybrid_degree, m, tol, max_iter, seed)
 }
 
-# `...` exists for S3; anything in it is a misspelt or unknown argument.
-check_shap_dots <- function(...) {
-  dots <- names(rlang::list2(...))
-  if (...length()) {
-    bad <- if (is.null(dots)) rep("", ...length()) else dots
-    bad_named <- bad[nzchar(bad)]
-    args <- shap_args
-    if (length(bad_named)) {
-      near <- vapply(bad_named, function(b) closest_arg(b, args), character(1))
-      tabnetrs_abort(c("{.fn tabnet_shap} has no argument {.arg {bad_named}}.",
-                       i = if (any(nzchar(near))) "Did you mean {.arg {near[nzchar(near)]}}?"),
-                     "input", subclass = "tabnetrs_error_unknown_argument")
-    }
-    n <- ...length()
-    tabnetrs_abort("{.fn tabnet_shap} takes {n} unnamed argument{?s} too many.", "input",
-                   subclass = "tabnetrs_error_unknown_argument")
+check_shap_dots <- function(...) check_no_dots("tabnet_shap", shap_args, ...)
+
+# `...` exists for S3; anything in it is a misspelt or unknown argument
+# (class `tabnetrs_error_unknown_argument`), with the nearest real one.
+check_no_dots <- function(fn, args, ...) {
+  if (!...length()) return(invisible())
+  dots <- names(list(...))
+  bad <- if (is.null(dots)) rep("", ...length()) else dots
+  bad_named <- bad[nzchar(bad)]
+  if (length(bad_named)) {
+    near <- vapply(bad_named, function(b) closest_arg(b, args), character(1))
+    near <- unique(near[nzchar(near)])
+    tabnetrs_abort(c("{.fn {fn}} has no argument {.arg {bad_named}}.",
+                     i = if (length(near)) "Did you mean {.arg {near}}?"),
+                   "input", subclass = "tabnetrs_error_unknown_argument")
   }
-  invisible()
+  n <- ...length()
+  tabnetrs_abort("{.fn {fn}} got {n} unnamed argument{?s} it does not take.", "input",
+                 subclass = "tabnetrs_error_unknown_argument")
 }
 
 shap_args <- c("new_data", "background", "type", "exact", "bg_w", "hybrid_degree", "m", "tol",

@@ -185,7 +185,7 @@ check_background_arg <- function(background) {
 # The most players exact SHAP accepts (2^16 coalitions per row).
 shap_max_exact <- 16L
 # Mixed rows per forward pass in the core (Ctrl-C is polled between passes).
-shap_chunk_rows <- 16384L
+shap_chunk_rows <- 32768L
 # Forward rows per call from R (the progress bar moves between calls).
 shap_block_rows <- 2^21
 

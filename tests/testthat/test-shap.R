@@ -113,20 +113,27 @@ test_that("Kernel SHAP is close to exact SHAP, within its standard errors", {
   x <- syn2_train()[1:10, ]
   bg <- syn2_train()[4001:4040, ]
   ex <- tabnet_shap(fit, x, background = bg, type = "raw")
-  ks <- tabnet_shap(fit, x, background = bg, type = "raw", exact = FALSE, seed = 1)
+  # tol = 0.001: at kernelshap's 0.005 some rows stop after 2-3 iterations,
+  # whose standard errors are themselves too rough to test against (measured:
+  # the largest deviation 8-13 SE there, 2.2-2.8 SE at 0.001, under OpenBLAS's
+  # Prescott and Haswell kernels)
+  ks <- tabnet_shap(fit, x, background = bg, type = "raw", exact = FALSE, seed = 1, tol = 0.001)
   expect_false(ks$exact)
   expect_equal(ks$algorithm, "kernelshap")
   expect_true(all(ks$n_iter >= 2))
   # within 5 standard errors plus the float tolerance, for every value
   z <- abs(ks$S - ex$S) / (ks$SE + 1e-5)
   expect_lt(max(z), 5)
+  expect_lt(max(abs(ks$S - ex$S)), 0.02 * max(abs(ex$S)))
   expect_equal(rowSums(ks$S) + ks$baseline, ks$predictions[, 1], tolerance = 1e-9)
   # degree p/2 enumerates every coalition: exact
   full <- tabnet_shap(fit, x[1:2, ], background = bg[1:10, ], type = "raw", exact = FALSE,
                       hybrid_degree = 5)
   ex2 <- tabnet_shap(fit, x[1:2, ], background = bg[1:10, ], type = "raw")
   expect_true(full$exact)
-  expect_equal(full$S, ex2$S, tolerance = 1e-8)
+  # the same coalitions, forwarded in chunks of other sizes: float32 last bits
+  # of each v(S) (see the exact test's 1e-5)
+  expect_equal(full$S, ex2$S, tolerance = 1e-5)
 })
 
 test_that("several classes give one SHAP matrix per class; regression a matrix", {

@@ -16,10 +16,21 @@
 #' * `"occlusion"`: the drop of the metric when the column is replaced by its
 #'   mean (the most frequent level for a factor) -- the "occlusion test with
 #'   \eqn{\Delta}AUC" of Khot, Neubauer and Roy (2022). Needs the outcome.
-#' * `"mad"`: MAD relevance (mean absolute differential relevance, *ibid.*):
-#'   the mean absolute change of the model output (class probabilities or
-#'   predicted values) when the column is replaced by its mean. Needs no
-#'   outcome.
+#'   For a binary outcome a column `DeltaAUC` gives it as the study reports
+#'   it, in percentage points (\eqn{100 (AUC - AUC_j)}).
+#' * `"mad"`: MAD relevance (mean absolute differential relevance, *ibid.*,
+#'   exactly as defined there): each predictor is replaced by its mean (a
+#'   factor by its most frequent level) and, for every row, the relative
+#'   change \eqn{\delta_i = (z'_i - z_i) / z_i} of the **raw output of the
+#'   row's true class** (the logit before the softmax; the predicted value
+#'   for regression) is taken; a row whose raw output is exactly 0 is left
+#'   out; per predictor and class, the \eqn{\delta_i} outside
+#'   \eqn{[Q_1 - 1.5\,IQR, Q_3 + 1.5\,IQR]} are set to 0; the importance is
+#'   the mean of \eqn{|\delta_i|} over all kept rows, and attribute
+#'   `by_class` holds it per class (a tibble with `Variable`, `class`,
+#'   `Importance`; for regression, per outcome). Needs the outcome in
+#'   `new_data` for classification. (It used to be the mean absolute change
+#'   of the probabilities, without outcome: see NEWS.)
 #'
 #' The metric is the ROC AUC for one binary outcome, the accuracy for other
 #' classification outcomes and the RMSE for regression (where the "drop" is the
@@ -37,7 +48,8 @@
 #' @param seed Seed of the permutations: a whole number with absolute value at
 #'   most 2^53; `NULL` draws one from R's RNG, so [set.seed()] makes the result
 #'   reproducible.
-#' @param ... Not used.
+#' @param ... Must be empty: a misspelt argument (`type = "permutation"`) is
+#'   an error of class `tabnetrs_error_unknown_argument`.
 #' @return A tibble of class `tabnet_importance`, sorted by decreasing
 #'   importance, with columns `Variable`, `Importance` and, for
 #'   `"permutation"`, `StDev`. Attributes `method`, `metric` (`"share"`,
@@ -97,6 +109,7 @@ tabnet_importance.default <- function(object, new_data = NULL,
 tabnet_importance.tabnet_fit <- function(object, new_data = NULL,
                                          method = c("mask", "permutation", "occlusion", "mad"),
                                          n_repeats = 5, seed = NULL, ...) {
+  check_no_dots("tabnet_importance", c("new_data", "method", "n_repeats", "seed"), ...)
   method <- check_importance_method(method)
   check_count(n_repeats, "n_repeats", min = 1)
   if (method == "mask") return(mask_importance(object, new_data))
@@ -107,26 +120,78 @@ tabnet_importance.tabnet_fit <- function(object, new_data = NULL,
   check_new_data(new_data, object = object)
   if (is.matrix(new_data)) new_data <- as.data.frame(new_data)
   seed <- new_seed(seed, kind = "input")
-  needs_outcome <- method != "mad"
+  task <- object$fit$outcome$task
+  # the MAD relevance explains each row's true class (no outcome for regression)
+  needs_outcome <- method != "mad" || task != "regression"
   check_importance_rows(new_data, method)
   if (needs_outcome) {
     check_outcome_columns(object, new_data, method)
-    check_metric_classes(object, new_data, method)
+    if (method != "mad") check_metric_classes(object, new_data, method)
   }
   model <- live_network(object)
   ds <- forge_dataset(object, new_data, model, outcomes = needs_outcome)
-  res <- rs_importance(model, ds, method, if (method == "permutation") n_repeats else 1,
-                       inference_batch_size, seed)
+  vars <- predictor_labels(object$fit$layout$names)
+  if (method == "mad") return(with_groups(mad_importance(object, model, ds, vars, nrow(new_data)), object))
+  res <- run_importance_job(model, ds, method, if (method == "permutation") n_repeats else 1, seed)
   values <- res$values
-  tib <- tibble::tibble(Variable = predictor_labels(object$fit$layout$names), Importance = rowMeans(values))
+  tib <- tibble::tibble(Variable = vars, Importance = rowMeans(values))
   if (method == "permutation") {
     tib$StDev <- if (ncol(values) > 1) apply(values, 1, stats::sd) else NA_real_
+  }
+  if (method == "occlusion" && identical(res$metric, "roc_auc")) {
+    # the seed's "percent drop in AUC": 100 (AUC - AUC with the column at its mean)
+    tib$DeltaAUC <- 100 * tib$Importance
   }
   out <- new_tabnet_importance(tib, method, res$metric,
                                baseline = if (is.finite(res$baseline)) res$baseline else NA_real_,
                                n_repeats = if (method == "permutation") as.integer(n_repeats) else 1L,
                                n_rows = nrow(new_data))
   with_groups(out, object)
+}
+
+# A permutation / occlusion importance run in the core in slices of about
+# 0.25 s (one perturbed column and prediction at least), with a progress bar
+# and Ctrl-C honoured between prediction slices.
+run_importance_job <- function(model, ds, method, n_repeats, seed) {
+  job <- rs_importance_job(model, ds, method, n_repeats, inference_batch_size, seed)
+  show_bar <- interactive() && !is_knitting()
+  bar <- FALSE
+  repeat {
+    state <- rs_importance_run(job, model, 0.25)
+    if (state[[1]] < 0) rlang::interrupt()
+    if (state[[1]] >= state[[2]]) break
+    if (show_bar && !bar) {
+      cli::cli_progress_bar(sprintf("%s importance", method), total = state[[2]], .envir = environment())
+      bar <- TRUE
+    }
+    if (bar) cli::cli_progress_update(set = state[[1]], .envir = environment())
+  }
+  if (bar) cli::cli_progress_done(.envir = environment())
+  rs_importance_result(job)
+}
+
+# MAD relevance (Khot, Neubauer and Roy): overall per predictor, and per class
+# (attribute `by_class`).
+mad_importance <- function(object, model, ds, vars, n_rows) {
+  res <- rs_mad(model, ds, inference_batch_size)
+  if (is.null(res)) rlang::interrupt()
+  outcome <- object$fit$outcome
+  tib <- tibble::tibble(Variable = vars, Importance = res$overall)
+  out <- new_tabnet_importance(tib, "mad", "mad", baseline = NA_real_, n_repeats = 1L, n_rows = n_rows)
+  label <- vapply(seq_along(res$class), function(g) {
+    k <- res$outcome[[g]] + 1L
+    if (outcome$task == "regression") return(outcome$names[[k]])
+    lv <- outcome$levels[[k]][[res$class[[g]] + 1L]]
+    if (length(outcome$names) > 1) paste(outcome$names[[k]], lv, sep = "_") else lv
+  }, character(1))
+  by <- tibble::tibble(
+    Variable = rep(vars, each = length(label)),
+    class = rep(label, times = length(vars)),
+    Importance = as.vector(res$by_class)
+  )
+  attr(out, "by_class") <- by[order(by$class, -by$Importance), , drop = FALSE]
+  attr(out, "rows_by_class") <- stats::setNames(res$rows, label)
+  out
 }
 
 # Adds the per-group table (attribute "groups") of a model with feature groups.
@@ -141,6 +206,7 @@ with_groups <- function(tib, object) {
 tabnet_importance.tabnet_pretrain <- function(object, new_data = NULL,
                                               method = c("mask", "permutation", "occlusion", "mad"),
                                               n_repeats = 5, seed = NULL, ...) {
+  check_no_dots("tabnet_importance", c("new_data", "method", "n_repeats", "seed"), ...)
   method <- check_importance_method(method)
   if (method != "mask") {
     abort_model(c(
@@ -160,9 +226,10 @@ tabnet_importance.model_fit <- function(object, new_data = NULL,
                                         method = c("mask", "permutation", "occlusion", "mad"),
                                         n_repeats = 5, seed = NULL, ..., outcome = NULL) {
   fit <- engine_fit(object)
+  check_no_dots("tabnet_importance", c("new_data", "method", "n_repeats", "seed", "outcome"), ...)
   method <- check_importance_method(method)
   # fit_xy() names a single vector outcome `..y`: map the user's column to it
-  if (!is.null(new_data) && method %in% c("permutation", "occlusion") && inherits(fit, "tabnet_fit")) {
+  if (!is.null(new_data) && method %in% c("permutation", "occlusion", "mad") && inherits(fit, "tabnet_fit")) {
     user_names <- outcome %||% object$preproc$y_var
     engine_names <- fit$fit$outcome$names
     if (identical(engine_names, "..y") && !"..y" %in% names(new_data) && !length(user_names)) {
@@ -182,9 +249,11 @@ tabnet_importance.workflow <- function(object, new_data = NULL,
                                        method = c("mask", "permutation", "occlusion", "mad"),
                                        n_repeats = 5, seed = NULL, ...) {
   fit <- engine_fit(object)
+  check_no_dots("tabnet_importance", c("new_data", "method", "n_repeats", "seed"), ...)
   method <- check_importance_method(method)
   if (!is.null(new_data)) {
-    needs_outcome <- method %in% c("permutation", "occlusion")
+    needs_outcome <- method %in% c("permutation", "occlusion") ||
+      (method == "mad" && fit$fit$outcome$task != "regression")
     forged <- forge_workflow(object, new_data, outcomes = needs_outcome)
     new_data <- forged$predictors
     if (needs_outcome) {
@@ -211,7 +280,7 @@ check_outcome_columns <- function(object, new_data, method) {
   if (length(missing_cols)) {
     abort_input(c(
       "{.arg new_data} needs the outcome column{cli::qty(length(missing_cols))}{?s} {.field {missing_cols}} for the {method} importance.",
-      i = "{.code method = \"mad\"} and {.code method = \"mask\"} need no outcome."
+      i = "{.code method = \"mask\"} needs no outcome (nor does {.code method = \"mad\"} for regression)."
     ))
   }
 }

@@ -138,6 +138,13 @@ register_tabnet_engine <- function(eng) {
     model = model, eng = eng, mode = "regression", type = "numeric",
     value = tabnet_pred_info("numeric")
   )
+  # predict(<model_fit>, type = "raw"): the network's pre-activation output
+  for (mode in c("classification", "regression")) {
+    parsnip::set_pred(
+      model = model, eng = eng, mode = mode, type = "raw",
+      value = tabnet_pred_info("raw")
+    )
+  }
   invisible(eng)
 }
 

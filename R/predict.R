@@ -11,7 +11,10 @@
 #'   time; for a model fitted on a `data.tree` `Node`, a `Node` of the same
 #'   shape or the predictors `node_to_df(<Node>)$x`.
 #' @param type `"class"` or `"prob"` for factor outcomes, `"numeric"` for numeric
-#'   ones. `NULL` picks `"class"` or `"numeric"`. Any other value is an error.
+#'   ones, `"raw"` for any: the network's output before the softmax (or the
+#'   hierarchy's sigmoids), the logits that [tabnet_shap()] with
+#'   `type = "raw"` and the MAD relevance of [tabnet_importance()] explain.
+#'   `NULL` picks `"class"` or `"numeric"`. Any other value is an error.
 #' @param ... Not used (accepted for compatibility).
 #' @param epoch Predict with the weights checkpointed at this epoch.
 #' @return A tibble with one row per row of `new_data`: `.pred_class`,
@@ -27,12 +30,22 @@
 #'   each a tibble of `.pred_<class>` columns: the constrained probability of
 #'   each node (never below any of its descendants'; they need not sum to 1
 #'   over a level).
+#'
+#'   With `type = "raw"`: for one factor outcome, `.pred_raw_<level>` columns
+#'   (one logit per class, in level order; a binary outcome has two, as the
+#'   network has two outputs); for several outcomes or a hierarchy, one such
+#'   tibble per outcome, named `.pred_raw_<outcome>`; for regression the
+#'   numeric prediction (`.pred`, as `type = "numeric"`: the network's
+#'   output is the value).
 #' @export
 predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL) {
   outcome <- object$fit$outcome
   type <- check_pred_type(type, outcome$task)
   model <- live_network(object, epoch)
   ds <- forge_dataset(object, new_data, model)
+  if (type == "raw") {
+    return(spruce_raw(rs_predict_raw(model, ds, inference_batch_size), outcome))
+  }
   out <- rs_predict(model, ds, inference_batch_size)
   spruce_predictions(out, type, outcome)
 }
@@ -99,11 +112,12 @@ forge_dataset <- function(object, new_data, model, outcomes = FALSE) {
 }
 
 # The prediction types of predict() and multi_predict(), in one list.
-pred_types <- c("class", "prob", "numeric")
+pred_types <- c("class", "prob", "numeric", "raw")
 
 check_pred_type <- function(type, task) {
   if (is.null(type)) return(if (task == "regression") "numeric" else "class")
   type <- match_choice(type, pred_types, "type")
+  if (type == "raw") return(type)
   if (task == "hierarchical" && type == "numeric") {
     abort_input("Outcome is hierarchical and the prediction type is {.val numeric}; use {.val class} or {.val prob}.")
   }
@@ -151,4 +165,20 @@ spruce_predictions <- function(out, type, outcome) {
   }
   names(probs) <- outcome$names
   do.call(hardhat::spruce_prob_multiple, probs)
+}
+
+# The raw (pre-activation) n x outputs matrix as a tibble: `.pred_raw_<level>`
+# for one factor outcome, one such tibble per outcome (`.pred_raw_<outcome>`)
+# for several or a hierarchy, the numeric prediction for regression.
+spruce_raw <- function(out, outcome) {
+  if (outcome$task == "regression") return(spruce_predictions(out, "numeric", outcome))
+  offsets <- c(0L, cumsum(outcome$dims))
+  per_outcome <- lapply(seq_along(outcome$names), function(k) {
+    raw <- out[, offsets[k] + seq_len(outcome$dims[k]), drop = FALSE]
+    colnames(raw) <- paste0(".pred_raw_", outcome$levels[[k]])
+    tibble::as_tibble(raw, .name_repair = "minimal")
+  })
+  if (length(per_outcome) == 1 && outcome$task != "hierarchical") return(per_outcome[[1]])
+  names(per_outcome) <- paste0(".pred_raw_", outcome$names)
+  tibble::as_tibble(per_outcome, .name_repair = "minimal")
 }

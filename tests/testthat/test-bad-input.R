@@ -328,7 +328,7 @@ test_that("importances that cannot be computed say why", {
                class = "tabnetrs_error_input")
   expect_error(tabnet_importance(fit, only_yes, method = "occlusion"), "ROC AUC",
                class = "tabnetrs_error_input")
-  # MAD needs no outcome, so one class is fine
+  # MAD averages over the classes present, so one class is fine
   imp <- tabnet_importance(fit, only_yes, method = "mad")
   expect_true(all(is.finite(imp$Importance)))
   # two rows with both classes work and give finite values
@@ -360,8 +360,8 @@ test_that("importance arguments are validated", {
 test_that("predict() checks `type` against one list of types", {
   fit <- bad_fit()
   d <- syn2_data(20)
-  expect_snapshot(error = TRUE, predict(fit, d, type = "raw"))
-  expect_error(predict(fit, d, type = "raw"), '"class", "prob", or "numeric"', class = "tabnetrs_error_input")
+  expect_snapshot(error = TRUE, predict(fit, d, type = "logit"))
+  expect_error(predict(fit, d, type = "logit"), '"class", "prob", "numeric", or "raw"', class = "tabnetrs_error_input")
   expect_error(predict(fit, d, type = c("class", "prob")), "type", class = "tabnetrs_error_input")
   expect_error(predict(fit, d, type = NA_character_), "type", class = "tabnetrs_error_input")
   expect_error(predict(fit, d, type = 1), "type", class = "tabnetrs_error_input")

@@ -97,13 +97,26 @@ test_that("importances have the documented shape and attributes", {
   expect_true(all(perm$StDev >= 0))
 
   occ <- tabnet_importance(fit, x, method = "occlusion")
-  expect_named(occ, c("Variable", "Importance"))
+  # the seed's percent drop in AUC beside the drop
+  expect_named(occ, c("Variable", "Importance", "DeltaAUC"))
+  expect_equal(occ$DeltaAUC, 100 * occ$Importance)
   expect_equal(attr(occ, "baseline"), attr(perm, "baseline"))
 
-  mad <- tabnet_importance(fit, x[, 1:10], method = "mad")
+  mad <- tabnet_importance(fit, x, method = "mad")
   expect_equal(attr(mad, "metric"), "mad")
   expect_true(all(mad$Importance >= 0))
   expect_true(is.na(attr(mad, "baseline")))
+  by <- attr(mad, "by_class")
+  expect_named(by, c("Variable", "class", "Importance"))
+  expect_setequal(by$class, c("yes", "no"))
+  # overall = the row-weighted mean of the per-class values
+  rows <- attr(mad, "rows_by_class")
+  w <- rows[by$class] / sum(rows)
+  overall <- tapply(by$Importance * w, by$Variable, sum)
+  expect_equal(as.vector(overall[mad$Variable]), mad$Importance, tolerance = 1e-12)
+  # classification MAD explains the true class: it needs the outcome
+  expect_error(tabnet_importance(fit, x[, 1:10], method = "mad"), "outcome column.*y",
+               class = "tabnetrs_error_input")
 })
 
 test_that("permutation importance is reproducible with a seed or set.seed()", {
@@ -197,6 +210,38 @@ test_that("tabnet_importance() gives clear errors for bad input", {
   expect_error(tabnet_importance(fit, x, method = "permutation", n_repeats = 0), "n_repeats")
   expect_error(tabnet_importance(fit, x, method = "permutation", seed = "a"), "seed")
   expect_error(tabnet_importance(stats::lm(V01 ~ V02, x)), "not defined for a <lm>")
+  # a misspelt argument is an error, not silently the mask importance
+  expect_error(tabnet_importance(fit, x, type = "permutation"), "no argument.*type",
+               class = "tabnetrs_error_unknown_argument")
+})
+
+# MAD as Khot, Neubauer and Roy define it, recomputed in R from
+# predict(type = "raw"): each predictor at its mean, the relative change of
+# the true class's logit, clipped at 1.5 IQR per class, mean absolute value.
+test_that("the MAD relevance is the seed's definition", {
+  fit <- small_fit()
+  x <- syn2_data(120, seed = 48)
+  mad <- tabnet_importance(fit, x, method = "mad")
+  raw <- as.matrix(predict(fit, x, type = "raw"))
+  cls <- as.integer(x$y)
+  z <- raw[cbind(seq_len(nrow(x)), cls)]
+  ref <- vapply(sprintf("V%02d", 1:10), function(v) {
+    d <- x
+    # the mean as the core takes it, of the float32 column
+    d[[v]] <- mean(x[[v]])
+    z1 <- as.matrix(predict(fit, d, type = "raw"))[cbind(seq_len(nrow(x)), cls)]
+    delta <- (z1 - z) / z
+    keep <- z != 0
+    per <- lapply(split(delta[keep], cls[keep]), function(dl) {
+      q <- stats::quantile(dl, c(.25, .75), names = FALSE)
+      dl[dl < q[1] - 1.5 * diff(q) | dl > q[2] + 1.5 * diff(q)] <- 0
+      abs(dl)
+    })
+    mean(unlist(per))
+  }, numeric(1))
+  # float32 vs double means of the replaced column (an ulp of a value of
+  # size ~3): relative 1e-4
+  expect_equal(mad$Importance, unname(ref[mad$Variable]), tolerance = 1e-4)
 })
 
 test_that("print() describes the importance", {

@@ -51,7 +51,8 @@ test_that("the model is registered when the package loads", {
   preds <- env$tabnet_predict
   expect_setequal(
     paste(preds$mode, preds$type)[preds$engine == "torch"],
-    c("classification class", "classification prob", "regression numeric")
+    c("classification class", "classification prob", "regression numeric",
+      "classification raw", "regression raw")
   )
   expect_setequal(env$tabnet_args$parsnip[env$tabnet_args$engine == "torch"], main_arg_names)
   # only `epochs` is a submodel parameter (tune's submodel trick)
@@ -68,7 +69,7 @@ test_that("registration is idempotent", {
   env <- get_model_env()
   expect_equal(sum(env$models == "tabnet"), 1)
   expect_equal(nrow(env$tabnet_fit), 4)
-  expect_equal(nrow(env$tabnet_predict), 6)
+  expect_equal(nrow(env$tabnet_predict), 10)
 })
 
 test_that("tabnet() keeps the mlverse signature and positional order", {

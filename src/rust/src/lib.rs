@@ -10,6 +10,7 @@ mod interrupt;
 mod lrp_api;
 mod model_api;
 mod runtime_api;
+mod shap_api;
 mod train_api;
 
 extendr_module! {
@@ -19,5 +20,6 @@ extendr_module! {
     use lrp_api;
     use model_api;
     use runtime_api;
+    use shap_api;
     use train_api;
 }

@@ -3,8 +3,8 @@ use crate::convert::{count, matrix, seed as seed_of, ApiError, ApiResult};
 use crate::interrupt;
 use extendr_api::prelude::*;
 use tabnet_core::data::Dataset;
-use tabnet_core::importance::{mask_importance, model_agnostic, Method};
-use tabnet_core::inference::{explain, predict};
+use tabnet_core::importance::{mad_relevance, mask_importance, ImportanceJob, Method};
+use tabnet_core::inference::{explain, predict, predict_raw};
 use tabnet_core::schedule::ScheduleState;
 use tabnet_core::trainer::{evaluate_loss, TrainOptions, Trainer};
 use tabnet_core::Model;
@@ -143,6 +143,21 @@ fn rs_predict(
     )?)
 }
 
+/// The network's raw outputs (logits or values), an n × outputs matrix.
+/// @noRd
+#[extendr]
+fn rs_predict_raw(
+    model: ExternalPtr<Model>,
+    data: ExternalPtr<Dataset>,
+    batch_size: f64,
+) -> ApiResult<Robj> {
+    matrix(&predict_raw(
+        &model,
+        &data,
+        count(batch_size, "batch_size", 1, i32::MAX as i64)?,
+    )?)
+}
+
 /// list(M_explain = n × F matrix, masks = list of n × F matrices).
 /// @noRd
 #[extendr]
@@ -178,26 +193,49 @@ fn rs_mask_importance(
     )?)
 }
 
-/// list(values = F × repeats matrix, baseline, metric).
+/// A permutation or occlusion importance job (see `ImportanceJob`).
 /// @noRd
 #[extendr]
-fn rs_importance(
+fn rs_importance_job(
     model: ExternalPtr<Model>,
     data: ExternalPtr<Dataset>,
     method: &str,
     n_repeats: f64,
     batch_size: f64,
     seed: f64,
-) -> ApiResult<List> {
+) -> ApiResult<ExternalPtr<ImportanceJob>> {
     tch::manual_seed(seed_of(seed)?);
-    let m = Method::parse(method)?;
-    let imp = model_agnostic(
+    let job = ImportanceJob::new(
         &model,
         &data,
-        m,
+        Method::parse(method)?,
         count(n_repeats, "n_repeats", 1, i32::MAX as i64)? as usize,
         count(batch_size, "batch_size", 1, i32::MAX as i64)?,
     )?;
+    Ok(ExternalPtr::new(job))
+}
+
+/// c(done, total) units after running for about `seconds`, or c(-1, total)
+/// when the user pressed Ctrl-C (polled between prediction slices; the R
+/// layer raises the interrupt).
+/// @noRd
+#[extendr]
+fn rs_importance_run(
+    mut job: ExternalPtr<ImportanceJob>,
+    model: ExternalPtr<Model>,
+    seconds: f64,
+) -> ApiResult<Vec<f64>> {
+    let slice = std::time::Duration::from_secs_f64(seconds.clamp(0.0, 3600.0));
+    let ok = job.run(&model, slice, &mut interrupt::pending)?;
+    let done = if ok { job.done() as f64 } else { -1.0 };
+    Ok(vec![done, job.total() as f64])
+}
+
+/// list(values = F × repeats matrix, baseline, metric) of a finished job.
+/// @noRd
+#[extendr]
+fn rs_importance_result(job: ExternalPtr<ImportanceJob>) -> ApiResult<List> {
+    let imp = job.finish();
     let reps = imp.values.first().map(|v| v.len()).unwrap_or(0);
     let flat: Vec<f64> = (0..reps)
         .flat_map(|r| imp.values.iter().map(move |v| v[r]))
@@ -209,6 +247,35 @@ fn rs_importance(
         baseline = imp.baseline,
         metric = imp.metric
     ))
+}
+
+/// MAD relevance: list(overall = F values, by_class = groups × F matrix,
+/// outcome, class (0-based per group), rows), or NULL after Ctrl-C.
+/// @noRd
+#[extendr]
+fn rs_mad(
+    model: ExternalPtr<Model>,
+    data: ExternalPtr<Dataset>,
+    batch_size: f64,
+) -> ApiResult<Robj> {
+    let batch = count(batch_size, "batch_size", 1, i32::MAX as i64)?;
+    let Some(mad) = mad_relevance(&model, &data, batch, &mut |_| interrupt::pending())? else {
+        return Ok(().into());
+    };
+    let (g, f) = (mad.groups.len(), mad.overall.len());
+    let col_major: Vec<f64> = (0..f)
+        .flat_map(|j| mad.by_class.iter().map(move |row| row[j]))
+        .collect();
+    let mut by_class: Robj = Doubles::from_values(col_major).into();
+    by_class.set_attrib("dim", r!([g as i32, f as i32]))?;
+    Ok(list!(
+        overall = mad.overall,
+        by_class = by_class,
+        outcome = mad.groups.iter().map(|x| x.0 as i32).collect::<Vec<i32>>(),
+        class = mad.groups.iter().map(|x| x.1 as i32).collect::<Vec<i32>>(),
+        rows = mad.rows.iter().map(|&r| r as i32).collect::<Vec<i32>>()
+    )
+    .into())
 }
 
 extendr_module! {
@@ -223,7 +290,11 @@ extendr_module! {
     fn rs_trainer_schedule_epoch;
     fn rs_eval_loss;
     fn rs_predict;
+    fn rs_predict_raw;
     fn rs_explain;
     fn rs_mask_importance;
-    fn rs_importance;
+    fn rs_importance_job;
+    fn rs_importance_run;
+    fn rs_importance_result;
+    fn rs_mad;
 }

@@ -27,8 +27,28 @@ fn run<R>(model: &Model, f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Probabilities (softmax per outcome) or values, (n, output_dim), on the CPU.
+/// Probabilities (softmax per outcome; the hierarchy's constrained sigmoids)
+/// or values, (n, output_dim), on the CPU.
 pub fn predict(model: &Model, data: &Dataset, batch_size: i64) -> Result<Tensor> {
+    forward_batches(model, data, batch_size, |out| {
+        loss::activate(&model.cfg, out)
+    })
+}
+
+/// The network's output before softmax / sigmoid (the logits per class; the
+/// values for regression), (n, output_dim), on the CPU. The one entry point
+/// of raw outputs: SHAP and the MAD relevance run their forward passes here.
+pub fn predict_raw(model: &Model, data: &Dataset, batch_size: i64) -> Result<Tensor> {
+    forward_batches(model, data, batch_size, |out| out.shallow_clone())
+}
+
+/// The head's output of every batch of `data`, mapped by `map`, on the CPU.
+fn forward_batches(
+    model: &Model,
+    data: &Dataset,
+    batch_size: i64,
+    map: impl Fn(&Tensor) -> Tensor,
+) -> Result<Tensor> {
     let net = model.supervised()?;
     Ok(run(model, || {
         let mut parts = Vec::new();
@@ -36,7 +56,7 @@ pub fn predict(model: &Model, data: &Dataset, batch_size: i64) -> Result<Tensor>
         while start < data.n {
             let len = batch_size.min(data.n - start);
             let (out, _, _) = net.forward(&data.slice(start, len), false, model.backend());
-            parts.push(loss::activate(&model.cfg, &out).to_device(Device::Cpu));
+            parts.push(map(&out).to_device(Device::Cpu));
             start += len;
         }
         Tensor::cat(&parts, 0)

@@ -20,6 +20,7 @@
 //!   [`lrp`] (layer-wise relevance propagation), [`nap`] (activation
 //!   patterns) and the latent features read;
 //! * [`metrics`], [`importance`]: evaluation metrics and feature importances;
+//! * [`shap`]: exact and Kernel SHAP with coalitions mixed inside the batch;
 //! * [`model`]: a network with its `VarStore`, config and verified (de)serialisation;
 //! * [`digest`]: the checksum tying saved weights to their configuration;
 //! * [`export`]: the TorchScript module of a supervised network (traced on the reference layers);
@@ -56,6 +57,7 @@ pub(crate) mod pretrainer;
 pub mod process;
 pub(crate) mod run_settings;
 pub mod schedule;
+pub mod shap;
 #[cfg(test)]
 pub(crate) mod test_data;
 pub(crate) mod trace;

@@ -96,6 +96,25 @@ rs_in_forked_child <- function() rust_result(.Call(wrap__rs_in_forked_child))
 #' @noRd
 rs_blas_info <- function() rust_result(.Call(wrap__rs_blas_info))
 
+#' `players`: a list of 0-based predictor indices per player; `bg_w`: NULL
+#' or one weight per background row.
+#' @noRd
+rs_shap_new <- function(model, x, bg, bg_w, players, output, chunk_rows) rust_result(.Call(wrap__rs_shap_new, model, x, bg, bg_w, players, output, chunk_rows))
+
+#' list(baseline = K values, predictions = n × K matrix).
+#' @noRd
+rs_shap_info <- function(ex) rust_result(.Call(wrap__rs_shap_info, ex))
+
+#' Exact SHAP of rows `start + 1 .. start + len` (R's numbering from 1
+#' after `start`): list(values = rows × p × K row-major, se, n_iter,
+#' converged), or NULL after Ctrl-C.
+#' @noRd
+rs_shap_exact <- function(ex, model, start, len) rust_result(.Call(wrap__rs_shap_exact, ex, model, start, len))
+
+#' Kernel SHAP of a block of rows (as [`rs_shap_exact`]).
+#' @noRd
+rs_shap_kernel <- function(ex, model, start, len, hybrid_degree, m, tol, max_iter, seed) rust_result(.Call(wrap__rs_shap_kernel, ex, model, start, len, hybrid_degree, m, tol, max_iter, seed))
+
 #' A trainer for `model` with the options in `options_json` (a
 #' `TrainOptions`: batch size, sparsity weight, clipping, learning rate and
 #' schedule), continuing the schedule state `state_json` when it is not "".
@@ -141,6 +160,10 @@ rs_eval_loss <- function(model, data, batch_size) rust_result(.Call(wrap__rs_eva
 #' @noRd
 rs_predict <- function(model, data, batch_size) rust_result(.Call(wrap__rs_predict, model, data, batch_size))
 
+#' The network's raw outputs (logits or values), an n × outputs matrix.
+#' @noRd
+rs_predict_raw <- function(model, data, batch_size) rust_result(.Call(wrap__rs_predict_raw, model, data, batch_size))
+
 #' list(M_explain = n × F matrix, masks = list of n × F matrices).
 #' @noRd
 rs_explain <- function(model, data, batch_size) rust_result(.Call(wrap__rs_explain, model, data, batch_size))
@@ -149,9 +172,24 @@ rs_explain <- function(model, data, batch_size) rust_result(.Call(wrap__rs_expla
 #' @noRd
 rs_mask_importance <- function(model, data, batch_size) rust_result(.Call(wrap__rs_mask_importance, model, data, batch_size))
 
-#' list(values = F × repeats matrix, baseline, metric).
+#' A permutation or occlusion importance job (see `ImportanceJob`).
 #' @noRd
-rs_importance <- function(model, data, method, n_repeats, batch_size, seed) rust_result(.Call(wrap__rs_importance, model, data, method, n_repeats, batch_size, seed))
+rs_importance_job <- function(model, data, method, n_repeats, batch_size, seed) rust_result(.Call(wrap__rs_importance_job, model, data, method, n_repeats, batch_size, seed))
+
+#' c(done, total) units after running for about `seconds`, or c(-1, total)
+#' when the user pressed Ctrl-C (polled between prediction slices; the R
+#' layer raises the interrupt).
+#' @noRd
+rs_importance_run <- function(job, model, seconds) rust_result(.Call(wrap__rs_importance_run, job, model, seconds))
+
+#' list(values = F × repeats matrix, baseline, metric) of a finished job.
+#' @noRd
+rs_importance_result <- function(job) rust_result(.Call(wrap__rs_importance_result, job))
+
+#' MAD relevance: list(overall = F values, by_class = groups × F matrix,
+#' outcome, class (0-based per group), rows), or NULL after Ctrl-C.
+#' @noRd
+rs_mad <- function(model, data, batch_size) rust_result(.Call(wrap__rs_mad, model, data, batch_size))
 
 
 # nolint end

@@ -86,7 +86,9 @@ tabnet_arrow <- function(source, shuffle_buffer = 262144) {
     abort_input(c("{.arg source} must be paths of Arrow IPC files or a function returning an Arrow stream, not {.obj_type_friendly {source}}.",
                   i = "For an arrow Table, duckdb or polars result {.code x}, give {.code function() x} or a function that rebuilds it."))
   }
-  schema <- arrow_call(rs_arrow_schema(arrow_source(data)))
+  # (the source is opened before the call: an R error in it stays that error)
+  src <- arrow_source(data)
+  schema <- arrow_call(rs_arrow_schema(src))
   data$schema <- tibble::tibble(name = schema$name, kind = schema$kind, arrow_type = schema$arrow_type)
   data$shuffle_buffer <- as.double(shuffle_buffer)
   structure(data, class = "tabnet_arrow")
@@ -164,7 +166,8 @@ arrow_prototype <- function(data, outcome, predictors) {
                   i = "A classification outcome is a string or dictionary column, a regression outcome a numeric one."),
                 subclass = "tabnetrs_error_arrow")
   }
-  scan <- arrow_call(rs_arrow_scan(arrow_source(data), c(predictors, outcome)))
+  src <- arrow_source(data)
+  scan <- arrow_call(rs_arrow_scan(src, c(predictors, outcome)))
   if (is.null(scan)) rlang::interrupt()
   cols <- stats::setNames(scan$columns, c(predictors, outcome))
   y <- cols[[outcome]]
@@ -259,7 +262,8 @@ arrow_impl <- function(data, scanned, layout, outcome, config, kind, tabnet_mode
     valid_idx <- sort(sample.int(n, n_valid)) - 1
   }
   spec <- arrow_spec(layout, outcome)
-  feed <- arrow_call(rs_arrow_feed_new(arrow_source(data), spec, scanned$unit_rows, valid_idx,
+  src <- arrow_source(data)
+  feed <- arrow_call(rs_arrow_feed_new(src, spec, scanned$unit_rows, valid_idx,
                                        data$shuffle_buffer))
   valid_ds <- if (length(valid_idx)) arrow_collect(model, data, spec, scanned$unit_rows, valid_idx, TRUE)
   rs_manual_seed(seed + length(history))
@@ -297,7 +301,8 @@ arrow_impl <- function(data, scanned, layout, outcome, config, kind, tabnet_mode
 
 # Rows `rows` (sorted, 0-based) of the data as a Rust data set.
 arrow_collect <- function(model, data, spec, unit_rows, rows, outcome) {
-  res <- arrow_call(rs_arrow_collect(model, arrow_source(data), spec, unit_rows, rows, outcome))
+  src <- arrow_source(data)
+  res <- arrow_call(rs_arrow_collect(model, src, spec, unit_rows, rows, outcome))
   if (is.null(res)) rlang::interrupt()
   res$data
 }
@@ -327,7 +332,8 @@ arrow_fit_importance <- function(model, data, spec, unit_rows, n, valid_idx, lay
 epoch_begin <- function(trainer, data) {
   if (!inherits(data, "tabnet_arrow_feed")) return(rs_trainer_begin(trainer, data))
   if (data$data$kind == "stream") {
-    arrow_call(rs_arrow_feed_set_stream(data$feed, arrow_open_stream(data$data$source)))
+    slot <- arrow_open_stream(data$data$source)
+    arrow_call(rs_arrow_feed_set_stream(data$feed, slot))
   }
   arrow_call(rs_arrow_trainer_begin(trainer, data$feed))
 }
@@ -367,8 +373,8 @@ arrow_predict <- function(object, new_data, type, epoch) {
   arrow_check_predictors(object, new_data)
   model <- live_network(object, epoch)
   use_threads()
-  res <- arrow_call(rs_arrow_predict(model, arrow_source(new_data), arrow_spec(object$fit$layout),
-                                     inference_batch_size))
+  src <- arrow_source(new_data)
+  res <- arrow_call(rs_arrow_predict(model, src, arrow_spec(object$fit$layout), inference_batch_size))
   if (is.null(res)) rlang::interrupt()
   if (res$unseen > 0) {
     tabnetrs_warn(c("Factor levels not seen at fit time ({res$unseen} cell{?s}).",

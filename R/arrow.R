@@ -4,7 +4,10 @@
 #' interface), [predict()][predict.tabnet_fit], [tabnet_explain()] and
 #' [tabnet_importance()]. Training reads the data once per epoch, record batch
 #' by record batch, so memory holds the shuffle buffer and one record batch,
-#' not the table: data larger than memory can be trained on.
+#' not the table: data larger than memory can be trained on. Prediction also
+#' reads record batch by record batch (memory holds the predictions);
+#' [tabnet_explain()] and [tabnet_importance()] read the data into a data
+#' frame first (their results have one row per row of the data).
 #'
 #' @section Sources:
 #' * Arrow IPC files, in the file format (`arrow::write_feather()`, polars'
@@ -381,4 +384,21 @@ arrow_predict <- function(object, new_data, type, epoch) {
                     i = "They use the model's unknown-level embedding."))
   }
   spruce_predictions(res$pred, type, outcome)
+}
+
+# Arrow data read into a data frame, for tabnet_explain() and
+# tabnet_importance() (whose results have a row per row of the data, so the
+# rows are held anyway): numbers as doubles, booleans as logicals,
+# dictionaries as factors (their values as levels), strings as characters.
+arrow_as_data_frame <- function(data) {
+  keep <- data$schema$kind != "unsupported"
+  nms <- data$schema$name[keep]
+  kinds <- data$schema$kind[keep]
+  src <- arrow_source(data)
+  res <- arrow_call(rs_arrow_read(src, nms))
+  if (is.null(res)) rlang::interrupt()
+  cols <- Map(function(v, lv, kind) if (kind == "dictionary") factor(v, levels = lv) else v,
+              res$values, res$levels, kinds)
+  names(cols) <- nms
+  tibble::as_tibble(cols, .name_repair = "minimal")
 }

@@ -48,6 +48,12 @@ rs_arrow_collect <- function(model, source, spec_json, unit_rows, rows, outcome)
 #' @noRd
 rs_arrow_predict <- function(model, source, spec_json, batch_size) rust_result(.Call(wrap__rs_arrow_predict, model, source, spec_json, batch_size))
 
+#' The columns `names` of every row, for a data frame: list(values = list
+#' of double / logical / character vectors, levels = list of the
+#' dictionaries' values, NULL for other columns); NULL on Ctrl-C.
+#' @noRd
+rs_arrow_read <- function(source, names) rust_result(.Call(wrap__rs_arrow_read, source, names))
+
 #' `num`/`cat`: lists of double / integer (factor code) vectors in the model's
 #' tensor order; `names`: predictor names in original order; `y_class` (0-based
 #' codes) or `y_value`: named lists of outcome columns, or NULL; `weights` or NULL.

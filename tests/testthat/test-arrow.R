@@ -153,3 +153,17 @@ test_that("a stream that cannot be read again stops training with an error, not 
                class = "tabnetrs_error_arrow", regexp = "database went away")
   expect_null(res)
 })
+
+test_that("tabnet_explain() and tabnet_importance() read Arrow data like the data frame", {
+  df <- arrow_df(400)
+  path <- write_ipc(df)
+  fit <- fit_arrow(tabnet_arrow(path))
+  df$y <- factor(df$y)
+  ex_file <- tabnet_explain(fit, tabnet_arrow(path))
+  ex_df <- tabnet_explain(fit, df)
+  expect_equal(ex_file$M_explain, ex_df$M_explain)
+  expect_equal(tabnet_importance(fit, tabnet_arrow(path)), tabnet_importance(fit, df))
+  imp_file <- tabnet_importance(fit, tabnet_arrow(path), method = "permutation", n_repeats = 2, seed = 1)
+  imp_df <- tabnet_importance(fit, df, method = "permutation", n_repeats = 2, seed = 1)
+  expect_equal(imp_file, imp_df)
+})

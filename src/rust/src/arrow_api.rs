@@ -55,7 +55,9 @@ fn source_of(source: Robj) -> ApiResult<Source> {
     }
     match ExternalPtr::<StreamSlot>::try_from(source) {
         Ok(slot) => take_stream(slot),
-        Err(_) => Err(ApiError::internal("an Arrow source is paths or a stream slot")),
+        Err(_) => Err(ApiError::internal(
+            "an Arrow source is paths or a stream slot",
+        )),
     }
 }
 
@@ -280,6 +282,112 @@ fn rs_arrow_predict(
     )
 }
 
+/// The columns `names` of every row, for a data frame: list(values = list
+/// of double / logical / character vectors, levels = list of the
+/// dictionaries' values, NULL for other columns); NULL on Ctrl-C.
+/// @noRd
+#[extendr]
+fn rs_arrow_read(source: Robj, names: Strings) -> ApiResult<Robj> {
+    let mut source = source_of(source)?;
+    let schema = source.schema()?;
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let mut kinds = Vec::with_capacity(names.len());
+    for n in &names {
+        let f = schema
+            .field_with_name(n)
+            .map_err(|_| ApiError::input(format!("the column `{n}` is not in the data")))?;
+        kinds.push(ColumnKind::of(f.data_type()));
+    }
+    let mut nums: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut bools: Vec<Vec<Rbool>> = vec![Vec::new(); names.len()];
+    let mut labels: Vec<Vec<Option<String>>> = vec![Vec::new(); names.len()];
+    let mut levels: Vec<Vec<String>> = vec![Vec::new(); names.len()];
+    let done = arrow_source::for_each_batch(
+        &mut source,
+        &names,
+        &mut interrupt::pending,
+        &mut |batch, what| {
+            for (k, n) in names.iter().enumerate() {
+                let col = batch.column_by_name(n).ok_or_else(|| {
+                    tabnet_core::Error::Invalid(format!("the column `{n}` is missing from {what}"))
+                })?;
+                match kinds[k] {
+                    ColumnKind::Boolean => {
+                        let v = arrow_source::numeric_values(col.as_ref()).unwrap_or_default();
+                        bools[k].extend(v.iter().map(|&x| {
+                            if x.is_nan() {
+                                Rbool::na()
+                            } else {
+                                Rbool::from(x != 0.0)
+                            }
+                        }));
+                    }
+                    ColumnKind::Double | ColumnKind::Integer => {
+                        let v = arrow_source::numeric_values(col.as_ref()).unwrap_or_default();
+                        nums[k].extend(v);
+                    }
+                    ColumnKind::Dictionary | ColumnKind::String => {
+                        for l in arrow_source::dictionary_values(col.as_ref()) {
+                            if !levels[k].contains(&l) {
+                                levels[k].push(l);
+                            }
+                        }
+                        arrow_source::for_each_label(col.as_ref(), |l| {
+                            labels[k].push(l.map(String::from))
+                        });
+                    }
+                    ColumnKind::Unsupported => {
+                        return Err(tabnet_core::Error::Invalid(format!(
+                            "the column `{n}` has the Arrow type {}, which tabnetrs cannot read",
+                            col.data_type()
+                        )))
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    if !done {
+        return Ok(Robj::from(()));
+    }
+    let mut values: Vec<Robj> = Vec::with_capacity(names.len());
+    let mut lv: Vec<Robj> = Vec::with_capacity(names.len());
+    for (k, kind) in kinds.iter().enumerate() {
+        values.push(match kind {
+            ColumnKind::Boolean => Logicals::from_values(std::mem::take(&mut bools[k])).into(),
+            ColumnKind::Dictionary | ColumnKind::String => {
+                let v: Vec<Option<String>> = std::mem::take(&mut labels[k]);
+                Strings::from_values(v.into_iter().map(|s| match s {
+                    Some(s) => Rstr::from(s),
+                    None => Rstr::na(),
+                }))
+                .into()
+            }
+            _ => {
+                let v = std::mem::take(&mut nums[k]);
+                Doubles::from_values(v.into_iter().map(|x| {
+                    if x.is_nan() {
+                        Rfloat::na()
+                    } else {
+                        Rfloat::from(x)
+                    }
+                }))
+                .into()
+            }
+        });
+        lv.push(if *kind == ColumnKind::Dictionary {
+            Robj::from(std::mem::take(&mut levels[k]))
+        } else {
+            Robj::from(())
+        });
+    }
+    Ok(list!(
+        values = List::from_values(values),
+        levels = List::from_values(lv)
+    )
+    .into())
+}
+
 extendr_module! {
     mod arrow_api;
     fn rs_arrow_stream_take;
@@ -291,4 +399,5 @@ extendr_module! {
     fn rs_arrow_trainer_run;
     fn rs_arrow_collect;
     fn rs_arrow_predict;
+    fn rs_arrow_read;
 }

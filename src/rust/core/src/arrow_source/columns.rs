@@ -295,8 +295,7 @@ fn outcome_values(
 ) -> Result<Outcome> {
     let col = column(batch, &o.name, what)?;
     let name = &o.name;
-    let missing =
-        || Error::Invalid(format!("the outcome `{name}` has missing values in {what}"));
+    let missing = || Error::Invalid(format!("the outcome `{name}` has missing values in {what}"));
     match &o.levels {
         Some(levels) => {
             let index: HashMap<&str, i32> = levels

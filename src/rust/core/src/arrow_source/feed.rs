@@ -49,8 +49,14 @@ fn concat(a: Dataset, b: Dataset) -> Dataset {
                 let f = d.x_num.size()[1] + d.x_cat.as_ref().map_or(0, |c| c.size()[1]);
                 Tensor::ones(&[d.n, f], (Kind::Float, d.x_num.device()))
             };
-            let pa = a.present.as_ref().map_or_else(|| ones(&a), |p| p.shallow_clone());
-            let pb = b.present.as_ref().map_or_else(|| ones(&b), |p| p.shallow_clone());
+            let pa = a
+                .present
+                .as_ref()
+                .map_or_else(|| ones(&a), |p| p.shallow_clone());
+            let pb = b
+                .present
+                .as_ref()
+                .map_or_else(|| ones(&b), |p| p.shallow_clone());
             Some(Tensor::cat(&[pa, pb], 0))
         }
     };
@@ -114,7 +120,10 @@ fn kept_rows(held_out: &[u64], first: u64, len: usize) -> Option<Vec<usize>> {
 fn wanted_rows(wanted: &[u64], first: u64, len: usize) -> Vec<usize> {
     let lo = wanted.partition_point(|&r| r < first);
     let hi = wanted.partition_point(|&r| r < first + len as u64);
-    wanted[lo..hi].iter().map(|&r| (r - first) as usize).collect()
+    wanted[lo..hi]
+        .iter()
+        .map(|&r| (r - first) as usize)
+        .collect()
 }
 
 fn randperm(n: i64) -> Tensor {
@@ -249,7 +258,8 @@ impl Feed {
                     if len == 0 || rows.as_ref().is_some_and(|r| r.is_empty()) {
                         continue;
                     }
-                    let (d, _) = to_dataset(cfg, &self.spec, &p.batch, rows.as_deref(), true, &p.what)?;
+                    let (d, _) =
+                        to_dataset(cfg, &self.spec, &p.batch, rows.as_deref(), true, &p.what)?;
                     append(&mut self.pending, d);
                 }
             }
@@ -358,6 +368,25 @@ pub fn for_each_part(
     Ok(true)
 }
 
+/// Every record batch of `source` in its order, with only the columns
+/// `names` (files; a C stream gives all its columns): the R layer reads
+/// small Arrow data into a data frame with it. `Ok(false)` when interrupted.
+pub fn for_each_batch(
+    source: &mut Source,
+    names: &[String],
+    interrupted: &mut dyn FnMut() -> bool,
+    f: &mut dyn FnMut(&arrow_array::RecordBatch, &str) -> Result<()>,
+) -> Result<bool> {
+    let mut pass = Pass::new(source, None, None, names.to_vec())?;
+    while let Some(p) = pass.next_piece(source)? {
+        if interrupted() {
+            return Ok(false);
+        }
+        f(&p.batch, &p.what)?;
+    }
+    Ok(true)
+}
+
 /// All the rows [`for_each_part`] gives, as one data set (`Ok(None)` when
 /// interrupted), and the count of unseen factor levels.
 #[allow(clippy::too_many_arguments)]
@@ -419,7 +448,11 @@ pub fn predict(
         interrupted,
         &mut |d, u| {
             unseen += u;
-            outs.push(crate::inference::predict(model, &to_device(d, device), batch_size)?);
+            outs.push(crate::inference::predict(
+                model,
+                &to_device(d, device),
+                batch_size,
+            )?);
             Ok(())
         },
     )?;
@@ -435,6 +468,14 @@ pub fn predict(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arrow_source::scan;
+    use crate::config::Task;
+    use arrow_array::builder::StringDictionaryBuilder;
+    use arrow_array::types::Int32Type;
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+    use arrow_ipc::writer::{FileWriter, StreamWriter};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
 
     #[test]
     fn held_out_rows_are_left_out_by_source_row() {
@@ -443,5 +484,153 @@ mod tests {
         assert_eq!(kept_rows(&[3, 10, 12], 10, 3), Some(vec![1]));
         assert_eq!(wanted_rows(&[3, 10, 12], 10, 3), vec![0, 2]);
         assert!(wanted_rows(&[3], 4, 3).is_empty());
+    }
+
+    /// Rows `from..to`: `a` = the row number (NaN for row 2), `f` a
+    /// dictionary cycling through "w", "u", "v", `y` a string class.
+    fn batch(schema: &Arc<Schema>, from: usize, to: usize) -> RecordBatch {
+        let a: Float64Array = (from..to)
+            .map(|i| if i == 2 { None } else { Some(i as f64) })
+            .collect();
+        // the same dictionary in every batch (the file format has one per field)
+        let dict = StringArray::from(vec!["w", "u", "v"]);
+        let mut f =
+            StringDictionaryBuilder::<Int32Type>::new_with_dictionary(to - from, &dict).unwrap();
+        for i in from..to {
+            f.append_value(["w", "u", "v"][i % 3]);
+        }
+        let y: StringArray = (from..to)
+            .map(|i| Some(if i % 2 == 0 { "even" } else { "odd" }))
+            .collect();
+        let cols: Vec<ArrayRef> = vec![Arc::new(a), Arc::new(f.finish()), Arc::new(y)];
+        RecordBatch::try_new(schema.clone(), cols).unwrap()
+    }
+
+    /// A directory with an IPC file-format file of three record batches
+    /// (rows 0-4, 5-11, 12-15) and a stream-format file (rows 16-21).
+    fn write_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("tabnet-arrow-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Float64, true),
+            Field::new(
+                "f",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+            Field::new("y", DataType::Utf8, true),
+        ]));
+        let file = std::fs::File::create(dir.join("a.arrow")).unwrap();
+        let mut w = FileWriter::try_new(file, &schema).unwrap();
+        for (from, to) in [(0, 5), (5, 12), (12, 16)] {
+            w.write(&batch(&schema, from, to)).unwrap();
+        }
+        w.finish().unwrap();
+        let file = std::fs::File::create(dir.join("b.arrows")).unwrap();
+        let mut w = StreamWriter::try_new(file, &schema).unwrap();
+        w.write(&batch(&schema, 16, 22)).unwrap();
+        w.finish().unwrap();
+        dir
+    }
+
+    fn spec() -> ColumnSpec {
+        ColumnSpec::from_json(
+            r#"{"names": ["a", "f"], "levels": [null, ["w", "u", "v"]],
+                "outcome": {"name": "y", "levels": ["even", "odd"]}}"#,
+        )
+        .unwrap()
+    }
+
+    fn config() -> NetConfig {
+        let mut cfg = NetConfig::example(2, vec![2], Task::Classification);
+        cfg.num_cols = vec![0];
+        cfg.cat_cols = vec![1];
+        cfg.cat_levels = vec![3];
+        cfg.cat_emb_dims = vec![2];
+        cfg
+    }
+
+    #[test]
+    fn files_of_both_formats_are_scanned_and_converted_by_name() {
+        let dir = write_dir("scan");
+        let mut source = Source::files(&[dir.to_string_lossy().into_owned()]).unwrap();
+        // three record batches of the file format, one stream-format file
+        assert_eq!(source.units().len(), 4);
+        let names: Vec<String> = ["y", "f", "a"].iter().map(|s| s.to_string()).collect();
+        let s = scan::scan(&mut source, &names, &mut || false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.n_rows, 22);
+        assert_eq!(s.unit_rows, vec![5, 7, 4, 6]);
+        assert_eq!(s.columns[0].values, vec!["even", "odd"]);
+        assert_eq!(s.columns[1].values, vec!["w", "u", "v"]);
+        assert_eq!(s.columns[2].nulls, 1);
+        // rows 1, 2 and 17: source order across units and files
+        let (d, unseen) = collect(
+            &config(),
+            &mut source,
+            &spec(),
+            Some(&s.unit_rows),
+            Some(&[1, 2, 17]),
+            true,
+            &mut || false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(unseen, 0);
+        assert_eq!(Vec::<f64>::from(&d.x_num.view([-1])), vec![1.0, 0.0, 17.0]);
+        // f: row 1 is "u" (code 2), row 2 "v" (3), row 17 (17 % 3 = 2) "v"
+        assert_eq!(
+            Vec::<i64>::from(&d.x_cat.as_ref().unwrap().view([-1])),
+            vec![2, 3, 3]
+        );
+        // the missing cell of row 2 is marked absent
+        let present = Vec::<f64>::from(&d.present.as_ref().unwrap().select(1, 0));
+        assert_eq!(present, vec![1.0, 0.0, 1.0]);
+        assert_eq!(
+            Vec::<i64>::from(&d.y.as_ref().unwrap().view([-1])),
+            vec![1, 0, 1]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An epoch gives every training row exactly once, in parts of whole
+    /// batches but the last, leaving out the held-out rows.
+    #[test]
+    fn an_epoch_gives_each_training_row_once_in_whole_batches() {
+        let dir = write_dir("feed");
+        let source = Source::files(&[dir.to_string_lossy().into_owned()]).unwrap();
+        let held_out = vec![0, 7, 21];
+        let mut feed = Feed::new(source, spec(), vec![5, 7, 4, 6], held_out.clone(), 9).unwrap();
+        let model = Model::new(config(), Device::Cpu).unwrap();
+        let mut opts = crate::trainer::TrainOptions::example(4);
+        opts.drop_last = false;
+        let mut trainer = Trainer::new(&model, opts).unwrap();
+        tch::manual_seed(1);
+        // 19 training rows in batches of 4: 4 full ones and one of 3
+        assert_eq!(feed.begin(&mut trainer).unwrap(), 5);
+        // the buffer (9 rows) rounded down to whole batches
+        assert_eq!(feed.chunk, 8);
+        let mut seen = Vec::new();
+        let mut sizes = Vec::new();
+        while let Some(c) = feed.next_chunk(&model.cfg, 4, false).unwrap() {
+            sizes.push(c.n);
+            seen.extend(Vec::<f64>::from(&c.x_num.view([-1])));
+        }
+        assert_eq!(sizes, vec![8, 8, 3]);
+        // row 2 is NaN in the file and 0 in the tensor
+        let mut expected: Vec<f64> = (0..22)
+            .filter(|r| !held_out.contains(r))
+            .map(|r| if r == 2 { 0.0 } else { r as f64 })
+            .collect();
+        seen.sort_by(f64::total_cmp);
+        expected.sort_by(f64::total_cmp);
+        assert_eq!(seen, expected);
+        // and training through the feed runs exactly the announced batches
+        assert_eq!(feed.begin(&mut trainer).unwrap(), 5);
+        assert_eq!(feed.run(&mut trainer, &model, i64::MAX, None).unwrap(), 0);
+        assert!(trainer.end_epoch().is_finite());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

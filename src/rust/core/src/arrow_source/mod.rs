@@ -13,7 +13,9 @@ mod pass;
 mod scan;
 mod source;
 
-pub use columns::{ColumnKind, ColumnSpec, OutcomeSpec};
-pub use feed::{collect, predict, Feed};
+pub use columns::{
+    dictionary_values, for_each_label, numeric_values, ColumnKind, ColumnSpec, OutcomeSpec,
+};
+pub use feed::{collect, for_each_batch, predict, Feed};
 pub use scan::{scan, ColumnScan, Scan};
 pub use source::{Format, Source};

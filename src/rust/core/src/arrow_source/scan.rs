@@ -35,9 +35,9 @@ pub fn scan(
     let schema = source.schema()?;
     let mut columns = Vec::with_capacity(names.len());
     for n in names {
-        let f = schema.field_with_name(n).map_err(|_| {
-            Error::Invalid(format!("the column `{n}` is not in the data"))
-        })?;
+        let f = schema
+            .field_with_name(n)
+            .map_err(|_| Error::Invalid(format!("the column `{n}` is not in the data")))?;
         columns.push(ColumnScan {
             name: n.clone(),
             kind: ColumnKind::of(f.data_type()),
@@ -58,7 +58,10 @@ pub fn scan(
         let b = &piece.batch;
         for (k, c) in columns.iter_mut().enumerate() {
             let col = b.column_by_name(&c.name).ok_or_else(|| {
-                Error::Invalid(format!("the column `{}` is missing from {}", c.name, piece.what))
+                Error::Invalid(format!(
+                    "the column `{}` is missing from {}",
+                    c.name, piece.what
+                ))
             })?;
             let kind = ColumnKind::of(col.data_type());
             if kind != c.kind {

@@ -69,13 +69,12 @@ fn detect(path: &Path) -> Result<IpcFile> {
     let what = format!("`{}`", path.display());
     let n_batches = match format {
         Format::File => {
-            let r = FileReader::try_new(BufReader::new(f), None)
-                .map_err(|e| arrow_error(&what, e))?;
+            let r =
+                FileReader::try_new(BufReader::new(f), None).map_err(|e| arrow_error(&what, e))?;
             r.num_batches()
         }
         Format::Stream => {
-            StreamReader::try_new(BufReader::new(f), None)
-                .map_err(|e| arrow_error(&what, e))?;
+            StreamReader::try_new(BufReader::new(f), None).map_err(|e| arrow_error(&what, e))?;
             0
         }
     };
@@ -141,9 +140,10 @@ impl Source {
                 for f in &files[1..] {
                     let s = file_schema(f)?;
                     let same = s.fields().len() == first.fields().len()
-                        && s.fields().iter().zip(first.fields()).all(|(a, b)| {
-                            a.name() == b.name() && a.data_type() == b.data_type()
-                        });
+                        && s.fields()
+                            .iter()
+                            .zip(first.fields())
+                            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
                     if !same {
                         return Err(Error::Invalid(format!(
                             "`{}` does not have the schema of `{}`: every file must have the same columns and types",

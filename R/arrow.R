@@ -1,7 +1,7 @@
 #' Arrow data, read record batch by record batch
 #'
-#' Describes Arrow data without reading it into R, for [tabnet_fit()] (formula
-#' interface), [predict()][predict.tabnet_fit], [tabnet_explain()] and
+#' Describes Arrow data without reading it into R, for [tabnet_fit()] and
+#' [tabnet_pretrain()] (formula interface), [predict()][predict.tabnet_fit], [tabnet_explain()] and
 #' [tabnet_importance()]. Training reads the data once per epoch, record batch
 #' by record batch, so memory holds the shuffle buffer and one record batch,
 #' not the table: data larger than memory can be trained on. Prediction also
@@ -48,6 +48,8 @@
 #' The validation rows (`valid_split`) are drawn like the in-memory path's
 #' (by row number) and are held in memory, as are the rows the importances
 #' are computed on (`importance_sample_size`, at most 100,000 by default).
+#' [tabnet_pretrain()] estimates the variances that scale its reconstruction
+#' targets on up to 1,000,000 training rows (the data-frame path uses all).
 #'
 #' @param source Paths of Arrow IPC files or directories, or a function
 #'   returning a fresh Arrow C stream (see Sources).
@@ -149,7 +151,7 @@ arrow_formula_columns <- function(formula, schema) {
 
 # Checks the column kinds, reads the data once (rows, nulls, levels) and
 # builds a zero-row data frame of the columns' R types, for hardhat.
-arrow_prototype <- function(data, outcome, predictors) {
+arrow_prototype <- function(data, outcome, predictors, check_outcome = TRUE) {
   schema <- data$schema
   kind <- stats::setNames(schema$kind, schema$name)
   type <- stats::setNames(schema$arrow_type, schema$name)
@@ -174,10 +176,10 @@ arrow_prototype <- function(data, outcome, predictors) {
   if (is.null(scan)) rlang::interrupt()
   cols <- stats::setNames(scan$columns, c(predictors, outcome))
   y <- cols[[outcome]]
-  if (y$nulls > 0) {
+  if (check_outcome && y$nulls > 0) {
     abort_input("Found missing values in the {.field {outcome}} outcome column ({y$nulls} row{?s}).")
   }
-  if (y$infinite > 0) abort_input("The outcome {.field {outcome}} contains infinite values.")
+  if (check_outcome && y$infinite > 0) abort_input("The outcome {.field {outcome}} contains infinite values.")
   inf <- predictors[vapply(cols[predictors], function(c) c$infinite > 0, logical(1))]
   if (length(inf)) abort_input("{cli::qty(length(inf))}Predictor{?s} {.field {inf}} contain{?s/} infinite values.")
   proto_col <- function(c, is_outcome) {
@@ -213,7 +215,8 @@ arrow_fit <- function(formula, data, tabnet_model, config, dots, from_epoch, wei
     abort_input("Case weights are not supported with {.fn tabnet_arrow} data.")
   }
   cols <- arrow_formula_columns(formula, data$schema)
-  scanned <- arrow_prototype(data, cols$outcome, cols$predictors)
+  supervised <- kind == "supervised"
+  scanned <- arrow_prototype(data, cols$outcome, cols$predictors, check_outcome = supervised)
   processed <- mold_formula(formula, scanned$prototype)
   config <- resolve_config(config, dots, tabnet_model, kind)
   if (inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain")) && is.list(tabnet_model$fit$layout)) {
@@ -224,13 +227,15 @@ arrow_fit <- function(formula, data, tabnet_model, config, dots, from_epoch, wei
   n <- scanned$n_rows
   if (n == 0) abort_input("The training data has zero rows.")
   if (n < 2) abort_input("Training needs at least 2 rows, not {n}.")
-  outcome <- outcome_layout(processed$outcomes)
-  check_loss(config$loss, outcome$task)
+  outcome <- if (supervised) outcome_layout(processed$outcomes) else
+    list(task = "regression", names = character(), dims = 1L, levels = NULL)
+  if (supervised) check_loss(config$loss, outcome$task)
   use_threads(config$num_threads)
   device <- resolve_device(config$device)
   seed <- new_seed(config$seed)
   res <- arrow_impl(data, scanned, layout, outcome, config, kind, tabnet_model, from_epoch, seed, device)
-  result <- new_tabnet_fit(res$fit, res$serialized_net, processed$blueprint)
+  constructor <- if (supervised) new_tabnet_fit else new_tabnet_pretrain
+  result <- constructor(res$fit, res$serialized_net, processed$blueprint)
   if (!is.null(res$nonfinite)) abort_nonfinite(res$nonfinite, result)
   result
 }
@@ -264,11 +269,18 @@ arrow_impl <- function(data, scanned, layout, outcome, config, kind, tabnet_mode
     }
     valid_idx <- sort(sample.int(n, n_valid)) - 1
   }
-  spec <- arrow_spec(layout, outcome)
+  supervised <- kind == "supervised"
+  spec <- arrow_spec(layout, if (supervised) outcome)
   src <- arrow_source(data)
   feed <- arrow_call(rs_arrow_feed_new(src, spec, scanned$unit_rows, valid_idx,
                                        data$shuffle_buffer))
-  valid_ds <- if (length(valid_idx)) arrow_collect(model, data, spec, scanned$unit_rows, valid_idx, TRUE)
+  valid_ds <- if (length(valid_idx)) arrow_collect(model, data, spec, scanned$unit_rows, valid_idx, supervised)
+  if (!supervised && is.null(tabnet_model)) {
+    # the pretrainer's reconstruction targets are scaled by their variances,
+    # estimated on up to 1,000,000 training rows
+    rs_model_prepare(model, arrow_collect(model, data, spec, scanned$unit_rows,
+                                          arrow_train_sample(n, valid_idx, 1e6), FALSE))
+  }
   rs_manual_seed(seed + length(history))
   train <- structure(list(feed = feed, data = data), class = "tabnet_arrow_feed")
   run <- train_epochs(model, train, valid_ds, config, history, checkpoints, schedule,
@@ -310,16 +322,21 @@ arrow_collect <- function(model, data, spec, unit_rows, rows, outcome) {
   res$data
 }
 
-# fit_importance() on Arrow data: the same sample of training rows (drawn
-# by training-row number), read from the data.
-arrow_fit_importance <- function(model, data, spec, unit_rows, n, valid_idx, layout, config) {
+# `size` training rows drawn as fit_importance() draws them (all when there
+# are no more), as 0-based source rows, sorted.
+arrow_train_sample <- function(n, valid_idx, size) {
   n_train <- n - length(valid_idx)
-  size <- config$importance_sample_size %||% min(n_train, 1e5)
   t <- if (size >= n_train) seq_len(n_train) - 1 else sort(sample.int(n_train, size)) - 1
   # training row t is source row t + (validation rows before it)
   before <- valid_idx - seq_along(valid_idx) + 1
-  rows <- t + findInterval(t, before)
-  ds <- arrow_collect(model, data, spec, unit_rows, rows, FALSE)
+  t + findInterval(t, before)
+}
+
+# fit_importance() on Arrow data: the same sample of training rows (drawn
+# by training-row number), read from the data.
+arrow_fit_importance <- function(model, data, spec, unit_rows, n, valid_idx, layout, config) {
+  size <- config$importance_sample_size %||% min(n - length(valid_idx), 1e5)
+  ds <- arrow_collect(model, data, spec, unit_rows, arrow_train_sample(n, valid_idx, size), FALSE)
   imp <- tibble::tibble(variables = predictor_labels(layout$names),
                         importance = rs_mask_importance(model, ds, inference_batch_size))
   idx0 <- resolve_groups(config$grouped_features, layout)

@@ -167,3 +167,15 @@ test_that("tabnet_explain() and tabnet_importance() read Arrow data like the dat
   imp_df <- tabnet_importance(fit, df, method = "permutation", n_repeats = 2, seed = 1)
   expect_equal(imp_file, imp_df)
 })
+
+test_that("tabnet_pretrain() reads Arrow data, and a fit continues from it", {
+  df <- arrow_df(500)
+  path <- write_ipc(df)
+  pre <- tabnet_pretrain(y ~ ., tabnet_arrow(path), epochs = 2, batch_size = 128, virtual_batch_size = 64,
+                         seed = 1, valid_split = 0.2)
+  expect_s3_class(pre, "tabnet_pretrain")
+  expect_true(all(vapply(pre$fit$metrics, function(m) is.finite(m$train) && is.finite(m$valid), logical(1))))
+  fit <- fit_arrow(tabnet_arrow(path), tabnet_model = pre)
+  expect_s3_class(fit, "tabnet_fit")
+  expect_equal(nrow(predict(fit, tabnet_arrow(path))), nrow(df))
+})

@@ -147,7 +147,8 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// Training from `source`: `unit_rows` from its [`super::scan`],
+    /// Training from `source` (with the spec's outcome, if any: a pretrainer
+    /// has none): `unit_rows` from its [`super::scan`],
     /// `held_out` the source rows kept for validation (sorted, 0-based),
     /// `buffer_rows` the shuffle buffer's size in rows.
     pub fn new(
@@ -157,9 +158,6 @@ impl Feed {
         mut held_out: Vec<u64>,
         buffer_rows: i64,
     ) -> Result<Feed> {
-        if spec.outcome.is_none() {
-            return invalid("training from Arrow data needs an outcome");
-        }
         held_out.sort_unstable();
         held_out.dedup();
         let n: u64 = unit_rows.iter().sum();

@@ -20,7 +20,8 @@
 #' @param object A `tabnet_fit` or `tabnet_pretrain` object, or a parsnip
 #'   `model_fit` / fitted `workflow` holding a `tabnet_fit`.
 #' @param new_data A data frame with the predictors used at fit time (outcome
-#'   columns may be present; they are ignored).
+#'   columns may be present; they are ignored), or [tabnet_arrow()] data
+#'   (read into memory).
 #' @return An object of class `tabnet_explain`: a list with
 #'   * `M_explain`: a tibble with one row per row of `new_data` and one column
 #'     per predictor (the aggregated mask, not normalised);

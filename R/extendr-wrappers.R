@@ -4,6 +4,56 @@
 #' @useDynLib tabnetrs, .registration = TRUE
 NULL
 
+#' Moves the `ArrowArrayStream` at `address` (nanoarrow's
+#' `nanoarrow_pointer_addr_chr()` of a valid stream) into a slot: the C data
+#' interface's move, which leaves the source marked released.
+#' @noRd
+rs_arrow_stream_take <- function(address) rust_result(.Call(wrap__rs_arrow_stream_take, address))
+
+#' list(name, kind, arrow_type): the columns of the source's schema.
+#' @noRd
+rs_arrow_schema <- function(source) rust_result(.Call(wrap__rs_arrow_schema, source))
+
+#' The first read: list(n_rows, unit_rows, columns = list of list(name, kind,
+#' nulls, infinite, values)); NULL when the user pressed Ctrl-C.
+#' @noRd
+rs_arrow_scan <- function(source, names) rust_result(.Call(wrap__rs_arrow_scan, source, names))
+
+#' The training feed: `spec_json` the columns (`ColumnSpec`), `unit_rows`
+#' from the scan, `held_out` the validation rows (0-based source rows).
+#' @noRd
+rs_arrow_feed_new <- function(source, spec_json, unit_rows, held_out, buffer_rows) rust_result(.Call(wrap__rs_arrow_feed_new, source, spec_json, unit_rows, held_out, buffer_rows))
+
+#' The next epoch's C stream (a stream is read once).
+#' @noRd
+rs_arrow_feed_set_stream <- function(feed, slot) rust_result(.Call(wrap__rs_arrow_feed_set_stream, feed, slot))
+
+#' Starts an epoch from the feed; returns its number of batches.
+#' @noRd
+rs_arrow_trainer_begin <- function(trainer, feed) rust_result(.Call(wrap__rs_arrow_trainer_begin, trainer, feed))
+
+#' `rs_trainer_run()` for a feed: up to `max_batches` batches; the batches
+#' left in the epoch, or -1 on Ctrl-C.
+#' @noRd
+rs_arrow_trainer_run <- function(trainer, model, feed, max_batches) rust_result(.Call(wrap__rs_arrow_trainer_run, trainer, model, feed, max_batches))
+
+#' Rows of the source as a data set: `rows` (sorted 0-based source rows, or
+#' NULL for all), with the outcome when `outcome`. list(data, unseen), or
+#' NULL on Ctrl-C.
+#' @noRd
+rs_arrow_collect <- function(model, source, spec_json, unit_rows, rows, outcome) rust_result(.Call(wrap__rs_arrow_collect, model, source, spec_json, unit_rows, rows, outcome))
+
+#' Predictions for every row of the source, in its order: list(pred = n ×
+#' outputs matrix, unseen), or NULL on Ctrl-C.
+#' @noRd
+rs_arrow_predict <- function(model, source, spec_json, batch_size) rust_result(.Call(wrap__rs_arrow_predict, model, source, spec_json, batch_size))
+
+#' The columns `names` of every row, for a data frame: list(values = list
+#' of double / logical / character vectors, levels = list of the
+#' dictionaries' values, NULL for other columns); NULL on Ctrl-C.
+#' @noRd
+rs_arrow_read <- function(source, names) rust_result(.Call(wrap__rs_arrow_read, source, names))
+
 #' `num`/`cat`: lists of double / integer (factor code) vectors in the model's
 #' tensor order; `names`: predictor names in original order; `y_class` (0-based
 #' codes) or `y_value`: named lists of outcome columns, or NULL; `weights` or NULL.

@@ -27,7 +27,8 @@
 #'   convert it with [factor()] for classification. Predictor column names
 #'   must be unique.
 #' @param data When a __recipe__ or __formula__ is used, the data frame holding
-#'   predictors and outcome(s).
+#'   predictors and outcome(s); with a formula, also [tabnet_arrow()] data
+#'   (Arrow files or streams, trained on record batch by record batch).
 #' @param formula A formula such as `y ~ .` or `y1 + y2 ~ .`.
 #' @param tabnet_model A previously fitted `tabnet_fit` to continue training
 #'   (epochs, metrics, checkpoints and the learning-rate schedule continue; without
@@ -100,6 +101,9 @@ tabnet_fit.matrix <- function(x, y, tabnet_model = NULL, config = tabnet_config(
 #' @rdname tabnet_fit
 tabnet_fit.formula <- function(formula, data, tabnet_model = NULL, config = tabnet_config(), ...,
                                from_epoch = NULL, weights = NULL) {
+  if (inherits(data, "tabnet_arrow")) {
+    return(arrow_fit(formula, data, tabnet_model, config, list(...), from_epoch, weights))
+  }
   if (is.data.frame(data)) check_predictor_names(names(data), "data")
   processed <- mold_formula(formula, data)
   tabnet_bridge(processed, config, list(...), tabnet_model, from_epoch, weights, "supervised")

@@ -199,6 +199,8 @@ top_down_classes <- function(prob, outcome) {
 # A Node given as `new_data` (prediction, explanation, importance): its leaves
 # as one data frame of predictors and outcome levels (node_to_df()).
 node_new_data <- function(new_data) {
+  # Arrow data (tabnet_arrow()) is read into a data frame (R/arrow.R)
+  if (inherits(new_data, "tabnet_arrow")) return(arrow_as_data_frame(new_data))
   if (!inherits(new_data, "Node")) return(new_data)
   xy <- node_to_df(new_data)
   vctrs::vec_cbind(xy$x, xy$y)

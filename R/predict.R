@@ -8,7 +8,7 @@
 #'
 #' @param object A `tabnet_fit`.
 #' @param new_data A data frame (or matrix) with the predictors used at fit
-#'   time; for a model fitted on a `data.tree` `Node`, a `Node` of the same
+#'   time, or [tabnet_arrow()] data (predicted record batch by record batch); for a model fitted on a `data.tree` `Node`, a `Node` of the same
 #'   shape or the predictors `node_to_df(<Node>)$x`.
 #' @param type `"class"` or `"prob"` for factor outcomes, `"numeric"` for numeric
 #'   ones, `"raw"` for any: the network's output before the softmax (or the
@@ -39,6 +39,7 @@
 #'   output is the value).
 #' @export
 predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL) {
+  if (inherits(new_data, "tabnet_arrow")) return(arrow_predict(object, new_data, type, epoch))
   outcome <- object$fit$outcome
   type <- check_pred_type(type, outcome$task)
   model <- live_network(object, epoch)

@@ -62,6 +62,9 @@ tabnet_pretrain.matrix <- function(x, y = NULL, tabnet_model = NULL, config = ta
 #' @rdname tabnet_pretrain
 tabnet_pretrain.formula <- function(formula, data, tabnet_model = NULL, config = tabnet_config(), ...,
                                     from_epoch = NULL) {
+  if (inherits(data, "tabnet_arrow")) {
+    return(arrow_fit(formula, data, tabnet_model, config, list(...), from_epoch, NULL, "pretrain"))
+  }
   processed <- hardhat::mold(
     formula, data,
     blueprint = tabnet_formula_blueprint()

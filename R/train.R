@@ -100,9 +100,10 @@ train_epochs <- function(model, train_ds, valid_ds, config, history = list(), ch
       learn_rate <- rs_trainer_lr(trainer)
       last_finite <- rs_model_weights(model)
       started <- proc.time()[["elapsed"]]
-      remaining <- rs_trainer_begin(trainer, train_ds)
+      # (an in-memory data set or an Arrow feed: R/arrow.R)
+      remaining <- epoch_begin(trainer, train_ds)
       while (remaining > 0) {
-        remaining <- rs_trainer_run(trainer, model, train_ds, batches_per_call)
+        remaining <- epoch_run(trainer, model, train_ds, batches_per_call)
         # Ctrl-C seen by Rust between two batches
         if (remaining < 0) rlang::interrupt()
       }

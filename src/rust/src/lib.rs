@@ -3,6 +3,7 @@
 //! point is internal (`rs_*`, `@noRd`); the R layer owns the user API.
 use extendr_api::prelude::*;
 
+mod arrow_api;
 mod convert;
 mod data_api;
 mod export_api;
@@ -15,6 +16,7 @@ mod train_api;
 
 extendr_module! {
     mod tabnetrs;
+    use arrow_api;
     use data_api;
     use export_api;
     use lrp_api;

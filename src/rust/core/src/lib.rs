@@ -12,6 +12,7 @@
 //!   backends, picked per call with a [`Backend`]) and the supervised network;
 //! * `kernels`: the fused pass's CPU kernels (a leaf: no network types);
 //! * `decoder`, `pretrainer`: the self-supervised reconstruction model;
+//! * [`arrow_source`]: Arrow IPC files and C streams read record batch by record batch;
 //! * [`data`]: column data prepared once into device tensors;
 //! * `loss`, [`trainer`], [`schedule`]: weighted task losses, the mini-batch loop
 //!   and its learning-rate schedules;
@@ -28,6 +29,7 @@
 //! * [`gemm`]: the fused pass's own AVX2 / AVX-512 micro-kernels for its small products.
 
 pub(crate) mod adam;
+pub mod arrow_source;
 pub(crate) mod attentive;
 pub mod blas;
 pub mod config;

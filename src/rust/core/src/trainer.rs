@@ -62,7 +62,7 @@ pub struct Trainer {
 
 /// Sizes of the batches of one epoch: a last batch of fewer than two rows (or
 /// any short one with `drop_last`) is left out, so batch norm never sees one row.
-pub(crate) fn batch_sizes(n: i64, batch_size: i64, drop_last: bool) -> Vec<i64> {
+pub fn batch_sizes(n: i64, batch_size: i64, drop_last: bool) -> Vec<i64> {
     let b = batch_size.min(n).max(1);
     let mut sizes = vec![b; (n / b) as usize];
     let r = n % b;
@@ -144,6 +144,24 @@ impl Trainer {
 
     /// Draws the epoch's permutation. Returns the number of batches.
     pub fn begin_epoch(&mut self, data: &Dataset) -> Result<i64> {
+        self.start_epoch();
+        self.begin_part(data)
+    }
+
+    /// Starts an epoch whose rows come in parts ([`Trainer::begin_part`] for
+    /// each, e.g. the chunks of an Arrow stream): the loss accumulates over
+    /// all its parts until [`Trainer::end_epoch`].
+    pub fn start_epoch(&mut self) {
+        self.perm = None;
+        self.cursor = 0;
+        self.n_batches = 0;
+        self.loss_sum = None;
+        self.rows_seen = 0;
+    }
+
+    /// The next part of the epoch: draws its permutation; its batches are
+    /// those of a whole epoch on `data`. Returns their number.
+    pub fn begin_part(&mut self, data: &Dataset) -> Result<i64> {
         if data.n < 2 {
             return invalid("training needs at least 2 rows");
         }
@@ -151,8 +169,6 @@ impl Trainer {
         self.cursor = 0;
         self.n_batches =
             batch_sizes(data.n, self.opts.batch_size, self.opts.drop_last).len() as i64;
-        self.loss_sum = None;
-        self.rows_seen = 0;
         if self.settings.is_none()
             && data.device() == tch::Device::Cpu
             && self.backend == Backend::Fused

@@ -415,9 +415,14 @@ merge_config <- function(config, dots) {
     nm <- names(dots)
     if (is.null(nm) || any(!nzchar(nm))) abort_input("All arguments in {.arg ...} must be named.")
     matched <- vapply(nm, function(n) {
-      hit <- pmatch(n, full)
-      if (is.na(hit)) abort_input("unused argument {.arg {n}}: it is not a {.fn tabnet_config} argument.")
-      full[[hit]]
+      if (n %in% full) return(n)
+      candidates <- full[startsWith(full, n)]
+      if (length(candidates) > 1L) {
+        abort_input(c("Argument {.arg {n}} is ambiguous: it is the start of several {.fn tabnet_config} arguments.",
+                      i = "Did you mean {.or {.arg {candidates}}}?"))
+      }
+      if (!length(candidates)) abort_input("unused argument {.arg {n}}: it is not a {.fn tabnet_config} argument.")
+      candidates
     }, character(1))
     # a width given alone must be copied into the other one, as in tabnet_config()
     if ("decision_width" %in% matched && !"attention_width" %in% matched &&

@@ -4,8 +4,9 @@
 #' outcomes) or regression (numeric outcomes), with one or several outcomes.
 #' Numeric predictors are used as they are, factors through learned embeddings.
 #' Missing predictor values are allowed: a missing cell gets no prior attention
-#' (as in the `tabnet` package); a factor level not seen at fit time maps to an
-#' "unknown" embedding slot.
+#' (as in the `tabnet` package); a factor level not seen at fit time is
+#' handled as a missing value at prediction (with a warning), as through a
+#' workflow and in the `tabnet` package.
 #'
 #' @param x Depending on the context:
 #'   * A __data frame__ or __matrix__ of predictors.
@@ -138,6 +139,7 @@ tabnet_fit.Node <- function(x, tabnet_model = NULL, config = tabnet_config(), ..
 tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, weights, kind,
                           hierarchical = FALSE) {
   config <- resolve_config(config, dots, tabnet_model, kind)
+  config <- groups_by_name(config, processed)
   predictors <- processed$predictors
   if (inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain")) && is.list(tabnet_model$fit$layout)) {
     # the earlier model's predictors, in its column order (its weights depend
@@ -329,6 +331,28 @@ check_loss <- function(loss, task) {
     type <- if (task == "regression") "numeric" else "factor"
     abort_config("{.val {loss}} is not a valid loss for outcome of type {type}.")
   }
+}
+
+# Positions in `grouped_features` refer to the predictors in the user's order
+# (user_predictor_order()), which a formula's molding changes (factors go
+# last): they are replaced by the names they stand for, so the stored
+# configuration names its groups whatever the interface. A position beyond
+# the predictors is left for resolve_groups() to report.
+groups_by_name <- function(config, processed) {
+  groups <- config$grouped_features
+  positional <- vapply(groups, is.numeric, logical(1))
+  if (!any(positional)) return(config)
+  order <- user_predictor_order(processed)
+  if (is.null(order)) {
+    abort_config(c("{.arg grouped_features} gives positions, but this formula's predictors are not plain columns, so positions are ambiguous.",
+                   i = "Give the groups as predictor names: {.field {predictor_labels(names(processed$predictors))}}."))
+  }
+  for (k in which(positional)) {
+    g <- groups[[k]]
+    if (all(g <= length(order))) groups[[k]] <- order[g]
+  }
+  config$grouped_features <- groups
+  config
 }
 
 # Global importance: mask importance on a sample of training rows.

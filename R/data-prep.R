@@ -87,6 +87,7 @@ net_config <- function(config, layout, outcome) {
   # left out at the default: the configuration (and digest) of such a model
   # is what it was before the option existed
   if (!is.null(config$init) && config$init != "pytorch_tabnet") net$init <- config$init
+  if (identical(config$loss, "aum")) net$loss <- "aum"
   # each node's parent (JSON null at the top level); other tasks have none
   if (identical(outcome$task, "hierarchical")) {
     net$parent <- lapply(outcome$parent, function(p) if (is.na(p)) NA else as.integer(p))

@@ -154,9 +154,8 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
   if (n == 0) abort_input("The training data has zero rows.")
   if (n < 2) abort_input("Training needs at least 2 rows, not {n}.")
   outcomes <- if (kind == "supervised") processed$outcomes else NULL
-  outcome <- if (kind == "supervised") outcome_layout(outcomes, hierarchical) else
-    list(task = "regression", names = character(), dims = 1L, levels = NULL)
-  if (kind == "supervised") check_loss(config$loss, outcome$task)
+  outcome <- if (kind == "supervised") outcome_layout(outcomes, hierarchical) else pretrain_outcome()
+  if (kind == "supervised") check_loss(config$loss, outcome$task, outcome$dims)
   weights <- resolve_weights(weights, n)
 
   use_threads(config$num_threads)
@@ -259,7 +258,8 @@ tabnet_impl <- function(predictors, outcomes, weights, layout, outcome, config, 
     stopped_early = run$stopped_early,
     interrupted = run$interrupted,
     n_parameters = rs_model_n_parameters(model),
-    digest = digest
+    digest = digest,
+    layout_digest = layout_digest(layout, outcome)
   )
   list(fit = fit, serialized_net = serialized, nonfinite = run$nonfinite)
 }
@@ -275,7 +275,7 @@ new_tabnet_pretrain <- function(fit, serialized_net, blueprint) {
 # The fields a fitted object must have (`fit$fit`).
 tabnet_fit_fields <- c("network", "metrics", "config", "checkpoints", "checkpoint_digests", "schedule",
                        "importances", "net_config", "layout", "outcome", "best_epoch", "stopped_early",
-                       "interrupted", "n_parameters", "digest")
+                       "interrupted", "n_parameters", "digest", "layout_digest")
 
 # Constructor of tabnet_fit / tabnet_pretrain objects. The checks guard
 # tabnetrs' own code (users never call it), so a failure is an internal error.
@@ -316,12 +316,17 @@ abort_nonfinite <- function(nonfinite, result) {
               subclass = "tabnetrs_error_nonfinite", fit = result)
 }
 
-check_loss <- function(loss, task) {
+check_loss <- function(loss, task, dims = NULL) {
+  if (identical(loss, "aum") && !(task == "classification" && identical(as.integer(dims), 2L))) {
+    abort_config(c("{.val aum} is a loss for one binary outcome (a factor of two levels).",
+                   i = "Use {.val auto} for this outcome."))
+  }
   ok <- switch(loss,
     auto = TRUE,
     mse = task == "regression",
     cross_entropy = task == "classification",
-    bce = task %in% c("classification", "hierarchical")
+    bce = task %in% c("classification", "hierarchical"),
+    aum = TRUE
   )
   if (!ok && task == "hierarchical") {
     abort_config(c("{.val {loss}} is not a valid loss for a hierarchical outcome.",
@@ -409,6 +414,8 @@ resume_from <- function(tabnet_model, config, layout, outcome, kind, from_epoch,
     if (kind == "supervised" && !same_outcome(old$outcome, outcome)) {
       abort_model(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."))
     }
+    # the loss is part of the network configuration (net_config()): kept
+    config["loss"] <- list(old$config$loss %||% "auto")
     # epochs, metrics, checkpoints and the learning-rate schedule continue
     # (from `from_epoch` if given: later epochs are dropped)
     history <- old$metrics

@@ -33,9 +33,10 @@
 #' @export
 predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL) {
   check_dots_unused(..., fn_args = c("new_data", "type", "epoch"))
+  # (verifies the object first: a damaged one is the model's error)
+  model <- live_network(object, epoch)
   outcome <- object$fit$outcome
   type <- check_pred_type(type, outcome$task)
-  model <- live_network(object, epoch)
   ds <- forge_dataset(object, new_data, model)
   out <- rs_predict(model, ds, inference_batch_size)
   spruce_predictions(out, type, outcome)
@@ -92,11 +93,14 @@ forge_dataset <- function(object, new_data, model, outcomes = FALSE) {
   layout_check <- predictor_layout(forged$predictors)
   now_cat <- layout_check$names[layout_check$cat]
   was_cat <- layout$names[layout$cat]
-  # by name: a fine-tuned model's column order need not be its blueprint's
+  # by name: a fine-tuned model's column order need not be its blueprint's.
+  # forge() gave `new_data` the blueprint's types, so a difference is
+  # between the model's own blueprint and layout: the model was edited
   if (!setequal(now_cat, was_cat)) {
     bad <- predictor_labels(union(setdiff(now_cat, was_cat), setdiff(was_cat, now_cat)))
-    abort_input(c("The predictors of {.arg new_data} do not have the types seen at fit time.",
-                  x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} changed between factor and numeric."))
+    abort_model(c("This model is damaged or was edited: its blueprint and its layout disagree on the types of some predictors.",
+                  x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} {?is/are} a factor in one and numeric in the other.",
+                  i = "Refit the model, or read it again from the file it was saved to."))
   }
   if (outcomes) {
     outcome_layout(forged$outcomes)

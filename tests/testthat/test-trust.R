@@ -59,3 +59,66 @@ test_that("a factor level unseen at fit time is a missing value through tabnet_f
   # the unseen level is handled exactly as a missing value
   expect_equal(direct, predict(engine, missing, type = "prob"))
 })
+
+test_that("the predictor and outcome layout is covered by the checksum saved with the model", {
+  d <- mixed_data(200)
+  fit <- withr::with_seed(1, tabnet_fit(cls ~ num1 + grp + num2 + flag, d, epochs = 1, skip_importance = TRUE))
+  ok <- predict(fit, d, type = "prob") # (fills the network cache the copies below share)
+  expect_identical(fit$fit$layout$names, c("num1", "num2", "grp", "flag"))
+  # two numeric predictors swapped: used to move every prediction silently
+  swap <- fit
+  swap$fit$layout$names[1:2] <- swap$fit$layout$names[2:1]
+  err <- expect_error(predict(swap, d), class = "tabnetrs_error_model")
+  expect_match(conditionMessage(err), "damaged")
+  expect_error(tabnet_explain(swap, d), class = "tabnetrs_error_model")
+  expect_error(tabnet_fit(cls ~ num1 + grp + num2 + flag, d, tabnet_model = swap, epochs = 1),
+               class = "tabnetrs_error_model")
+  # a numeric and a factor swapped: the model is blamed, not `new_data`
+  types <- fit
+  types$fit$layout$names[c(1, 3)] <- types$fit$layout$names[c(3, 1)]
+  expect_error(predict(types, d), "damaged", class = "tabnetrs_error_model")
+  # factor levels, outcome levels (the labels of the predictions)
+  lv <- fit
+  lv$fit$layout$levels$grp <- rev(lv$fit$layout$levels$grp)
+  expect_error(predict(lv, d), class = "tabnetrs_error_model")
+  out <- fit
+  out$fit$outcome$levels[[1]] <- rev(out$fit$outcome$levels[[1]])
+  expect_error(predict(out, d), class = "tabnetrs_error_model")
+  # also when the edit keeps the checksum of an older version's model (no
+  # layout checksum): the types edit is still the model's fault
+  old <- types
+  old$fit$layout_digest <- NULL
+  expect_error(predict(old, d), "damaged", class = "tabnetrs_error_model")
+  # a model saved before the layout checksum existed still predicts
+  unedited <- fit
+  unedited$fit$layout_digest <- NULL
+  expect_identical(predict(unedited, d, type = "prob"), ok)
+  expect_identical(predict(fit, d, type = "prob"), ok)
+  # a pretraining is covered too
+  pre <- withr::with_seed(1, tabnet_pretrain(d[c("num1", "num2", "grp")], epochs = 1, skip_importance = TRUE))
+  pre$fit$layout$names[1:2] <- pre$fit$layout$names[2:1]
+  expect_error(tabnet_explain(pre, d), class = "tabnetrs_error_model")
+})
+
+test_that("every removed or mistyped part of a saved model gives the damaged-model error", {
+  d <- mixed_data(200)
+  fit <- withr::with_seed(1, tabnet_fit(cls ~ num1 + grp + num2 + flag, d, epochs = 1, skip_importance = TRUE))
+  invisible(predict(fit, d))
+  damaged <- list(
+    list("serialized_net", NULL), list("serialized_net", "abc"), list("serialized_net", 1:3),
+    list(c("fit", "net_config"), NULL), list(c("fit", "net_config"), 3),
+    list(c("fit", "config"), NULL), list(c("fit", "config", "pretraining_ratio"), NULL),
+    list(c("fit", "config", "pretraining_ratio"), "a"),
+    list(c("fit", "layout"), NULL), list(c("fit", "outcome"), NULL), list("blueprint", NULL),
+    list(c("fit", "layout", "names"), NULL)
+  )
+  for (dmg in damaged) {
+    bad <- fit
+    bad[[dmg[[1]]]] <- dmg[[2]]
+    label <- paste(paste(dmg[[1]], collapse = "$"), "<-", deparse(dmg[[2]]))
+    err <- tryCatch(predict(bad, d), error = identity)
+    expect_true(inherits(err, "tabnetrs_error_model"), label = label)
+    expect_false(inherits(err, "tabnetrs_error_internal"), label = label)
+    expect_match(conditionMessage(err), "damaged", label = label)
+  }
+})

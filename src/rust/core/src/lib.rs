@@ -51,7 +51,7 @@ pub(crate) mod run_settings;
 pub(crate) mod test_data;
 pub mod trainer;
 
-pub use config::{Initialization, MaskType, NetConfig, Task};
+pub use config::{Initialization, MaskType, NetConfig, Task, TaskLoss};
 pub use data::Dataset;
 pub use encoder::Backend;
 pub use error::{Error, ErrorKind, Result};

@@ -15,7 +15,8 @@ ggplot2::autoplot
 #' @param quantile Values above this quantile (of all the plotted values, per
 #'   step for `"steps"`) are clipped to it, so a few large values do not wash
 #'   out the colour scale (e.g. `quantile = .995`).
-#' @param ... Not used.
+#' @param ... Not used: an argument given here is an error (class
+#'   `tabnetrs_error_unused_argument`).
 #' @return A ggplot object.
 #' @examples
 #' \donttest{
@@ -30,6 +31,7 @@ ggplot2::autoplot
 #' @method autoplot tabnet_explain
 #' @export
 autoplot.tabnet_explain <- function(object, type = c("mask_agg", "steps"), quantile = 1, ...) {
+  check_dots_unused(..., fn_args = c("type", "quantile"))
   type <- match.arg(type)
   check_number(quantile, "quantile", min = 0, max = 1)
   vars <- names(object$M_explain)
@@ -86,7 +88,8 @@ mask_long <- function(m, vars, quantile) {
 #' The y axis is on a log scale when every loss is positive.
 #'
 #' @param object A `tabnet_fit` or `tabnet_pretrain`.
-#' @param ... Not used.
+#' @param ... Not used: an argument given here is an error (class
+#'   `tabnetrs_error_unused_argument`).
 #' @return A ggplot object.
 #' @examples
 #' \donttest{
@@ -99,6 +102,7 @@ mask_long <- function(m, vars, quantile) {
 #' @method autoplot tabnet_fit
 #' @export
 autoplot.tabnet_fit <- function(object, ...) {
+  check_dots_unused(...)
   plot_history(object, "Training history")
 }
 
@@ -106,6 +110,7 @@ autoplot.tabnet_fit <- function(object, ...) {
 #' @method autoplot tabnet_pretrain
 #' @export
 autoplot.tabnet_pretrain <- function(object, ...) {
+  check_dots_unused(...)
   plot_history(object, "Pretraining history")
 }
 
@@ -133,21 +138,24 @@ plot_history <- function(object, title) {
   log_y <- all(is.finite(d$loss) & d$loss > 0)
   p <- ggplot2::ggplot(d, ggplot2::aes(x = .data$epoch, y = .data$loss, colour = .data$dataset)) +
     ggplot2::geom_line()
+  # each manual scale only with the layer that uses it (ggplot2 >= 3.5 warns
+  # about a manual scale whose values match no data)
   cp <- d[d$checkpoint, , drop = FALSE]
   if (nrow(cp)) {
-    p <- p + ggplot2::geom_point(data = cp, ggplot2::aes(shape = "checkpoint"), size = 2)
+    p <- p + ggplot2::geom_point(data = cp, ggplot2::aes(shape = "checkpoint"), size = 2) +
+      ggplot2::scale_shape_manual(values = c(checkpoint = 16))
   }
   best <- object$fit$best_epoch
   if (length(best) == 1 && !is.na(best)) {
     label <- if (isTRUE(object$fit$stopped_early)) "best epoch (restored)" else "best epoch"
     p <- p + ggplot2::geom_vline(data = data.frame(best = best, label = label),
                                  ggplot2::aes(xintercept = .data$best, linetype = .data$label),
-                                 colour = "grey40")
+                                 colour = "grey40") +
+      ggplot2::scale_linetype_manual(values = stats::setNames("dashed", label))
   }
+  colours <- c(train = "#1b9e77", valid = "#d95f02")
   p <- p +
-    ggplot2::scale_colour_manual(values = c(train = "#1b9e77", valid = "#d95f02"), drop = TRUE) +
-    ggplot2::scale_shape_manual(values = c(checkpoint = 16)) +
-    ggplot2::scale_linetype_manual(values = c("best epoch (restored)" = "dashed", "best epoch" = "dashed")) +
+    ggplot2::scale_colour_manual(values = colours[intersect(names(colours), as.character(unique(d$dataset)))]) +
     ggplot2::labs(x = "Epoch", y = if (log_y) "Mean loss (log scale)" else "Mean loss",
                   colour = "Dataset", shape = NULL, linetype = NULL, title = title) +
     ggplot2::theme_minimal() +
@@ -165,11 +173,13 @@ plot_history <- function(object, title) {
 #'
 #' @param object A `tabnet_importance` tibble.
 #' @param top Show only this many of the most important predictors.
-#' @param ... Not used.
+#' @param ... Not used: an argument given here is an error (class
+#'   `tabnetrs_error_unused_argument`).
 #' @return A ggplot object.
 #' @method autoplot tabnet_importance
 #' @export
 autoplot.tabnet_importance <- function(object, top = Inf, ...) {
+  check_dots_unused(..., fn_args = "top")
   if (!identical(top, Inf)) check_count(top, "top", min = 1)
   d <- as.data.frame(object)
   if (!all(c("Variable", "Importance") %in% names(d))) {

@@ -98,3 +98,25 @@ check_seed <- function(seed, arg = "seed", kind = "input") {
   }
   invisible(seed)
 }
+
+# The `...` of a user-facing method that uses none (S3 generics such as
+# predict() and autoplot() must have it): anything there is a mistake, most
+# often a misspelt argument that would otherwise be ignored silently. The
+# error (class `tabnetrs_error_unused_argument`, field `args`) names each one
+# and suggests the method's argument closest to a misspelt name (`fn_args`).
+check_dots_unused <- function(..., fn_args = character()) {
+  n <- ...length()
+  if (n == 0L) return(invisible())
+  nms <- ...names() %||% rep("", n)
+  nms[is.na(nms)] <- ""
+  bad <- ifelse(nzchar(nms), nms, paste0("..", seq_len(n)))
+  close <- character()
+  if (length(fn_args) && any(nzchar(nms))) {
+    d <- utils::adist(nms[nzchar(nms)], fn_args, ignore.case = TRUE)
+    close <- unique(fn_args[apply(d, 1L, function(r) if (min(r) <= 2) which.min(r) else NA)])
+    close <- close[!is.na(close)]
+  }
+  abort_input(c("{cli::qty(length(bad))}Unused argument{?s} {.arg {bad}}: {?it is/they are} not {?an argument/arguments} of this function.",
+                i = if (length(close)) "Did you mean {.or {.arg {close}}}?"),
+              subclass = "tabnetrs_error_unused_argument", args = bad)
+}

@@ -30,7 +30,13 @@
 #' @param penalty Sparsity regularisation \eqn{\lambda_{sparse}} (the entropy of the masks).
 #' @param clip_value If a number, the global gradient norm is clipped at it.
 #' @param loss `"auto"` (cross-entropy for factor outcomes, MSE for numeric),
-#'   `"mse"`, or `"cross_entropy"` (also `"bce"`).
+#'   `"mse"`, `"cross_entropy"` (also `"bce"`), or `"aum"` for one binary
+#'   factor outcome: the area under min(FPR, FNR) of each batch's ROC curve
+#'   (Hillman & Hocking, 2023; the tabnet package's `nn_aum_loss()`), a
+#'   surrogate of the ROC curve for imbalanced classes, on the score
+#'   \eqn{\log p_2 - \log p_1} (case weights count a row that many times). It
+#'   ranks the rows; the probabilities it gives are not calibrated. See
+#'   `vignette("imbalanced", package = "tabnetrs")`.
 #' @param epochs Number of passes over the training data (a whole number from 0
 #'   to `.Machine$integer.max`).
 #' @param drop_last Drop a final batch smaller than `batch_size`. A final batch of
@@ -197,7 +203,7 @@ tabnet_config <- function(batch_size = 512, penalty = 1e-3, clip_value = NULL, l
     value <- format_value(optimizer)
     abort_config('Currently only "adam" is supported as {.arg optimizer}, not {value}.')
   }
-  loss <- match_choice(loss, c("auto", "mse", "cross_entropy", "bce"), "loss", kind = "config")
+  loss <- match_choice(loss, c("auto", "mse", "cross_entropy", "bce", "aum"), "loss", kind = "config")
   if (!is.null(lr_scheduler)) {
     if (!is.character(lr_scheduler) || length(lr_scheduler) != 1 ||
         !lr_scheduler %in% c("step", "reduce_on_plateau", "exponential")) {
@@ -415,9 +421,14 @@ merge_config <- function(config, dots) {
     nm <- names(dots)
     if (is.null(nm) || any(!nzchar(nm))) abort_input("All arguments in {.arg ...} must be named.")
     matched <- vapply(nm, function(n) {
-      hit <- pmatch(n, full)
-      if (is.na(hit)) abort_input("unused argument {.arg {n}}: it is not a {.fn tabnet_config} argument.")
-      full[[hit]]
+      if (n %in% full) return(n)
+      candidates <- full[startsWith(full, n)]
+      if (length(candidates) > 1L) {
+        abort_input(c("Argument {.arg {n}} is ambiguous: it is the start of several {.fn tabnet_config} arguments.",
+                      i = "Did you mean {.or {.arg {candidates}}}?"))
+      }
+      if (!length(candidates)) abort_input("unused argument {.arg {n}}: it is not a {.fn tabnet_config} argument.")
+      candidates
     }, character(1))
     # a width given alone must be copied into the other one, as in tabnet_config()
     if ("decision_width" %in% matched && !"attention_width" %in% matched &&

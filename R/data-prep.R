@@ -87,6 +87,7 @@ net_config <- function(config, layout, outcome) {
   # left out at the default: the configuration (and digest) of such a model
   # is what it was before the option existed
   if (!is.null(config$init) && config$init != "pytorch_tabnet") net$init <- config$init
+  if (identical(config$loss, "aum")) net$loss <- "aum"
   # each node's parent (JSON null at the top level); other tasks have none
   if (identical(outcome$task, "hierarchical")) {
     net$parent <- lapply(outcome$parent, function(p) if (is.na(p)) NA else as.integer(p))
@@ -110,17 +111,15 @@ net_config_json <- function(net) {
   as.character(config_json(net))
 }
 
-# Factor codes for the core: 1..L for training levels, NA stays NA (missing),
-# 0 for a level unseen at fit time (the unknown slot).
-factor_codes <- function(x, levels, unseen = NULL) {
-  codes <- match(as.character(x), levels)
-  if (!is.null(unseen)) codes[unseen] <- 0L
-  codes
+# Factor codes for the core: 1..L for training levels, NA stays NA (missing;
+# a level unseen at fit time arrives as NA, see forge_predictors()).
+factor_codes <- function(x, levels) {
+  match(as.character(x), levels)
 }
 
 # Builds the Rust data set for `model_ptr` from predictors (and outcomes).
 rust_dataset <- function(model_ptr, predictors, layout, outcome = NULL, outcomes = NULL,
-                         weights = NULL, unseen = NULL) {
+                         weights = NULL) {
   if (nrow(predictors) == 0) abort_input("The data has zero rows.")
   # columns are picked by name: a model fine-tuned from a pretraining keeps the
   # pretrained column order, which its own blueprint need not follow
@@ -133,7 +132,7 @@ rust_dataset <- function(model_ptr, predictors, layout, outcome = NULL, outcomes
     x <- predictors[[nm]]
     if (is.double(x) && is.null(attributes(x))) x else as.double(x)
   })
-  cat <- Map(function(nm, lv) factor_codes(predictors[[nm]], lv, unseen[[nm]]),
+  cat <- Map(function(nm, lv) factor_codes(predictors[[nm]], lv),
              layout$names[layout$cat], layout$levels)
   y_class <- NULL
   y_value <- NULL

@@ -4,8 +4,9 @@
 #' outcomes) or regression (numeric outcomes), with one or several outcomes.
 #' Numeric predictors are used as they are, factors through learned embeddings.
 #' Missing predictor values are allowed: a missing cell gets no prior attention
-#' (as in the `tabnet` package); a factor level not seen at fit time maps to an
-#' "unknown" embedding slot.
+#' (as in the `tabnet` package); a factor level not seen at fit time is
+#' handled as a missing value at prediction (with a warning), as through a
+#' workflow and in the `tabnet` package.
 #'
 #' @param x Depending on the context:
 #'   * A __data frame__ or __matrix__ of predictors.
@@ -142,6 +143,7 @@ tabnet_fit.Node <- function(x, tabnet_model = NULL, config = tabnet_config(), ..
 tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, weights, kind,
                           hierarchical = FALSE) {
   config <- resolve_config(config, dots, tabnet_model, kind)
+  config <- groups_by_name(config, processed)
   predictors <- processed$predictors
   if (inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain")) && is.list(tabnet_model$fit$layout)) {
     # the earlier model's predictors, in its column order (its weights depend
@@ -156,9 +158,8 @@ tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, wei
   if (n == 0) abort_input("The training data has zero rows.")
   if (n < 2) abort_input("Training needs at least 2 rows, not {n}.")
   outcomes <- if (kind == "supervised") processed$outcomes else NULL
-  outcome <- if (kind == "supervised") outcome_layout(outcomes, hierarchical) else
-    list(task = "regression", names = character(), dims = 1L, levels = NULL)
-  if (kind == "supervised") check_loss(config$loss, outcome$task)
+  outcome <- if (kind == "supervised") outcome_layout(outcomes, hierarchical) else pretrain_outcome()
+  if (kind == "supervised") check_loss(config$loss, outcome$task, outcome$dims)
   weights <- resolve_weights(weights, n)
 
   use_threads(config$num_threads)
@@ -261,7 +262,8 @@ tabnet_impl <- function(predictors, outcomes, weights, layout, outcome, config, 
     stopped_early = run$stopped_early,
     interrupted = run$interrupted,
     n_parameters = rs_model_n_parameters(model),
-    digest = digest
+    digest = digest,
+    layout_digest = layout_digest(layout, outcome)
   )
   list(fit = fit, serialized_net = serialized, nonfinite = run$nonfinite)
 }
@@ -277,7 +279,7 @@ new_tabnet_pretrain <- function(fit, serialized_net, blueprint) {
 # The fields a fitted object must have (`fit$fit`).
 tabnet_fit_fields <- c("network", "metrics", "config", "checkpoints", "checkpoint_digests", "schedule",
                        "importances", "net_config", "layout", "outcome", "best_epoch", "stopped_early",
-                       "interrupted", "n_parameters", "digest")
+                       "interrupted", "n_parameters", "digest", "layout_digest")
 
 # Constructor of tabnet_fit / tabnet_pretrain objects. The checks guard
 # tabnetrs' own code (users never call it), so a failure is an internal error.
@@ -318,12 +320,17 @@ abort_nonfinite <- function(nonfinite, result) {
               subclass = "tabnetrs_error_nonfinite", fit = result)
 }
 
-check_loss <- function(loss, task) {
+check_loss <- function(loss, task, dims = NULL) {
+  if (identical(loss, "aum") && !(task == "classification" && identical(as.integer(dims), 2L))) {
+    abort_config(c("{.val aum} is a loss for one binary outcome (a factor of two levels).",
+                   i = "Use {.val auto} for this outcome."))
+  }
   ok <- switch(loss,
     auto = TRUE,
     mse = task == "regression",
     cross_entropy = task == "classification",
-    bce = task %in% c("classification", "hierarchical")
+    bce = task %in% c("classification", "hierarchical"),
+    aum = TRUE
   )
   if (!ok && task == "hierarchical") {
     abort_config(c("{.val {loss}} is not a valid loss for a hierarchical outcome.",
@@ -333,6 +340,28 @@ check_loss <- function(loss, task) {
     type <- if (task == "regression") "numeric" else "factor"
     abort_config("{.val {loss}} is not a valid loss for outcome of type {type}.")
   }
+}
+
+# Positions in `grouped_features` refer to the predictors in the user's order
+# (user_predictor_order()), which a formula's molding changes (factors go
+# last): they are replaced by the names they stand for, so the stored
+# configuration names its groups whatever the interface. A position beyond
+# the predictors is left for resolve_groups() to report.
+groups_by_name <- function(config, processed) {
+  groups <- config$grouped_features
+  positional <- vapply(groups, is.numeric, logical(1))
+  if (!any(positional)) return(config)
+  order <- user_predictor_order(processed)
+  if (is.null(order)) {
+    abort_config(c("{.arg grouped_features} gives positions, but this formula's predictors are not plain columns, so positions are ambiguous.",
+                   i = "Give the groups as predictor names: {.field {predictor_labels(names(processed$predictors))}}."))
+  }
+  for (k in which(positional)) {
+    g <- groups[[k]]
+    if (all(g <= length(order))) groups[[k]] <- order[g]
+  }
+  config$grouped_features <- groups
+  config
 }
 
 # Global importance: mask importance on a sample of training rows.
@@ -386,6 +415,8 @@ resume_from <- function(tabnet_model, config, layout, outcome, kind, from_epoch,
     if (kind == "supervised" && !same_outcome(old$outcome, outcome)) {
       abort_model(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."))
     }
+    # the loss is part of the network configuration (net_config()): kept
+    config["loss"] <- list(old$config$loss %||% "auto")
     # epochs, metrics, checkpoints and the learning-rate schedule continue
     # (from `from_epoch` if given: later epochs are dropped)
     history <- old$metrics

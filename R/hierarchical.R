@@ -8,7 +8,9 @@
 #' Turn a data.tree Node into predictors and hierarchical outcomes
 #'
 #' Every leaf of `x` is one row. Its attributes (`x$attributesAll`) are the
-#' predictors (character attributes become factors); the levels of its path
+#' predictors (character attributes become factors; an attribute holding
+#' several values, such as starwars' `films`, becomes one string `"u, v"`, a
+#' factor level, as `data.tree::ToDataFrameTypeCol()` gives it); the levels of its path
 #' below the root are the outcomes `level_2`, `level_3`, ...: one factor per
 #' level, whose levels are the nodes of that depth. The root (`level_1`, one
 #' value) is never an outcome; the leaves (the row identifiers) are not one
@@ -55,7 +57,9 @@ node_to_df <- function(x, drop_last_level = TRUE) {
 
 #' Check that a data.tree Node can be used as a hierarchical outcome
 #'
-#' The `level_*` names are those of the outcomes [node_to_df()] makes, and
+#' The names `level_1` ... `level_<depth>` (one per level of the tree) are
+#' those of the outcomes [node_to_df()] makes (a `level_<N>` attribute with
+#' `N` beyond the tree's depth is a predictor like any other), and
 #' data.tree reserves names such as `name` and `height` for its own fields
 #' (`data.tree::NODE_RESERVED_NAMES_CONST`): no attribute may use them. The
 #' tree needs a root, at least one outcome level and the leaves (the rows),
@@ -85,10 +89,12 @@ check_compliant_node <- function(node) {
   } else {
     abort_input(c("{.arg node} must be a {.cls Node} of the {.pkg data.tree} package or a data frame with a {.field pathString} column, not {.obj_type_friendly {node}}."))
   }
-  reserved <- attrs[grepl("^level_[0-9]+$", attrs) | attrs %in% data.tree::NODE_RESERVED_NAMES_CONST]
+  # only the levels the tree has clash with the outcomes (`level_4` on a tree
+  # of depth 3 is a predictor)
+  reserved <- attrs[attrs %in% paste0("level_", seq_len(depth)) | attrs %in% data.tree::NODE_RESERVED_NAMES_CONST]
   if (length(reserved)) {
     abort_input(c("{cli::qty(length(reserved))}The attribute{?s} {.field {reserved}} {?uses a/use} reserved name{?s}.",
-                  i = "Names {.field level_1}, {.field level_2}, ... are those of the hierarchical outcomes, and {.pkg data.tree} reserves names such as {.field name} and {.field height} (see {.code data.tree::NODE_RESERVED_NAMES_CONST}).",
+                  i = "Names {.field level_1} to {.field level_{depth}} are those of the levels of this tree (the hierarchical outcomes), and {.pkg data.tree} reserves names such as {.field name} and {.field height} (see {.code data.tree::NODE_RESERVED_NAMES_CONST}).",
                   i = "{cli::qty(length(reserved))}Rename {?it/them} before building the tree."))
   }
   needed <- 3L
@@ -126,12 +132,19 @@ node_paths <- function(node) {
   list(leaves = leaves, depth = depth, labels = labels)
 }
 
-# The attributes of the leaves, one column each (characters as factors).
+# The attributes of the leaves, one column each (characters as factors). An
+# attribute holding several values (starwars' `films`) becomes one string
+# "u, v", as `data.tree::ToDataFrameTypeCol()` and the tabnet package give it
+# (so a factor level), an empty one NA.
 node_attributes <- function(node, leaves) {
   cols <- lapply(stats::setNames(nm = node$attributesAll), function(a) {
     v <- lapply(leaves, function(l) {
       x <- l[[a]]
-      if (is.null(x)) NA else x
+      # (a list column of as.Node()'s data frame arrives as a list of one vector)
+      if (is.list(x) && !is.object(x)) x <- unlist(x, use.names = FALSE)
+      if (is.null(x) || !length(x)) return(NA)
+      if (is.atomic(x) && length(x) > 1L) x <- toString(x)
+      x
     })
     if (all(vapply(v, function(x) is.atomic(x) && length(x) == 1L, logical(1)))) {
       v <- unlist(v, use.names = FALSE)

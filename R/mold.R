@@ -19,7 +19,32 @@ mold_formula <- function(formula, data) {
   }
   y <- data[[cols$outcome]]
   if (!is.factor(y) && !is.numeric(y)) abort_bad_outcome(y, cols$outcome)
-  hardhat::mold(data[cols$predictors], data[cols$outcome])
+  processed <- hardhat::mold(data[cols$predictors], data[cols$outcome])
+  # the formula's order, before factors were moved last (user_predictor_order())
+  attr(processed, "predictor_order") <- cols$labels
+  processed
+}
+
+# The predictors in the order the user gave them: the formula's (or, for
+# `y ~ .`, the data's) order, which hardhat's formula blueprint changes by
+# putting factors last; the molded order for the other interfaces (x/y, recipe,
+# Node), which keep it. NULL when a formula's terms are not plain columns.
+# Positions in `grouped_features` refer to this order.
+user_predictor_order <- function(processed) {
+  molded <- predictor_labels(names(processed$predictors))
+  order <- attr(processed, "predictor_order")
+  bp <- processed$blueprint
+  if (is.null(order) && inherits(bp, "formula_blueprint")) {
+    terms <- tryCatch(stats::terms(bp$formula, data = bp$ptypes$predictors), error = function(e) NULL)
+    order <- if (is.null(terms)) NULL else predictor_labels(attr(terms, "term.labels"))
+    order <- vapply(order, function(l) {
+      e <- tryCatch(str2lang(l), error = function(e) NULL)
+      if (is.name(e)) as.character(e) else l
+    }, character(1), USE.NAMES = FALSE)
+  }
+  if (is.null(order)) return(molded)
+  if (!setequal(order, molded) || length(order) != length(molded)) return(NULL)
+  order
 }
 
 # The outcome and predictor columns a formula names, or NULL when it does
@@ -43,5 +68,5 @@ plain_formula_columns <- function(formula, data) {
   if (!all(labels %in% names(data)) || outcome %in% labels) return(NULL)
   # the formula blueprint (indicators = "none") puts factor-like columns last
   factorish <- vapply(labels, function(v) is.factor(data[[v]]) || is.character(data[[v]]), logical(1))
-  list(outcome = outcome, predictors = c(labels[!factorish], labels[factorish]))
+  list(outcome = outcome, predictors = c(labels[!factorish], labels[factorish]), labels = labels)
 }

@@ -7,7 +7,9 @@
 # checks the checksum, then every tensor's name and shape against the
 # configuration (Rust side), and the configuration against the R-side layout
 # (`check_layout()`): a damaged or edited object is an error, never garbage.
-# Models saved before checksums existed (no `fit$digest`) load unverified.
+# `fit$layout_digest` covers the predictor and outcome names and levels
+# (layout_digest()). Models saved before checksums existed (no `fit$digest`,
+# no `fit$layout_digest`) load without those checks.
 
 network_cache <- function(ptr = NULL, digest = NULL) {
   env <- new.env(parent = emptyenv())
@@ -33,10 +35,73 @@ model_digest <- function(kind, net_config, weights) {
   rs_model_digest(kind, net_config, weights)
 }
 
+# The checksum of what a fit records about its predictors and outcomes
+# (`fit$layout`, `fit$outcome`): which column is which, factor levels, outcome
+# names and levels. The network configuration only holds their counts and
+# positions, so swapping two numeric names or two outcome levels would move
+# predictions silently. Saved as `fit$layout_digest`; a model saved before it
+# existed (no such field) loads as before, its layout checked against its
+# network configuration only.
+layout_digest <- function(layout, outcome) {
+  text <- config_json(list(
+    names = as.character(layout$names), num = as.integer(layout$num), cat = as.integer(layout$cat),
+    levels = lapply(unname(layout$levels), as.character),
+    outcome = list(task = outcome$task, names = as.character(outcome$names), dims = as.integer(outcome$dims),
+                   levels = lapply(unname(outcome$levels), as.character),
+                   parent = as.integer(outcome$parent))
+  ))
+  rs_model_digest("layout", as.character(text), raw(0))
+}
+
+# Every part of a fitted object that loading and prediction read must be
+# there, of the right type, and its layout must match its checksum: else the
+# damaged-model error (class `tabnetrs_error_model`), never an internal error
+# or a complaint about `new_data`.
+check_model_object <- function(object) {
+  fit <- object$fit
+  part <- if (!is.list(fit)) {
+    "fit"
+  } else if (!is.raw(object$serialized_net)) {
+    "serialized_net"
+  } else if (!is.character(fit$net_config) || length(fit$net_config) != 1L || is.na(fit$net_config)) {
+    "net_config"
+  } else if (!is.list(fit$config) ||
+             !(is.numeric(fit$config$pretraining_ratio) && length(fit$config$pretraining_ratio) == 1L)) {
+    "config"
+  } else if (!is.list(fit$layout) || !is.character(fit$layout$names) || !is.numeric(fit$layout$num) ||
+             !is.numeric(fit$layout$cat) || !is.list(fit$layout$levels)) {
+    "layout"
+  } else if (inherits(object, "tabnet_fit") &&
+             (!is.list(fit$outcome) || !is.character(fit$outcome$task) || !is.numeric(fit$outcome$dims))) {
+    "outcome"
+  } else if (!inherits(object$blueprint, "hardhat_blueprint")) {
+    "blueprint"
+  }
+  if (!is.null(part)) {
+    abort_model(c("This model is damaged or was edited: its {.field {part}} is missing or unreadable.",
+                  i = "Refit the model, or read it again from the file it was saved to."))
+  }
+  saved <- fit$layout_digest
+  if (!is.null(saved)) {
+    outcome <- if (inherits(object, "tabnet_fit")) fit$outcome else pretrain_outcome()
+    if (!identical(saved, layout_digest(fit$layout, outcome))) {
+      abort_model(c("This model is damaged or was edited: its predictors or outcomes do not match the checksum saved with it.",
+                    i = "Refit the model, or read it again from the file it was saved to."))
+    }
+  }
+  invisible()
+}
+
+# The outcome description of a pretraining (no outcome).
+pretrain_outcome <- function() {
+  list(task = "regression", names = character(), dims = 1L, levels = NULL)
+}
+
 # Loads `weights` for `object`'s network after checking them against `digest`.
 load_network <- function(object, weights, digest, device = "cpu") {
   fit <- object$fit
-  if (!is.character(fit$net_config) || length(fit$net_config) != 1L || !is.raw(weights)) {
+  check_model_object(object)
+  if (!is.raw(weights)) {
     abort_model(c("This object's network is missing or unreadable.",
                   i = "It was damaged or edited; refit the model or read it again from its file."))
   }
@@ -78,6 +143,7 @@ check_layout <- function(object) {
 # reused only for the exact weights it was built from (a copy of a fit whose
 # `serialized_net` was replaced shares the cache environment).
 live_network <- function(object, epoch = NULL) {
+  check_model_object(object)
   if (!is.null(epoch)) {
     weights <- checkpoint_weights(object, epoch)
     return(load_network(object, weights, object$fit$checkpoint_digests[[paste0("epoch_", epoch)]]))

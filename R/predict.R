@@ -15,14 +15,17 @@
 #'   hierarchy's sigmoids), the logits that [tabnet_shap()] with
 #'   `type = "raw"` and the MAD relevance of [tabnet_importance()] explain.
 #'   `NULL` picks `"class"` or `"numeric"`. Any other value is an error.
-#' @param ... Not used (accepted for compatibility).
+#' @param ... Not used: an argument given here (a misspelt `type =`, say) is
+#'   an error of class `tabnetrs_error_unused_argument`.
 #' @param epoch Predict with the weights checkpointed at this epoch.
 #' @return A tibble with one row per row of `new_data`: `.pred_class`,
 #'   `.pred_<level>` columns or `.pred` (hardhat's standard names; with several
 #'   outcomes, one column or column group per outcome).
 #'
 #'   A hierarchical model (fitted on a `Node`) gives one column per outcome
-#'   level, also when there is only one: with `type = "class"`,
+#'   level (with a single outcome level, the columns of a single-outcome
+#'   classifier: `.pred_class`, or `.pred_<class>` for `type = "prob"`, each
+#'   node's own probability): with `type = "class"`,
 #'   `.pred_class_level_2`, `.pred_class_level_3`, ... (factors), chosen
 #'   top-down: the most probable class of the top level, then at each level
 #'   the most probable child of the class chosen above, so a predicted path is
@@ -39,10 +42,12 @@
 #'   output is the value).
 #' @export
 predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL) {
+  check_dots_unused(..., fn_args = c("new_data", "type", "epoch"))
   if (inherits(new_data, "tabnet_arrow")) return(arrow_predict(object, new_data, type, epoch))
+  # (verifies the object first: a damaged one is the model's error)
+  model <- live_network(object, epoch)
   outcome <- object$fit$outcome
   type <- check_pred_type(type, outcome$task)
-  model <- live_network(object, epoch)
   ds <- forge_dataset(object, new_data, model)
   if (type == "raw") {
     return(spruce_raw(rs_predict_raw(model, ds, inference_batch_size), outcome))
@@ -55,8 +60,12 @@ predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL)
 # importances, validation loss): large batches, as no gradient is kept.
 inference_batch_size <- 65536
 
-# hardhat::forge() with unseen factor levels mapped to the unknown slot
-# (hardhat turns them into NA; we record which NAs were new levels).
+# hardhat::forge(): a factor level unseen at fit time becomes NA (hardhat's
+# default), so it is handled as a missing value, with a warning naming the
+# columns. A workflow does the same (its blueprint, made by workflows from
+# parsnip's encoding, does not allow novel levels and turns them into NA
+# before tabnetrs sees the data), and so does the tabnet package: the same row
+# gets the same prediction through every path.
 forge_predictors <- function(object, new_data, outcomes = FALSE) {
   if (is.matrix(new_data)) new_data <- as.data.frame(new_data)
   new_data <- node_new_data(new_data)
@@ -81,9 +90,9 @@ forge_predictors <- function(object, new_data, outcomes = FALSE) {
   hits <- vapply(unseen, sum, integer(1))
   if (any(hits > 0)) {
     tabnetrs_warn(c("Factor levels not seen at fit time in {.field {names(hits)[hits > 0]}}.",
-                    i = "They use the model's unknown-level embedding."))
+                    i = "They are handled as missing values (as through a workflow)."))
   }
-  list(predictors = predictors, outcomes = forged$outcomes, unseen = unseen)
+  list(predictors = predictors, outcomes = forged$outcomes)
 }
 
 # The Rust data set for `new_data`; with `outcomes = TRUE` it also carries the
@@ -98,18 +107,20 @@ forge_dataset <- function(object, new_data, model, outcomes = FALSE) {
   layout_check <- predictor_layout(forged$predictors)
   now_cat <- layout_check$names[layout_check$cat]
   was_cat <- layout$names[layout$cat]
-  # by name: a fine-tuned model's column order need not be its blueprint's
+  # by name: a fine-tuned model's column order need not be its blueprint's.
+  # forge() gave `new_data` the blueprint's types, so a difference is
+  # between the model's own blueprint and layout: the model was edited
   if (!setequal(now_cat, was_cat)) {
     bad <- predictor_labels(union(setdiff(now_cat, was_cat), setdiff(was_cat, now_cat)))
-    abort_input(c("The predictors of {.arg new_data} do not have the types seen at fit time.",
-                  x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} changed between factor and numeric."))
+    abort_model(c("This model is damaged or was edited: its blueprint and its layout disagree on the types of some predictors.",
+                  x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} {?is/are} a factor in one and numeric in the other.",
+                  i = "Refit the model, or read it again from the file it was saved to."))
   }
   if (outcomes) {
     outcome_layout(forged$outcomes)
-    return(rust_dataset(model, forged$predictors, layout, object$fit$outcome, forged$outcomes,
-                        unseen = forged$unseen))
+    return(rust_dataset(model, forged$predictors, layout, object$fit$outcome, forged$outcomes))
   }
-  rust_dataset(model, forged$predictors, layout, unseen = forged$unseen)
+  rust_dataset(model, forged$predictors, layout)
 }
 
 # The prediction types of predict() and multi_predict(), in one list.
@@ -146,7 +157,10 @@ spruce_predictions <- function(out, type, outcome) {
     prob
   })
   if (type == "class" && outcome$task == "hierarchical") {
-    return(do.call(hardhat::spruce_class_multiple, top_down_classes(out, outcome)))
+    classes <- top_down_classes(out, outcome)
+    # one outcome level: the layout of a single-outcome classifier
+    if (length(classes) == 1) return(hardhat::spruce_class(classes[[1]]))
+    return(do.call(hardhat::spruce_class_multiple, classes))
   }
   if (type == "class") {
     classes <- lapply(seq_along(per_outcome), function(k) {
@@ -161,7 +175,7 @@ spruce_predictions <- function(out, type, outcome) {
   probs <- lapply(seq_along(per_outcome), function(k) {
     hardhat::spruce_prob(outcome$levels[[k]], per_outcome[[k]])
   })
-  if (length(probs) == 1 && outcome$task != "hierarchical") {
+  if (length(probs) == 1) {
     return(hardhat::spruce_prob(outcome$levels[[1]], per_outcome[[1]]))
   }
   names(probs) <- outcome$names

@@ -66,6 +66,23 @@ test_that("training history plots build, with checkpoints, validation and best e
   expect_silent(ggplot2::ggplot_build(pp))
 })
 
+test_that("a history plot without checkpoints or best epoch has no unused manual scale and prints silently", {
+  x <- syn2_data(200, seed = 53)
+  fit <- withr::with_seed(14, tabnet_fit(y ~ ., x, epochs = 2, checkpoint_epochs = 10, skip_importance = TRUE))
+  p <- autoplot(fit)
+  expect_false(any(vapply(p$layers, function(l) inherits(l$geom, c("GeomPoint", "GeomVline")), logical(1))))
+  # ggplot2 >= 3.5 warns when printing a manual scale that matches no data
+  expect_null(p$scales$get_scales("shape"))
+  expect_null(p$scales$get_scales("linetype"))
+  withr::local_pdf(NULL)
+  expect_no_warning(print(p))
+  # with checkpoints (and only then) the shape scale is there
+  cp <- withr::with_seed(14, tabnet_fit(y ~ ., x, epochs = 2, checkpoint_epochs = 1, skip_importance = TRUE))
+  pc <- autoplot(cp)
+  expect_false(is.null(pc$scales$get_scales("shape")))
+  expect_no_warning(print(pc))
+})
+
 test_that("importance plots build, with error bars for permutations", {
   fit <- small_fit()
   x <- syn2_data(200, seed = 54)

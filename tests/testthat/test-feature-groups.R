@@ -181,3 +181,30 @@ test_that("the correlated group that carries the signal gets the largest importa
   }, logical(1))
   expect_gte(sum(ok), 4)
 })
+
+test_that("positions refer to the predictors in the user's order, whatever molding does with factors", {
+  set.seed(1)
+  n <- 200
+  d <- data.frame(c = rnorm(n), f = factor(sample(c("u", "v"), n, TRUE)), a = rnorm(n), b = rnorm(n))
+  d$y <- factor(ifelse(d$c + d$a > 0, "p", "q"))
+  # hardhat's formula blueprint puts the factor last (c, a, b, f): position 2
+  # is still `f`, the second predictor of the formula
+  by_pos <- tabnet_fit(y ~ c + f + a + b, d, epochs = 1, seed = 1, grouped_features = list(c(1, 2)))
+  by_name <- tabnet_fit(y ~ c + f + a + b, d, epochs = 1, seed = 1, grouped_features = list(c("c", "f")))
+  expect_identical(by_pos$fit$config$grouped_features, list(c("c", "f")))
+  expect_identical(by_pos$fit$net_config, by_name$fit$net_config)
+  expect_identical(by_pos$serialized_net, by_name$serialized_net)
+  groups <- attr(by_pos$fit$importances, "groups")
+  expect_identical(groups$Variables[[which(groups$Group == "group_1")]], c("c", "f"))
+  # `y ~ .`: the data's order; the x/y interface: the columns' order
+  dot <- tabnet_fit(y ~ ., d, epochs = 1, seed = 1, grouped_features = list(g = 2:3))
+  expect_identical(dot$fit$config$grouped_features, list(g = c("f", "a")))
+  xy <- tabnet_fit(d[c("b", "f", "c", "a")], d$y, epochs = 1, seed = 1, grouped_features = list(1:2))
+  expect_identical(xy$fit$config$grouped_features, list(c("b", "f")))
+  # pretraining molds its formula the same way
+  pre <- tabnet_pretrain(~ c + f + a + b, d, epochs = 1, seed = 1, grouped_features = list(c(1, 2)))
+  expect_identical(pre$fit$config$grouped_features, list(c("c", "f")))
+  # out of range is still reported
+  expect_error(tabnet_fit(y ~ c + f + a + b, d, epochs = 1, grouped_features = list(c(2, 5))),
+               "position 5.*4 predictors", class = "tabnetrs_error_config")
+})

@@ -71,7 +71,7 @@ test_that("missing predictor values and unseen levels are handled", {
   new$grp <- factor(c("a", "b", "zzz", "c", NA))
   expect_warning(p2 <- predict(fit, new, type = "prob"), "not seen at fit time")
   expect_false(anyNA(p2))
-  # an unseen level uses the unknown slot, not the missing-value path
+  # an unseen level is handled as a missing value (as through a workflow)
   expect_equal(nrow(p2), 5)
 })
 

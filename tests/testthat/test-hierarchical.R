@@ -193,3 +193,54 @@ test_that("multi-outcome classification of the same data stays plain classificat
   p <- predict(fit, xy$x, type = "prob")
   expect_equal(unname(rowSums(as.matrix(p$.pred_level_2))), rep(1, 600), tolerance = 1e-5)
 })
+
+test_that("only level_1 ... level_<depth> clash: a level_<N> deeper than the tree is a predictor", {
+  df <- hier_data(40)$df # depth 4: tree / level 2 / level 3 / leaves
+  deep <- transform(df, level_5 = x1)
+  expect_identical(check_compliant_node(deep), deep)
+  tree <- data.tree::as.Node(deep)
+  expect_silent(check_compliant_node(tree))
+  expect_true("level_5" %in% names(node_to_df(tree)$x))
+  err <- expect_error(check_compliant_node(transform(df, level_4 = x1)), class = "tabnetrs_error_input")
+  expect_match(conditionMessage(err), "level_4")
+  expect_error(check_compliant_node(data.tree::as.Node(transform(df, level_1 = x1))),
+               class = "tabnetrs_error_input")
+})
+
+test_that("an attribute holding several values becomes one string, as ToDataFrameTypeCol() gives it", {
+  skip_if_not_installed("dplyr")
+  sw <- dplyr::starwars[!is.na(dplyr::starwars$species) & !is.na(dplyr::starwars$homeworld) &
+                          !is.na(dplyr::starwars$mass), ]
+  sw$pathString <- paste("sw", sw$species, sw$homeworld, sw$name, sep = "/")
+  tree <- data.tree::as.Node(sw[c("mass", "films", "starships", "pathString")])
+  xy <- node_to_df(tree)
+  expect_s3_class(xy$x$films, "factor")
+  ref <- data.tree::ToDataFrameTypeCol(tree, "films", "starships")
+  expect_identical(as.character(xy$x$films), ref$films)
+  # an empty value (no starship) is missing
+  none <- lengths(lapply(tree$leaves, function(l) unlist(l$starships))) == 0
+  expect_true(any(none))
+  expect_true(all(is.na(xy$x$starships[none])))
+  expect_match(as.character(xy$x$films[[1]]), ", ", fixed = TRUE)
+  set.seed(1)
+  fit <- tabnet_fit(tree, epochs = 1, batch_size = 32, virtual_batch_size = 16, skip_importance = TRUE)
+  expect_named(predict(fit, tree), c(".pred_class_level_2", ".pred_class_level_3"))
+})
+
+test_that("a hierarchy with a single outcome level predicts as a single-outcome classifier", {
+  e <- new.env()
+  data("acme", package = "data.tree", envir = e)
+  acme <- e$acme
+  set.seed(1)
+  fit <- tabnet_fit(acme, epochs = 1, batch_size = 16, virtual_batch_size = 4, skip_importance = TRUE)
+  lv <- fit$fit$outcome$levels[[1]]
+  cls <- predict(fit, acme)
+  expect_named(cls, ".pred_class")
+  expect_s3_class(cls$.pred_class, "factor")
+  expect_identical(levels(cls$.pred_class), lv)
+  prob <- predict(fit, acme, type = "prob")
+  expect_named(prob, paste0(".pred_", lv))
+  expect_true(all(vapply(prob, is.numeric, logical(1))))
+  # the class is the most probable node
+  expect_identical(as.character(cls$.pred_class), lv[max.col(as.matrix(prob), ties.method = "first")])
+})

@@ -80,7 +80,7 @@ test_that("a warning is in French", {
   w <- fr_condition(predict(fit, new))
   expect_s3_class(w, "tabnetrs_warning")
   expect_match(conditionMessage(w), "Niveaux de facteur absents lors de l'ajustement dans grp.", fixed = TRUE)
-  expect_match(conditionMessage(w), "réservé aux niveaux inconnus", fixed = TRUE)
+  expect_match(conditionMessage(w), "traités comme des valeurs manquantes", fixed = TRUE)
 })
 
 test_that("text from the Rust core stays in English", {

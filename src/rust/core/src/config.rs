@@ -26,6 +26,24 @@ impl Initialization {
     }
 }
 
+/// The task loss of a supervised network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskLoss {
+    /// The task's own: cross-entropy, squared error, or C-HMCNN's MCLoss.
+    #[default]
+    Auto,
+    /// AUM, the area under min(FPR, FNR) of the batch's ROC curve (Hillman &
+    /// Hocking, 2023; `loss::aum`): one binary classification outcome only.
+    Aum,
+}
+
+impl TaskLoss {
+    fn is_default(&self) -> bool {
+        *self == TaskLoss::Auto
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
@@ -82,6 +100,10 @@ pub struct NetConfig {
     /// earlier models keep their configuration and digest.
     #[serde(default, skip_serializing_if = "Initialization::is_default")]
     pub init: Initialization,
+    /// The task loss; left out of the JSON at the default, so earlier models
+    /// keep their configuration and digest.
+    #[serde(default, skip_serializing_if = "TaskLoss::is_default")]
+    pub loss: TaskLoss,
 }
 
 impl NetConfig {
@@ -168,6 +190,11 @@ impl NetConfig {
             return invalid("a classification outcome needs at least two levels");
         }
         self.validate_hierarchy()?;
+        if self.loss == TaskLoss::Aum
+            && !(self.task == Task::Classification && self.output_dims == [2])
+        {
+            return invalid("`loss = \"aum\"` needs a single binary classification outcome");
+        }
         if self.n_d == 0 || self.n_a == 0 {
             return invalid("`decision_width` and `attention_width` must be at least 1");
         }
@@ -293,6 +320,7 @@ impl NetConfig {
             parent: vec![],
             grouped_features: vec![],
             init: Initialization::PytorchTabnet,
+            loss: TaskLoss::Auto,
         }
     }
 }

@@ -65,7 +65,7 @@ pub(crate) mod test_data;
 pub(crate) mod trace;
 pub mod trainer;
 
-pub use config::{Initialization, MaskType, NetConfig, Task};
+pub use config::{Initialization, MaskType, NetConfig, Task, TaskLoss};
 pub use data::Dataset;
 pub use encoder::Backend;
 pub use error::{Error, ErrorKind, Result};

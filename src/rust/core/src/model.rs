@@ -243,7 +243,7 @@ impl Model {
                     None => return invalid("training needs an outcome"),
                 };
                 let (out, m_loss, pass) = net.forward(b, train, backend);
-                let task = loss::weighted_mean(&loss::per_row(&self.cfg, &out, y), b.w.as_ref());
+                let task = loss::batch_loss(&self.cfg, &out, y, b.w.as_ref());
                 (task, m_loss, pass)
             }
             Net::Pretrain(p) => p.loss(b, train, backend),

@@ -21,8 +21,8 @@
 #' result does not depend on the other rows. Missing values are treated
 #' exactly as `predict()` treats them: a NaN predictor is set to 0 and removed
 #' from the row's initial attention prior; a factor code outside
-#' `1..<number of levels>` (0, or a level the model never saw) takes the
-#' unknown-level embedding, as an unseen level does in `predict()`.
+#' `1..<number of levels>` (0, or a level the model never saw) is missing too,
+#' as an unseen level is in `predict()` (hardhat makes it NA).
 #'
 #' The module is traced through tabnetrs's reference layers (libtorch
 #' operations only, in evaluation mode). The sparsemax / entmax supports are
@@ -228,7 +228,7 @@ export_metadata <- function(fit, outcome_names, molded) {
     outputs = I(outputs),
     input = if (molded) "molded" else "predictors",
     missing = "NaN",
-    factor_codes = "1-based position in `levels`; NaN is missing; any other value is a level unseen at fit time"
+    factor_codes = "1-based position in `levels`; NaN or any other value (a level unseen at fit time) is missing"
   )
   as.character(jsonlite::toJSON(meta, auto_unbox = TRUE, digits = NA, null = "null"))
 }

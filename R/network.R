@@ -65,7 +65,10 @@ check_model_object <- function(object) {
     "serialized_net"
   } else if (!is.character(fit$net_config) || length(fit$net_config) != 1L || is.na(fit$net_config)) {
     "net_config"
-  } else if (!is.list(fit$config) ||
+  } else if (!is.null(fit$config) && !is.list(fit$config) ||
+             # a supervised fit predicts without its training configuration
+             # (butcher's axe_fitted() drops it); a pretraining needs its ratio
+             inherits(object, "tabnet_pretrain") &&
              !(is.numeric(fit$config$pretraining_ratio) && length(fit$config$pretraining_ratio) == 1L)) {
     "config"
   } else if (!is.list(fit$layout) || !is.character(fit$layout$names) || !is.numeric(fit$layout$num) ||

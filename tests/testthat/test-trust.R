@@ -107,8 +107,8 @@ test_that("every removed or mistyped part of a saved model gives the damaged-mod
   damaged <- list(
     list("serialized_net", NULL), list("serialized_net", "abc"), list("serialized_net", 1:3),
     list(c("fit", "net_config"), NULL), list(c("fit", "net_config"), 3),
-    list(c("fit", "config"), NULL), list(c("fit", "config", "pretraining_ratio"), NULL),
-    list(c("fit", "config", "pretraining_ratio"), "a"),
+    # (a NULL `config` is butcher's: test-deploy.R)
+    list(c("fit", "config"), "a"),
     list(c("fit", "layout"), NULL), list(c("fit", "outcome"), NULL), list("blueprint", NULL),
     list(c("fit", "layout", "names"), NULL)
   )
@@ -120,5 +120,12 @@ test_that("every removed or mistyped part of a saved model gives the damaged-mod
     expect_true(inherits(err, "tabnetrs_error_model"), label = label)
     expect_false(inherits(err, "tabnetrs_error_internal"), label = label)
     expect_match(conditionMessage(err), "damaged", label = label)
+  }
+  # a pretraining needs its masking ratio
+  pre <- withr::with_seed(1, tabnet_pretrain(d[c("num1", "num2", "grp")], epochs = 1, skip_importance = TRUE))
+  for (ratio in list(NULL, "a")) {
+    bad <- pre
+    bad$fit$config$pretraining_ratio <- ratio
+    expect_error(tabnet_explain(bad, d), "damaged", class = "tabnetrs_error_model")
   }
 })

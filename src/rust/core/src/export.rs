@@ -11,10 +11,10 @@
 //! The graph reproduces the data preparation of [`crate::data`] and
 //! [`crate::network`] row by row:
 //! * numeric NaN → 0, and the column is absent from the row's prior;
-//! * a factor code in 1..=levels is that level; NaN is the unknown slot 0 and
-//!   absent from the prior (R's NA); any other value (0, a code beyond the
-//!   levels, a fraction) is the unknown slot 0 but present (a level unseen at
-//!   fit time);
+//! * a factor code in 1..=levels is that level; NaN (R's NA) and any other
+//!   value (0, a code beyond the levels, a fraction: a level unseen at fit
+//!   time) is missing: the unknown slot 0, absent from the prior. This is what
+//!   `predict()` does, where hardhat turns an unseen level into NA;
 //! * the initial prior is the row's presence, pooled over attention groups.
 //!
 //! (The core builds the presence mask only when a data set has a missing
@@ -73,18 +73,20 @@ impl InputMaps {
 fn evaluate(model: &Model, maps: &InputMaps, x: &Tensor) -> Result<Tensor> {
     let net = model.supervised()?;
     let cfg = &model.cfg;
-    let present = x.isnan().logical_not().to_kind(Kind::Float);
+    let mut present = x.isnan().logical_not().to_kind(Kind::Float);
     let x_num = x.index_select(1, &maps.num);
     let x_num = x_num.masked_fill(&x_num.isnan(), 0.0);
     let x_cat = if cfg.cat_cols.is_empty() {
         None
     } else {
         let codes = x.index_select(1, &maps.cat);
-        // NaN fails every comparison, so it lands in the unknown slot too
+        // NaN fails every comparison, so it is not a known code either
         let known = codes
             .ge(1.0)
             .logical_and(&codes.le_tensor(&maps.levels))
             .logical_and(&codes.eq_tensor(&codes.floor()));
+        // a factor is present only with a known level (unseen = missing)
+        present = present.index_copy(1, &maps.cat, &known.to_kind(Kind::Float));
         Some(codes.where_scalarother(&known, 0.0).to_kind(Kind::Int64))
     };
     let batch = Batch {
@@ -249,17 +251,19 @@ fn evaluate_reference(model: &Model, x: &Tensor) -> Result<Tensor> {
         .map(|j| Vec::<f64>::from(&x.select(1, j as i64).to_kind(Kind::Double)))
         .collect();
     let num: Vec<&[f64]> = cfg.num_cols.iter().map(|&j| cols[j].as_slice()).collect();
+    // as R's predict() gets them: an unknown code (an unseen level) is NA
     let cat_codes: Vec<Vec<i32>> = cfg
         .cat_cols
         .iter()
-        .map(|&j| {
+        .zip(&cfg.cat_levels)
+        .map(|(&j, &levels)| {
             cols[j]
                 .iter()
                 .map(|&v| {
-                    if v.is_nan() {
-                        crate::data::NA_INTEGER
-                    } else {
+                    if v >= 1.0 && v <= levels as f64 && v == v.floor() {
                         v as i32
+                    } else {
+                        crate::data::NA_INTEGER
                     }
                 })
                 .collect()

@@ -34,6 +34,8 @@ predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL)
   model <- live_network(object, epoch)
   ds <- forge_dataset(object, new_data, model)
   out <- rs_predict(model, ds, inference_batch_size)
+  # NULL: Ctrl-C, seen between slices of rows (about every 0.1 s)
+  if (is.null(out)) rlang::interrupt()
   spruce_predictions(out, type, outcome)
 }
 

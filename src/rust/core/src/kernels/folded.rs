@@ -166,6 +166,75 @@ simd_fn! {
     }
 }
 
+/// Rows per group of [`sparsemax_rows`]: one lane per row.
+const LANES: usize = 16;
+
+/// Groups [`sparsemax_rows`] handles (longer rows go row by row through
+/// [`super::mask_row`]).
+pub const SPARSEMAX_MAX_GROUPS: usize = 32;
+
+simd_fn! {
+    /// Sparsemax of each row of `m` (rows of `g` ≤ [`SPARSEMAX_MAX_GROUPS`]
+    /// logits) in place, 16 rows at a time, one row per vector lane, without
+    /// sorting: after subtracting the row's max, entry i is in the support
+    /// iff 1 + cᵢ xᵢ > Sᵢ, with cᵢ = #{j: xⱼ ≥ xᵢ} and Sᵢ = Σ_{xⱼ ≥ xᵢ} xⱼ (the
+    /// sorted criterion, ties in or out together); τ = (Σ_support x − 1)/k,
+    /// M = max(x − τ, 0). A short last group is padded with zero rows, so
+    /// every row gets the same arithmetic wherever it falls (float32; the
+    /// training pass's [`super::mask_row`] sorts in float64, agreeing to
+    /// float32 rounding).
+    pub fn sparsemax_rows(m: &mut [f32], g: usize) {
+        assert!((1..=SPARSEMAX_MAX_GROUPS).contains(&g));
+        for block in m.chunks_mut(LANES * g) {
+            let rows = block.len() / g;
+            let mut x = [[0f32; LANES]; SPARSEMAX_MAX_GROUPS];
+            for (l, r) in block.chunks_exact(g).enumerate() {
+                for j in 0..g {
+                    x[j][l] = r[j];
+                }
+            }
+            let x = &mut x[..g];
+            let mut mx = [f32::NEG_INFINITY; LANES];
+            for xj in x.iter() {
+                for l in 0..LANES {
+                    mx[l] = mx[l].max(xj[l]);
+                }
+            }
+            for xj in x.iter_mut() {
+                for l in 0..LANES {
+                    xj[l] -= mx[l];
+                }
+            }
+            let (mut k, mut s) = ([0f32; LANES], [0f32; LANES]);
+            for i in 0..g {
+                let xi = x[i];
+                let (mut c, mut si) = ([0f32; LANES], [0f32; LANES]);
+                for xj in x.iter() {
+                    for l in 0..LANES {
+                        let ge = xj[l] >= xi[l];
+                        c[l] += if ge { 1.0 } else { 0.0 };
+                        si[l] += if ge { xj[l] } else { 0.0 };
+                    }
+                }
+                for l in 0..LANES {
+                    let inside = 1.0 + c[l] * xi[l] > si[l];
+                    k[l] += if inside { 1.0 } else { 0.0 };
+                    s[l] += if inside { xi[l] } else { 0.0 };
+                }
+            }
+            let mut tau = [0f32; LANES];
+            for l in 0..LANES {
+                tau[l] = (s[l] - 1.0) / k[l];
+            }
+            for (l, r) in block.chunks_exact_mut(g).enumerate().take(rows) {
+                for j in 0..g {
+                    r[j] = (x[j][l] - tau[l]).max(0.0);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,9 +287,64 @@ mod tests {
         }
     }
 
+    /// The sort-free float32 sparsemax against the sorting float64 one of
+    /// the training pass, on rows of 1 to 32 groups at scales 1e-2 to 1e2
+    /// with ties: each mask entry within 64 u (u = 2⁻²⁴) of the row's largest
+    /// logit gap (the sums of up to 32 float32 terms round at most 32 u of
+    /// it, the threshold's division and subtraction a few u more; a wrong
+    /// support moves an entry by the gap between two logits, far more), rows
+    /// sum to 1 within that, and a row's bits do not depend on which rows
+    /// come with it (its lane, a padded last group).
+    #[test]
+    fn sparsemax_rows_match_the_sorting_mask() {
+        for g in [1usize, 2, 3, 7, 10, 16, 28, 32] {
+            let rows = 37;
+            let mut logits = data(rows * g, g as u32 + 7);
+            for (r, row) in logits.chunks_exact_mut(g).enumerate() {
+                let scale = 10f32.powi((r % 5) as i32 - 2);
+                row.iter_mut().for_each(|v| *v *= scale);
+                if r % 6 == 0 && g > 2 {
+                    row[1] = row[0]; // a tie
+                }
+            }
+            let mut fast = logits.clone();
+            sparsemax_rows(&mut fast, g);
+            for (r, (lr, fr)) in logits.chunks_exact(g).zip(fast.chunks_exact(g)).enumerate() {
+                let mut want = lr.to_vec();
+                super::super::mask_row(&mut want, false);
+                let max = lr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let min = lr.iter().copied().fold(f32::INFINITY, f32::min);
+                let tol = 64.0 * 2f32.powi(-24) * (max - min).max(1.0);
+                for (a, b) in fr.iter().zip(&want) {
+                    assert!((a - b).abs() <= tol, "g {g}, row {r}: {a} vs {b}");
+                }
+                let sum: f32 = fr.iter().sum();
+                assert!(
+                    (sum - 1.0).abs() <= tol + g as f32 * 2f32.powi(-24),
+                    "g {g}, row {r}: sums to {sum}"
+                );
+            }
+            // the same rows one at a time (each alone in a padded group)
+            for (r, lr) in logits.chunks_exact(g).enumerate() {
+                let mut one = lr.to_vec();
+                sparsemax_rows(&mut one, g);
+                assert_eq!(
+                    one,
+                    fast[r * g..(r + 1) * g].to_vec(),
+                    "g {g}, row {r} alone"
+                );
+            }
+        }
+    }
+
     #[test]
     fn glu_rows_match_their_definition() {
-        let (rows, d) = (9, 13);
+        for (rows, d) in [(9, 13), (70, 8), (33, 50), (3, 300)] {
+            glu_case(rows, d);
+        }
+    }
+
+    fn glu_case(rows: usize, d: usize) {
         let y = data(rows * 2 * d, 5);
         let h = data(rows * d, 6);
         for residual in [false, true] {

@@ -63,6 +63,9 @@ fn values(t: &Tensor) -> &[f32] {
 }
 
 /// The elements of fresh tensors this pass writes.
+// A tensor's storage is shared and mutable (see `kernels::as_mut_slice`):
+// exclusive use of these fresh output tensors is the caller's contract.
+#[allow(clippy::mut_from_ref)]
 fn slots(ts: &[Tensor]) -> Vec<&mut [f32]> {
     ts.iter()
         // SAFETY: the tensors were created by the caller for this pass's
@@ -200,7 +203,9 @@ fn transformer(
 }
 
 /// One row block's masks: M = mask(logits ⊙ prior), the logits (rows of g)
-/// already batch-normalised by the folded product.
+/// already batch-normalised by the folded product. Sparsemax over up to 32
+/// groups runs 16 rows at a time ([`kernels::sparsemax_rows`]); entmax and
+/// longer rows row by row.
 fn attention_rows(z: &[f32], prior: &[f32], m: &mut [f32], g: usize, entmax: bool) {
     for ((zr, pr), mr) in z
         .chunks_exact(g)
@@ -210,7 +215,12 @@ fn attention_rows(z: &[f32], prior: &[f32], m: &mut [f32], g: usize, entmax: boo
         for j in 0..g {
             mr[j] = zr[j] * pr[j];
         }
-        kernels::mask_row(mr, entmax);
+    }
+    if !entmax && g <= kernels::SPARSEMAX_MAX_GROUPS {
+        kernels::sparsemax_rows(m, g);
+    } else {
+        m.chunks_exact_mut(g)
+            .for_each(|mr| kernels::mask_row(mr, entmax));
     }
 }
 

@@ -169,8 +169,8 @@ simd_fn! {
 /// Rows per group of [`sparsemax_rows`]: one lane per row.
 const LANES: usize = 16;
 
-/// Groups [`sparsemax_rows`] handles (longer rows go row by row through
-/// [`super::mask_row`]).
+/// Groups [`sparsemax_rows`] and [`entmax_rows`] handle (longer rows go row
+/// by row through [`super::mask_row`]).
 pub const SPARSEMAX_MAX_GROUPS: usize = 32;
 
 simd_fn! {
@@ -235,6 +235,72 @@ simd_fn! {
     }
 }
 
+simd_fn! {
+    /// Entmax-1.5 of each row of `m` (rows of `g` ≤ [`SPARSEMAX_MAX_GROUPS`]
+    /// logits) in place, 16 rows at a time as [`sparsemax_rows`], in float64
+    /// as the training pass's [`super::mask_row`]: x = (z − max)/2; entry i
+    /// is in the support iff τᵢ ≤ xᵢ, τᵢ the threshold of the entries
+    /// {xⱼ ≥ xᵢ} (the sorted criterion, mean − √((1 − (Σx² − c·mean²))/c)
+    /// over c entries); then the same closed form on the support, M = max(x − τ, 0)².
+    pub fn entmax_rows(m: &mut [f32], g: usize) {
+        assert!((1..=SPARSEMAX_MAX_GROUPS).contains(&g));
+        for block in m.chunks_mut(LANES * g) {
+            let rows = block.len() / g;
+            let mut x = [[0f64; LANES]; SPARSEMAX_MAX_GROUPS];
+            for (l, r) in block.chunks_exact(g).enumerate() {
+                for j in 0..g {
+                    x[j][l] = r[j] as f64;
+                }
+            }
+            let x = &mut x[..g];
+            let mut mx = [f64::NEG_INFINITY; LANES];
+            for xj in x.iter() {
+                for l in 0..LANES {
+                    mx[l] = mx[l].max(xj[l]);
+                }
+            }
+            for xj in x.iter_mut() {
+                for l in 0..LANES {
+                    xj[l] = (xj[l] - mx[l]) * 0.5;
+                }
+            }
+            let (mut k, mut s, mut s2) = ([0f64; LANES], [0f64; LANES], [0f64; LANES]);
+            for i in 0..g {
+                let xi = x[i];
+                let (mut c, mut si, mut qi) = ([0f64; LANES], [0f64; LANES], [0f64; LANES]);
+                for xj in x.iter() {
+                    for l in 0..LANES {
+                        let ge = xj[l] >= xi[l];
+                        c[l] += if ge { 1.0 } else { 0.0 };
+                        si[l] += if ge { xj[l] } else { 0.0 };
+                        qi[l] += if ge { xj[l] * xj[l] } else { 0.0 };
+                    }
+                }
+                for l in 0..LANES {
+                    let mean = si[l] / c[l];
+                    let delta = (1.0 - (qi[l] - c[l] * mean * mean)) / c[l];
+                    let inside = mean - delta.max(0.0).sqrt() <= xi[l];
+                    k[l] += if inside { 1.0 } else { 0.0 };
+                    s[l] += if inside { xi[l] } else { 0.0 };
+                    s2[l] += if inside { xi[l] * xi[l] } else { 0.0 };
+                }
+            }
+            let mut tau = [0f64; LANES];
+            for l in 0..LANES {
+                let mu = s[l] / k[l];
+                let delta = (1.0 - k[l] * (s2[l] / k[l] - mu * mu)) / k[l];
+                tau[l] = mu - delta.max(1e-12).sqrt();
+            }
+            for (l, r) in block.chunks_exact_mut(g).enumerate().take(rows) {
+                for j in 0..g {
+                    let v = (x[j][l] - tau[l]).max(0.0);
+                    r[j] = (v * v) as f32;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,8 +353,8 @@ mod tests {
         }
     }
 
-    /// The sort-free float32 sparsemax against the sorting float64 one of
-    /// the training pass, on rows of 1 to 32 groups at scales 1e-2 to 1e2
+    /// The sort-free float32 sparsemax (and float64 entmax-1.5) against the
+    /// sorting float64 ones of the training pass, on rows of 1 to 32 groups at scales 1e-2 to 1e2
     /// with ties: each mask entry within 64 u (u = 2⁻²⁴) of the row's largest
     /// logit gap (the sums of up to 32 float32 terms round at most 32 u of
     /// it, the threshold's division and subtraction a few u more; a wrong
@@ -296,7 +362,13 @@ mod tests {
     /// sum to 1 within that, and a row's bits do not depend on which rows
     /// come with it (its lane, a padded last group).
     #[test]
-    fn sparsemax_rows_match_the_sorting_mask() {
+    fn mask_rows_match_the_sorting_masks() {
+        for entmax in [false, true] {
+            masks_match(entmax);
+        }
+    }
+
+    fn masks_match(entmax: bool) {
         for g in [1usize, 2, 3, 7, 10, 16, 28, 32] {
             let rows = 37;
             let mut logits = data(rows * g, g as u32 + 7);
@@ -307,16 +379,20 @@ mod tests {
                     row[1] = row[0]; // a tie
                 }
             }
+            let rows_fn = if entmax { entmax_rows } else { sparsemax_rows };
             let mut fast = logits.clone();
-            sparsemax_rows(&mut fast, g);
+            rows_fn(&mut fast, g);
             for (r, (lr, fr)) in logits.chunks_exact(g).zip(fast.chunks_exact(g)).enumerate() {
                 let mut want = lr.to_vec();
-                super::super::mask_row(&mut want, false);
+                super::super::mask_row(&mut want, entmax);
                 let max = lr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let min = lr.iter().copied().fold(f32::INFINITY, f32::min);
                 let tol = 64.0 * 2f32.powi(-24) * (max - min).max(1.0);
                 for (a, b) in fr.iter().zip(&want) {
-                    assert!((a - b).abs() <= tol, "g {g}, row {r}: {a} vs {b}");
+                    assert!(
+                        (a - b).abs() <= tol,
+                        "entmax {entmax}, g {g}, row {r}: {a} vs {b}"
+                    );
                 }
                 let sum: f32 = fr.iter().sum();
                 assert!(
@@ -327,7 +403,7 @@ mod tests {
             // the same rows one at a time (each alone in a padded group)
             for (r, lr) in logits.chunks_exact(g).enumerate() {
                 let mut one = lr.to_vec();
-                sparsemax_rows(&mut one, g);
+                rows_fn(&mut one, g);
                 assert_eq!(
                     one,
                     fast[r * g..(r + 1) * g].to_vec(),

@@ -23,7 +23,8 @@ mod linear_bn;
 mod mask_row;
 pub use chunks::Chunks;
 pub use folded::{
-    affine_rows, glu_rows, head_rows, sparsemax_rows, FoldedLinear, SPARSEMAX_MAX_GROUPS,
+    affine_rows, entmax_rows, glu_rows, head_rows, sparsemax_rows, FoldedLinear,
+    SPARSEMAX_MAX_GROUPS,
 };
 pub use linear_bn::{
     merge_grads, BnStats, ChunkStats, LinearBnBackward, LinearBnForward, TaskGrads,

@@ -203,8 +203,8 @@ fn transformer(
 }
 
 /// One row block's masks: M = mask(logits ⊙ prior), the logits (rows of g)
-/// already batch-normalised by the folded product. Sparsemax over up to 32
-/// groups runs 16 rows at a time ([`kernels::sparsemax_rows`]); entmax and
+/// already batch-normalised by the folded product. Up to 32 groups run 16
+/// rows at a time ([`kernels::sparsemax_rows`], [`kernels::entmax_rows`]),
 /// longer rows row by row.
 fn attention_rows(z: &[f32], prior: &[f32], m: &mut [f32], g: usize, entmax: bool) {
     for ((zr, pr), mr) in z
@@ -216,8 +216,12 @@ fn attention_rows(z: &[f32], prior: &[f32], m: &mut [f32], g: usize, entmax: boo
             mr[j] = zr[j] * pr[j];
         }
     }
-    if !entmax && g <= kernels::SPARSEMAX_MAX_GROUPS {
-        kernels::sparsemax_rows(m, g);
+    if g <= kernels::SPARSEMAX_MAX_GROUPS {
+        if entmax {
+            kernels::entmax_rows(m, g)
+        } else {
+            kernels::sparsemax_rows(m, g)
+        }
     } else {
         m.chunks_exact_mut(g)
             .for_each(|mr| kernels::mask_row(mr, entmax));

@@ -95,6 +95,8 @@ explain_impl <- function(object, new_data) {
   model <- live_network(object)
   ds <- forge_dataset(object, new_data, model)
   res <- rs_explain(model, ds, inference_batch_size)
+  # NULL: Ctrl-C, seen between slices of rows (about every 0.1 s)
+  if (is.null(res)) rlang::interrupt()
   vars <- predictor_labels(object$fit$layout$names)
   new_tabnet_explain(res$M_explain, res$masks, vars, model_groups(object))
 }

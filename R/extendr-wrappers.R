@@ -206,15 +206,19 @@ rs_trainer_schedule_epoch <- function(trainer, monitored) rust_result(.Call(wrap
 #' @noRd
 rs_eval_loss <- function(model, data, batch_size) rust_result(.Call(wrap__rs_eval_loss, model, data, batch_size))
 
-#' Probabilities or values, an n × outputs matrix.
+#' Probabilities or values, an n × outputs matrix; NULL when the user
+#' pressed Ctrl-C (asked between slices of rows, about every 0.1 s; the R
+#' layer raises the interrupt).
 #' @noRd
 rs_predict <- function(model, data, batch_size) rust_result(.Call(wrap__rs_predict, model, data, batch_size))
 
-#' The network's raw outputs (logits or values), an n × outputs matrix.
+#' The network's raw outputs (logits or values), an n × outputs matrix; NULL
+#' when the user pressed Ctrl-C (as for `rs_predict`).
 #' @noRd
 rs_predict_raw <- function(model, data, batch_size) rust_result(.Call(wrap__rs_predict_raw, model, data, batch_size))
 
-#' list(M_explain = n × F matrix, masks = list of n × F matrices).
+#' list(M_explain = n × F matrix, masks = list of n × F matrices); NULL when
+#' the user pressed Ctrl-C (as for `rs_predict`).
 #' @noRd
 rs_explain <- function(model, data, batch_size) rust_result(.Call(wrap__rs_explain, model, data, batch_size))
 

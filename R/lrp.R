@@ -209,6 +209,7 @@ explained_outputs <- function(object, new_data, model, ds, class, k) {
       codes <- class_codes(ys[[outcome$names[[k]]]], lv, outcome$names[[k]])
     } else {
       prob <- rs_predict(model, ds, inference_batch_size)
+      if (is.null(prob)) rlang::interrupt()
       codes <- max.col(prob[, offset + seq_along(lv), drop = FALSE], ties.method = "first") - 1L
     }
   }

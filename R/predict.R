@@ -50,9 +50,14 @@ predict.tabnet_fit <- function(object, new_data, type = NULL, ..., epoch = NULL)
   type <- check_pred_type(type, outcome$task)
   ds <- forge_dataset(object, new_data, model)
   if (type == "raw") {
-    return(spruce_raw(rs_predict_raw(model, ds, inference_batch_size), outcome))
+    raw <- rs_predict_raw(model, ds, inference_batch_size)
+    # (NULL: Ctrl-C seen by Rust between slices of rows)
+    if (is.null(raw)) rlang::interrupt()
+    return(spruce_raw(raw, outcome))
   }
   out <- rs_predict(model, ds, inference_batch_size)
+  # NULL: Ctrl-C, seen between slices of rows (about every 0.1 s)
+  if (is.null(out)) rlang::interrupt()
   spruce_predictions(out, type, outcome)
 }
 

@@ -191,7 +191,10 @@ measures <- list(
   list("train s/epoch", "per_epoch_s", c("fit", "epoch_times_s"), FALSE, 2),
   list("fit total s", "fit_total_s", c("fit", "total_s"), FALSE, 2),
   list("predict rows/s", "predict_holdout_rows_per_s", c("predict_proba", "holdout", "rows_per_s_median"), TRUE, 0),
-  list("explain rows/s", "explain_rows_per_s", c("explain", "holdout", "rows_per_s_median"), TRUE, 0)
+  list("explain rows/s", "explain_rows_per_s", c("explain", "holdout", "rows_per_s_median"), TRUE, 0),
+  # whole calls on the data frame (tabnetrs) / array (peer) of every row, best of the repeats
+  list("predict() whole call s, all rows", "predict_whole_s", c("predict_proba", "all", "best_s"), FALSE, 3),
+  list("predict rows/s, training-size frame", "predict_all_rows_per_s", c("predict_proba", "all", "rows_per_s_best"), TRUE, 0)
 )
 ours_core <- tabnetrs:::rs_blas_info()
 lines <- c(
@@ -273,6 +276,18 @@ for (r in rows) {
 s_rows <- Filter(function(r) identical(r$cf$name, "tabnet_s"), rows)
 if (length(s_rows)) {
   lines <- c(lines, "")
+  # prediction: one forward pass per row, whole predict() calls on every row
+  for (r in s_rows) {
+    n_all <- r$ours[[1]]$n_train + r$ours[[1]]$n_test
+    fwd <- tabnet_flops_per_row(r$cf$p, 24, 26, 5) / 3
+    achieved <- fwd * n_all / over_runs(r$ours, "predict_whole_s") / 1e9
+    here <- rates[[as.character(r$threads)]][["square_2048"]]
+    lines <- c(lines, sprintf(
+      "TabNet-S predict() on %d thread(s), whole call on %s rows: %.1f kFLOP of FC work per row, %.2f GFLOP/s achieved = %.1f %% of the %d-thread 2048² sgemm rate (%.1f GFLOP/s), %.1f %% of the %d-thread rate probed around tabnetrs's runs (%s GFLOP/s).",
+      r$threads, format(n_all, big.mark = ","), fwd / 1e3, achieved, 100 * achieved / here, r$threads, here,
+      100 * achieved / mean(r$sgemm_around), max(thread_counts),
+      paste(sprintf("%.1f", r$sgemm_around), collapse = " and ")))
+  }
   for (r in s_rows) {
     flops <- tabnet_flops_per_row(r$cf$p, 24, 26, 5) * r$ours[[1]]$n_train
     achieved <- flops / over_runs(r$ours, "per_epoch_s") / 1e9

@@ -150,11 +150,14 @@ pub fn seed(x: f64) -> ApiResult<i64> {
     Ok(x as i64)
 }
 
-/// A 2-d tensor as an R numeric matrix (column-major).
+/// A 2-d tensor as an R numeric matrix (column-major), written straight
+/// from the tensor's f32 values into the R vector (one pass, no
+/// intermediate double or transposed copies).
 pub fn matrix(t: &Tensor) -> ApiResult<Robj> {
     let size = t.size();
     let (n, p) = (size[0] as usize, size[1] as usize);
-    let values: Vec<f64> = Vec::from(&t.to_kind(Kind::Double).tr().contiguous().view([-1]));
+    let v: Vec<f32> = Vec::from(&t.to_kind(Kind::Float).contiguous().view([-1]));
+    let values = (0..n * p).map(|i| v[(i % n) * p + i / n] as f64);
     let mut robj: Robj = Doubles::from_values(values).into();
     robj.set_attrib("dim", r!([n as i32, p as i32]))?;
     Ok(robj)

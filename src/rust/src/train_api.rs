@@ -4,7 +4,7 @@ use crate::interrupt;
 use extendr_api::prelude::*;
 use tabnet_core::data::Dataset;
 use tabnet_core::importance::{mad_relevance, mask_importance, ImportanceJob, Method};
-use tabnet_core::inference::{explain, predict, predict_raw};
+use tabnet_core::inference::{explain_polled, predict_polled, predict_raw_polled};
 use tabnet_core::schedule::ScheduleState;
 use tabnet_core::trainer::{evaluate_loss, TrainOptions, Trainer};
 use tabnet_core::Model;
@@ -128,7 +128,9 @@ fn rs_eval_loss(
     )?)
 }
 
-/// Probabilities or values, an n × outputs matrix.
+/// Probabilities or values, an n × outputs matrix; NULL when the user
+/// pressed Ctrl-C (asked between slices of rows, about every 0.1 s; the R
+/// layer raises the interrupt).
 /// @noRd
 #[extendr]
 fn rs_predict(
@@ -136,14 +138,15 @@ fn rs_predict(
     data: ExternalPtr<Dataset>,
     batch_size: f64,
 ) -> ApiResult<Robj> {
-    matrix(&predict(
-        &model,
-        &data,
-        count(batch_size, "batch_size", 1, i32::MAX as i64)?,
-    )?)
+    let batch = count(batch_size, "batch_size", 1, i32::MAX as i64)?;
+    match predict_polled(&model, &data, batch, &mut interrupt::pending)? {
+        Some(p) => matrix(&p),
+        None => Ok(Robj::from(())),
+    }
 }
 
-/// The network's raw outputs (logits or values), an n × outputs matrix.
+/// The network's raw outputs (logits or values), an n × outputs matrix; NULL
+/// when the user pressed Ctrl-C (as for `rs_predict`).
 /// @noRd
 #[extendr]
 fn rs_predict_raw(
@@ -151,31 +154,29 @@ fn rs_predict_raw(
     data: ExternalPtr<Dataset>,
     batch_size: f64,
 ) -> ApiResult<Robj> {
-    matrix(&predict_raw(
-        &model,
-        &data,
-        count(batch_size, "batch_size", 1, i32::MAX as i64)?,
-    )?)
+    let batch = count(batch_size, "batch_size", 1, i32::MAX as i64)?;
+    match predict_raw_polled(&model, &data, batch, &mut interrupt::pending)? {
+        Some(p) => matrix(&p),
+        None => Ok(Robj::from(())),
+    }
 }
 
-/// list(M_explain = n × F matrix, masks = list of n × F matrices).
+/// list(M_explain = n × F matrix, masks = list of n × F matrices); NULL when
+/// the user pressed Ctrl-C (as for `rs_predict`).
 /// @noRd
 #[extendr]
 fn rs_explain(
     model: ExternalPtr<Model>,
     data: ExternalPtr<Dataset>,
     batch_size: f64,
-) -> ApiResult<List> {
-    let (agg, masks) = explain(
-        &model,
-        &data,
-        count(batch_size, "batch_size", 1, i32::MAX as i64)?,
-    )?;
+) -> ApiResult<Robj> {
+    let batch = count(batch_size, "batch_size", 1, i32::MAX as i64)?;
+    let (agg, masks) = match explain_polled(&model, &data, batch, &mut interrupt::pending)? {
+        Some(e) => e,
+        None => return Ok(Robj::from(())),
+    };
     let masks: Vec<Robj> = masks.iter().map(matrix).collect::<ApiResult<_>>()?;
-    Ok(list!(
-        M_explain = matrix(&agg)?,
-        masks = List::from_values(masks)
-    ))
+    Ok(list!(M_explain = matrix(&agg)?, masks = List::from_values(masks)).into())
 }
 
 /// Mask importance (sums to 1), in original predictor order.

@@ -89,12 +89,15 @@ pub fn selected() -> Kernel {
 }
 
 /// B (k × n) packed row-major with its columns padded with zeros to a multiple
-/// of 16 (every row starts at a multiple of 16 floats from the start).
+/// of 16 (every row starts at a multiple of 16 floats from the start), and an
+/// optional bias row that [`gemm`] starts each output row's sums from.
 pub struct Packed {
     pub k: usize,
     pub n: usize,
     npad: usize,
     data: Vec<f32>,
+    /// C = b + A · B: each element's chain starts at b[j] instead of 0 (npad values)
+    bias: Option<Vec<f32>>,
 }
 
 impl Packed {
@@ -106,7 +109,23 @@ impl Packed {
                 data[i * npad + j] = at(i, j);
             }
         }
-        Packed { k, n, npad, data }
+        Packed {
+            k,
+            n,
+            npad,
+            data,
+            bias: None,
+        }
+    }
+
+    /// The same B with C = b + A · B: every output element's fused
+    /// multiply-add chain starts from b[j] (one rounding per term, as from 0).
+    pub fn with_bias(mut self, b: &[f32]) -> Packed {
+        assert_eq!(b.len(), self.n, "a bias per column");
+        let mut v = vec![0f32; self.npad];
+        v[..self.n].copy_from_slice(b);
+        self.bias = Some(v);
+        self
     }
 
     /// B = wᵀ for a row-major w of (n, k): the forward product x wᵀ.
@@ -131,8 +150,8 @@ pub struct Mat {
     pub ld: usize,
 }
 
-/// C (a.rows × b.n, rows `ldc` apart) = A · B with the given micro-kernel
-/// (Avx2 or Avx512).
+/// C (a.rows × b.n, rows `ldc` apart) = A · B (+ B's bias row, see
+/// [`Packed::with_bias`]) with the given micro-kernel (Avx2 or Avx512).
 ///
 /// # Safety
 /// `a` must describe readable memory, `c` writable memory of a.rows rows of
@@ -237,10 +256,17 @@ macro_rules! micro_kernels {
             ldc: usize,
         ) {
             // SAFETY: rows r0..r0+R of a and c exist (the caller's loop), B's
-            // padded rows hold (v0 + NVT) · W values; the last vector of C is
+            // padded rows and its bias hold (v0 + NVT) · W values; the last vector of C is
             // stored with `store_part` when it runs past column n.
             unsafe {
                 let mut acc = [[zero(); NVT]; R];
+                if let Some(bias) = &b.bias {
+                    for row in acc.iter_mut() {
+                        for (v, s) in row.iter_mut().enumerate() {
+                            *s = load(bias.as_ptr().add((v0 + v) * W));
+                        }
+                    }
+                }
                 let bp = b.data.as_ptr().add(v0 * W);
                 for kk in 0..a.cols {
                     let brow = bp.add(kk * b.npad);
@@ -746,6 +772,40 @@ mod tests {
             }
             assert_eq!(whole, split, "{kern:?}: the row split changed the bits");
             results.push(whole);
+        }
+        for r in results.windows(2) {
+            assert_eq!(r[0], r[1], "AVX2 and AVX-512 differ");
+        }
+    }
+
+    /// With a bias row each element is b[j] + Σ a w in one chain: within
+    /// γ_{K+1} (Σ|a w| + |b|) of the f64 value, and the AVX2 and AVX-512
+    /// kernels agree bit for bit.
+    #[test]
+    fn gemm_with_bias_starts_each_chain_from_the_bias() {
+        let mut results = Vec::new();
+        for kern in micro_kernels() {
+            let (m, k, n) = (61, 26, 37);
+            let a = rand_mat(m * k, 41);
+            let w = rand_mat(n * k, 42);
+            let bias = rand_mat(n, 43);
+            let b = Packed::transposed(&w, n, k).with_bias(&bias);
+            let mut c = vec![f32::NAN; m * n];
+            // SAFETY: a has m rows of k floats, c m rows of n.
+            unsafe { gemm(kern, mat(&a, m, k, k), &b, c.as_mut_ptr(), n) };
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut s, mut abs) = (bias[j] as f64, (bias[j] as f64).abs());
+                    for kk in 0..k {
+                        let p = a[i * k + kk] as f64 * w[j * k + kk] as f64;
+                        s += p;
+                        abs += p.abs();
+                    }
+                    let err = (c[i * n + j] as f64 - s).abs();
+                    assert!(err <= gamma(k + 1) * abs, "{kern:?} ({i},{j}): {err}");
+                }
+            }
+            results.push(c);
         }
         for r in results.windows(2) {
             assert_eq!(r[0], r[1], "AVX2 and AVX-512 differ");

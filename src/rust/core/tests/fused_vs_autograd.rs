@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use tabnet_core::data::{Dataset, Targets};
 use tabnet_core::ghost_bn::chunk_sizes;
+use tabnet_core::inference;
 use tabnet_core::{Backend, MaskType, Model, NetConfig, Task};
 use tch::{Device, Kind, Tensor};
 
@@ -338,5 +339,77 @@ fn eval_pass_matches_autograd() {
         for (a, b) in k1.iter().zip(&k2) {
             assert!(close(a, b) < TOL, "step masks differ by {}", close(a, b));
         }
+    }
+}
+
+/// The inference plan (every batch norm, the initial one too, folded into the
+/// products once per model; the head and its softmax inside the pass) against
+/// the autograd modules in eval mode: `inference::predict` and
+/// `inference::explain` against the unfolded reference, after a few training
+/// steps, with categorical embeddings, missing values and feature groups;
+/// the batch size cuts the rows into several slices.
+///
+/// Tolerance, relative to the largest magnitude: the reference's budget of
+/// `eval_pass_matches_autograd` (2·K·2⁻²⁴ per product, K ≤ 64, through ~15
+/// products with batch-norm gains up to ~10, sparsemax at most doubling a
+/// change: ≈ 2.3e-3 as a bound) plus what folding adds: each folded weight
+/// s·w is rounded once more and each bias enters its chain as one more term,
+/// (K + 2)/K of that budget (≤ 1.03×); the softmax adds a few ulp. 1e-3 as
+/// in the test above: measured far below it (see the message on failure).
+#[test]
+fn inference_plan_matches_autograd() {
+    let _guard = serial();
+    for (mask, cats, na, groups) in [
+        (MaskType::Sparsemax, false, false, false),
+        (MaskType::Entmax, true, true, false),
+        (MaskType::Sparsemax, true, true, true),
+    ] {
+        let mut c = case(mask, cats, na, false, 700, 64);
+        if groups {
+            c = grouped(c);
+        }
+        let m = model(&c);
+        let mut t = tabnet_core::trainer::Trainer::new(
+            &m,
+            tabnet_core::trainer::TrainOptions {
+                batch_size: 100,
+                drop_last: false,
+                lambda_sparse: 1e-3,
+                clip_value: None,
+                learn_rate: 0.05,
+                exp_decay: None,
+            },
+        )
+        .unwrap();
+        t.begin_epoch(&c.data).unwrap();
+        t.run(&m, &c.data, 10).unwrap();
+        t.end_epoch();
+        let b = c.data.slice(0, c.data.n);
+        let net = m.supervised().unwrap();
+        let want = tch::no_grad(|| {
+            let (out, _, _) = net.forward(&b, false, Backend::Autograd);
+            out.softmax(1, Kind::Float)
+        });
+        let e_want = tch::no_grad(|| net.explain(&b, Backend::Autograd));
+        // 700 rows in calls of at most 300 rows (and blocks of 256)
+        let got = inference::predict(&m, &c.data, 300).unwrap();
+        let (e_got, k_got) = inference::explain(&m, &c.data, 300).unwrap();
+        const TOL: f64 = 1e-3;
+        let close = |a: &Tensor, b: &Tensor| {
+            (a - b).abs().max().double_value(&[]) / a.abs().max().double_value(&[]).max(1.0)
+        };
+        let d = close(&want, &got);
+        assert!(d < TOL, "{mask:?}: probabilities differ by {d}");
+        let d = close(&e_want.m_explain, &e_got);
+        assert!(d < TOL, "{mask:?}: M_explain differs by {d}");
+        for (a, b) in e_want.masks.iter().zip(&k_got) {
+            let d = close(a, b);
+            assert!(d < TOL, "{mask:?}: step masks differ by {d}");
+        }
+        eprintln!(
+            "inference plan vs autograd ({mask:?}, cats {cats}, groups {groups}): probabilities {:.1e}, M_explain {:.1e}",
+            close(&want, &got),
+            close(&e_want.m_explain, &e_got)
+        );
     }
 }

@@ -272,14 +272,19 @@ fn a_seed_gives_bit_identical_weights_on_1_2_and_4_threads() {
         let m = Model::new(cfg.clone(), Device::Cpu).unwrap();
         let losses = train(&m, &data, 2);
         let p = predict(&m, &data, 1000).unwrap();
-        (m.to_bytes().unwrap(), losses, p)
+        let (e, masks) = explain(&m, &data, 1000).unwrap();
+        (m.to_bytes().unwrap(), losses, p, e, masks)
     };
-    let (w1, l1, p1) = run(1);
+    let (w1, l1, p1, e1, k1) = run(1);
     for threads in [2, 4] {
-        let (w, l, p) = run(threads);
+        let (w, l, p, e, k) = run(threads);
         assert_eq!(l, l1, "losses on {threads} threads");
         assert!(w == w1, "weights on {threads} threads differ from 1 thread");
         assert!(p.equal(&p1), "predictions on {threads} threads");
+        assert!(e.equal(&e1), "M_explain on {threads} threads");
+        for (a, b) in k.iter().zip(&k1) {
+            assert!(a.equal(b), "step masks on {threads} threads");
+        }
     }
     tabnet_core::process::set_threads(1);
 }
@@ -397,4 +402,41 @@ fn grouped_masks_are_shared_within_groups_and_sum_to_one() {
     }
     let imp = mask_importance(&model, &data, 500).unwrap();
     assert!((imp.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+}
+
+/// The folded inference plan is cached on the model and must follow its
+/// weights: after further training, and after `load_bytes` of other weights,
+/// a prediction equals a fresh model's with the same weights bit for bit
+/// (a stale plan would still give the first predictions).
+#[test]
+fn the_cached_inference_plan_follows_the_weights() {
+    let _guard = serial();
+    let cfg = NetConfig::example(10, vec![2], Task::Classification);
+    let (cols, y) = syn2(3_000, 5);
+    let data = dataset(&cfg, &cols, &y);
+    let fresh = |bytes: &[u8]| {
+        let m = Model::load(cfg.clone(), None, bytes, Device::Cpu).unwrap();
+        predict(&m, &data, 4096).unwrap()
+    };
+    tch::manual_seed(8);
+    let mut m = Model::new(cfg.clone(), Device::Cpu).unwrap();
+    let before = predict(&m, &data, 4096).unwrap();
+    assert!(before.equal(&fresh(&m.to_bytes().unwrap())));
+    train(&m, &data, 1);
+    let trained = predict(&m, &data, 4096).unwrap();
+    assert!(!trained.equal(&before), "training changed nothing");
+    assert!(
+        trained.equal(&fresh(&m.to_bytes().unwrap())),
+        "a stale plan after training"
+    );
+    tch::manual_seed(9);
+    let other = Model::new(cfg.clone(), Device::Cpu)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    m.load_bytes(&other).unwrap();
+    assert!(
+        predict(&m, &data, 4096).unwrap().equal(&fresh(&other)),
+        "a stale plan after load_bytes"
+    );
 }

@@ -9,6 +9,7 @@
 mod autograd;
 mod fused;
 pub(crate) use fused::TapeBuffers;
+pub(crate) use fused::{run_batch, EvalPlan, Outputs};
 
 use crate::attentive::AttentiveTransformer;
 use crate::config::NetConfig;

@@ -6,12 +6,11 @@
 //! layer. What crosses tasks (batch statistics per virtual batch, parameter
 //! gradients) is returned per task and merged by the caller in task order
 //! ([`BnStats::from_tasks`], [`merge_grads`]), so the result does not depend on
-//! which thread ran which task. The eval-mode product is [`linear_rows`].
-use super::chunks::TASK_ROWS;
+//! which thread ran which task. The eval pass folds its batch norms into the
+//! products instead ([`super::FoldedLinear`]).
 use super::{add_row, bn_grad_rows, col_sq_dev_sums, col_sums};
-use super::{micro, ptr, with_pool, Chunks, SendMat, SendPtr, SendTensor, Shared, MAX_SPLIT};
+use super::{micro, ptr, Chunks, SendMat, SendPtr, SendTensor, Shared};
 use crate::gemm::{self, Kernel, Mat, Packed, TnAcc};
-use rayon::prelude::*;
 use std::ops::Range;
 use tch::{Device, Kind, Tensor};
 
@@ -189,37 +188,6 @@ impl<'a> LinearBnForward<'a> {
             })
             .collect()
     }
-}
-
-/// Eval mode: z = x wᵀ per task of rows (single-threaded each) into the
-/// task's own scratch block, then `epilogue(first row, z block)` while the
-/// block is in cache. z is never a whole-batch tensor: as one it went to
-/// memory and back, and had its pages faulted in, once per layer.
-pub fn linear_rows<F>(x: &Tensor, w: &Tensor, epilogue: F)
-where
-    F: Fn(usize, &mut [f32]) + Sync,
-{
-    /// Sync for the tasks: see [`LinearBnForward`].
-    struct Tasks<'a>(Product<'a>);
-    // SAFETY: as for LinearBnForward (the tasks write their own scratch).
-    unsafe impl Sync for Tasks<'_> {}
-    let rows = x.size()[0] as usize;
-    let product = Tasks(Product::new(x, w));
-    let ch = product.0.ch;
-    let per = TASK_ROWS.min(rows.div_ceil(MAX_SPLIT)).max(1);
-    let product = &product;
-    with_pool(|| {
-        (0..rows.div_ceil(per)).into_par_iter().for_each_init(
-            Vec::new,
-            |scratch: &mut Vec<f32>, t| {
-                let (f, n) = (t * per, per.min(rows - t * per));
-                scratch.resize(n * ch, 0.0);
-                let z = &mut scratch[..n * ch];
-                product.0.write(f, n, z);
-                epilogue(f, z);
-            },
-        )
-    })
 }
 
 /// Backward of [`LinearBnForward`], prepared once per pass: `x` the forward's

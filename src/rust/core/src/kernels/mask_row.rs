@@ -2,6 +2,21 @@
 
 /// Threshold of one row (values already sorted in descending order).
 pub(crate) fn row_threshold(sorted: &[f64], entmax: bool) -> f64 {
+    if !entmax {
+        // the support is the longest prefix with k v > Σ − 1; τ = (Σ − 1)/k of
+        // its last entry (the same division as below, done once)
+        let (mut sum, mut last) = (0.0, None);
+        for (i, &v) in sorted.iter().enumerate() {
+            let k = (i + 1) as f64;
+            sum += v;
+            if k * v > sum - 1.0 {
+                last = Some((k, sum));
+            } else {
+                break;
+            }
+        }
+        return last.map_or(0.0, |(k, sum)| (sum - 1.0) / k);
+    }
     let mut tau = 0.0;
     let (mut sum, mut sum_sq) = (0.0, 0.0);
     for (i, &v) in sorted.iter().enumerate() {
@@ -92,12 +107,12 @@ fn mask_row_in(
         for (x, &v) in xs.iter_mut().zip(m.iter()) {
             *x = (v as f64 - max) * scale;
         }
+        // branch-free compaction: every entry is written, only those above
+        // the bound advance (n ≤ the entry's index, so the write is in range)
         let mut n = 0;
         for &x in xs.iter() {
-            if x > keep_above {
-                sorted[n] = x;
-                n += 1;
-            }
+            sorted[n] = x;
+            n += usize::from(x > keep_above);
         }
         sort_desc(&mut sorted[..n]);
         let thr = row_threshold(&sorted[..n], entmax);

@@ -18,11 +18,16 @@ use std::sync::{Mutex, OnceLock};
 use tch::{Device, Kind, Tensor};
 
 mod chunks;
+mod folded;
 mod linear_bn;
 mod mask_row;
 pub use chunks::Chunks;
+pub use folded::{
+    affine_rows, entmax_rows, glu_rows, head_rows, sparsemax_rows, FoldedLinear,
+    SPARSEMAX_MAX_GROUPS,
+};
 pub use linear_bn::{
-    linear_rows, merge_grads, BnStats, ChunkStats, LinearBnBackward, LinearBnForward, TaskGrads,
+    merge_grads, BnStats, ChunkStats, LinearBnBackward, LinearBnForward, TaskGrads,
 };
 pub(crate) use mask_row::row_threshold;
 pub use mask_row::{mask_row, mask_row_backward};
@@ -142,25 +147,6 @@ fn micro(x: &Tensor, w: &Tensor) -> Option<(Kernel, Mat)> {
             },
         )
     })
-}
-
-/// The left operand of a product as the kernels take it: the tensor itself
-/// (e.g. a narrowed column range, rows `ld` apart) when the micro-kernels run
-/// and take it, else a contiguous copy (as the BLAS path always had it).
-pub(crate) fn operand(x: &Tensor) -> Tensor {
-    let strided_ok = gemm::selected() != Kernel::Blas && {
-        let (size, stride) = (x.size(), x.stride());
-        x.device() == Device::Cpu
-            && x.kind() == Kind::Float
-            && size.len() == 2
-            && stride[1] == 1
-            && stride[0] >= size[1]
-    };
-    if strided_ok {
-        x.shallow_clone()
-    } else {
-        x.contiguous()
-    }
 }
 
 /// A Mat that rayon tasks share (read only).

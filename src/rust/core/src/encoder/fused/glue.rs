@@ -211,3 +211,64 @@ crate::kernels::simd_fn! {
         }
     }
 }
+
+crate::kernels::simd_fn! {
+    /// [`forward_row`]'s next prior and x_m for each row of a block (rows of
+    /// `g` groups and of `dims` embedded values), without the sparsity sum.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mask_input_rows(
+        m: &[f32],
+        prior: &[f32],
+        x0: &[f32],
+        next: &mut [f32],
+        xm: &mut [f32],
+        ex: &Expansion,
+        gamma: f32,
+        widths: (usize, usize),
+    ) {
+        let (g, dims) = widths;
+        let scale = &ex.scale[..dims];
+        for (((mr, pr), (xr, nr)), xmr) in m
+            .chunks_exact(g)
+            .zip(prior.chunks_exact(g))
+            .zip(x0.chunks_exact(dims).zip(next.chunks_exact_mut(g)))
+            .zip(xm.chunks_exact_mut(dims))
+        {
+            for j in 0..g {
+                nr[j] = pr[j] * (gamma - mr[j]);
+            }
+            if ex.identity {
+                let mr = &mr[..dims];
+                for j in 0..dims {
+                    xmr[j] = mr[j] * scale[j] * xr[j];
+                }
+            } else {
+                for j in 0..dims {
+                    xmr[j] = mr[ex.col[j]] * scale[j] * xr[j];
+                }
+            }
+        }
+    }
+}
+
+/// Σ M log(M + ε) of each row of a block of masks (rows of `g`), as
+/// [`forward_row`] sums it, into `sums`.
+pub(super) fn sparsity_rows(m: &[f32], g: usize, eps: f32, sums: &mut [f64]) {
+    for (mr, s) in m.chunks_exact(g).zip(sums.iter_mut()) {
+        let mut acc = 0f64;
+        for c in mr.chunks(32) {
+            let mut t = [0f32; 32];
+            for (tj, &mj) in t.iter_mut().zip(c) {
+                *tj = if mj != 0.0 {
+                    mj * kernels::ln_f32(mj + eps)
+                } else {
+                    0.0
+                };
+            }
+            for &v in &t[..c.len()] {
+                acc += v as f64;
+            }
+        }
+        *s = acc;
+    }
+}

@@ -32,6 +32,7 @@ mod train;
 
 pub(crate) use buffers::TapeBuffers;
 pub(super) use eval::forward_eval;
+pub(crate) use eval::{run_batch, EvalPlan, Outputs};
 pub(super) use train::{forward_train, Tape};
 
 /// True when the fused passes can run for this input (training needs two rows

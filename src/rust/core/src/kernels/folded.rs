@@ -1,0 +1,442 @@
+//! Eval-mode layers with their batch norm folded into the product: with the
+//! running statistics a batch norm is the affine map y = s ⊙ z + t (s = γ/√(σ² + ε),
+//! t = β − μ s), so y = x (diag(s) W)ᵀ + t is one product whose chains start
+//! from the bias ([`crate::gemm::Packed::with_bias`]). Folded once per model
+//! (the inference plan caches it), not per call or per batch. Also the
+//! element-wise kernels of the eval pass on blocks of rows.
+use super::{exp_f32, sigmoid_f32, simd_fn};
+use crate::gemm::{self, Kernel, Mat, Packed};
+use tch::{Device, Kind, Tensor};
+
+/// y = x wᵀ + b with w's rows scaled by the batch norm (see the module docs),
+/// on one task's rows at a time.
+pub struct FoldedLinear {
+    pub n_in: usize,
+    pub n_out: usize,
+    /// (n_in, n_out) row-major: the folded wᵀ (the BLAS path's operand)
+    wt: Vec<f32>,
+    bias: Vec<f32>,
+    /// the micro-kernel and the folded wᵀ packed with its bias
+    micro: Option<(Kernel, Packed)>,
+}
+
+impl FoldedLinear {
+    /// From w (n_out, n_in) row-major and the batch norm's (scale, shift) per
+    /// output: w'[j, i] = scale[j] · w[j, i], b = shift.
+    pub fn fold(w: &[f32], n_out: usize, n_in: usize, scale: &[f32], shift: &[f32]) -> Self {
+        assert_eq!(w.len(), n_out * n_in);
+        assert!(scale.len() == n_out && shift.len() == n_out);
+        let mut wf = w.to_vec();
+        for (row, &s) in wf.chunks_exact_mut(n_in).zip(scale) {
+            row.iter_mut().for_each(|v| *v *= s);
+        }
+        let mut wt = vec![0f32; n_in * n_out];
+        for j in 0..n_out {
+            for i in 0..n_in {
+                wt[i * n_out + j] = wf[j * n_in + i];
+            }
+        }
+        let kern = gemm::selected();
+        let micro = (kern != Kernel::Blas)
+            .then(|| (kern, Packed::transposed(&wf, n_out, n_in).with_bias(shift)));
+        FoldedLinear {
+            n_in,
+            n_out,
+            wt,
+            bias: shift.to_vec(),
+            micro,
+        }
+    }
+
+    /// out (rows × n_out, contiguous) = x wᵀ + b for `rows` rows of x whose
+    /// starts are `ld` apart (x may be a column range of wider rows).
+    pub fn apply(&self, x: &[f32], rows: usize, ld: usize, out: &mut [f32]) {
+        if rows == 0 {
+            return;
+        }
+        assert!(ld >= self.n_in && x.len() >= (rows - 1) * ld + self.n_in);
+        assert_eq!(out.len(), rows * self.n_out);
+        match &self.micro {
+            Some((k, b)) => {
+                let a = Mat {
+                    ptr: x.as_ptr(),
+                    rows,
+                    cols: self.n_in,
+                    ld,
+                };
+                // SAFETY: x holds `rows` rows of n_in values `ld` apart and out
+                // rows × n_out values (both asserted), which do not overlap
+                // (one is borrowed mutably); the kernel was found available.
+                unsafe { gemm::gemm(*k, a, b, out.as_mut_ptr(), self.n_out) }
+            }
+            None => {
+                let view = |p: *const f32, r: usize, c: usize, ld: usize| {
+                    // SAFETY: `p` points at r rows of c values `ld` apart that
+                    // outlive the tensor (dropped at the end of this call);
+                    // libtorch only reads the operands and writes `out`.
+                    unsafe {
+                        Tensor::of_blob(
+                            p as *const u8,
+                            &[r as i64, c as i64],
+                            &[ld as i64, 1],
+                            Kind::Float,
+                            Device::Cpu,
+                        )
+                    }
+                };
+                let xt = view(x.as_ptr(), rows, self.n_in, ld);
+                let wt = view(self.wt.as_ptr(), self.n_in, self.n_out, self.n_out);
+                let ot = view(out.as_mut_ptr(), rows, self.n_out, self.n_out);
+                tch::no_grad(|| {
+                    let _ = xt.mm_out(&ot, &wt);
+                });
+                for r in out.chunks_exact_mut(self.n_out) {
+                    super::add_row(r, &self.bias);
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// out = x ⊙ scale + shift for each row (the eval-mode initial batch norm)
+    pub fn affine_rows(x: &[f32], scale: &[f32], shift: &[f32], out: &mut [f32]) {
+        let n = scale.len();
+        let shift = &shift[..n];
+        for (o, r) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+            let (o, r) = (&mut o[..n], &r[..n]);
+            for j in 0..n {
+                o[j] = r[j].mul_add(scale[j], shift[j]);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// The GLU of each row of `y` (rows of 2d, batch norm already applied):
+    /// first half ⊙ σ(second half) into `out` (rows of d); with a residual
+    /// input `h` (non-empty, rows of d), out = (GLU + h) · √½.
+    pub fn glu_rows(y: &[f32], h: &[f32], out: &mut [f32], d: usize) {
+        let residual = !h.is_empty();
+        for (i, (yr, o)) in y.chunks_exact(2 * d).zip(out.chunks_exact_mut(d)).enumerate() {
+            let (y1, y2, o) = (&yr[..d], &yr[d..2 * d], &mut o[..d]);
+            for j in 0..d {
+                o[j] = y1[j] * sigmoid_f32(y2[j]);
+            }
+            if residual {
+                let hr = &h[i * d..(i + 1) * d];
+                for j in 0..d {
+                    o[j] = (o[j] + hr[j]) * std::f32::consts::FRAC_1_SQRT_2;
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// The supervised head on each row of decision sums `sum` (rows of n_d):
+    /// out = sum · wᵀ (w (outputs, n_d) row-major; rows of `out` hold the
+    /// outputs), then a softmax over each run of `widths` columns (one per
+    /// outcome; none when `widths` is empty: values or logits).
+    pub fn head_rows(sum: &[f32], w: &[f32], out: &mut [f32], n_d: usize, widths: &[usize]) {
+        let n_out = w.len() / n_d;
+        for (sr, or) in sum.chunks_exact(n_d).zip(out.chunks_exact_mut(n_out)) {
+            for (k, ov) in or.iter_mut().enumerate() {
+                let wr = &w[k * n_d..(k + 1) * n_d];
+                let mut acc = 0f32;
+                for j in 0..n_d {
+                    acc = sr[j].mul_add(wr[j], acc);
+                }
+                *ov = acc;
+            }
+            let mut off = 0;
+            for &wd in widths {
+                let v = &mut or[off..off + wd];
+                let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut s = 0f32;
+                for x in v.iter_mut() {
+                    *x = exp_f32(*x - max);
+                    s += *x;
+                }
+                let inv = 1.0 / s;
+                v.iter_mut().for_each(|x| *x *= inv);
+                off += wd;
+            }
+        }
+    }
+}
+
+/// Rows per group of [`sparsemax_rows`]: one lane per row.
+const LANES: usize = 16;
+
+/// Groups [`sparsemax_rows`] and [`entmax_rows`] handle (longer rows go row
+/// by row through [`super::mask_row`]).
+pub const SPARSEMAX_MAX_GROUPS: usize = 32;
+
+simd_fn! {
+    /// Sparsemax of each row of `m` (rows of `g` ≤ [`SPARSEMAX_MAX_GROUPS`]
+    /// logits) in place, 16 rows at a time, one row per vector lane, without
+    /// sorting: after subtracting the row's max, entry i is in the support
+    /// iff 1 + cᵢ xᵢ > Sᵢ, with cᵢ = #{j: xⱼ ≥ xᵢ} and Sᵢ = Σ_{xⱼ ≥ xᵢ} xⱼ (the
+    /// sorted criterion, ties in or out together); τ = (Σ_support x − 1)/k,
+    /// M = max(x − τ, 0). A short last group is padded with zero rows, so
+    /// every row gets the same arithmetic wherever it falls (float32; the
+    /// training pass's [`super::mask_row`] sorts in float64, agreeing to
+    /// float32 rounding).
+    pub fn sparsemax_rows(m: &mut [f32], g: usize) {
+        assert!((1..=SPARSEMAX_MAX_GROUPS).contains(&g));
+        for block in m.chunks_mut(LANES * g) {
+            let rows = block.len() / g;
+            let mut x = [[0f32; LANES]; SPARSEMAX_MAX_GROUPS];
+            for (l, r) in block.chunks_exact(g).enumerate() {
+                for j in 0..g {
+                    x[j][l] = r[j];
+                }
+            }
+            let x = &mut x[..g];
+            let mut mx = [f32::NEG_INFINITY; LANES];
+            for xj in x.iter() {
+                for l in 0..LANES {
+                    mx[l] = mx[l].max(xj[l]);
+                }
+            }
+            for xj in x.iter_mut() {
+                for l in 0..LANES {
+                    xj[l] -= mx[l];
+                }
+            }
+            let (mut k, mut s) = ([0f32; LANES], [0f32; LANES]);
+            for i in 0..g {
+                let xi = x[i];
+                let (mut c, mut si) = ([0f32; LANES], [0f32; LANES]);
+                for xj in x.iter() {
+                    for l in 0..LANES {
+                        let ge = xj[l] >= xi[l];
+                        c[l] += if ge { 1.0 } else { 0.0 };
+                        si[l] += if ge { xj[l] } else { 0.0 };
+                    }
+                }
+                for l in 0..LANES {
+                    let inside = 1.0 + c[l] * xi[l] > si[l];
+                    k[l] += if inside { 1.0 } else { 0.0 };
+                    s[l] += if inside { xi[l] } else { 0.0 };
+                }
+            }
+            let mut tau = [0f32; LANES];
+            for l in 0..LANES {
+                tau[l] = (s[l] - 1.0) / k[l];
+            }
+            for (l, r) in block.chunks_exact_mut(g).enumerate().take(rows) {
+                for j in 0..g {
+                    r[j] = (x[j][l] - tau[l]).max(0.0);
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// Entmax-1.5 of each row of `m` (rows of `g` ≤ [`SPARSEMAX_MAX_GROUPS`]
+    /// logits) in place, 16 rows at a time as [`sparsemax_rows`], in float64
+    /// as the training pass's [`super::mask_row`]: x = (z − max)/2; entry i
+    /// is in the support iff τᵢ ≤ xᵢ, τᵢ the threshold of the entries
+    /// {xⱼ ≥ xᵢ} (the sorted criterion, mean − √((1 − (Σx² − c·mean²))/c)
+    /// over c entries); then the same closed form on the support, M = max(x − τ, 0)².
+    pub fn entmax_rows(m: &mut [f32], g: usize) {
+        assert!((1..=SPARSEMAX_MAX_GROUPS).contains(&g));
+        for block in m.chunks_mut(LANES * g) {
+            let rows = block.len() / g;
+            let mut x = [[0f64; LANES]; SPARSEMAX_MAX_GROUPS];
+            for (l, r) in block.chunks_exact(g).enumerate() {
+                for j in 0..g {
+                    x[j][l] = r[j] as f64;
+                }
+            }
+            let x = &mut x[..g];
+            let mut mx = [f64::NEG_INFINITY; LANES];
+            for xj in x.iter() {
+                for l in 0..LANES {
+                    mx[l] = mx[l].max(xj[l]);
+                }
+            }
+            for xj in x.iter_mut() {
+                for l in 0..LANES {
+                    xj[l] = (xj[l] - mx[l]) * 0.5;
+                }
+            }
+            let (mut k, mut s, mut s2) = ([0f64; LANES], [0f64; LANES], [0f64; LANES]);
+            for i in 0..g {
+                let xi = x[i];
+                let (mut c, mut si, mut qi) = ([0f64; LANES], [0f64; LANES], [0f64; LANES]);
+                for xj in x.iter() {
+                    for l in 0..LANES {
+                        let ge = xj[l] >= xi[l];
+                        c[l] += if ge { 1.0 } else { 0.0 };
+                        si[l] += if ge { xj[l] } else { 0.0 };
+                        qi[l] += if ge { xj[l] * xj[l] } else { 0.0 };
+                    }
+                }
+                for l in 0..LANES {
+                    let mean = si[l] / c[l];
+                    let delta = (1.0 - (qi[l] - c[l] * mean * mean)) / c[l];
+                    let inside = mean - delta.max(0.0).sqrt() <= xi[l];
+                    k[l] += if inside { 1.0 } else { 0.0 };
+                    s[l] += if inside { xi[l] } else { 0.0 };
+                    s2[l] += if inside { xi[l] * xi[l] } else { 0.0 };
+                }
+            }
+            let mut tau = [0f64; LANES];
+            for l in 0..LANES {
+                let mu = s[l] / k[l];
+                let delta = (1.0 - k[l] * (s2[l] / k[l] - mu * mu)) / k[l];
+                tau[l] = mu - delta.max(1e-12).sqrt();
+            }
+            for (l, r) in block.chunks_exact_mut(g).enumerate().take(rows) {
+                for j in 0..g {
+                    let v = (x[j][l] - tau[l]).max(0.0);
+                    r[j] = (v * v) as f32;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    /// The folded product against the unfolded map s ⊙ (x wᵀ) + t in f64, on
+    /// a column range of wider rows (as the attention reads its input).
+    /// Tolerance: a K-term chain from the bias rounds each of its K + 1 terms
+    /// once and each folded weight s·w once more: γ_{K+2} (Σ|s x w| + |t|),
+    /// γ_m = m u / (1 − m u), u = 2⁻²⁴ (Higham §3.1). A wrong scale or a
+    /// missing bias moves a value by O(1) of that scale.
+    #[test]
+    fn folded_product_is_the_affine_map_of_the_product() {
+        let (rows, k, n, ld) = (37, 26, 40, 31);
+        let x = data(rows * ld, 1);
+        let w = data(n * k, 2);
+        let scale = data(n, 3);
+        let shift = data(n, 4);
+        let f = FoldedLinear::fold(&w, n, k, &scale, &shift);
+        let mut out = vec![f32::NAN; rows * n];
+        f.apply(&x[3..], rows, ld, &mut out);
+        let u = 2f64.powi(-24);
+        let gamma = |m: usize| m as f64 * u / (1.0 - m as f64 * u);
+        for r in 0..rows {
+            for j in 0..n {
+                let (mut s, mut abs) = (shift[j] as f64, (shift[j] as f64).abs());
+                for i in 0..k {
+                    let p = scale[j] as f64 * x[3 + r * ld + i] as f64 * w[j * k + i] as f64;
+                    s += p;
+                    abs += p.abs();
+                }
+                let err = (out[r * n + j] as f64 - s).abs();
+                assert!(
+                    err <= gamma(k + 2) * abs,
+                    "({r}, {j}): {err} > {}",
+                    gamma(k + 2) * abs
+                );
+            }
+        }
+    }
+
+    /// The sort-free float32 sparsemax (and float64 entmax-1.5) against the
+    /// sorting float64 ones of the training pass, on rows of 1 to 32 groups at scales 1e-2 to 1e2
+    /// with ties: each mask entry within 64 u (u = 2⁻²⁴) of the row's largest
+    /// logit gap (the sums of up to 32 float32 terms round at most 32 u of
+    /// it, the threshold's division and subtraction a few u more; a wrong
+    /// support moves an entry by the gap between two logits, far more), rows
+    /// sum to 1 within that, and a row's bits do not depend on which rows
+    /// come with it (its lane, a padded last group).
+    #[test]
+    fn mask_rows_match_the_sorting_masks() {
+        for entmax in [false, true] {
+            masks_match(entmax);
+        }
+    }
+
+    fn masks_match(entmax: bool) {
+        for g in [1usize, 2, 3, 7, 10, 16, 28, 32] {
+            let rows = 37;
+            let mut logits = data(rows * g, g as u32 + 7);
+            for (r, row) in logits.chunks_exact_mut(g).enumerate() {
+                let scale = 10f32.powi((r % 5) as i32 - 2);
+                row.iter_mut().for_each(|v| *v *= scale);
+                if r % 6 == 0 && g > 2 {
+                    row[1] = row[0]; // a tie
+                }
+            }
+            let rows_fn = if entmax { entmax_rows } else { sparsemax_rows };
+            let mut fast = logits.clone();
+            rows_fn(&mut fast, g);
+            for (r, (lr, fr)) in logits.chunks_exact(g).zip(fast.chunks_exact(g)).enumerate() {
+                let mut want = lr.to_vec();
+                super::super::mask_row(&mut want, entmax);
+                let max = lr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let min = lr.iter().copied().fold(f32::INFINITY, f32::min);
+                let tol = 64.0 * 2f32.powi(-24) * (max - min).max(1.0);
+                for (a, b) in fr.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() <= tol,
+                        "entmax {entmax}, g {g}, row {r}: {a} vs {b}"
+                    );
+                }
+                let sum: f32 = fr.iter().sum();
+                assert!(
+                    (sum - 1.0).abs() <= tol + g as f32 * 2f32.powi(-24),
+                    "g {g}, row {r}: sums to {sum}"
+                );
+            }
+            // the same rows one at a time (each alone in a padded group)
+            for (r, lr) in logits.chunks_exact(g).enumerate() {
+                let mut one = lr.to_vec();
+                rows_fn(&mut one, g);
+                assert_eq!(
+                    one,
+                    fast[r * g..(r + 1) * g].to_vec(),
+                    "g {g}, row {r} alone"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn glu_rows_match_their_definition() {
+        for (rows, d) in [(9, 13), (70, 8), (33, 50), (3, 300)] {
+            glu_case(rows, d);
+        }
+    }
+
+    fn glu_case(rows: usize, d: usize) {
+        let y = data(rows * 2 * d, 5);
+        let h = data(rows * d, 6);
+        for residual in [false, true] {
+            let mut out = vec![0f32; rows * d];
+            glu_rows(&y, if residual { &h } else { &[] }, &mut out, d);
+            for r in 0..rows {
+                for j in 0..d {
+                    let (a, b) = (y[r * 2 * d + j] as f64, y[r * 2 * d + d + j] as f64);
+                    let mut want = a / (1.0 + (-b).exp());
+                    if residual {
+                        want = (want + h[r * d + j] as f64) * 0.5f64.sqrt();
+                    }
+                    // sigmoid_f32 is within a few ulp (exp ≤ 2 ulp, one division)
+                    assert!((out[r * d + j] as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()));
+                }
+            }
+        }
+    }
+}

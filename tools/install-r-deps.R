@@ -47,8 +47,10 @@ required <- c(
   # that current CRAN packages pull in
   knitr = "1.45", rmarkdown = "2.25", roxygen2 = "7.3.0",
   tidyverse = "", patchwork = "", viridisLite = "", scales = "1.3.0", lme4 = "", callr = "",
-  # interpretation (SHAP peers and plots, boosted-tree baselines), deployment, Arrow input
-  kernelshap = "", xgboost = "", shapviz = "", lightgbm = "", bonsai = "",
+  # interpretation (SHAP peers and plots, the vignette's boosted-tree baseline;
+  # lightgbm is the vignette's fallback, not installed: a long C++ build),
+  # deployment, Arrow input
+  kernelshap = "", xgboost = "", shapviz = "",
   vetiver = "", plumber = "", pins = "", butcher = "", bundle = "", httpuv = "", httr = "", nanoarrow = ""
 )
 # Served by CRAN only for a newer R: this version from CRAN's archive builds on
@@ -56,7 +58,7 @@ required <- c(
 archived <- c(xgboost = "1.7.8.1")
 # Installed when CRAN has them, but their absence only warns: vip has been
 # archived on CRAN (no current version, archive not reachable from here).
-optional <- c("vip", "kernelshap", "xgboost", "shapviz", "lightgbm", "bonsai",
+optional <- c("vip", "kernelshap", "xgboost", "shapviz",
               "vetiver", "plumber", "pins", "butcher", "bundle", "httpuv", "httr", "nanoarrow")
 
 msg <- function(...) cat("install-r-deps: ", ..., "\n", sep = "")

@@ -244,31 +244,15 @@ arrow_fit <- function(formula, data, tabnet_model, config, dots, from_epoch, wei
 # drawn with R's RNG, by row number), epochs and importances, from a feed.
 arrow_impl <- function(data, scanned, layout, outcome, config, kind, tabnet_model, from_epoch, seed, device) {
   n <- scanned$n_rows
-  history <- list()
-  checkpoints <- list()
-  checkpoint_digests <- list()
-  schedule <- NULL
-  if (!is.null(tabnet_model)) {
-    start <- resume_from(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device)
-    model <- start$model
-    history <- start$history
-    checkpoints <- start$checkpoints
-    checkpoint_digests <- start$checkpoint_digests
-    schedule <- start$schedule
-    config <- start$config
-  } else {
-    if (!is.null(from_epoch)) abort_input("{.arg from_epoch} needs {.arg tabnet_model}.")
-    net <- net_config(config, layout, outcome)
-    model <- rs_model_new(net_config_json(net), kind, config$pretraining_ratio, seed, device)
-  }
-  valid_idx <- numeric()
-  if (config$valid_split > 0) {
-    n_valid <- max(1, floor(n * config$valid_split))
-    if (n - n_valid < 2) {
-      abort_input("{.arg valid_split} = {config$valid_split} leaves {n - n_valid} of the {n} rows for training; at least 2 are needed.")
-    }
-    valid_idx <- sort(sample.int(n, n_valid)) - 1
-  }
+  start <- start_training(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device)
+  model <- start$model
+  history <- start$history
+  checkpoints <- start$checkpoints
+  checkpoint_digests <- start$checkpoint_digests
+  schedule <- start$schedule
+  config <- start$config
+  # (0-based row numbers for the feed, as doubles: n may pass 2^31)
+  valid_idx <- as.numeric(valid_rows(n, config$valid_split)) - 1
   supervised <- kind == "supervised"
   spec <- arrow_spec(layout, if (supervised) outcome)
   src <- arrow_source(data)

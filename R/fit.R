@@ -192,36 +192,42 @@ resolve_config <- function(config, dots, tabnet_model, kind) {
 # importances. Returns list(fit, serialized_net, nonfinite): the fields of the
 # fitted object, and list(epoch, loss) when training stopped on a non-finite
 # loss (NULL otherwise).
+# Where training starts: a fresh network, or (`tabnet_model`) the state of an
+# earlier fit or pretraining to continue or fine-tune (resume_from()).
+# list(model, history, checkpoints, checkpoint_digests, schedule, config).
+start_training <- function(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device) {
+  if (!is.null(tabnet_model)) {
+    return(resume_from(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device))
+  }
+  if (!is.null(from_epoch)) abort_input("{.arg from_epoch} needs {.arg tabnet_model}.")
+  net <- net_config(config, layout, outcome)
+  list(model = rs_model_new(net_config_json(net), kind, config$pretraining_ratio, seed, device),
+       history = list(), checkpoints = list(), checkpoint_digests = list(), schedule = NULL,
+       config = config)
+}
+
+# The validation rows (1-based, sorted) of `n` rows: a `valid_split` share
+# drawn with R's RNG (so set.seed() controls it); none without a split.
+valid_rows <- function(n, valid_split) {
+  if (valid_split <= 0) return(integer())
+  n_valid <- max(1L, floor(n * valid_split))
+  if (n - n_valid < 2) {
+    abort_input("{.arg valid_split} = {valid_split} leaves {n - n_valid} of the {n} rows for training; at least 2 are needed.")
+  }
+  sort(sample.int(n, n_valid))
+}
+
 tabnet_impl <- function(predictors, outcomes, weights, layout, outcome, config, kind,
                         tabnet_model, from_epoch, seed, device) {
   n <- nrow(predictors)
-  history <- list()
-  checkpoints <- list()
-  checkpoint_digests <- list()
-  schedule <- NULL
-  if (!is.null(tabnet_model)) {
-    start <- resume_from(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device)
-    model <- start$model
-    history <- start$history
-    checkpoints <- start$checkpoints
-    checkpoint_digests <- start$checkpoint_digests
-    schedule <- start$schedule
-    config <- start$config
-  } else {
-    if (!is.null(from_epoch)) abort_input("{.arg from_epoch} needs {.arg tabnet_model}.")
-    net <- net_config(config, layout, outcome)
-    model <- rs_model_new(net_config_json(net), kind, config$pretraining_ratio, seed, device)
-  }
-
-  # validation split (R's RNG, so set.seed() controls it)
-  valid_idx <- integer()
-  if (config$valid_split > 0) {
-    n_valid <- max(1L, floor(n * config$valid_split))
-    if (n - n_valid < 2) {
-      abort_input("{.arg valid_split} = {config$valid_split} leaves {n - n_valid} of the {n} rows for training; at least 2 are needed.")
-    }
-    valid_idx <- sort(sample.int(n, n_valid))
-  }
+  start <- start_training(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device)
+  model <- start$model
+  history <- start$history
+  checkpoints <- start$checkpoints
+  checkpoint_digests <- start$checkpoint_digests
+  schedule <- start$schedule
+  config <- start$config
+  valid_idx <- valid_rows(n, config$valid_split)
   rows <- function(df, idx) if (is.null(df)) NULL else df[idx, , drop = FALSE]
   train_idx <- if (length(valid_idx)) seq_len(n)[-valid_idx] else seq_len(n)
   whole <- length(valid_idx) == 0

@@ -377,7 +377,7 @@ fn inference_plan_matches_autograd() {
                 lambda_sparse: 1e-3,
                 clip_value: None,
                 learn_rate: 0.05,
-                exp_decay: None,
+                schedule: tabnet_core::schedule::Schedule::Constant,
             },
         )
         .unwrap();

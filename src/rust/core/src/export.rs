@@ -418,11 +418,16 @@ mod tests {
                 };
                 let (err_export, err_predict) = (err(&got), err(&want));
                 let scale = want.abs().max().double_value(&[]).max(1.0);
-                // as accurate as predict() itself: within 2x its float32
-                // error plus 16 ulps of the output scale (seen: 0.2x to 2x
-                // of errors 4e-8 to 5e-5, both OPENBLAS_CORETYPEs)
+                // as accurate as float32 allows: within 2x predict()'s own
+                // error, or 512 u of the output scale (u = 2^-24): the export
+                // runs libtorch's float32 ops in another order than the fused
+                // pass, through about 20 sequential products of width <= 16
+                // (3 steps x (4 GLU layers + attention) + head), each adding at
+                // most 16 u relative error: <= 320 u. Seen: up to 176 u
+                // (Prescott kernels), predict()'s folded pass 4e-8 to 5e-5.
+                let u = f64::from(f32::EPSILON) / 2.0;
                 assert!(
-                    err_export <= 2.0 * err_predict + 1e-6 * scale,
+                    err_export <= (2.0 * err_predict).max(512.0 * u * scale),
                     "{task:?} {kind:?} {groups} {rows}: export {err_export:e}, predict {err_predict:e}"
                 );
                 if task == Task::Classification {

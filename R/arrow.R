@@ -275,27 +275,7 @@ arrow_impl <- function(data, scanned, layout, outcome, config, kind, tabnet_mode
   if (!config$skip_importance) {
     importances <- arrow_fit_importance(model, data, spec, scanned$unit_rows, n, valid_idx, layout, config)
   }
-  serialized <- rs_model_weights(model)
-  net_config_string <- as.character(rs_model_config(model))
-  digest <- model_digest(kind, net_config_string, serialized)
-  fit <- list(
-    network = network_cache(model, digest),
-    metrics = run$metrics,
-    config = config,
-    checkpoints = run$checkpoints,
-    checkpoint_digests = run$checkpoint_digests,
-    schedule = run$schedule,
-    importances = importances,
-    net_config = net_config_string,
-    layout = layout,
-    outcome = outcome,
-    best_epoch = run$best_epoch,
-    stopped_early = run$stopped_early,
-    interrupted = run$interrupted,
-    n_parameters = rs_model_n_parameters(model),
-    digest = digest
-  )
-  list(fit = fit, serialized_net = serialized, nonfinite = run$nonfinite)
+  fit_result(model, run, config, importances, layout, outcome, kind)
 }
 
 # Rows `rows` (sorted, 0-based) of the data as a Rust data set.

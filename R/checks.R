@@ -103,10 +103,12 @@ check_seed <- function(seed, arg = "seed", kind = "input") {
 # predict() and autoplot() must have it): anything there is a mistake, most
 # often a misspelt argument that would otherwise be ignored silently. The
 # error (class `tabnetrs_error_unused_argument`, field `args`) names each one
-# and suggests the method's argument closest to a misspelt name (`fn_args`).
-check_dots_unused <- function(..., fn_args = character()) {
+# and suggests the method's argument closest to a misspelt name (`fn_args`;
+# by default the calling function's arguments).
+check_dots_unused <- function(..., fn_args = NULL) {
   n <- ...length()
   if (n == 0L) return(invisible())
+  if (is.null(fn_args)) fn_args <- setdiff(names(formals(sys.function(sys.parent()))), c("...", "object"))
   nms <- ...names() %||% rep("", n)
   nms[is.na(nms)] <- ""
   bad <- ifelse(nzchar(nms), nms, paste0("..", seq_len(n)))

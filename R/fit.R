@@ -217,6 +217,34 @@ valid_rows <- function(n, valid_split) {
   sort(sample.int(n, n_valid))
 }
 
+# What a fit or pretraining keeps (`fit$fit`), its weights and, when training
+# stopped at a non-finite loss, where: from the trained network and the
+# training run (train_epochs()).
+fit_result <- function(model, run, config, importances, layout, outcome, kind) {
+  serialized <- rs_model_weights(model)
+  net_config_string <- as.character(rs_model_config(model))
+  digest <- model_digest(kind, net_config_string, serialized)
+  fit <- list(
+    network = network_cache(model, digest),
+    metrics = run$metrics,
+    config = config,
+    checkpoints = run$checkpoints,
+    checkpoint_digests = run$checkpoint_digests,
+    schedule = run$schedule,
+    importances = importances,
+    net_config = net_config_string,
+    layout = layout,
+    outcome = outcome,
+    best_epoch = run$best_epoch,
+    stopped_early = run$stopped_early,
+    interrupted = run$interrupted,
+    n_parameters = rs_model_n_parameters(model),
+    digest = digest,
+    layout_digest = layout_digest(layout, outcome)
+  )
+  list(fit = fit, serialized_net = serialized, nonfinite = run$nonfinite)
+}
+
 tabnet_impl <- function(predictors, outcomes, weights, layout, outcome, config, kind,
                         tabnet_model, from_epoch, seed, device) {
   n <- nrow(predictors)
@@ -250,28 +278,7 @@ tabnet_impl <- function(predictors, outcomes, weights, layout, outcome, config, 
   if (!config$skip_importance) {
     importances <- fit_importance(model, predictors[train_idx, , drop = FALSE], layout, config)
   }
-  serialized <- rs_model_weights(model)
-  net_config_string <- as.character(rs_model_config(model))
-  digest <- model_digest(kind, net_config_string, serialized)
-  fit <- list(
-    network = network_cache(model, digest),
-    metrics = run$metrics,
-    config = config,
-    checkpoints = run$checkpoints,
-    checkpoint_digests = run$checkpoint_digests,
-    schedule = run$schedule,
-    importances = importances,
-    net_config = net_config_string,
-    layout = layout,
-    outcome = outcome,
-    best_epoch = run$best_epoch,
-    stopped_early = run$stopped_early,
-    interrupted = run$interrupted,
-    n_parameters = rs_model_n_parameters(model),
-    digest = digest,
-    layout_digest = layout_digest(layout, outcome)
-  )
-  list(fit = fit, serialized_net = serialized, nonfinite = run$nonfinite)
+  fit_result(model, run, config, importances, layout, outcome, kind)
 }
 
 new_tabnet_fit <- function(fit, serialized_net, blueprint) {

@@ -49,7 +49,7 @@
 #'   most 2^53; `NULL` draws one from R's RNG, so [set.seed()] makes the result
 #'   reproducible.
 #' @param ... Must be empty: a misspelt argument (`type = "permutation"`) is
-#'   an error of class `tabnetrs_error_unknown_argument`.
+#'   an error of class `tabnetrs_error_unused_argument`.
 #' @return A tibble of class `tabnet_importance`, sorted by decreasing
 #'   importance, with columns `Variable`, `Importance` and, for
 #'   `"permutation"`, `StDev`. Attributes `method`, `metric` (`"share"`,
@@ -109,7 +109,7 @@ tabnet_importance.default <- function(object, new_data = NULL,
 tabnet_importance.tabnet_fit <- function(object, new_data = NULL,
                                          method = c("mask", "permutation", "occlusion", "mad"),
                                          n_repeats = 5, seed = NULL, ...) {
-  check_no_dots("tabnet_importance", c("new_data", "method", "n_repeats", "seed"), ...)
+  check_dots_unused(..., fn_args = c("new_data", "method", "n_repeats", "seed"))
   method <- check_importance_method(method)
   check_count(n_repeats, "n_repeats", min = 1)
   if (method == "mask") return(mask_importance(object, new_data))
@@ -206,7 +206,7 @@ with_groups <- function(tib, object) {
 tabnet_importance.tabnet_pretrain <- function(object, new_data = NULL,
                                               method = c("mask", "permutation", "occlusion", "mad"),
                                               n_repeats = 5, seed = NULL, ...) {
-  check_no_dots("tabnet_importance", c("new_data", "method", "n_repeats", "seed"), ...)
+  check_dots_unused(..., fn_args = c("new_data", "method", "n_repeats", "seed"))
   method <- check_importance_method(method)
   if (method != "mask") {
     abort_model(c(
@@ -226,7 +226,7 @@ tabnet_importance.model_fit <- function(object, new_data = NULL,
                                         method = c("mask", "permutation", "occlusion", "mad"),
                                         n_repeats = 5, seed = NULL, ..., outcome = NULL) {
   fit <- engine_fit(object)
-  check_no_dots("tabnet_importance", c("new_data", "method", "n_repeats", "seed", "outcome"), ...)
+  check_dots_unused(..., fn_args = c("new_data", "method", "n_repeats", "seed", "outcome"))
   method <- check_importance_method(method)
   # fit_xy() names a single vector outcome `..y`: map the user's column to it
   if (!is.null(new_data) && method %in% c("permutation", "occlusion", "mad") && inherits(fit, "tabnet_fit")) {
@@ -249,7 +249,7 @@ tabnet_importance.workflow <- function(object, new_data = NULL,
                                        method = c("mask", "permutation", "occlusion", "mad"),
                                        n_repeats = 5, seed = NULL, ...) {
   fit <- engine_fit(object)
-  check_no_dots("tabnet_importance", c("new_data", "method", "n_repeats", "seed"), ...)
+  check_dots_unused(..., fn_args = c("new_data", "method", "n_repeats", "seed"))
   method <- check_importance_method(method)
   if (!is.null(new_data)) {
     needs_outcome <- method %in% c("permutation", "occlusion") ||

@@ -23,17 +23,6 @@ run_chunks <- function(n, label, f, chunk = inside_chunk_size) {
   out
 }
 
-# Arguments a method does not take (misspelt ones end up in `...`).
-check_no_dots <- function(...) {
-  dots <- list(...)
-  if (!length(dots)) return(invisible())
-  nms <- names(dots)
-  if (is.null(nms)) nms <- rep("", length(dots))
-  nms[nms == ""] <- "(unnamed)"
-  abort_input(c("{cli::qty(length(nms))}Unknown argument{?s} {.arg {nms}}.",
-                i = "Check the spelling against the function's documentation."))
-}
-
 # A supervised tabnet_fit (NAP, LRP and latent features need the head).
 check_supervised <- function(object, what) {
   if (inherits(object, "tabnet_pretrain")) {

@@ -43,7 +43,7 @@ tabnet_latent.default <- function(object, new_data, ...) {
 #' @export
 #' @rdname tabnet_latent
 tabnet_latent.tabnet_fit <- function(object, new_data, ...) {
-  check_no_dots(...)
+  check_dots_unused(...)
   new_data <- node_new_data(new_data)
   check_new_data(new_data, object = object)
   model <- live_network(object)

@@ -118,7 +118,7 @@ tabnet_lrp.default <- function(object, new_data, ...) {
 tabnet_lrp.tabnet_fit <- function(object, new_data, rule = c("epsilon", "gamma"), epsilon = 1e-6,
                                   gamma = 2, class = NULL, reference = c("none", "mean"),
                                   outcome = NULL, ...) {
-  check_no_dots(...)
+  check_dots_unused(...)
   if (identical(rule, c("epsilon", "gamma"))) rule <- "epsilon"
   rule <- match_choice(rule, c("epsilon", "gamma"), "rule")
   if (identical(reference, c("none", "mean"))) reference <- "none"
@@ -278,7 +278,7 @@ clipped_mean_abs <- function(r) {
 #'   same summary of `differential`).
 #' @export
 summary.tabnet_lrp <- function(object, ...) {
-  check_no_dots(...)
+  check_dots_unused(...)
   vars <- names(object$relevance)
   groups <- if (is.null(object$class)) list(all = seq_len(nrow(object$relevance))) else
     split(seq_len(nrow(object$relevance)), object$class, drop = TRUE)
@@ -315,7 +315,7 @@ summary.tabnet_lrp <- function(object, ...) {
 #' @method autoplot tabnet_lrp
 #' @export
 autoplot.tabnet_lrp <- function(object, top = 15, ...) {
-  check_no_dots(...)
+  check_dots_unused(...)
   check_count(top, "top", min = 1)
   s <- summary(object)
   if (is.null(s$class)) s$class <- "output"

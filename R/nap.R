@@ -59,7 +59,7 @@ tabnet_nap.default <- function(object, new_data, ...) {
 #' @export
 #' @rdname tabnet_nap
 tabnet_nap.tabnet_fit <- function(object, new_data, outcome = NULL, ...) {
-  check_no_dots(...)
+  check_dots_unused(...)
   new_data <- node_new_data(new_data)
   check_new_data(new_data, object = object)
   out <- object$fit$outcome
@@ -169,7 +169,7 @@ unclass_nap <- function(x) {
 #' @method autoplot tabnet_nap
 #' @export
 autoplot.tabnet_nap <- function(object, type = c("nap", "delta"), classes = NULL, ...) {
-  check_no_dots(...)
+  check_dots_unused(...)
   if (identical(type, c("nap", "delta"))) type <- "nap"
   type <- match_choice(type, c("nap", "delta"), "type")
   lv <- levels(object$class)

@@ -136,34 +136,10 @@ tabnet_shap.tabnet_fit <- function(object, new_data, background, type = c("prob"
   shap_impl(object, new_data, background, type, exact, bg_w, hybrid_degree, m, tol, max_iter, seed)
 }
 
-check_shap_dots <- function(...) check_no_dots("tabnet_shap", shap_args, ...)
-
-# `...` exists for S3; anything in it is a misspelt or unknown argument
-# (class `tabnetrs_error_unknown_argument`), with the nearest real one.
-check_no_dots <- function(fn, args, ...) {
-  if (!...length()) return(invisible())
-  dots <- names(list(...))
-  bad <- if (is.null(dots)) rep("", ...length()) else dots
-  bad_named <- bad[nzchar(bad)]
-  if (length(bad_named)) {
-    near <- vapply(bad_named, function(b) closest_arg(b, args), character(1))
-    near <- unique(near[nzchar(near)])
-    tabnetrs_abort(c("{.fn {fn}} has no argument {.arg {bad_named}}.",
-                     i = if (length(near)) "Did you mean {.arg {near}}?"),
-                   "input", subclass = "tabnetrs_error_unknown_argument")
-  }
-  n <- ...length()
-  tabnetrs_abort("{.fn {fn}} got {n} unnamed argument{?s} it does not take.", "input",
-                 subclass = "tabnetrs_error_unknown_argument")
-}
+check_shap_dots <- function(...) check_dots_unused(..., fn_args = shap_args)
 
 shap_args <- c("new_data", "background", "type", "exact", "bg_w", "hybrid_degree", "m", "tol",
                "max_iter", "seed")
-
-closest_arg <- function(x, args) {
-  d <- utils::adist(x, args, ignore.case = TRUE)
-  if (min(d) <= max(2, nchar(x) %/% 3)) args[which.min(d)] else ""
-}
 
 check_background_arg <- function(background) {
   if (missing(background) || is.null(background)) {

@@ -211,8 +211,8 @@ test_that("tabnet_importance() gives clear errors for bad input", {
   expect_error(tabnet_importance(fit, x, method = "permutation", seed = "a"), "seed")
   expect_error(tabnet_importance(stats::lm(V01 ~ V02, x)), "not defined for a <lm>")
   # a misspelt argument is an error, not silently the mask importance
-  expect_error(tabnet_importance(fit, x, type = "permutation"), "no argument.*type",
-               class = "tabnetrs_error_unknown_argument")
+  expect_error(tabnet_importance(fit, x, type = "permutation"), "Unused argument.*type",
+               class = "tabnetrs_error_unused_argument")
 })
 
 # MAD as Khot, Neubauer and Roy define it, recomputed in R from

@@ -206,7 +206,7 @@ test_that("bad SHAP input is a classed error naming it", {
   expect_error(tabnet_shap(fit, d[1:3, ], background = d[1:10, ], bg_w = c(1, 2)),
                class = "tabnetrs_error_shap_background")
   expect_error(tabnet_shap(fit, d[1:3, ], background = d[1:10, ], exct = TRUE),
-               class = "tabnetrs_error_unknown_argument")
+               class = "tabnetrs_error_unused_argument")
   expect_snapshot(error = TRUE, tabnet_shap(fit, d[1:3, ], background = d[1:10, ], exct = TRUE))
   expect_snapshot(error = TRUE, tabnet_shap(fit, d[1:3, ], background = d[0, ]))
   expect_error(tabnet_shap(fit, d[1:3, ], background = d[1:10, ], type = "logit"),

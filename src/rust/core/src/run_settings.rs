@@ -117,8 +117,31 @@ mod tests {
     use super::*;
     use crate::kernels;
 
+    /// The thread counts are process-wide, and other unit tests (SHAP,
+    /// importances, export) enter and leave run settings on other test
+    /// threads at the same time: the check runs alone in a child process.
     #[test]
     fn settings_are_restored() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "run_settings::tests::settings_are_restored_alone",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    #[ignore = "run alone in its own process by settings_are_restored"]
+    fn settings_are_restored_alone() {
         process::set_threads(2);
         let blas = blas_threads();
         {

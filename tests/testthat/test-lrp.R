@@ -42,7 +42,12 @@ test_that("rows are explained independently of the chunk and of each other", {
   d <- syn2_data(50, seed = 9)
   all <- tabnet_lrp(fit, d, rule = "gamma")
   one <- tabnet_lrp(fit, d[17, ], rule = "gamma")
-  expect_equal(unlist(one$relevance), unlist(all$relevance[17, ]), tolerance = 1e-6)
+  # equal up to float32 rounding: the products' summation order can depend on
+  # the batch's row count (OpenBLAS's Prescott kernels), and the gamma rule's
+  # ratios amplify it by up to max |R| / |output| (about 100 here): seen 2e-4
+  # (mean relative difference); a row that depended on the others would differ
+  # by O(1)
+  expect_equal(unlist(one$relevance), unlist(all$relevance[17, ]), tolerance = 1e-3)
 })
 
 test_that("reference = 'mean' adds the mean row's relevance and the differential part", {

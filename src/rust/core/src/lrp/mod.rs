@@ -354,7 +354,15 @@ mod tests {
         for (i, &t) in targets.iter().enumerate() {
             let want = out.double_value(&[i as i64, t]);
             let got = r.output.double_value(&[i as i64]);
-            assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+            // the recorded pass folds each batch norm into its product
+            // (w·γ/σ), so it rounds differently from the unfolded forward:
+            // about 20 float32 products of width <= 16 with batch-norm gains
+            // up to ~10 on these random statistics, <= 20·16·10 u ≈ 2e-4 of
+            // the scale (seen: 1.6e-4 under the Prescott kernels)
+            assert!(
+                (got - want).abs() < 1e-3 * want.abs().max(1.0),
+                "{got} vs {want}"
+            );
         }
         assert_eq!(r.relevance.size(), vec![30, 7]);
         assert!(lrp(&m, &d, 0, &[3], Rule::Epsilon { epsilon: 0.0 }).is_err());

@@ -301,14 +301,7 @@ arrow_train_sample <- function(n, valid_idx, size) {
 arrow_fit_importance <- function(model, data, spec, unit_rows, n, valid_idx, layout, config) {
   size <- config$importance_sample_size %||% min(n - length(valid_idx), 1e5)
   ds <- arrow_collect(model, data, spec, unit_rows, arrow_train_sample(n, valid_idx, size), FALSE)
-  imp <- tibble::tibble(variables = predictor_labels(layout$names),
-                        importance = rs_mask_importance(model, ds, inference_batch_size))
-  idx0 <- resolve_groups(config$grouped_features, layout)
-  if (length(idx0)) {
-    groups <- attention_groups(idx0, layout, config$grouped_features)
-    attr(imp, "groups") <- group_importance(imp$variables, imp$importance, groups)
-  }
-  imp
+  mask_importance_of(model, ds, layout, config)
 }
 
 # train_epochs()'s epoch start and batch runs, for an in-memory data set or

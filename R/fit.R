@@ -382,7 +382,12 @@ fit_importance <- function(model, predictors, layout, config) {
   n <- nrow(predictors)
   size <- config$importance_sample_size %||% min(n, 1e5)
   idx <- if (size >= n) seq_len(n) else sort(sample.int(n, size))
-  ds <- rust_dataset(model, predictors[idx, , drop = FALSE], layout)
+  mask_importance_of(model, rust_dataset(model, predictors[idx, , drop = FALSE], layout), layout, config)
+}
+
+# The mask importance stored with a fit, from the rows of the Rust data set
+# `ds` (and per attention group, with feature groups).
+mask_importance_of <- function(model, ds, layout, config) {
   imp <- tibble::tibble(variables = predictor_labels(layout$names), importance = rs_mask_importance(model, ds, inference_batch_size))
   idx0 <- resolve_groups(config$grouped_features, layout)
   if (length(idx0)) {

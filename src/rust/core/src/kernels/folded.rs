@@ -117,16 +117,21 @@ simd_fn! {
     /// first half ⊙ σ(second half) into `out` (rows of d); with a residual
     /// input `h` (non-empty, rows of d), out = (GLU + h) · √½.
     pub fn glu_rows(y: &[f32], h: &[f32], out: &mut [f32], d: usize) {
-        let residual = !h.is_empty();
-        for (i, (yr, o)) in y.chunks_exact(2 * d).zip(out.chunks_exact_mut(d)).enumerate() {
-            let (y1, y2, o) = (&yr[..d], &yr[d..2 * d], &mut o[..d]);
-            for j in 0..d {
-                o[j] = y1[j] * sigmoid_f32(y2[j]);
-            }
-            if residual {
-                let hr = &h[i * d..(i + 1) * d];
+        // one loop per case, so that the residual sum is taken in registers
+        // (a second loop over the stored GLU waited on each row's division)
+        let rows = y.chunks_exact(2 * d).zip(out.chunks_exact_mut(d));
+        if h.is_empty() {
+            for (yr, o) in rows {
+                let (y1, y2, o) = (&yr[..d], &yr[d..2 * d], &mut o[..d]);
                 for j in 0..d {
-                    o[j] = (o[j] + hr[j]) * std::f32::consts::FRAC_1_SQRT_2;
+                    o[j] = y1[j] * sigmoid_f32(y2[j]);
+                }
+            }
+        } else {
+            for ((yr, o), hr) in rows.zip(h.chunks_exact(d)) {
+                let (y1, y2, hr, o) = (&yr[..d], &yr[d..2 * d], &hr[..d], &mut o[..d]);
+                for j in 0..d {
+                    o[j] = (y1[j] * sigmoid_f32(y2[j]) + hr[j]) * std::f32::consts::FRAC_1_SQRT_2;
                 }
             }
         }
@@ -237,52 +242,62 @@ simd_fn! {
 
 simd_fn! {
     /// Entmax-1.5 of each row of `m` (rows of `g` ≤ [`SPARSEMAX_MAX_GROUPS`]
-    /// logits) in place, 16 rows at a time as [`sparsemax_rows`], in float64
-    /// as the training pass's [`super::mask_row`]: x = (z − max)/2; entry i
-    /// is in the support iff τᵢ ≤ xᵢ, τᵢ the threshold of the entries
-    /// {xⱼ ≥ xᵢ} (the sorted criterion, mean − √((1 − (Σx² − c·mean²))/c)
-    /// over c entries); then the same closed form on the support, M = max(x − τ, 0)².
+    /// logits) in place, 16 rows at a time as [`sparsemax_rows`]: x = (z − max)/2;
+    /// entry i is in the support iff Σ_{xⱼ ≥ xᵢ} (xⱼ − xᵢ)² ≤ 1 (float32: the
+    /// sorted criterion τᵢ ≤ xᵢ of the training pass's [`super::mask_row`],
+    /// τᵢ = mean − √((1 − (Σx² − c·mean²))/c) over the c entries {xⱼ ≥ xᵢ},
+    /// squared and multiplied out: no division or root per entry, ties in or
+    /// out together; an entry at the boundary gets 0 either way); then, in
+    /// float64 as the training pass, the closed form on the support,
+    /// M = max(x − τ, 0)².
     pub fn entmax_rows(m: &mut [f32], g: usize) {
         assert!((1..=SPARSEMAX_MAX_GROUPS).contains(&g));
         for block in m.chunks_mut(LANES * g) {
             let rows = block.len() / g;
-            let mut x = [[0f64; LANES]; SPARSEMAX_MAX_GROUPS];
+            let mut x = [[0f32; LANES]; SPARSEMAX_MAX_GROUPS];
             for (l, r) in block.chunks_exact(g).enumerate() {
                 for j in 0..g {
-                    x[j][l] = r[j] as f64;
+                    x[j][l] = r[j];
                 }
             }
             let x = &mut x[..g];
-            let mut mx = [f64::NEG_INFINITY; LANES];
+            let mut mx = [f32::NEG_INFINITY; LANES];
             for xj in x.iter() {
                 for l in 0..LANES {
                     mx[l] = mx[l].max(xj[l]);
                 }
             }
+            // (z − max)/2 as the float64 reference computes it: the halving is
+            // exact, and so is the difference wherever it decides the mask
+            // (entries within 2 of the max, Sterbenz)
             for xj in x.iter_mut() {
                 for l in 0..LANES {
                     xj[l] = (xj[l] - mx[l]) * 0.5;
                 }
             }
-            let (mut k, mut s, mut s2) = ([0f64; LANES], [0f64; LANES], [0f64; LANES]);
-            for i in 0..g {
+            // the support test of every entry first (float32, in registers),
+            // then the support's sums in float64
+            let mut inside = [[0f32; LANES]; SPARSEMAX_MAX_GROUPS];
+            for (i, ins) in inside.iter_mut().enumerate().take(g) {
                 let xi = x[i];
-                let (mut c, mut si, mut qi) = ([0f64; LANES], [0f64; LANES], [0f64; LANES]);
+                let mut q = [0f32; LANES];
                 for xj in x.iter() {
                     for l in 0..LANES {
-                        let ge = xj[l] >= xi[l];
-                        c[l] += if ge { 1.0 } else { 0.0 };
-                        si[l] += if ge { xj[l] } else { 0.0 };
-                        qi[l] += if ge { xj[l] * xj[l] } else { 0.0 };
+                        let d = xj[l] - xi[l];
+                        q[l] += if xj[l] >= xi[l] { d * d } else { 0.0 };
                     }
                 }
                 for l in 0..LANES {
-                    let mean = si[l] / c[l];
-                    let delta = (1.0 - (qi[l] - c[l] * mean * mean)) / c[l];
-                    let inside = mean - delta.max(0.0).sqrt() <= xi[l];
-                    k[l] += if inside { 1.0 } else { 0.0 };
-                    s[l] += if inside { xi[l] } else { 0.0 };
-                    s2[l] += if inside { xi[l] * xi[l] } else { 0.0 };
+                    ins[l] = if q[l] <= 1.0 { 1.0 } else { 0.0 };
+                }
+            }
+            let (mut k, mut s, mut s2) = ([0f64; LANES], [0f64; LANES], [0f64; LANES]);
+            for (xi, ins) in x.iter().zip(&inside) {
+                for l in 0..LANES {
+                    let (v, w) = (xi[l] as f64, ins[l] as f64);
+                    k[l] += w;
+                    s[l] += w * v;
+                    s2[l] += w * (v * v);
                 }
             }
             let mut tau = [0f64; LANES];
@@ -293,7 +308,7 @@ simd_fn! {
             }
             for (l, r) in block.chunks_exact_mut(g).enumerate().take(rows) {
                 for j in 0..g {
-                    let v = (x[j][l] - tau[l]).max(0.0);
+                    let v = (x[j][l] as f64 - tau[l]).max(0.0);
                     r[j] = (v * v) as f32;
                 }
             }
@@ -353,7 +368,7 @@ mod tests {
         }
     }
 
-    /// The sort-free float32 sparsemax (and float64 entmax-1.5) against the
+    /// The sort-free float32 sparsemax (and entmax-1.5, float32 support test) against the
     /// sorting float64 ones of the training pass, on rows of 1 to 32 groups at scales 1e-2 to 1e2
     /// with ties: each mask entry within 64 u (u = 2⁻²⁴) of the row's largest
     /// logit gap (the sums of up to 32 float32 terms round at most 32 u of

@@ -181,13 +181,18 @@ pub const SPARSEMAX_MAX_GROUPS: usize = 32;
 simd_fn! {
     /// Sparsemax of each row of `m` (rows of `g` ≤ [`SPARSEMAX_MAX_GROUPS`]
     /// logits) in place, 16 rows at a time, one row per vector lane, without
-    /// sorting: after subtracting the row's max, entry i is in the support
-    /// iff 1 + cᵢ xᵢ > Sᵢ, with cᵢ = #{j: xⱼ ≥ xᵢ} and Sᵢ = Σ_{xⱼ ≥ xᵢ} xⱼ (the
-    /// sorted criterion, ties in or out together); τ = (Σ_support x − 1)/k,
-    /// M = max(x − τ, 0). A short last group is padded with zero rows, so
-    /// every row gets the same arithmetic wherever it falls (float32; the
-    /// training pass's [`super::mask_row`] sorts in float64, agreeing to
-    /// float32 rounding).
+    /// sorting: after subtracting the row's max, the support is found by
+    /// Michelot's fixed point: start from every entry, τ = (Σ_S x − 1)/|S|,
+    /// keep the entries of S above τ, repeat until no lane's S changes (τ
+    /// only grows, so an entry left out stays out and the support is
+    /// {x > τ}; ties in or out together; at most g rounds, two or three on
+    /// usual rows, against the g² comparisons of the pairwise criterion).
+    /// Then M = max(x − τ, 0) with τ = (Σ_support x − 1)/k summed in index
+    /// order. A short last group is padded with zero rows, and a lane's
+    /// arithmetic does not depend on the others (an extra round on a settled
+    /// lane recomputes the same sums), so every row gets the same bits
+    /// wherever it falls (float32; the training pass's [`super::mask_row`]
+    /// sorts in float64, agreeing to float32 rounding).
     pub fn sparsemax_rows(m: &mut [f32], g: usize) {
         assert!((1..=SPARSEMAX_MAX_GROUPS).contains(&g));
         for block in m.chunks_mut(LANES * g) {
@@ -210,24 +215,39 @@ simd_fn! {
                     xj[l] -= mx[l];
                 }
             }
+            // S as 1/0 per entry; k = |S| and s = Σ_S x in index order
+            let mut inside = [[1f32; LANES]; SPARSEMAX_MAX_GROUPS];
             let (mut k, mut s) = ([0f32; LANES], [0f32; LANES]);
-            for i in 0..g {
-                let xi = x[i];
-                let (mut c, mut si) = ([0f32; LANES], [0f32; LANES]);
-                for xj in x.iter() {
-                    for l in 0..LANES {
-                        let ge = xj[l] >= xi[l];
-                        c[l] += if ge { 1.0 } else { 0.0 };
-                        si[l] += if ge { xj[l] } else { 0.0 };
-                    }
-                }
+            for xj in x.iter() {
                 for l in 0..LANES {
-                    let inside = 1.0 + c[l] * xi[l] > si[l];
-                    k[l] += if inside { 1.0 } else { 0.0 };
-                    s[l] += if inside { xi[l] } else { 0.0 };
+                    k[l] += 1.0;
+                    s[l] += xj[l];
                 }
             }
             let mut tau = [0f32; LANES];
+            for _ in 0..g {
+                for l in 0..LANES {
+                    tau[l] = (s[l] - 1.0) / k[l];
+                }
+                let (mut k2, mut s2) = ([0f32; LANES], [0f32; LANES]);
+                for (xj, ins) in x.iter().zip(inside.iter_mut()) {
+                    for l in 0..LANES {
+                        let keep = (ins[l] > 0.0) & (xj[l] > tau[l]);
+                        ins[l] = if keep { 1.0 } else { 0.0 };
+                        k2[l] += ins[l];
+                        s2[l] += if keep { xj[l] } else { 0.0 };
+                    }
+                }
+                let mut settled = true;
+                for l in 0..LANES {
+                    settled &= k2[l] == k[l];
+                }
+                k = k2;
+                s = s2;
+                if settled {
+                    break;
+                }
+            }
             for l in 0..LANES {
                 tau[l] = (s[l] - 1.0) / k[l];
             }

@@ -102,18 +102,14 @@ explain_impl <- function(object, new_data) {
 }
 
 new_tabnet_explain <- function(m_explain, masks, vars, groups = NULL) {
-  as_tbl <- function(m) {
-    m <- as.matrix(m)
-    colnames(m) <- vars
-    tibble::as_tibble(m, .name_repair = "minimal")
-  }
+  as_tbl <- function(m) columns_tibble(as.matrix(m), vars)
   # a group's column is the sum of its members' columns
   by_group <- function(m) {
     m <- as.matrix(m)
     colnames(m) <- vars
     out <- vapply(groups, function(g) rowSums(m[, g, drop = FALSE]), numeric(nrow(m)))
     if (!is.matrix(out)) out <- matrix(out, nrow = nrow(m), dimnames = list(NULL, names(groups)))
-    tibble::as_tibble(out, .name_repair = "minimal")
+    columns_tibble(out, names(groups))
   }
   res <- list(M_explain = as_tbl(m_explain), masks = lapply(masks, as_tbl))
   if (length(groups)) {

@@ -185,16 +185,6 @@ spruce_predictions <- function(out, type, outcome) {
   do.call(hardhat::spruce_prob_multiple, probs)
 }
 
-# The columns of a numeric matrix as a tibble named `names`: what
-# hardhat::spruce_prob() returns for probabilities, without its conversion
-# through tibble::as_tibble(<matrix>) (a third of a 100,000-row predict()'s
-# time in R).
-columns_tibble <- function(m, names) {
-  cols <- lapply(seq_len(ncol(m)), function(j) m[, j])
-  names(cols) <- names
-  tibble::new_tibble(cols, nrow = nrow(m))
-}
-
 # The raw (pre-activation) n x outputs matrix as a tibble: `.pred_raw_<level>`
 # for one factor outcome, one such tibble per outcome (`.pred_raw_<outcome>`)
 # for several or a hierarchy, the numeric prediction for regression.

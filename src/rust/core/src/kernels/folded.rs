@@ -182,7 +182,8 @@ simd_fn! {
     /// Sparsemax of each row of `m` (rows of `g` ≤ [`SPARSEMAX_MAX_GROUPS`]
     /// logits) in place, 16 rows at a time, one row per vector lane, without
     /// sorting: after subtracting the row's max, the support is found by
-    /// Michelot's fixed point: start from every entry, τ = (Σ_S x − 1)/|S|,
+    /// Michelot's fixed point: start from the entries above −1 (no other can
+    /// be in it), τ = (Σ_S x − 1)/|S|,
     /// keep the entries of S above τ, repeat until no lane's S changes (τ
     /// only grows, so an entry left out stays out and the support is
     /// {x > τ}; ties in or out together; at most g rounds, two or three on
@@ -215,13 +216,16 @@ simd_fn! {
                     xj[l] -= mx[l];
                 }
             }
-            // S as 1/0 per entry; k = |S| and s = Σ_S x in index order
-            let mut inside = [[1f32; LANES]; SPARSEMAX_MAX_GROUPS];
+            // S as 1/0 per entry, from the entries above −1 (τ ≥ −1: the
+            // max's own term 0 − τ is at most 1); k = |S|, s = Σ_S x in index order
+            let mut inside = [[0f32; LANES]; SPARSEMAX_MAX_GROUPS];
             let (mut k, mut s) = ([0f32; LANES], [0f32; LANES]);
-            for xj in x.iter() {
+            for (xj, ins) in x.iter().zip(inside.iter_mut()) {
                 for l in 0..LANES {
-                    k[l] += 1.0;
-                    s[l] += xj[l];
+                    let keep = xj[l] > -1.0;
+                    ins[l] = if keep { 1.0 } else { 0.0 };
+                    k[l] += ins[l];
+                    s[l] += if keep { xj[l] } else { 0.0 };
                 }
             }
             let mut tau = [0f32; LANES];
@@ -404,11 +408,20 @@ mod tests {
     }
 
     fn masks_match(entmax: bool) {
-        for g in [1usize, 2, 3, 7, 10, 16, 28, 32] {
+        // rows of mixed scales, then every row at scale 100 (most entries far
+        // below the max in every row of a 16-row group: sparsemax starts without them)
+        for (g, wide) in [1usize, 2, 3, 7, 10, 16, 28, 32]
+            .into_iter()
+            .flat_map(|g| [(g, false), (g, true)])
+        {
             let rows = 37;
             let mut logits = data(rows * g, g as u32 + 7);
             for (r, row) in logits.chunks_exact_mut(g).enumerate() {
-                let scale = 10f32.powi((r % 5) as i32 - 2);
+                let scale = if wide {
+                    100.0
+                } else {
+                    10f32.powi((r % 5) as i32 - 2)
+                };
                 row.iter_mut().for_each(|v| *v *= scale);
                 if r % 6 == 0 && g > 2 {
                     row[1] = row[0]; // a tie

@@ -1,38 +1,32 @@
 //! Evaluation metrics on host vectors (used by the model-agnostic importances).
 
 /// Area under the ROC curve of `score` for `label` (ties get half credit),
-/// through the Mann–Whitney rank statistic.
+/// through the Mann–Whitney rank statistic. The (score, label) pairs are
+/// sorted together (contiguous, not indices into `score`: a third of the time
+/// of a 1,000,000-row permutation importance went to that sort); a run of
+/// equal scores shares its mean rank. Ranks are half-integers below 2⁵² and
+/// their sums exact in f64, so the order of summation does not matter.
 pub fn auc(score: &[f64], label: &[bool]) -> f64 {
-    let mut idx: Vec<usize> = (0..score.len()).collect();
-    idx.sort_by(|&a, &b| {
-        score[a]
-            .partial_cmp(&score[b])
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    let mut ranks = vec![0.0; score.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
-            j += 1;
-        }
-        let r = (i + j) as f64 / 2.0 + 1.0;
-        for k in i..=j {
-            ranks[idx[k]] = r;
-        }
-        i = j + 1;
-    }
-    let n_pos = label.iter().filter(|&&l| l).count() as f64;
-    let n_neg = label.len() as f64 - n_pos;
-    if n_pos == 0.0 || n_neg == 0.0 {
+    let n_pos = label.iter().filter(|&&l| l).count();
+    let n_neg = label.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
         return f64::NAN;
     }
-    let sum_pos: f64 = ranks
-        .iter()
-        .zip(label)
-        .filter(|(_, &l)| l)
-        .map(|(r, _)| r)
-        .sum();
+    let mut pairs: Vec<(f64, bool)> = score.iter().copied().zip(label.iter().copied()).collect();
+    pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let mut sum_pos = 0f64;
+    let mut i = 0;
+    while i < pairs.len() {
+        let mut j = i;
+        while j + 1 < pairs.len() && pairs[j + 1].0 == pairs[i].0 {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        let positives = pairs[i..=j].iter().filter(|p| p.1).count();
+        sum_pos += rank * positives as f64;
+        i = j + 1;
+    }
+    let (n_pos, n_neg) = (n_pos as f64, n_neg as f64);
     (sum_pos - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
 }
 
@@ -122,6 +116,49 @@ mod tests {
             auc(&[0.1, 0.6, 0.5, 0.9], &[false, false, true, true]),
             0.75
         );
+    }
+
+    /// Against the pair count it estimates (P(pos > neg) + ½ P(pos = neg)),
+    /// on scores with many ties (20 distinct values) and a few -0.0/+0.0:
+    /// equal to rounding of the final division (both sides are exact sums of
+    /// halves before it).
+    #[test]
+    fn auc_is_the_pair_count_with_ties() {
+        let mut s = 12345u64;
+        let mut next = || {
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (s >> 33) as u32
+        };
+        let n = 501;
+        let score: Vec<f64> = (0..n)
+            .map(|i| match i % 50 {
+                0 => -0.0,
+                1 => 0.0,
+                _ => (next() % 20) as f64 / 20.0,
+            })
+            .collect();
+        let label: Vec<bool> = score
+            .iter()
+            .map(|&v| (next() % 100) as f64 / 100.0 < v)
+            .collect();
+        let (mut wins, mut pairs) = (0f64, 0f64);
+        for (a, &la) in score.iter().zip(&label) {
+            for (b, &lb) in score.iter().zip(&label) {
+                if la && !lb {
+                    pairs += 1.0;
+                    wins += if a > b {
+                        1.0
+                    } else if a == b {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        let want = wins / pairs;
+        let got = auc(&score, &label);
+        assert!((got - want).abs() <= 4.0 * f64::EPSILON, "{got} vs {want}");
     }
 
     #[test]

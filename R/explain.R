@@ -102,16 +102,20 @@ explain_impl <- function(object, new_data) {
 }
 
 new_tabnet_explain <- function(m_explain, masks, vars, groups = NULL) {
-  as_tbl <- function(m) columns_tibble(as.matrix(m), vars)
-  # a group's column is the sum of its members' columns
-  by_group <- function(m) {
-    m <- as.matrix(m)
-    colnames(m) <- vars
-    out <- vapply(groups, function(g) rowSums(m[, g, drop = FALSE]), numeric(nrow(m)))
-    if (!is.matrix(out)) out <- matrix(out, nrow = nrow(m), dimnames = list(NULL, names(groups)))
-    columns_tibble(out, names(groups))
+  # `m_explain` and each of `masks`: a list of columns (rs_explain()) or a matrix
+  as_cols <- function(m) if (is.list(m)) m else lapply(seq_len(ncol(m)), function(j) m[, j])
+  as_tbl <- function(cols, nms) {
+    names(cols) <- nms
+    tibble::new_tibble(cols, nrow = if (length(cols)) length(cols[[1]]) else 0L)
   }
-  res <- list(M_explain = as_tbl(m_explain), masks = lapply(masks, as_tbl))
+  # a group's column is the sum of its members' columns
+  by_group <- function(cols) {
+    names(cols) <- vars
+    as_tbl(lapply(groups, function(g) Reduce(`+`, cols[g])), names(groups))
+  }
+  m_explain <- as_cols(m_explain)
+  masks <- lapply(masks, as_cols)
+  res <- list(M_explain = as_tbl(m_explain, vars), masks = lapply(masks, as_tbl, vars))
   if (length(groups)) {
     res$M_explain_groups <- by_group(m_explain)
     res$masks_groups <- lapply(masks, by_group)

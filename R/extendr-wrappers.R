@@ -217,7 +217,8 @@ rs_predict <- function(model, data, batch_size) rust_result(.Call(wrap__rs_predi
 #' @noRd
 rs_predict_raw <- function(model, data, batch_size) rust_result(.Call(wrap__rs_predict_raw, model, data, batch_size))
 
-#' list(M_explain = n × F matrix, masks = list of n × F matrices); NULL when
+#' list(M_explain = the n × F matrix's F columns, masks = a list of such
+#' lists, one per step); NULL when
 #' the user pressed Ctrl-C (as for `rs_predict`).
 #' @noRd
 rs_explain <- function(model, data, batch_size) rust_result(.Call(wrap__rs_explain, model, data, batch_size))

@@ -150,6 +150,36 @@ pub fn seed(x: f64) -> ApiResult<i64> {
     Ok(x as i64)
 }
 
+/// A 2-d tensor as a list of its columns (R double vectors), for tibbles:
+/// they take the columns as they are, where a matrix would be copied into
+/// columns again (large explanations spent as much time in R's allocator
+/// and collector as in the pass).
+pub fn columns(t: &Tensor) -> ApiResult<Robj> {
+    let size = t.size();
+    let (n, p) = (size[0] as usize, size[1] as usize);
+    let v: Vec<f32> = Vec::from(&t.to_kind(Kind::Float).contiguous().view([-1]));
+    let mut cols: Vec<Robj> = (0..p).map(|_| Doubles::new(n).into()).collect();
+    let mut outs: Vec<&mut [f64]> = cols
+        .iter_mut()
+        .map(|c| {
+            c.as_real_slice_mut()
+                .expect("a freshly allocated double vector")
+        })
+        .collect();
+    // a block of rows at a time (its values stay in L1 across the columns)
+    const BLOCK: usize = 256;
+    for r0 in (0..n).step_by(BLOCK) {
+        let r1 = (r0 + BLOCK).min(n);
+        let rows = &v[r0 * p..r1 * p];
+        for (j, col) in outs.iter_mut().enumerate() {
+            for (o, row) in col[r0..r1].iter_mut().zip(rows.chunks_exact(p)) {
+                *o = row[j] as f64;
+            }
+        }
+    }
+    Ok(List::from_values(cols).into())
+}
+
 /// A 2-d tensor as an R numeric matrix (column-major), written straight
 /// from the tensor's f32 values into the R vector (one pass, no
 /// intermediate double or transposed copies).
@@ -157,8 +187,23 @@ pub fn matrix(t: &Tensor) -> ApiResult<Robj> {
     let size = t.size();
     let (n, p) = (size[0] as usize, size[1] as usize);
     let v: Vec<f32> = Vec::from(&t.to_kind(Kind::Float).contiguous().view([-1]));
-    let values = (0..n * p).map(|i| v[(i % n) * p + i / n] as f64);
-    let mut robj: Robj = Doubles::from_values(values).into();
-    robj.set_attrib("dim", r!([n as i32, p as i32]))?;
+    let mut robj: Robj = RMatrix::<f64>::new(n, p).into();
+    let out = robj
+        .as_real_slice_mut()
+        .expect("a freshly allocated double matrix");
+    // column-major from row-major a block of rows at a time (the block's
+    // values stay in L1 across the columns); no division per element (an
+    // index split with / and % took most of a 40,000 x 28 explanation's
+    // conversion)
+    const BLOCK: usize = 256;
+    for r0 in (0..n).step_by(BLOCK) {
+        let r1 = (r0 + BLOCK).min(n);
+        let rows = &v[r0 * p..r1 * p];
+        for (j, col) in out.chunks_exact_mut(n.max(1)).enumerate().take(p) {
+            for (o, row) in col[r0..r1].iter_mut().zip(rows.chunks_exact(p)) {
+                *o = row[j] as f64;
+            }
+        }
+    }
     Ok(robj)
 }

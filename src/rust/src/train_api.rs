@@ -1,5 +1,5 @@
 //! Training steps, evaluation, prediction, explanation and importances.
-use crate::convert::{count, matrix, seed as seed_of, ApiError, ApiResult};
+use crate::convert::{columns, count, matrix, seed as seed_of, ApiError, ApiResult};
 use crate::interrupt;
 use extendr_api::prelude::*;
 use tabnet_core::data::Dataset;
@@ -161,7 +161,8 @@ fn rs_predict_raw(
     }
 }
 
-/// list(M_explain = n × F matrix, masks = list of n × F matrices); NULL when
+/// list(M_explain = the n × F matrix's F columns, masks = a list of such
+/// lists, one per step); NULL when
 /// the user pressed Ctrl-C (as for `rs_predict`).
 /// @noRd
 #[extendr]
@@ -175,8 +176,9 @@ fn rs_explain(
         Some(e) => e,
         None => return Ok(Robj::from(())),
     };
-    let masks: Vec<Robj> = masks.iter().map(matrix).collect::<ApiResult<_>>()?;
-    Ok(list!(M_explain = matrix(&agg)?, masks = List::from_values(masks)).into())
+    // each as a list of its columns (see `columns`)
+    let masks: Vec<Robj> = masks.iter().map(columns).collect::<ApiResult<_>>()?;
+    Ok(list!(M_explain = columns(&agg)?, masks = List::from_values(masks)).into())
 }
 
 /// Mask importance (sums to 1), in original predictor order.

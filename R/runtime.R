@@ -1,5 +1,15 @@
 # libtorch runtime settings: threads and device.
 
+# The package's session state, one environment (process state of the Rust
+# core lives in its `runtime` module). Fields, each set on first use:
+#   cores  the machine's cores (machine_cores(): parallel::detectCores() starts
+#          a shell on Linux, and every predict() asks)
+#   capped the last thread count capped from an option or environment
+#          variable, as "source n cores" (check_threads() says it once)
+#   told   TRUE once blas_advice() has looked at the BLAS (said once a session)
+# A forked worker inherits it: the cores are the machine's, the notes were said.
+runtime_state <- new.env(parent = emptyenv())
+
 # Threads. Training uses `num_threads` of the call or config when given;
 # otherwise, and always for prediction, explanations and importances, the
 # session's setting: option `tabnetrs.threads`, then the environment variable
@@ -23,13 +33,12 @@ resolve_threads <- function(n = NULL) {
 # starts a shell on Linux, and every predict() asks (a fork keeps the count,
 # which is still the machine's).
 machine_cores <- function() {
-  if (is.null(runtime_cache$cores)) {
+  if (is.null(runtime_state$cores)) {
     cores <- suppressWarnings(parallel::detectCores())
-    runtime_cache$cores <- if (length(cores) != 1 || is.na(cores) || cores < 1L) 1L else as.integer(cores)
+    runtime_state$cores <- if (length(cores) != 1 || is.na(cores) || cores < 1L) 1L else as.integer(cores)
   }
-  runtime_cache$cores
+  runtime_state$cores
 }
-runtime_cache <- new.env(parent = emptyenv())
 
 default_threads <- function() {
   min(machine_cores(), 8L)
@@ -64,21 +73,19 @@ check_threads <- function(n, name, source = c("arg", "option", "env")) {
   cores <- machine_cores()
   if (n > cores) {
     key <- paste(source, n, cores)
-    if (source == "arg" || !identical(capped_threads$last, key)) {
+    if (source == "arg" || !identical(runtime_state$capped, key)) {
       msg <- switch(source,
         arg = "{.arg {name}} = {format(n, scientific = FALSE)} is capped at the machine's {cores} core{?s}.",
         option = "Option {.code {name}} = {format(n, scientific = FALSE)} is capped at the machine's {cores} core{?s}.",
         env = "{.envvar {name}} = {format(n, scientific = FALSE)} is capped at the machine's {cores} core{?s}."
       )
       tabnetrs_inform(msg)
-      if (source != "arg") capped_threads$last <- key
+      if (source != "arg") runtime_state$capped <- key
     }
     n <- cores
   }
   as.integer(n)
 }
-
-capped_threads <- new.env(parent = emptyenv())
 
 use_threads <- function(n = NULL) {
   n <- resolve_threads(n)
@@ -93,10 +100,10 @@ use_threads <- function(n = NULL) {
 # session, in interactive sessions (option `tabnetrs.blas_advice`), when the
 # user has not chosen a kernel set with OPENBLAS_CORETYPE.
 blas_advice <- function(info = NULL) {
-  if (isTRUE(blas_state$told) || !isTRUE(getOption("tabnetrs.blas_advice", interactive()))) return(invisible())
+  if (isTRUE(runtime_state$told) || !isTRUE(getOption("tabnetrs.blas_advice", interactive()))) return(invisible())
   if (nzchar(Sys.getenv("OPENBLAS_CORETYPE"))) return(invisible())
   info <- info %||% rs_blas_info()
-  blas_state$told <- TRUE
+  runtime_state$told <- TRUE
   if (!isTRUE(info$fallback)) return(invisible())
   core <- info$core
   best <- info$best
@@ -107,8 +114,6 @@ blas_advice <- function(info = NULL) {
   ))
   invisible()
 }
-
-blas_state <- new.env(parent = emptyenv())
 
 #' Is CUDA available to tabnetrs?
 #'

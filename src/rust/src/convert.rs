@@ -78,7 +78,7 @@ impl From<ApiError> for Robj {
 /// are forked from.
 pub fn init() {
     extendr_api::thread_safety::register_extendr_panic_hook();
-    tabnet_core::process::init();
+    tabnet_core::runtime::init();
 }
 
 /// Reads a libtorch device name: "cpu" or "cuda" (or "cuda:N").

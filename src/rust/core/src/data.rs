@@ -158,7 +158,7 @@ impl Dataset {
         device: Device,
     ) -> Result<Dataset> {
         // on the kernels' pool, never rayon's global one (which cannot be
-        // rebuilt in a forked child, see `crate::process`)
+        // rebuilt in a forked child, see `crate::runtime`)
         crate::kernels::with_pool(|| {
             if num.len() != cfg.num_cols.len() || cat.len() != cfg.cat_cols.len() {
                 return invalid(format!(

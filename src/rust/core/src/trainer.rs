@@ -8,7 +8,7 @@ use crate::data::Dataset;
 use crate::encoder::Backend;
 use crate::error::{invalid, Result};
 use crate::model::Model;
-use crate::run_settings::RunSettings;
+use crate::runtime::RunSettings;
 use crate::schedule::{Schedule, ScheduleState};
 use serde::Deserialize;
 use tch::{Kind, Tensor};
@@ -105,7 +105,7 @@ impl Trainer {
     }
 
     /// Restores the process settings taken for the epoch (see
-    /// `run_settings::RunSettings`) and frees the training tape's recycled
+    /// `runtime::RunSettings`) and frees the training tape's recycled
     /// buffers (see `encoder::fused::TapeBuffers`); when training ends or is
     /// abandoned half-way (an interrupt).
     pub fn release(&mut self) {

@@ -101,31 +101,41 @@ pub fn device(name: &str) -> ApiResult<Device> {
     }
 }
 
-/// Slices of the double vectors in an R list.
-pub fn real_columns(list: &List, what: &str) -> ApiResult<Vec<&'static [f64]>> {
-    list.values()
-        .enumerate()
-        .map(|(i, v)| {
-            v.as_real_slice()
-                // SAFETY: the R objects outlive the call that uses these slices.
-                .map(|s| unsafe { std::mem::transmute::<&[f64], &'static [f64]>(s) })
-                .ok_or_else(|| {
+/// The vectors of an R list, held so that slices of them can be borrowed
+/// ([`Columns::reals`], [`Columns::integers`]) for as long as this value lives
+/// (the list itself keeps the R objects alive for the call).
+pub struct Columns(Vec<Robj>);
+
+impl Columns {
+    pub fn of(list: &List) -> Columns {
+        Columns(list.values().collect())
+    }
+
+    /// Slices of the double vectors.
+    pub fn reals(&self, what: &str) -> ApiResult<Vec<&[f64]>> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_real_slice().ok_or_else(|| {
                     ApiError::internal(format!("{what} column {} must be a double vector", i + 1))
                 })
-        })
-        .collect()
-}
-
-/// Slices of the integer vectors (factor codes) in an R list.
-pub fn integer_columns(list: &List, what: &str) -> ApiResult<Vec<&'static [i32]>> {
-    list.values()
-        .enumerate()
-        .map(|(i, v)| {
-            v.as_integer_slice().ok_or_else(|| {
-                ApiError::internal(format!("{what} column {} must be an integer vector", i + 1))
             })
-        })
-        .collect()
+            .collect()
+    }
+
+    /// Slices of the integer vectors (factor codes).
+    pub fn integers(&self, what: &str) -> ApiResult<Vec<&[i32]>> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, v)| -> ApiResult<&[i32]> {
+                v.as_integer_slice().ok_or_else(|| {
+                    ApiError::internal(format!("{what} column {} must be an integer vector", i + 1))
+                })
+            })
+            .collect()
+    }
 }
 
 /// A whole number in `[lo, hi]` from an R double (R passes counts as doubles).

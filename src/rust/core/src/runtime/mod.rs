@@ -31,12 +31,12 @@
 //! OpenBLAS handles fork itself (it stops its threads before the fork and
 //! restarts them on first use).
 mod allocator;
-pub mod blas;
-pub mod fork;
-pub mod kernel_choice;
+mod blas;
+mod fork;
+mod kernel_choice;
 pub(crate) mod pool;
 pub(crate) mod run_settings;
-pub mod threads;
+mod threads;
 
 pub use blas::{best_blas_core, blas_core, blas_is_fallback};
 pub use fork::{in_forked_child, init};

@@ -28,8 +28,9 @@
 # it: the msgid is the glue template as written in the source, placeholders and
 # cli markup included. Messages must therefore be passed as literal templates
 # (never assembled with paste()); `Rscript tools/update-po.R` extracts them,
-# updates po/ and checks the translations. Text from the Rust core is not
-# translated (`rust_result()` passes `.translate = FALSE`).
+# updates po/ and checks the translations. Messages of the Rust core are
+# templates of the same kind (`msg!()` in src/rust/, in the same catalogue):
+# `rust_result()` translates them and cli fills in their values.
 
 error_kinds <- c("input", "config", "model", "internal")
 
@@ -153,18 +154,29 @@ rust_result <- function(x) {
     kind <- if (is.list(err) && isTRUE(err$kind %in% error_kinds)) err$kind else "internal"
     msg <- if (is.list(err)) err$message else as.character(err)
     if (kind == "internal") abort_internal(paste0(fn, ": ", msg))
-    # the message is plain text from Rust: no cli markup
-    # (and in English: the Rust core's text is not translated)
-    # in the R layer's style: a sentence (capitalised, with its full stop)
-    msg <- paste0(toupper(substr(msg, 1L, 1L)), substring(msg, 2L))
-    if (!grepl("[.!?]$", msg)) msg <- paste0(msg, ".")
-    msg <- cli_escape(msg)
-    if (kind == "model") {
-      msg <- c(msg, i = tr("The object was damaged or edited; refit the model or read it again from its file."))
-    }
-    tabnetrs_abort(msg, kind, .translate = FALSE)
+    template <- if (is.list(err) && is.character(err$template)) err$template else cli_escape(msg)
+    args <- if (is.list(err) && is.list(err$args)) err$args else list()
+    rust_abort(template, kind, args)
   }
   x
+}
+
+# Raises an error of the Rust core: `template` is the core's cli template
+# (its `msg!()`, extracted into the catalogue by tools/update-po.R; plain
+# text comes escaped), translated here and filled in by cli from `args`
+# (the placeholders' values), so it reads like the R layer's errors, in the
+# user's language.
+rust_abort <- function(template, kind, args, call = user_call()) {
+  msg <- tr(template)
+  # in the R layer's style: a sentence (capitalised, with its full stop)
+  msg <- paste0(toupper(substr(msg, 1L, 1L)), substring(msg, 2L))
+  if (!grepl("[.!?]$", msg)) msg <- paste0(msg, ".")
+  if (kind == "model") {
+    msg <- c(msg, i = tr("The object was damaged or edited; refit the model or read it again from its file."))
+  }
+  env <- list2env(args, parent = baseenv())
+  tr_collapse()
+  tabnetrs_abort(msg, kind, call = call, .envir = env, .translate = FALSE)
 }
 
 cli_escape <- function(x) {

@@ -2,6 +2,7 @@
 use crate::convert::{ApiError, ApiResult, Columns};
 use extendr_api::prelude::*;
 use tabnet_core::data::{beyond_f32, Dataset, Targets};
+use tabnet_core::msg;
 use tabnet_core::Model;
 
 /// `num`/`cat`: lists of double / integer (factor code) vectors in the model's
@@ -47,8 +48,10 @@ fn rs_dataset(
                         .get(k)
                         .cloned()
                         .unwrap_or_else(|| format!("#{}", k + 1));
-                    return Err(ApiError::input(format!(
-                        "outcome `{name}` holds {v:e}, beyond the float32 range (about ±3.4e38) the network computes in; rescale it"
+                    return Err(ApiError::input(msg!(
+                        "Outcome {.field {name}} holds {v}, beyond the float32 range (about ±3.4e38) the network computes in; rescale it.",
+                        name = name,
+                        v = v
                     )));
                 }
             }

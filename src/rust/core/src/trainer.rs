@@ -8,6 +8,7 @@ use crate::data::Dataset;
 use crate::encoder::Backend;
 use crate::error::{invalid, Result};
 use crate::model::Model;
+use crate::msg;
 use crate::runtime::RunSettings;
 use crate::schedule::{Schedule, ScheduleState};
 use serde::Deserialize;
@@ -75,10 +76,10 @@ pub fn batch_sizes(n: i64, batch_size: i64, drop_last: bool) -> Vec<i64> {
 impl Trainer {
     pub fn new(model: &Model, opts: TrainOptions) -> Result<Trainer> {
         if opts.batch_size < 2 {
-            return invalid("`batch_size` must be at least 2");
+            return invalid(msg!("{.arg batch_size} must be at least 2."));
         }
         if opts.learn_rate.is_nan() || opts.learn_rate <= 0.0 {
-            return invalid("`learn_rate` must be positive");
+            return invalid(msg!("{.arg learn_rate} must be positive."));
         }
         let opt = Adam::new(&model.vs, opts.learn_rate);
         let state = ScheduleState::start(opts.learn_rate);
@@ -117,7 +118,7 @@ impl Trainer {
     /// fit): the rate, and the steps and epochs it has counted.
     pub fn resume(&mut self, state: ScheduleState) -> Result<()> {
         if !(state.lr.is_finite() && state.lr > 0.0) || state.steps < 0 || state.epochs < 0 {
-            return invalid("the saved learning-rate schedule state is not valid");
+            return invalid(msg!("The saved learning-rate schedule state is not valid."));
         }
         self.state = state;
         self.opt.set_lr(state.lr);
@@ -163,7 +164,7 @@ impl Trainer {
     /// those of a whole epoch on `data`. Returns their number.
     pub fn begin_part(&mut self, data: &Dataset) -> Result<i64> {
         if data.n < 2 {
-            return invalid("training needs at least 2 rows");
+            return invalid(msg!("Training needs at least 2 rows."));
         }
         self.perm = Some(Tensor::randperm(data.n, (Kind::Int64, data.device())));
         self.cursor = 0;

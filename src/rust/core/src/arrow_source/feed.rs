@@ -311,7 +311,7 @@ impl Feed {
             return Err(Error::Invalid(format!(
                 "the data gave {} batches in this epoch, {} were expected: it changed during training",
                 self.done, self.total
-            )));
+            ).into()));
         }
         if self.done >= self.total {
             // the epoch's buffers go

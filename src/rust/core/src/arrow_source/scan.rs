@@ -37,7 +37,7 @@ pub fn scan(
     for n in names {
         let f = schema
             .field_with_name(n)
-            .map_err(|_| Error::Invalid(format!("the column `{n}` is not in the data")))?;
+            .map_err(|_| Error::Invalid(format!("the column `{n}` is not in the data").into()))?;
         columns.push(ColumnScan {
             name: n.clone(),
             kind: ColumnKind::of(f.data_type()),
@@ -58,20 +58,22 @@ pub fn scan(
         let b = &piece.batch;
         for (k, c) in columns.iter_mut().enumerate() {
             let col = b.column_by_name(&c.name).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "the column `{}` is missing from {}",
-                    c.name, piece.what
-                ))
+                Error::Invalid(
+                    format!("the column `{}` is missing from {}", c.name, piece.what).into(),
+                )
             })?;
             let kind = ColumnKind::of(col.data_type());
             if kind != c.kind {
-                return Err(Error::Invalid(format!(
-                    "the column `{}` is a {} column in {} but a {} column elsewhere",
-                    c.name,
-                    kind.name(),
-                    piece.what,
-                    c.kind.name()
-                )));
+                return Err(Error::Invalid(
+                    format!(
+                        "the column `{}` is a {} column in {} but a {} column elsewhere",
+                        c.name,
+                        kind.name(),
+                        piece.what,
+                        c.kind.name()
+                    )
+                    .into(),
+                ));
             }
             c.nulls += col.logical_null_count() as u64;
             match kind {

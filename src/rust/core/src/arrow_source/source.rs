@@ -49,11 +49,11 @@ pub(crate) fn arrow_error(what: &str, e: ArrowError) -> Error {
         ArrowError::ParseError(m) | ArrowError::InvalidArgumentError(m) => m,
         other => other.to_string(),
     };
-    Error::Invalid(format!("cannot read {what} as Arrow IPC: {msg}"))
+    Error::Invalid(format!("cannot read {what} as Arrow IPC: {msg}").into())
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {
-    Error::Invalid(format!("cannot read `{}`: {e}", path.display()))
+    Error::Invalid(format!("cannot read `{}`: {e}", path.display()).into())
 }
 
 fn detect(path: &Path) -> Result<IpcFile> {
@@ -105,9 +105,9 @@ impl Source {
                     .collect();
                 entries.sort();
                 if entries.is_empty() {
-                    return Err(Error::Invalid(format!(
-                        "the directory `{p}` holds no Arrow IPC files"
-                    )));
+                    return Err(Error::Invalid(
+                        format!("the directory `{p}` holds no Arrow IPC files").into(),
+                    ));
                 }
                 for e in entries {
                     files.push(detect(&e)?);
@@ -115,7 +115,9 @@ impl Source {
             } else if path.exists() {
                 files.push(detect(path)?);
             } else {
-                return Err(Error::Invalid(format!("the file `{p}` does not exist")));
+                return Err(Error::Invalid(
+                    format!("the file `{p}` does not exist").into(),
+                ));
             }
         }
         if files.is_empty() {
@@ -149,7 +151,7 @@ impl Source {
                             "`{}` does not have the schema of `{}`: every file must have the same columns and types",
                             f.path.display(),
                             files[0].path.display()
-                        )));
+                        ).into()));
                     }
                 }
                 Ok(first)
@@ -208,9 +210,9 @@ impl Source {
                     match schema.index_of(n) {
                         Ok(i) => projection.push(i),
                         Err(_) => {
-                            return Err(Error::Invalid(format!(
-                                "the column `{n}` is missing from {what}"
-                            )))
+                            return Err(Error::Invalid(
+                                format!("the column `{n}` is missing from {what}").into(),
+                            ))
                         }
                     }
                 }

@@ -12,8 +12,16 @@
 #                            assertion): the message says so and asks for a report
 #
 # Errors are raised with the user's call (`tabnet_fit(y ~ ., df)`,
-# `predict(fit, new)`), found as the outermost frame of a tabnetrs function
-# on the stack, never with an internal function's.
+# `predict(fit, new)`), never with an internal function's. As in hardhat and
+# rlang, `call` is threaded: every check and internal function that raises
+# takes `call = caller_env()` and passes it on, so the call named is that of
+# the user-facing function (an exported function or S3 method) whose frame
+# reached the check; error_call() turns that frame into its call. Under
+# parsnip or workflows the user wrote `fit()`, `fit_xy()` or `predict()` and
+# parsnip called tabnetrs for them: that call is named, as bonsai's engines
+# do. A frame of an internal function (a path not threaded yet, or an `rs_*()`
+# wrapper, whose errors come from Rust) falls back to the outermost tabnetrs
+# function on the stack (user_call()).
 #
 # Rust functions (`rs_*`) return errors as values (extendr's `result_condition`):
 # the generated wrappers pass every result through `rust_result()`, which turns
@@ -38,9 +46,10 @@ error_kinds <- c("input", "config", "model", "internal")
 # evaluated in `.envir`); `kind` one of `error_kinds`; `...` extra fields.
 # `subclass`: more specific classes, placed before the kind's.
 # `.translate = FALSE`: `message` is not a catalogue template (Rust text).
-tabnetrs_abort <- function(message, kind = "input", ..., subclass = NULL, call = user_call(),
+tabnetrs_abort <- function(message, kind = "input", ..., subclass = NULL, call = rlang::caller_env(),
                            .envir = parent.frame(), .translate = TRUE) {
   kind <- match.arg(kind, error_kinds)
+  call <- error_call(call)
   if (.translate) {
     message <- tr(message)
     tr_collapse()
@@ -87,27 +96,70 @@ tr_collapse <- function(.envir = parent.frame()) {
 # (tools/update-po.R extracts the literal given to N_()).
 N_ <- function(x) x
 
-abort_input <- function(message, ..., .envir = parent.frame()) {
-  tabnetrs_abort(message, "input", ..., .envir = .envir)
+abort_input <- function(message, ..., call = rlang::caller_env(), .envir = parent.frame()) {
+  tabnetrs_abort(message, "input", ..., call = call, .envir = .envir)
 }
 
-abort_config <- function(message, ..., .envir = parent.frame()) {
-  tabnetrs_abort(message, "config", ..., .envir = .envir)
+abort_config <- function(message, ..., call = rlang::caller_env(), .envir = parent.frame()) {
+  tabnetrs_abort(message, "config", ..., call = call, .envir = .envir)
 }
 
-abort_model <- function(message, ..., .envir = parent.frame()) {
-  tabnetrs_abort(message, "model", ..., .envir = .envir)
+abort_model <- function(message, ..., call = rlang::caller_env(), .envir = parent.frame()) {
+  tabnetrs_abort(message, "model", ..., call = call, .envir = .envir)
 }
 
 # `detail` (the raw Rust or libtorch text) is kept in the condition, not shown.
-abort_internal <- function(detail = NULL) {
+abort_internal <- function(detail = NULL, call = rlang::caller_env()) {
   tabnetrs_abort(c("Internal error in tabnetrs.",
                    i = "This is a bug; please report it with the code that produced it."),
-                 "internal", detail = detail)
+                 "internal", detail = detail, call = call)
 }
 
-# The call of the outermost tabnetrs function on the stack: the one the user
-# wrote (an S3 method's frame carries its generic's call, e.g. `predict(fit, d)`).
+# The call an error names, from `call`: a call (or NULL) as it is; a frame
+# (an environment, see the top of this file) of a user-facing function gives
+# that function's call -- or, when it was called by another user-facing
+# tabnetrs function (tabnet_fit.matrix() calls tabnet_fit.data.frame(), a
+# workflow's method calls the fit's), the outermost of those callers' -- and
+# under parsnip/workflows the user's fit()/fit_xy()/predict() that reached
+# it. A frame of another package's or the user's function gives its call. A
+# frame of an internal function (a path not threaded) falls back to
+# user_call().
+error_call <- function(call) {
+  if (!is.environment(call)) return(call)
+  i <- Position(function(f) identical(f, call), sys.frames(), right = TRUE)
+  if (is.na(i)) return(NULL)
+  f <- sys.function(i)
+  # a function of another package or of the user's (as rlang does): its call
+  if (!identical(topenv(environment(f)), topenv(environment(error_call)))) return(sys.call(i))
+  if (!is_entry_point(f)) return(user_call())
+  while ((p <- sys.parents()[[i]]) > 0L && p < i && is_entry_point(sys.function(p))) i <- p
+  for (j in seq_len(i - 1L)) {
+    if (is_user_generic(sys.function(j))) return(sys.call(j))
+  }
+  out <- sys.call(i)
+  # an S3 method of another package's generic (predict.tabnet_fit from
+  # stats::predict): the user wrote the generic's call
+  if (i > 1L && is_dispatch(sys.call(i - 1L), out)) out <- sys.call(i - 1L)
+  out
+}
+
+# TRUE for a user-facing function of tabnetrs: an export or a registered S3
+# method.
+is_entry_point <- function(f) {
+  ns <- topenv(environment(is_entry_point))
+  if (!identical(topenv(environment(f)), ns)) return(FALSE)
+  entries <- runtime_state$entry_points
+  if (is.null(entries)) {
+    exports <- mget(getNamespaceExports(ns), envir = ns, inherits = FALSE, ifnotfound = list(NULL))
+    methods <- as.list(ns[[".__S3MethodsTable__."]])
+    entries <- Filter(is.function, c(exports, methods))
+    runtime_state$entry_points <- entries
+  }
+  any(vapply(entries, identical, logical(1), f))
+}
+
+# The call of the outermost tabnetrs function on the stack (error_call()'s
+# fallback for frames of internal functions): the one the user wrote (an S3 method's frame carries its generic's call, e.g. `predict(fit, d)`).
 # Under parsnip or workflows the user wrote `fit()`, `fit_xy()` or `predict()`
 # and parsnip called tabnetrs for them: the outermost such call is named, as
 # bonsai's engines are (not parsnip's internal `tabnetrs::tabnet_fit(...)`).

@@ -19,6 +19,7 @@ use crate::config::NetConfig;
 use crate::data::Dataset;
 use crate::error::{invalid, Error, Result};
 use crate::model::Model;
+use crate::msg;
 use crate::trainer::{batch_sizes, Trainer};
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
@@ -166,7 +167,7 @@ impl Feed {
         }
         let n_train = (n - held_out.len() as u64) as i64;
         if n_train < 2 {
-            return invalid("training needs at least 2 rows");
+            return invalid(msg!("Training needs at least 2 rows."));
         }
         if buffer_rows < 2 {
             return invalid("the shuffle buffer must hold at least 2 rows");
@@ -419,7 +420,7 @@ pub fn collect(
     }
     match all {
         Some(d) => Ok(Some((d, unseen))),
-        None => invalid("the data has zero rows"),
+        None => invalid(msg!("The data has zero rows.")),
     }
 }
 
@@ -458,7 +459,7 @@ pub fn predict(
         return Ok(None);
     }
     if outs.is_empty() {
-        return invalid("the data has zero rows");
+        return invalid(msg!("The data has zero rows."));
     }
     Ok(Some((Tensor::cat(&outs, 0), unseen)))
 }

@@ -5,6 +5,7 @@ use super::columns::{dictionary_values, for_each_label, numeric_values, ColumnKi
 use super::pass::Pass;
 use super::source::Source;
 use crate::error::{Error, Result};
+use crate::msg;
 use std::collections::HashSet;
 
 pub struct ColumnScan {
@@ -35,9 +36,12 @@ pub fn scan(
     let schema = source.schema()?;
     let mut columns = Vec::with_capacity(names.len());
     for n in names {
-        let f = schema
-            .field_with_name(n)
-            .map_err(|_| Error::Invalid(format!("the column `{n}` is not in the data").into()))?;
+        let f = schema.field_with_name(n).map_err(|_| {
+            Error::Invalid(msg!(
+                "The column {.field {name}} is not in the data.",
+                name = n
+            ))
+        })?;
         columns.push(ColumnScan {
             name: n.clone(),
             kind: ColumnKind::of(f.data_type()),

@@ -2,6 +2,7 @@
 //! batch by batch at random positions, or the stream format, read in order)
 //! and Arrow C streams (one pass each: a fresh stream per pass).
 use crate::error::{Error, Result};
+use crate::msg;
 use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_ipc::reader::{FileReader, StreamReader};
 use arrow_schema::{ArrowError, SchemaRef};
@@ -53,7 +54,11 @@ pub(crate) fn arrow_error(what: &str, e: ArrowError) -> Error {
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {
-    Error::Invalid(format!("cannot read `{}`: {e}", path.display()).into())
+    Error::Invalid(msg!(
+        "Cannot read {.file {path}}: {reason}.",
+        path = path.display().to_string(),
+        reason = e.to_string()
+    ))
 }
 
 fn detect(path: &Path) -> Result<IpcFile> {
@@ -105,9 +110,10 @@ impl Source {
                     .collect();
                 entries.sort();
                 if entries.is_empty() {
-                    return Err(Error::Invalid(
-                        format!("the directory `{p}` holds no Arrow IPC files").into(),
-                    ));
+                    return Err(Error::Invalid(msg!(
+                        "The directory {.file {path}} holds no Arrow IPC files.",
+                        path = p.as_str()
+                    )));
                 }
                 for e in entries {
                     files.push(detect(&e)?);
@@ -115,13 +121,14 @@ impl Source {
             } else if path.exists() {
                 files.push(detect(path)?);
             } else {
-                return Err(Error::Invalid(
-                    format!("the file `{p}` does not exist").into(),
-                ));
+                return Err(Error::Invalid(msg!(
+                    "The file {.file {path}} does not exist.",
+                    path = p.as_str()
+                )));
             }
         }
         if files.is_empty() {
-            return Err(Error::Invalid("no Arrow IPC file was given".into()));
+            return Err(Error::Invalid(msg!("No Arrow IPC file was given.")));
         }
         Ok(Source::Files(files))
     }

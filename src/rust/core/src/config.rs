@@ -123,7 +123,7 @@ impl NetConfig {
     /// in their order, then every other column alone, in predictor order (the
     /// order of pytorch-tabnet's group matrix). Without groups, group j is
     /// column j. Assumes a validated configuration.
-    pub fn attention_groups(&self) -> Vec<Vec<usize>> {
+    pub(crate) fn attention_groups(&self) -> Vec<Vec<usize>> {
         let f = self.n_features();
         let mut grouped = vec![false; f];
         let mut out = self.grouped_features.clone();
@@ -138,7 +138,7 @@ impl NetConfig {
 
     /// The attention group of each original column, and the size of that
     /// group (both indexed by column). Assumes a validated configuration.
-    pub fn group_of_column(&self) -> (Vec<usize>, Vec<usize>) {
+    pub(crate) fn group_of_column(&self) -> (Vec<usize>, Vec<usize>) {
         let f = self.n_features();
         let (mut group, mut size) = (vec![0; f], vec![1; f]);
         for (g, members) in self.attention_groups().iter().enumerate() {

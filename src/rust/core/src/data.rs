@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 /// R's NA_integer_.
-pub const NA_INTEGER: i32 = i32::MIN;
+pub(crate) const NA_INTEGER: i32 = i32::MIN;
 
 /// Outcome columns, one slice per outcome.
 pub enum Targets<'a> {

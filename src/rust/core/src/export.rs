@@ -41,7 +41,7 @@ use std::path::Path;
 use tch::{CModule, Device, Kind, Tensor};
 
 /// Name of the metadata entry (under the archive's `extra/`).
-pub const METADATA_FILE: &str = "tabnetrs.json";
+pub(crate) const METADATA_FILE: &str = "tabnetrs.json";
 
 /// The constant tensors of the input preparation. They are made before
 /// tracing starts: a tensor made from Rust data while tracing is recorded as

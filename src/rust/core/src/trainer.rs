@@ -45,7 +45,7 @@ impl TrainOptions {
 
 pub struct Trainer {
     pub opts: TrainOptions,
-    /// the encoder backend of every batch (see [`Trainer::with_backend`])
+    /// the encoder backend of every batch (the model's, [`Model::backend`])
     backend: Backend,
     opt: Adam,
     /// the schedule's state: the current rate and the steps and epochs taken
@@ -63,7 +63,7 @@ pub struct Trainer {
 
 /// Sizes of the batches of one epoch: a last batch of fewer than two rows (or
 /// any short one with `drop_last`) is left out, so batch norm never sees one row.
-pub fn batch_sizes(n: i64, batch_size: i64, drop_last: bool) -> Vec<i64> {
+pub(crate) fn batch_sizes(n: i64, batch_size: i64, drop_last: bool) -> Vec<i64> {
     let b = batch_size.min(n).max(1);
     let mut sizes = vec![b; (n / b) as usize];
     let r = n % b;
@@ -98,13 +98,6 @@ impl Trainer {
         })
     }
 
-    /// Trains with this encoder backend instead of the device's default
-    /// ([`Model::backend`]).
-    pub fn with_backend(mut self, backend: Backend) -> Trainer {
-        self.backend = backend;
-        self
-    }
-
     /// Restores the process settings taken for the epoch (see
     /// `runtime::RunSettings`) and frees the training tape's recycled
     /// buffers (see `encoder::fused::TapeBuffers`); when training ends or is
@@ -123,11 +116,6 @@ impl Trainer {
         self.state = state;
         self.opt.set_lr(state.lr);
         Ok(())
-    }
-
-    /// The schedule's state now (the rate the next step uses).
-    pub fn schedule_state(&self) -> ScheduleState {
-        self.state
     }
 
     /// Ends an epoch for the schedule, `monitored` being the loss it watches
@@ -152,7 +140,7 @@ impl Trainer {
     /// Starts an epoch whose rows come in parts ([`Trainer::begin_part`] for
     /// each, e.g. the chunks of an Arrow stream): the loss accumulates over
     /// all its parts until [`Trainer::end_epoch`].
-    pub fn start_epoch(&mut self) {
+    pub(crate) fn start_epoch(&mut self) {
         self.perm = None;
         self.cursor = 0;
         self.n_batches = 0;
@@ -162,7 +150,7 @@ impl Trainer {
 
     /// The next part of the epoch: draws its permutation; its batches are
     /// those of a whole epoch on `data`. Returns their number.
-    pub fn begin_part(&mut self, data: &Dataset) -> Result<i64> {
+    pub(crate) fn begin_part(&mut self, data: &Dataset) -> Result<i64> {
         if data.n < 2 {
             return invalid(msg!("Training needs at least 2 rows."));
         }

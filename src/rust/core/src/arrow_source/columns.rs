@@ -84,13 +84,6 @@ impl ColumnKind {
             ColumnKind::Unsupported => "unsupported",
         }
     }
-
-    pub fn is_numeric(self) -> bool {
-        matches!(
-            self,
-            ColumnKind::Double | ColumnKind::Integer | ColumnKind::Boolean
-        )
-    }
 }
 
 macro_rules! prim_f64 {
@@ -203,7 +196,7 @@ fn column<'a>(batch: &'a RecordBatch, name: &str, what: &str) -> Result<&'a dyn 
 /// With `outcome`, it carries the spec's outcome. Returns the data set and
 /// the number of factor cells whose level the fit did not see (they use the
 /// unknown slot). `what` names the file or stream in errors.
-pub fn to_dataset(
+pub(crate) fn to_dataset(
     cfg: &NetConfig,
     spec: &ColumnSpec,
     batch: &RecordBatch,

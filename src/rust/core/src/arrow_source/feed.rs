@@ -193,10 +193,6 @@ impl Feed {
         self.total - self.done
     }
 
-    pub fn n_train(&self) -> i64 {
-        self.n_train
-    }
-
     /// A fresh C stream for the next epoch (a C-stream source is read once).
     pub fn set_source(&mut self, source: Source) {
         self.source = source;
@@ -330,7 +326,7 @@ impl Feed {
 /// between record batches (`Ok(false)` when it said yes). `f` also gets the
 /// count of factor cells with levels the fit did not see.
 #[allow(clippy::too_many_arguments)]
-pub fn for_each_part(
+pub(crate) fn for_each_part(
     cfg: &NetConfig,
     source: &mut Source,
     spec: &ColumnSpec,

@@ -86,7 +86,7 @@ impl Pass {
     }
 
     /// The next record batch, or `None` at the end of the pass.
-    pub fn next_piece(&mut self, source: &mut Source) -> Result<Option<Piece>> {
+    pub(crate) fn next_piece(&mut self, source: &mut Source) -> Result<Option<Piece>> {
         loop {
             if self.current.is_none() {
                 if self.next >= self.units.len() {

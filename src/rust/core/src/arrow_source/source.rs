@@ -193,7 +193,7 @@ impl Source {
     }
 
     /// What a unit is, for messages: its file, or "the stream".
-    pub fn describe(&self, unit: Unit) -> String {
+    pub(crate) fn describe(&self, unit: Unit) -> String {
         match self {
             Source::Files(files) => format!("`{}`", files[unit.file].path.display()),
             Source::Stream(_) => "the stream".into(),
@@ -202,7 +202,7 @@ impl Source {
 
     /// The record batches of `unit`, with only the columns `names` (files;
     /// a C stream gives all its columns).
-    pub fn open(&mut self, unit: Unit, names: &[String]) -> Result<Batches> {
+    pub(crate) fn open(&mut self, unit: Unit, names: &[String]) -> Result<Batches> {
         match self {
             Source::Stream(r) => match r.take() {
                 Some(r) => Ok(Box::new(r)),

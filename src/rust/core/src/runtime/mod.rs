@@ -1,7 +1,8 @@
 //! The process tabnetrs runs in: every piece of process-wide state the core
 //! holds lives in this module, one concern per file. Nothing else in the core
-//! keeps process state (the fused pass's thread-local scratch buffers are
-//! per-thread caches of capacity, not settings).
+//! keeps process state: what is thread-local elsewhere is scoped to a thread
+//! and a call (the fused pass's scratch buffers are caches of capacity;
+//! `mask`'s `TRACEABLE` flag is set only while a trace runs on that thread).
 //!
 //! | static | file | what it holds |
 //! |---|---|---|

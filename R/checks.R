@@ -21,21 +21,20 @@ format_value <- function(x) {
 
 # A whole number in [min, max] (max: the largest R integer by default, since
 # the value is passed on as an integer).
-check_count <- function(x, arg, min = 0, max = .Machine$integer.max, kind = "input") {
+check_count <- function(x, arg, min = 0, max = .Machine$integer.max, kind = "input", call = rlang::caller_env()) {
   ok <- is.numeric(x) && length(x) == 1 && !is.na(x) && is.finite(x) && x == round(x)
   if (!ok) {
     value <- format_value(x)
-    tabnetrs_abort("{.arg {arg}} must be a single whole number, not {value}.", kind)
+    tabnetrs_abort("{.arg {arg}} must be a single whole number, not {value}.", kind, call = call)
   }
   if (x < min) {
     value <- format_value(x)
-    tabnetrs_abort("{.arg {arg}} must be a whole number >= {min}, not {value}.", kind)
+    tabnetrs_abort("{.arg {arg}} must be a whole number >= {min}, not {value}.", kind, call = call)
   }
   if (x > max) {
     value <- format_value(x)
     tabnetrs_abort(c("{.arg {arg}} must be at most {format(max, scientific = FALSE)}, not {value}.",
-                     i = if (max == .Machine$integer.max) "This is the largest integer R can hold."),
-                   kind)
+                     i = if (max == .Machine$integer.max) "This is the largest integer R can hold."), kind, call = call)
   }
   invisible(x)
 }
@@ -43,16 +42,16 @@ check_count <- function(x, arg, min = 0, max = .Machine$integer.max, kind = "inp
 # A finite number in [min, max]; `open` excludes `min`, `open_max` excludes
 # `max`.
 check_number <- function(x, arg, min = -Inf, max = Inf, open = FALSE, open_max = FALSE,
-                         kind = "input") {
+                         kind = "input", call = rlang::caller_env()) {
   ok <- is.numeric(x) && length(x) == 1 && !is.na(x) && is.finite(x) &&
     (if (open) x > min else x >= min) && (if (open_max) x < max else x <= max)
   if (!ok) {
     value <- format_value(x)
     range <- number_range(min, max, open, open_max)
     if (is.finite(min) && is.finite(max)) {
-      tabnetrs_abort("{.arg {arg}} must be a finite number in {range}, not {value}.", kind)
+      tabnetrs_abort("{.arg {arg}} must be a finite number in {range}, not {value}.", kind, call = call)
     }
-    tabnetrs_abort("{.arg {arg}} must be a finite number {range}, not {value}.", kind)
+    tabnetrs_abort("{.arg {arg}} must be a finite number {range}, not {value}.", kind, call = call)
   }
   invisible(x)
 }
@@ -67,34 +66,34 @@ number_range <- function(min, max, open = FALSE, open_max = FALSE) {
 }
 
 # TRUE or FALSE.
-check_flag <- function(x, arg, kind = "input") {
+check_flag <- function(x, arg, kind = "input", call = rlang::caller_env()) {
   if (!is.logical(x) || length(x) != 1 || is.na(x)) {
     value <- format_value(x)
-    tabnetrs_abort("{.arg {arg}} must be {.code TRUE} or {.code FALSE}, not {value}.", kind)
+    tabnetrs_abort("{.arg {arg}} must be {.code TRUE} or {.code FALSE}, not {value}.", kind, call = call)
   }
   invisible(x)
 }
 
-match_choice <- function(x, choices, arg, what = NULL, kind = "input") {
+match_choice <- function(x, choices, arg, what = NULL, kind = "input", call = rlang::caller_env()) {
   if (!is.character(x) || length(x) != 1 || is.na(x) || !x %in% choices) {
     value <- format_value(x)
     msg <- "{.arg {arg}} must be one of {.or {.val {choices}}}, not {value}."
     # `what`: a template about {x}, marked with N_() by the caller
     if (!is.null(what) && is.character(x) && length(x) == 1) msg <- c(what, x = msg)
-    tabnetrs_abort(msg, kind)
+    tabnetrs_abort(msg, kind, call = call)
   }
   x
 }
 
 # A seed: a single whole number that a double holds exactly (|seed| <= 2^53),
 # so that different seeds stay different down to the Rust core.
-check_seed <- function(seed, arg = "seed", kind = "input") {
+check_seed <- function(seed, arg = "seed", kind = "input", call = rlang::caller_env()) {
   ok <- is.numeric(seed) && length(seed) == 1 && !is.na(seed) && is.finite(seed) &&
     seed == round(seed) && abs(seed) <= 2^53
   if (!ok) {
     value <- format_value(seed)
     tabnetrs_abort(c("{.arg {arg}} must be a single whole number between -2^53 and 2^53, or {.code NULL}, not {value}.",
-                     i = "Larger seeds cannot be told apart."), kind)
+                     i = "Larger seeds cannot be told apart."), kind, call = call)
   }
   invisible(seed)
 }
@@ -104,8 +103,9 @@ check_seed <- function(seed, arg = "seed", kind = "input") {
 # often a misspelt argument that would otherwise be ignored silently. The
 # error (class `tabnetrs_error_unused_argument`, field `args`) names each one
 # and suggests the method's argument closest to a misspelt name (`fn_args`;
-# by default the calling function's arguments).
-check_dots_unused <- function(..., fn_args = NULL) {
+# by default the calling function's arguments). `.call`: the frame whose call
+# the error names (a dot, so that a user's `call = ` stays in `...`).
+check_dots_unused <- function(..., fn_args = NULL, .call = rlang::caller_env()) {
   n <- ...length()
   if (n == 0L) return(invisible())
   if (is.null(fn_args)) fn_args <- setdiff(names(formals(sys.function(sys.parent()))), c("...", "object"))
@@ -120,5 +120,5 @@ check_dots_unused <- function(..., fn_args = NULL) {
   }
   abort_input(c("{cli::qty(length(bad))}Unused argument{?s} {.arg {bad}}: {?it is/they are} not {?an argument/arguments} of this function.",
                 i = if (length(close)) "Did you mean {.or {.arg {close}}}?"),
-              subclass = "tabnetrs_error_unused_argument", args = bad)
+              subclass = "tabnetrs_error_unused_argument", args = bad, call = .call)
 }

@@ -295,22 +295,22 @@ tabnet_config <- function(batch_size = 512, penalty = 1e-3, clip_value = NULL, l
 # character vectors or of integer positions. What needs the predictors (names
 # that exist, positions in range, one group per predictor across names and
 # positions) is checked when the groups are resolved (resolve_groups()).
-check_grouped_features <- function(groups) {
+check_grouped_features <- function(groups, call = rlang::caller_env()) {
   if (is.null(groups) || (is.list(groups) && !length(groups))) return(NULL)
   if (!is.list(groups) || is.data.frame(groups)) {
     value <- format_value(groups)
     abort_config(c("{.arg grouped_features} must be a list of predictor names or positions, one vector per group, not {value}.",
-                   i = 'For example {.code grouped_features = list(c("x1", "x2"), c("x5", "x6", "x7"))}.'))
+                   i = 'For example {.code grouped_features = list(c("x1", "x2"), c("x5", "x6", "x7"))}.'), call = call)
   }
   for (k in seq_along(groups)) {
     g <- groups[[k]]
     if (is.factor(g)) g <- as.character(g)
-    if (!length(g)) abort_config("Group {k} of {.arg grouped_features} is empty: a group needs at least one predictor.")
+    if (!length(g)) abort_config("Group {k} of {.arg grouped_features} is empty: a group needs at least one predictor.", call = call)
     ok <- (is.character(g) && !anyNA(g) && all(nzchar(g))) ||
       (is.numeric(g) && all(is.finite(g)) && all(g == round(g)) && all(g >= 1) && all(g <= .Machine$integer.max))
     if (!ok) {
       value <- format_value(g)
-      abort_config("Group {k} of {.arg grouped_features} must be predictor names or whole-number positions (at least 1), not {value}.")
+      abort_config("Group {k} of {.arg grouped_features} must be predictor names or whole-number positions (at least 1), not {value}.", call = call)
     }
     groups[[k]] <- if (is.numeric(g)) as.integer(g) else g
   }
@@ -319,7 +319,7 @@ check_grouped_features <- function(groups) {
 
 # The groups of `config` as 0-based predictor indices for the core (empty
 # list without groups), checked against the predictors of `layout`.
-resolve_groups <- function(groups, layout) {
+resolve_groups <- function(groups, layout, call = rlang::caller_env()) {
   if (!length(groups)) return(list())
   vars <- predictor_labels(layout$names)
   p <- length(vars)
@@ -328,13 +328,13 @@ resolve_groups <- function(groups, layout) {
       unknown <- setdiff(g, vars)
       if (length(unknown)) {
         abort_config(c("{.arg grouped_features} names {cli::qty(length(unknown))}{?a predictor/predictors} the model does not have: {.field {unknown}}.",
-                       i = "The predictors are {.field {vars}}."))
+                       i = "The predictors are {.field {vars}}."), call = call)
       }
       match(g, vars)
     } else {
       out <- g[g > p]
       if (length(out)) {
-        abort_config("{.arg grouped_features} refers to {cli::qty(length(out))}position{?s} {out}, but there {cli::qty(p)}{?is/are} {p} predictor{?s}.")
+        abort_config("{.arg grouped_features} refers to {cli::qty(length(out))}position{?s} {out}, but there {cli::qty(p)}{?is/are} {p} predictor{?s}.", call = call)
       }
       g
     }
@@ -343,7 +343,7 @@ resolve_groups <- function(groups, layout) {
   dup <- unique(all_idx[duplicated(all_idx)])
   if (length(dup)) {
     twice <- vars[dup]
-    abort_config("{cli::qty(length(twice))}The predictor{?s} {.field {twice}} {?is/are} in more than one group of {.arg grouped_features} (or twice in one): a predictor may be in one group only.")
+    abort_config("{cli::qty(length(twice))}The predictor{?s} {.field {twice}} {?is/are} in more than one group of {.arg grouped_features} (or twice in one): a predictor may be in one group only.", call = call)
   }
   lapply(idx, function(i) as.integer(i - 1L))
 }
@@ -409,25 +409,25 @@ config_as_args <- function(config) {
 
 # `config` updated with the tabnet_config() arguments in `dots` (partial
 # matching of names works as in a direct call). Values in `dots` always win.
-merge_config <- function(config, dots) {
+merge_config <- function(config, dots, call = rlang::caller_env()) {
   if (is.null(config)) config <- tabnet_config()
   if (!inherits(config, "tabnet_config")) {
     value <- format_value(config)
-    abort_config("{.arg config} must be created by {.fn tabnet_config}, not {value}.")
+    abort_config("{.arg config} must be created by {.fn tabnet_config}, not {value}.", call = call)
   }
   args <- config_as_args(config)
   if (length(dots)) {
     full <- names(formals(tabnet_config))
     nm <- names(dots)
-    if (is.null(nm) || any(!nzchar(nm))) abort_input("All arguments in {.arg ...} must be named.")
+    if (is.null(nm) || any(!nzchar(nm))) abort_input("All arguments in {.arg ...} must be named.", call = call)
     matched <- vapply(nm, function(n) {
       if (n %in% full) return(n)
       candidates <- full[startsWith(full, n)]
       if (length(candidates) > 1L) {
         abort_input(c("Argument {.arg {n}} is ambiguous: it is the start of several {.fn tabnet_config} arguments.",
-                      i = "Did you mean {.or {.arg {candidates}}}?"))
+                      i = "Did you mean {.or {.arg {candidates}}}?"), call = call)
       }
-      if (!length(candidates)) abort_input("unused argument {.arg {n}}: it is not a {.fn tabnet_config} argument.")
+      if (!length(candidates)) abort_input("unused argument {.arg {n}}: it is not a {.fn tabnet_config} argument.", call = call)
       candidates
     }, character(1))
     # a width given alone must be copied into the other one, as in tabnet_config()
@@ -438,8 +438,15 @@ merge_config <- function(config, dots) {
     args[matched] <- dots
   }
   if (is.null(args$decision_width) && is.null(args$attention_width)) args$decision_width <- 8
-  # validation errors carry the user's call (tabnet_fit(...), see user_call())
-  do.call(tabnet_config, args[intersect(names(args), names(formals(tabnet_config)))])
+  # tabnet_config() checks the values; its errors name the call threaded here
+  # (tabnet_fit(...)), not the do.call() of tabnet_config()
+  withCallingHandlers(
+    do.call(tabnet_config, args[intersect(names(args), names(formals(tabnet_config)))]),
+    tabnetrs_error = function(e) {
+      e$call <- error_call(call)
+      stop(e)
+    }
+  )
 }
 
 #' @export

@@ -1,16 +1,16 @@
 # From hardhat's molded predictors / outcomes to the Rust data set.
 
 # Which predictors are numeric and which categorical, with their levels.
-predictor_layout <- function(predictors) {
-  if (!is.data.frame(predictors)) abort_input("Predictors must be a data frame, not {.obj_type_friendly {predictors}}.")
-  if (ncol(predictors) == 0) abort_input("The model needs at least one predictor column.")
+predictor_layout <- function(predictors, call = rlang::caller_env()) {
+  if (!is.data.frame(predictors)) abort_input("Predictors must be a data frame, not {.obj_type_friendly {predictors}}.", call = call)
+  if (ncol(predictors) == 0) abort_input("The model needs at least one predictor column.", call = call)
   ok <- vapply(predictors, function(x) is.numeric(x) || is.factor(x) || is.logical(x), logical(1))
   if (!all(ok)) {
     bad <- names(predictors)[!ok]
     cls <- vapply(predictors[!ok], function(x) class(x)[[1]], character(1))
     abort_input(c("Predictors must be numeric or factors.",
                   x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} {?is/are} of class {.cls {unique(cls)}}.",
-                  i = "Convert character columns to factors, e.g. with {.code recipes::step_string2factor()}."))
+                  i = "Convert character columns to factors, e.g. with {.code recipes::step_string2factor()}."), call = call)
   }
   is_cat <- vapply(predictors, is.factor, logical(1))
   list(
@@ -24,26 +24,26 @@ predictor_layout <- function(predictors) {
 # Outcome description: task, output sizes, levels; with `hierarchical`, the
 # factors are the levels of a tree (node_to_df()) and `parent` gives the
 # parent class of every class (outcome_hierarchy()).
-outcome_layout <- function(outcomes, hierarchical = FALSE) {
-  if (is.null(outcomes) || ncol(outcomes) == 0) abort_input("No outcome was given.")
+outcome_layout <- function(outcomes, hierarchical = FALSE, call = rlang::caller_env()) {
+  if (is.null(outcomes) || ncol(outcomes) == 0) abort_input("No outcome was given.", call = call)
   for (nm in names(outcomes)) {
     if (anyNA(outcomes[[nm]])) {
-      abort_input("Found missing values in the {.field {nm}} outcome column ({sum(is.na(outcomes[[nm]]))} row{?s}).")
+      abort_input("Found missing values in the {.field {nm}} outcome column ({sum(is.na(outcomes[[nm]]))} row{?s}).", call = call)
     }
   }
   is_fac <- vapply(outcomes, is.factor, logical(1))
   is_num <- vapply(outcomes, is.numeric, logical(1))
   if (any(!(is_fac | is_num))) {
     bad <- names(outcomes)[!(is_fac | is_num)][[1]]
-    abort_bad_outcome(outcomes[[bad]], bad)
+    abort_bad_outcome(outcomes[[bad]], bad, call = call)
   }
   if (any(is_fac) && any(is_num)) {
     abort_input(c("Mixed multi-outcome type: outcomes must be all factors or all numeric.",
-                  i = "Factor: {.field {names(outcomes)[is_fac]}}; numeric: {.field {names(outcomes)[is_num]}}."))
+                  i = "Factor: {.field {names(outcomes)[is_fac]}}; numeric: {.field {names(outcomes)[is_num]}}."), call = call)
   }
   if (all(is_num)) {
     bad <- names(outcomes)[vapply(outcomes, function(y) any(is.infinite(y)), logical(1))]
-    if (length(bad)) abort_input("The outcome {.field {bad}} contains infinite values.")
+    if (length(bad)) abort_input("The outcome {.field {bad}} contains infinite values.", call = call)
     return(list(task = "regression", names = names(outcomes), dims = rep(1L, ncol(outcomes)), levels = NULL))
   }
   levels <- lapply(outcomes, levels)
@@ -53,19 +53,19 @@ outcome_layout <- function(outcomes, hierarchical = FALSE) {
   }
   small <- vapply(levels, length, integer(1)) < 2
   if (any(small)) {
-    abort_input("The outcome {.field {names(outcomes)[small]}} needs at least two levels.")
+    abort_input("The outcome {.field {names(outcomes)[small]}} needs at least two levels.", call = call)
   }
   list(task = "classification", names = names(outcomes), dims = lengths(levels, use.names = FALSE),
        levels = levels)
 }
 
 # The network configuration the Rust core reads (JSON).
-net_config <- function(config, layout, outcome) {
+net_config <- function(config, layout, outcome, call = rlang::caller_env()) {
   n_cat <- length(layout$cat)
   emb <- config$cat_emb_dim
   if (n_cat > 0 && length(emb) != 1 && length(emb) != n_cat) {
     abort_config(c("{.arg cat_emb_dim} has length {length(emb)}, but the number of categorical predictors is {n_cat}.",
-                   i = "Give one width, or one per categorical predictor."))
+                   i = "Give one width, or one per categorical predictor."), call = call)
   }
   net <- list(
     num_cols = as.integer(layout$num - 1L),
@@ -82,7 +82,7 @@ net_config <- function(config, layout, outcome) {
     epsilon = config$epsilon %||% 1e-15, mask_type = config$mask_type,
     # left out without groups: the configuration (and the model digest) of
     # an ungrouped model is what it was before groups existed
-    grouped_features = resolve_groups(config$grouped_features, layout)
+    grouped_features = resolve_groups(config$grouped_features, layout, call = call)
   )
   # left out at the default: the configuration (and digest) of such a model
   # is what it was before the option existed
@@ -119,14 +119,14 @@ factor_codes <- function(x, levels) {
 
 # Builds the Rust data set for `model_ptr` from predictors (and outcomes).
 rust_dataset <- function(model_ptr, predictors, layout, outcome = NULL, outcomes = NULL,
-                         weights = NULL) {
-  if (nrow(predictors) == 0) abort_input("The data has zero rows.")
+                         weights = NULL, call = rlang::caller_env()) {
+  if (nrow(predictors) == 0) abort_input("The data has zero rows.", call = call)
   # columns are picked by name: a model fine-tuned from a pretraining keeps the
   # pretrained column order, which its own blueprint need not follow
   missing_cols <- setdiff(layout$names, names(predictors))
   if (length(missing_cols)) {
     labels <- predictor_labels(missing_cols)
-    abort_input("{cli::qty(length(labels))}The predictor column{?s} {.field {labels}} {?is/are} missing from the data.")
+    abort_input("{cli::qty(length(labels))}The predictor column{?s} {.field {labels}} {?is/are} missing from the data.", call = call)
   }
   num <- lapply(layout$names[layout$num], function(nm) {
     x <- predictors[[nm]]
@@ -148,17 +148,17 @@ rust_dataset <- function(model_ptr, predictors, layout, outcome = NULL, outcomes
 }
 
 # Case weights from parsnip / hardhat / plain numerics, validated.
-resolve_weights <- function(weights, n) {
+resolve_weights <- function(weights, n, call = rlang::caller_env()) {
   if (is.null(weights)) return(NULL)
   if (inherits(weights, "hardhat_case_weights")) weights <- as.double(unclass(weights))
-  if (!is.numeric(weights)) abort_input("{.arg weights} must be numeric case weights, not {.obj_type_friendly {weights}}.")
+  if (!is.numeric(weights)) abort_input("{.arg weights} must be numeric case weights, not {.obj_type_friendly {weights}}.", call = call)
   if (length(weights) != n) {
-    abort_input("{.arg weights} has length {length(weights)}, but the data has {n} rows.")
+    abort_input("{.arg weights} has length {length(weights)}, but the data has {n} rows.", call = call)
   }
   bad <- which(is.na(weights) | !is.finite(weights) | weights < 0)
   if (length(bad)) {
     value <- format_value(weights[[bad[[1]]]])
-    abort_input("{.arg weights} must be finite and non-negative; element {bad[[1]]} is {value}.")
+    abort_input("{.arg weights} must be finite and non-negative; element {bad[[1]]} is {value}.", call = call)
   }
   as.double(weights)
 }
@@ -166,27 +166,27 @@ resolve_weights <- function(weights, n) {
 # The outcome `y` of the data frame / matrix methods, checked before hardhat
 # sees it: a factor or numeric vector, a numeric matrix, or a data frame of
 # such columns, with one value per row of `x` (`n` rows).
-check_outcome_arg <- function(y, n) {
+check_outcome_arg <- function(y, n, call = rlang::caller_env()) {
   if (is.data.frame(y)) {
     for (nm in names(y)) {
       col <- y[[nm]]
-      if (!is.factor(col) && !(is.numeric(col) && is.null(dim(col)))) abort_bad_outcome(col, nm)
+      if (!is.factor(col) && !(is.numeric(col) && is.null(dim(col)))) abort_bad_outcome(col, nm, call = call)
     }
   } else if (is.matrix(y)) {
-    if (!is.numeric(y)) abort_bad_outcome(y)
+    if (!is.numeric(y)) abort_bad_outcome(y, call = call)
   } else if (!is.factor(y) && !(is.numeric(y) && is.null(dim(y)))) {
-    abort_bad_outcome(y)
+    abort_bad_outcome(y, call = call)
   }
   if (NROW(y) != n) {
     len <- NROW(y)
     abort_input(if (is.data.frame(y) || is.matrix(y)) "{.arg y} has {len} rows, but {.arg x} has {n} rows: they must match."
-                else "{.arg y} has {len} values, but {.arg x} has {n} rows: they must match.")
+                else "{.arg y} has {len} values, but {.arg x} has {n} rows: they must match.", call = call)
   }
   invisible(y)
 }
 
 # An outcome that is neither a factor nor numeric.
-abort_bad_outcome <- function(y, name = NULL) {
+abort_bad_outcome <- function(y, name = NULL, call = rlang::caller_env()) {
   msg <- if (is.null(name)) {
     "The outcome must be a factor (classification) or numeric (regression), not {.obj_type_friendly {y}}."
   } else {
@@ -197,16 +197,16 @@ abort_bad_outcome <- function(y, name = NULL) {
   } else {
     "For classification use a factor, for regression a numeric vector."
   }
-  abort_input(c(msg, i = hint))
+  abort_input(c(msg, i = hint), call = call)
 }
 
 # Predictor column names must be unique (else prediction can never find them).
-check_predictor_names <- function(nms, arg) {
+check_predictor_names <- function(nms, arg, call = rlang::caller_env()) {
   if (is.null(nms)) return(invisible())
   dups <- unique(nms[duplicated(nms)])
   if (length(dups)) {
     abort_input(c("The column names of {.arg {arg}} must be unique.",
-                  x = "{cli::qty(length(dups))}{?The name/The names} {.val {dups}} {?is/are} used more than once."))
+                  x = "{cli::qty(length(dups))}{?The name/The names} {.val {dups}} {?is/are} used more than once."), call = call)
   }
   invisible()
 }
@@ -216,7 +216,7 @@ check_predictor_names <- function(nms, arg) {
 # are put in the model's column order, which its weights depend on; factor
 # levels keep the model's order too (codes are matched by level name). Returns
 # list(predictors, layout): the reordered predictors and their layout.
-align_predictors <- function(predictors, old_layout) {
+align_predictors <- function(predictors, old_layout, call = rlang::caller_env()) {
   new_labels <- predictor_labels(names(predictors))
   old_labels <- predictor_labels(old_layout$names)
   missing_cols <- setdiff(old_labels, new_labels)
@@ -224,16 +224,16 @@ align_predictors <- function(predictors, old_layout) {
   if (length(missing_cols) || length(extra_cols)) {
     abort_input(c("Model dimensions don't match: the predictors differ from those {.arg tabnet_model} was trained on.",
                   x = if (length(missing_cols)) "{cli::qty(length(missing_cols))}Missing predictor{?s}: {.field {missing_cols}}.",
-                  x = if (length(extra_cols)) "{cli::qty(length(extra_cols))}Predictor{?s} {.field {extra_cols}} {?was/were} not in {.arg tabnet_model}."))
+                  x = if (length(extra_cols)) "{cli::qty(length(extra_cols))}Predictor{?s} {.field {extra_cols}} {?was/were} not in {.arg tabnet_model}."), call = call)
   }
   predictors <- predictors[match(old_labels, new_labels)]
-  layout <- predictor_layout(predictors)
+  layout <- predictor_layout(predictors, call = call)
   old_cat <- old_labels[old_layout$cat]
   new_cat <- old_labels[layout$cat]
   if (!identical(old_cat, new_cat)) {
     bad <- union(setdiff(old_cat, new_cat), setdiff(new_cat, old_cat))
     abort_input(c("Model dimensions don't match: predictor types differ from those {.arg tabnet_model} was trained on.",
-                  x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} changed between factor and numeric."))
+                  x = "{cli::qty(length(bad))}Column{?s} {.field {bad}} changed between factor and numeric."), call = call)
   }
   for (k in seq_along(old_cat)) {
     was <- old_layout$levels[[k]]
@@ -245,7 +245,7 @@ align_predictors <- function(predictors, old_layout) {
       abort_input(c("Model dimensions don't match: the levels of factor {.field {col}} differ from those {.arg tabnet_model} was trained on.",
                     x = if (length(lost)) "{cli::qty(length(lost))}Level{?s} {.val {lost}} {?is/are} missing.",
                     x = if (length(added)) "{cli::qty(length(added))}Level{?s} {.val {added}} {?is/are} new.",
-                    i = "Give {.field {col}} the levels {.val {was}}."))
+                    i = "Give {.field {col}} the levels {.val {was}}."), call = call)
     }
   }
   layout$levels <- stats::setNames(unname(old_layout$levels), names(layout$levels))

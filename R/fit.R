@@ -141,50 +141,50 @@ tabnet_fit.Node <- function(x, tabnet_model = NULL, config = tabnet_config(), ..
 # `hierarchical = TRUE` (the Node method): the outcomes are the levels of a
 # tree (node_to_df()), fitted with the C-HMCNN constraint.
 tabnet_bridge <- function(processed, config, dots, tabnet_model, from_epoch, weights, kind,
-                          hierarchical = FALSE) {
-  config <- resolve_config(config, dots, tabnet_model, kind)
-  config <- groups_by_name(config, processed)
+                          hierarchical = FALSE, call = rlang::caller_env()) {
+  config <- resolve_config(config, dots, tabnet_model, kind, call = call)
+  config <- groups_by_name(config, processed, call = call)
   predictors <- processed$predictors
   if (inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain")) && is.list(tabnet_model$fit$layout)) {
     # the earlier model's predictors, in its column order (its weights depend
     # on it), whatever interface either model was molded through
-    aligned <- align_predictors(predictors, tabnet_model$fit$layout)
+    aligned <- align_predictors(predictors, tabnet_model$fit$layout, call = call)
     predictors <- aligned$predictors
     layout <- aligned$layout
   } else {
-    layout <- predictor_layout(predictors)
+    layout <- predictor_layout(predictors, call = call)
   }
   n <- nrow(predictors)
-  if (n == 0) abort_input("The training data has zero rows.")
-  if (n < 2) abort_input("Training needs at least 2 rows, not {n}.")
+  if (n == 0) abort_input("The training data has zero rows.", call = call)
+  if (n < 2) abort_input("Training needs at least 2 rows, not {n}.", call = call)
   outcomes <- if (kind == "supervised") processed$outcomes else NULL
-  outcome <- if (kind == "supervised") outcome_layout(outcomes, hierarchical) else pretrain_outcome()
-  if (kind == "supervised") check_loss(config$loss, outcome$task, outcome$dims)
-  weights <- resolve_weights(weights, n)
+  outcome <- if (kind == "supervised") outcome_layout(outcomes, hierarchical, call = call) else pretrain_outcome()
+  if (kind == "supervised") check_loss(config$loss, outcome$task, outcome$dims, call = call)
+  weights <- resolve_weights(weights, n, call = call)
 
-  use_threads(config$num_threads)
-  device <- resolve_device(config$device)
-  seed <- new_seed(config$seed)
+  use_threads(config$num_threads, call = call)
+  device <- resolve_device(config$device, call = call)
+  seed <- new_seed(config$seed, call = call)
 
   res <- tabnet_impl(predictors, outcomes, weights, layout, outcome, config, kind,
-                     tabnet_model, from_epoch, seed, device)
+                     tabnet_model, from_epoch, seed, device, call = call)
   constructor <- if (kind == "supervised") new_tabnet_fit else new_tabnet_pretrain
   result <- constructor(res$fit, res$serialized_net, processed$blueprint)
-  if (!is.null(res$nonfinite)) abort_nonfinite(res$nonfinite, result)
+  if (!is.null(res$nonfinite)) abort_nonfinite(res$nonfinite, result, call = call)
   result
 }
 
 # The configuration of this call: continuing a fit (or a pretraining) without
 # a `config`, its own training settings are the starting point, which `...`
 # (`dots`) overrides.
-resolve_config <- function(config, dots, tabnet_model, kind) {
+resolve_config <- function(config, dots, tabnet_model, kind, call = rlang::caller_env()) {
   if (inherits(tabnet_model, model_class(kind)) && inherits(tabnet_model$fit$config, "tabnet_config") &&
       identical(config, tabnet_config())) {
     config <- tabnet_model$fit$config
     # the thread count belongs to this session, not to the saved model
     config[["num_threads"]] <- NULL
   }
-  merge_config(config, dots)
+  merge_config(config, dots, call = call)
 }
 
 # Builds (or resumes from `tabnet_model`) the network, trains it on the
@@ -195,12 +195,12 @@ resolve_config <- function(config, dots, tabnet_model, kind) {
 # Where training starts: a fresh network, or (`tabnet_model`) the state of an
 # earlier fit or pretraining to continue or fine-tune (resume_from()).
 # list(model, history, checkpoints, checkpoint_digests, schedule, config).
-start_training <- function(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device) {
+start_training <- function(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device, call = rlang::caller_env()) {
   if (!is.null(tabnet_model)) {
-    return(resume_from(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device))
+    return(resume_from(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device, call = call))
   }
-  if (!is.null(from_epoch)) abort_input("{.arg from_epoch} needs {.arg tabnet_model}.")
-  net <- net_config(config, layout, outcome)
+  if (!is.null(from_epoch)) abort_input("{.arg from_epoch} needs {.arg tabnet_model}.", call = call)
+  net <- net_config(config, layout, outcome, call = call)
   list(model = rs_model_new(net_config_json(net), kind, config$pretraining_ratio, seed, device),
        history = list(), checkpoints = list(), checkpoint_digests = list(), schedule = NULL,
        config = config)
@@ -208,11 +208,11 @@ start_training <- function(tabnet_model, config, layout, outcome, kind, from_epo
 
 # The validation rows (1-based, sorted) of `n` rows: a `valid_split` share
 # drawn with R's RNG (so set.seed() controls it); none without a split.
-valid_rows <- function(n, valid_split) {
+valid_rows <- function(n, valid_split, call = rlang::caller_env()) {
   if (valid_split <= 0) return(integer())
   n_valid <- max(1L, floor(n * valid_split))
   if (n - n_valid < 2) {
-    abort_input("{.arg valid_split} = {valid_split} leaves {n - n_valid} of the {n} rows for training; at least 2 are needed.")
+    abort_input("{.arg valid_split} = {valid_split} leaves {n - n_valid} of the {n} rows for training; at least 2 are needed.", call = call)
   }
   sort(sample.int(n, n_valid))
 }
@@ -246,24 +246,24 @@ fit_result <- function(model, run, config, importances, layout, outcome, kind) {
 }
 
 tabnet_impl <- function(predictors, outcomes, weights, layout, outcome, config, kind,
-                        tabnet_model, from_epoch, seed, device) {
+                        tabnet_model, from_epoch, seed, device, call = rlang::caller_env()) {
   n <- nrow(predictors)
-  start <- start_training(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device)
+  start <- start_training(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device, call = call)
   model <- start$model
   history <- start$history
   checkpoints <- start$checkpoints
   checkpoint_digests <- start$checkpoint_digests
   schedule <- start$schedule
   config <- start$config
-  valid_idx <- valid_rows(n, config$valid_split)
+  valid_idx <- valid_rows(n, config$valid_split, call = call)
   rows <- function(df, idx) if (is.null(df)) NULL else df[idx, , drop = FALSE]
   train_idx <- if (length(valid_idx)) seq_len(n)[-valid_idx] else seq_len(n)
   whole <- length(valid_idx) == 0
   train_ds <- rust_dataset(model, if (whole) predictors else rows(predictors, train_idx), layout, outcome,
                            if (whole) outcomes else rows(outcomes, train_idx),
-                           if (whole) weights else weights[train_idx])
+                           if (whole) weights else weights[train_idx], call = call)
   valid_ds <- if (length(valid_idx)) {
-    rust_dataset(model, rows(predictors, valid_idx), layout, outcome, rows(outcomes, valid_idx), weights[valid_idx])
+    rust_dataset(model, rows(predictors, valid_idx), layout, outcome, rows(outcomes, valid_idx), weights[valid_idx], call = call)
   }
   if (kind == "pretrain" && is.null(tabnet_model)) rs_model_prepare(model, train_ds)
   rs_manual_seed(seed + length(history))
@@ -276,7 +276,7 @@ tabnet_impl <- function(predictors, outcomes, weights, layout, outcome, config, 
   importances <- NULL
   # also for a pretraining (the tabnet package's `vi_model(<pretrained>)`)
   if (!config$skip_importance) {
-    importances <- fit_importance(model, predictors[train_idx, , drop = FALSE], layout, config)
+    importances <- fit_importance(model, predictors[train_idx, , drop = FALSE], layout, config, call = call)
   }
   fit_result(model, run, config, importances, layout, outcome, kind)
 }
@@ -320,7 +320,7 @@ new_tabnet_model <- function(fit, serialized_net, blueprint, kind) {
 
 # Training met a NaN / infinite loss: an error that carries the model as it was
 # before that epoch (`conditionCall(e)`, `e$fit`), so nothing trained is lost.
-abort_nonfinite <- function(nonfinite, result) {
+abort_nonfinite <- function(nonfinite, result, call = rlang::caller_env()) {
   epoch <- nonfinite$epoch
   loss <- format(nonfinite$loss)
   msg <- if (is.finite(nonfinite$loss)) "Training stopped at epoch {epoch}: its weights became infinite or NaN." else
@@ -330,13 +330,13 @@ abort_nonfinite <- function(nonfinite, result) {
                 i = if (kept > 0) "The model of epoch {kept} (the last with a finite loss) is in the error's {.field fit} field." else
                   "No epoch finished with a finite loss; the error's {.field fit} field holds the initial model.",
                 i = "Lower {.arg learn_rate}, set {.arg clip_value}, or rescale predictors or outcomes with very large values."),
-              subclass = "tabnetrs_error_nonfinite", fit = result)
+              subclass = "tabnetrs_error_nonfinite", fit = result, call = call)
 }
 
-check_loss <- function(loss, task, dims = NULL) {
+check_loss <- function(loss, task, dims = NULL, call = rlang::caller_env()) {
   if (identical(loss, "aum") && !(task == "classification" && identical(as.integer(dims), 2L))) {
     abort_config(c("{.val aum} is a loss for one binary outcome (a factor of two levels).",
-                   i = "Use {.val auto} for this outcome."))
+                   i = "Use {.val auto} for this outcome."), call = call)
   }
   ok <- switch(loss,
     auto = TRUE,
@@ -347,11 +347,11 @@ check_loss <- function(loss, task, dims = NULL) {
   )
   if (!ok && task == "hierarchical") {
     abort_config(c("{.val {loss}} is not a valid loss for a hierarchical outcome.",
-                   i = "Hierarchical outcomes are fitted with the binary cross-entropy of C-HMCNN: use {.val auto} or {.val bce}."))
+                   i = "Hierarchical outcomes are fitted with the binary cross-entropy of C-HMCNN: use {.val auto} or {.val bce}."), call = call)
   }
   if (!ok) {
     type <- if (task == "regression") "numeric" else "factor"
-    abort_config("{.val {loss}} is not a valid loss for outcome of type {type}.")
+    abort_config("{.val {loss}} is not a valid loss for outcome of type {type}.", call = call)
   }
 }
 
@@ -360,14 +360,14 @@ check_loss <- function(loss, task, dims = NULL) {
 # last): they are replaced by the names they stand for, so the stored
 # configuration names its groups whatever the interface. A position beyond
 # the predictors is left for resolve_groups() to report.
-groups_by_name <- function(config, processed) {
+groups_by_name <- function(config, processed, call = rlang::caller_env()) {
   groups <- config$grouped_features
   positional <- vapply(groups, is.numeric, logical(1))
   if (!any(positional)) return(config)
   order <- user_predictor_order(processed)
   if (is.null(order)) {
     abort_config(c("{.arg grouped_features} gives positions, but this formula's predictors are not plain columns, so positions are ambiguous.",
-                   i = "Give the groups as predictor names: {.field {predictor_labels(names(processed$predictors))}}."))
+                   i = "Give the groups as predictor names: {.field {predictor_labels(names(processed$predictors))}}."), call = call)
   }
   for (k in which(positional)) {
     g <- groups[[k]]
@@ -378,18 +378,18 @@ groups_by_name <- function(config, processed) {
 }
 
 # Global importance: mask importance on a sample of training rows.
-fit_importance <- function(model, predictors, layout, config) {
+fit_importance <- function(model, predictors, layout, config, call = rlang::caller_env()) {
   n <- nrow(predictors)
   size <- config$importance_sample_size %||% min(n, 1e5)
   idx <- if (size >= n) seq_len(n) else sort(sample.int(n, size))
-  mask_importance_of(model, rust_dataset(model, predictors[idx, , drop = FALSE], layout), layout, config)
+  mask_importance_of(model, rust_dataset(model, predictors[idx, , drop = FALSE], layout, call = call), layout, config, call = call)
 }
 
 # The mask importance stored with a fit, from the rows of the Rust data set
 # `ds` (and per attention group, with feature groups).
-mask_importance_of <- function(model, ds, layout, config) {
+mask_importance_of <- function(model, ds, layout, config, call = rlang::caller_env()) {
   imp <- tibble::tibble(variables = predictor_labels(layout$names), importance = rs_mask_importance(model, ds, inference_batch_size))
-  idx0 <- resolve_groups(config$grouped_features, layout)
+  idx0 <- resolve_groups(config$grouped_features, layout, call = call)
   if (length(idx0)) {
     groups <- attention_groups(idx0, layout, config$grouped_features)
     attr(imp, "groups") <- group_importance(imp$variables, imp$importance, groups)
@@ -410,9 +410,9 @@ same_outcome <- function(old, new) {
 
 # Starting point when `tabnet_model` is given: continue a fit (optionally from
 # a checkpoint) or fine-tune from a pretrained encoder.
-resume_from <- function(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device) {
+resume_from <- function(tabnet_model, config, layout, outcome, kind, from_epoch, seed, device, call = rlang::caller_env()) {
   if (!inherits(tabnet_model, c("tabnet_fit", "tabnet_pretrain"))) {
-    abort_input("{.arg tabnet_model} must be a {.cls tabnet_fit} or {.cls tabnet_pretrain}, not {.obj_type_friendly {tabnet_model}}.")
+    abort_input("{.arg tabnet_model} must be a {.cls tabnet_fit} or {.cls tabnet_pretrain}, not {.obj_type_friendly {tabnet_model}}.", call = call)
   }
   old <- tabnet_model$fit
   # the predictors were matched by name and put in the model's order
@@ -431,7 +431,7 @@ resume_from <- function(tabnet_model, config, layout, outcome, kind, from_epoch,
   }
   if (old_kind == kind) {
     if (kind == "supervised" && !same_outcome(old$outcome, outcome)) {
-      abort_model(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."))
+      abort_model(c("Model dimensions don't match.", i = "The outcome differs from the one {.arg tabnet_model} was trained on."), call = call)
     }
     # the loss is part of the network configuration (net_config()): kept
     config["loss"] <- list(old$config$loss %||% "auto")
@@ -453,10 +453,10 @@ resume_from <- function(tabnet_model, config, layout, outcome, kind, from_epoch,
                 config = config))
   }
   if (old_kind == "supervised") {
-    abort_model("A {.cls tabnet_fit} cannot be used to start {.fn tabnet_pretrain}.")
+    abort_model("A {.cls tabnet_fit} cannot be used to start {.fn tabnet_pretrain}.", call = call)
   }
   # fine-tuning: a new supervised network with the pretrained encoder
-  net <- net_config(config, layout, outcome)
+  net <- net_config(config, layout, outcome, call = call)
   model <- rs_model_new(net_config_json(net), "supervised", config$pretraining_ratio, seed, device)
   rs_model_copy_encoder(model, src)
   list(model = model, history = list(), checkpoints = list(), checkpoint_digests = list(), schedule = NULL,

@@ -12,13 +12,13 @@ tabnet_formula_blueprint <- function() {
 # (`y ~ .`, `y ~ a + b`, `y ~ . - c`), the x/y blueprint on those columns gives
 # the same predictors, outcome and prediction-time checks, and the data
 # frame's column vectors are shared instead of copied.
-mold_formula <- function(formula, data) {
+mold_formula <- function(formula, data, call = rlang::caller_env()) {
   cols <- plain_formula_columns(formula, data)
   if (is.null(cols)) {
     return(hardhat::mold(formula, data, blueprint = tabnet_formula_blueprint()))
   }
   y <- data[[cols$outcome]]
-  if (!is.factor(y) && !is.numeric(y)) abort_bad_outcome(y, cols$outcome)
+  if (!is.factor(y) && !is.numeric(y)) abort_bad_outcome(y, cols$outcome, call = call)
   processed <- hardhat::mold(data[cols$predictors], data[cols$outcome])
   # the formula's order, before factors were moved last (user_predictor_order())
   attr(processed, "predictor_order") <- cols$labels

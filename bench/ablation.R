@@ -20,7 +20,7 @@ here <- function() {
   normalizePath(dirname(f[1]))
 }
 
-# the paper's settings per data set (spec 3.3; as in bench/fidelity.R)
+# the paper's settings per data set (the TabNet paper's appendix; as in bench/fidelity.R)
 SYN <- list(
   syn1 = list(n_steps = 4, gamma = 2.0, lambda = 0.02, paper = 0.682),
   syn2 = list(n_steps = 4, gamma = 2.0, lambda = 0.01, paper = 0.892),

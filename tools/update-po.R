@@ -22,6 +22,12 @@
 # message must reach those functions as a literal template, never assembled
 # with paste() (the extraction reports such messages; tests fail on them).
 #
+# Messages of the Rust core (src/rust/): the template literal of every
+# `msg!("...", name = value)` (see src/rust/core/src/error.rs). They use the
+# same cli syntax; the R layer translates them as its own (rust_result() in
+# R/errors.R), so they are in the same catalogue. Unit tests
+# (`#[cfg(test)] mod tests`) and comments are not extracted.
+#
 # Checks (an error stops the update, before the .mo is written): every msgstr
 # keeps exactly the msgid's `{...}` expressions (placeholders, cli markup such
 # as `{.arg {arg}}`, `{cli::qty(n)}`), byte for byte, in any order; cli
@@ -41,7 +47,7 @@ po_marker_functions <- c("tr", "N_")
 # All msgids of the R files in `r_dir`: a data frame (msgid, file, line,
 # c_format), one row per occurrence, with attribute "dynamic": messages (or
 # elements) that are not literal templates (file, line, code).
-po_extract <- function(r_dir = "R") {
+po_extract <- function(r_dir = "R", rust_dir = file.path(dirname(r_dir), "src", "rust")) {
   files <- sort(list.files(r_dir, pattern = "\\.[Rr]$", full.names = TRUE))
   found <- new.env()
   found$rows <- list()
@@ -58,6 +64,7 @@ po_extract <- function(r_dir = "R") {
   rows <- found$rows
   out <- if (length(rows)) do.call(rbind, lapply(rows, as.data.frame, stringsAsFactors = FALSE)) else
     data.frame(msgid = character(), file = character(), line = integer(), c_format = logical())
+  out <- rbind(out, po_extract_rust(rust_dir))
   out <- unique(out)
   out <- out[order(out$file, out$line), , drop = FALSE]
   rownames(out) <- NULL
@@ -65,6 +72,66 @@ po_extract <- function(r_dir = "R") {
   attr(out, "dynamic") <- if (length(dyn)) unique(do.call(rbind, lapply(dyn, as.data.frame, stringsAsFactors = FALSE))) else
     data.frame(file = character(), line = integer(), code = character())
   out
+}
+
+# The templates of `msg!()` in the Rust sources under `rust_dir` (none when
+# the directory is absent): a data frame as po_extract()'s.
+po_extract_rust <- function(rust_dir) {
+  none <- data.frame(msgid = character(), file = character(), line = integer(), c_format = logical())
+  if (!dir.exists(rust_dir)) return(none)
+  files <- list.files(rust_dir, pattern = "\\.rs$", recursive = TRUE, full.names = TRUE)
+  files <- sort(files[!grepl("(^|/)(target|vendor|tests|examples|benches)/", files)])
+  rows <- list()
+  for (f in files) {
+    src <- paste(readLines(f, encoding = "UTF-8", warn = FALSE), collapse = "\n")
+    cut <- regexpr("#[cfg(test)]\nmod tests", src, fixed = TRUE)
+    if (cut > 0) src <- substr(src, 1L, cut - 1L)
+    at <- gregexpr("msg!\\(\\s*(r#)?\"", src, perl = TRUE)[[1L]]
+    if (at[[1L]] < 0) next
+    rel <- sub(paste0("^", normalizePath(dirname(dirname(rust_dir)), mustWork = FALSE), "/"), "",
+               normalizePath(f, mustWork = FALSE))
+    for (k in seq_along(at)) {
+      start <- at[[k]]
+      line_start <- max(c(0L, gregexpr("\n", substr(src, 1L, start), fixed = TRUE)[[1L]]))
+      if (grepl("^\\s*//", substr(src, line_start + 1L, start))) next
+      lit <- po_rust_string(src, start + attr(at, "match.length")[[k]] - 1L)
+      line <- length(gregexpr("\n", substr(src, 1L, start), fixed = TRUE)[[1L]]) + 1L
+      if (!grepl("\n", substr(src, 1L, start), fixed = TRUE)) line <- 1L
+      rows[[length(rows) + 1L]] <- data.frame(msgid = lit, file = rel, line = line, c_format = FALSE,
+                                              stringsAsFactors = FALSE)
+    }
+  }
+  if (length(rows)) do.call(rbind, rows) else none
+}
+
+# The value of the Rust string literal whose opening quote is at `quote` in
+# `src`: "..." with escapes (\\", \\\\, \\n, \\t, a line continuation) or r#"..."#.
+po_rust_string <- function(src, quote) {
+  if (substr(src, quote - 2L, quote - 1L) == "r#") {
+    end <- regexpr("\"#", substring(src, quote + 1L), fixed = TRUE)
+    return(substr(src, quote + 1L, quote + end - 1L))
+  }
+  chars <- strsplit(substring(src, quote + 1L), "")[[1L]]
+  out <- character()
+  i <- 1L
+  while (i <= length(chars)) {
+    ch <- chars[[i]]
+    if (ch == "\"") break
+    if (ch == "\\") {
+      nx <- chars[[i + 1L]]
+      if (nx == "\n") {
+        i <- i + 2L
+        while (i <= length(chars) && chars[[i]] %in% c(" ", "\t", "\n")) i <- i + 1L
+        next
+      }
+      out <- c(out, switch(nx, n = "\n", t = "\t", nx))
+      i <- i + 2L
+      next
+    }
+    out <- c(out, ch)
+    i <- i + 1L
+  }
+  paste(out, collapse = "")
 }
 
 po_call_name <- function(e) {
@@ -363,7 +430,7 @@ po_main <- function(args = commandArgs(trailingOnly = TRUE)) {
   mo <- file.path("inst", "po", "fr", "LC_MESSAGES", "R-tabnetrs.mo")
   entries <- po_extract("R")
   ids <- unique(entries$msgid)
-  cat(sprintf("%d msgids in R/*.R\n", length(ids)))
+  cat(sprintf("%d msgids in R/*.R and src/rust/ (msg!)\n", length(ids)))
   assembled <- po_assembled(attr(entries, "dynamic"))
   if (nrow(assembled)) {
     cat("Messages assembled at run time (pass complete templates instead):\n")

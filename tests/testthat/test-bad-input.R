@@ -163,8 +163,10 @@ test_that("a bad TABNETRS_THREADS variable is a config error naming it", {
 
 test_that("the option and the variable are capped at the machine's cores", {
   cores <- as.integer(parallel::detectCores())
-  capped <- tabnetrs:::capped_threads
-  rm(list = ls(capped), envir = capped)
+  state <- tabnetrs:::runtime_state
+  old <- state$capped
+  on.exit(state$capped <- old, add = TRUE)
+  state$capped <- NULL
   withr::local_options(tabnetrs.threads = cores + 100)
   expect_message(n <- tabnetrs:::resolve_threads(), "tabnetrs.threads.*capped", class = "tabnetrs_message")
   expect_equal(n, cores)

@@ -73,3 +73,20 @@ test_that("errors under parsnip and workflows name the user's fit() or predict()
   e <- rlang::catch_cnd(tabnet_fit(y ~ ., d, epochs = -1), "tabnetrs_error_config")
   expect_identical(e$call, quote(tabnet_fit(y ~ ., d, epochs = -1)))
 })
+
+test_that("the call is threaded: checks name the call they are given, entry points their own", {
+  # a check raises with the call its caller passes down (hardhat's `call`)
+  e <- rlang::catch_cnd(tabnetrs:::check_count(-1, "n", call = quote(my_fun(n = -1))), "tabnetrs_error_input")
+  expect_identical(e$call, quote(my_fun(n = -1)))
+  f <- function(n) tabnetrs:::check_number(n, "n", min = 0, call = rlang::current_env())
+  e <- rlang::catch_cnd(f(-2), "tabnetrs_error_input")
+  expect_identical(e$call, quote(f(-2)))
+  # an entry point called by another one (the matrix method calls the data
+  # frame method) names the user's call; a check deep in the fit path too
+  d <- syn2_data(50)
+  x <- as.matrix(d[, c("V01", "V02")])
+  e <- rlang::catch_cnd(tabnet_fit(x, d$y, epochs = 1, weights = rep(-1, 50)), "tabnetrs_error_input")
+  expect_identical(e$call, quote(tabnet_fit(x, d$y, epochs = 1, weights = rep(-1, 50))))
+  e <- rlang::catch_cnd(tabnet_fit(y ~ ., d, num_threads = 0), "tabnetrs_error_config")
+  expect_identical(e$call, quote(tabnet_fit(y ~ ., d, num_threads = 0)))
+})

@@ -222,7 +222,7 @@ test_that("forked children run tabnetrs after the parent used it (mclapply, futu
 test_that("a BLAS running fallback kernels is pointed out once per session", {
   withr::local_options(tabnetrs.blas_advice = TRUE)
   withr::local_envvar(OPENBLAS_CORETYPE = "")
-  state <- tabnetrs:::blas_state
+  state <- tabnetrs:::runtime_state
   old <- state$told
   on.exit(state$told <- old, add = TRUE)
   state$told <- NULL

@@ -83,13 +83,17 @@ test_that("a warning is in French", {
   expect_match(conditionMessage(w), "traités comme des valeurs manquantes", fixed = TRUE)
 })
 
-test_that("text from the Rust core stays in English", {
+test_that("messages from the Rust core are in French too", {
   skip_if_no_nls()
   d <- syn2_data(50)
   d$V04[2] <- Inf
   e <- fr_condition(tabnet_fit(y ~ ., d, epochs = 1))
   expect_s3_class(e, "tabnetrs_error_input")
-  expect_match(conditionMessage(e), "V04.*infinite")
+  expect_match(conditionMessage(e), "Le prédicteur V04 contient des valeurs infinies.", fixed = TRUE)
+  expect_identical(conditionCall(e)[[1]], quote(tabnet_fit))
+  # and in English, the core's text
+  e <- in_language("en", tryCatch(tabnet_fit(y ~ ., d, epochs = 1), error = function(e) e))
+  expect_match(conditionMessage(e), "Predictor V04 contains infinite values.", fixed = TRUE)
 })
 
 test_that("in English the messages are unchanged", {
@@ -128,6 +132,10 @@ test_that("every message has a French translation with the same placeholders", {
   entries <- po$po_extract(file.path(po$root, "R"))
   ids <- unique(entries$msgid)
   expect_gt(length(ids), 100)
+  # the Rust core's templates (`msg!()`) are in the same catalogue
+  rust <- entries[startsWith(entries$file, "src/rust/"), , drop = FALSE]
+  expect_gt(nrow(rust), 50)
+  expect_true("Predictor {.field {name}} contains infinite values." %in% rust$msgid)
   assembled <- po$po_assembled(attr(entries, "dynamic"))
   expect(nrow(assembled) == 0,
          paste0("messages assembled at run time cannot be translated; pass complete templates:\n",

@@ -7,6 +7,7 @@ use crate::interrupt;
 use arrow_array::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
 use extendr_api::prelude::*;
 use tabnet_core::arrow_source::{self, ColumnKind, ColumnSpec, Feed, Source};
+use tabnet_core::msg;
 use tabnet_core::trainer::Trainer;
 use tabnet_core::Model;
 
@@ -38,12 +39,16 @@ fn rs_arrow_stream_take(address: &str) -> ApiResult<ExternalPtr<StreamSlot>> {
 fn take_stream(mut slot: ExternalPtr<StreamSlot>) -> ApiResult<Source> {
     let stream = std::mem::replace(&mut *slot.0, FFI_ArrowArrayStream::empty());
     if stream.release.is_none() {
-        return Err(ApiError::input(
-            "the Arrow stream was already read and cannot be read again: give `tabnet_arrow()` a function that returns a fresh stream",
-        ));
+        return Err(ApiError::input(msg!(
+            "The Arrow stream was already read and cannot be read again: give {.fn tabnet_arrow} a function that returns a fresh stream."
+        )));
     }
-    let reader = ArrowArrayStreamReader::try_new(stream)
-        .map_err(|e| ApiError::input(format!("cannot read the Arrow stream: {e}")))?;
+    let reader = ArrowArrayStreamReader::try_new(stream).map_err(|e| {
+        ApiError::input(msg!(
+            "Cannot read the Arrow stream: {reason}.",
+            reason = e.to_string()
+        ))
+    })?;
     Ok(Source::stream(Box::new(reader)))
 }
 
@@ -293,9 +298,12 @@ fn rs_arrow_read(source: Robj, names: Strings) -> ApiResult<Robj> {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let mut kinds = Vec::with_capacity(names.len());
     for n in &names {
-        let f = schema
-            .field_with_name(n)
-            .map_err(|_| ApiError::input(format!("the column `{n}` is not in the data")))?;
+        let f = schema.field_with_name(n).map_err(|_| {
+            ApiError::input(msg!(
+                "The column {.field {name}} is not in the data.",
+                name = n
+            ))
+        })?;
         kinds.push(ColumnKind::of(f.data_type()));
     }
     let mut nums: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
@@ -309,7 +317,9 @@ fn rs_arrow_read(source: Robj, names: Strings) -> ApiResult<Robj> {
         &mut |batch, what| {
             for (k, n) in names.iter().enumerate() {
                 let col = batch.column_by_name(n).ok_or_else(|| {
-                    tabnet_core::Error::Invalid(format!("the column `{n}` is missing from {what}"))
+                    tabnet_core::Error::Invalid(
+                        format!("the column `{n}` is missing from {what}").into(),
+                    )
                 })?;
                 match kinds[k] {
                     ColumnKind::Boolean => {
@@ -337,10 +347,13 @@ fn rs_arrow_read(source: Robj, names: Strings) -> ApiResult<Robj> {
                         });
                     }
                     ColumnKind::Unsupported => {
-                        return Err(tabnet_core::Error::Invalid(format!(
+                        return Err(tabnet_core::Error::Invalid(
+                            format!(
                             "the column `{n}` has the Arrow type {}, which tabnetrs cannot read",
                             col.data_type()
-                        )))
+                        )
+                            .into(),
+                        ))
                     }
                 }
             }

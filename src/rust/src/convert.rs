@@ -2,26 +2,29 @@
 //!
 //! Every fallible entry point returns [`ApiResult`]. With extendr's
 //! `result_condition` feature an `Err` reaches R as a value (a condition object
-//! holding `list(kind, message)`), never as a panic; the R wrapper
-//! (`rust_result()` in `R/errors.R`) raises it as a `tabnetrs_error_<kind>`
-//! with the user's call. Panics are silenced ([`init`]) and caught by extendr;
+//! holding `list(kind, message, template, args)`), never as a panic; the R
+//! wrapper (`rust_result()` in `R/errors.R`) translates the template through
+//! the package's catalogue, fills in the arguments with cli, and raises it as
+//! a `tabnetrs_error_<kind>` with the user's call (`message`, the English
+//! text, is the fallback). Panics are silenced ([`init`]) and caught by extendr;
 //! `rust_result()` reports them as internal errors.
 use extendr_api::prelude::*;
-use tabnet_core::{Error as CoreError, ErrorKind};
+use tabnet_core::error::{Arg, Message};
+use tabnet_core::{msg, Error as CoreError, ErrorKind};
 use tch::{Device, Kind, Tensor};
 
 /// An error for R: its kind (the condition subclass) and a message for users.
 #[derive(Debug)]
 pub struct ApiError {
     kind: &'static str,
-    message: String,
+    message: Message,
 }
 
 pub type ApiResult<T> = std::result::Result<T, ApiError>;
 
 impl ApiError {
     /// The caller's data or arguments are unusable.
-    pub fn input(message: impl Into<String>) -> ApiError {
+    pub fn input(message: impl Into<Message>) -> ApiError {
         ApiError {
             kind: "input",
             message: message.into(),
@@ -29,7 +32,7 @@ impl ApiError {
     }
 
     /// A saved model is corrupted or was modified.
-    pub fn model(message: impl Into<String>) -> ApiError {
+    pub fn model(message: impl Into<Message>) -> ApiError {
         ApiError {
             kind: "model",
             message: message.into(),
@@ -37,7 +40,7 @@ impl ApiError {
     }
 
     /// A defect of tabnetrs (the R layer passed something it should not have).
-    pub fn internal(message: impl Into<String>) -> ApiError {
+    pub fn internal(message: impl Into<Message>) -> ApiError {
         ApiError {
             kind: "internal",
             message: message.into(),
@@ -52,10 +55,11 @@ impl From<CoreError> for ApiError {
             ErrorKind::Model => "model",
             ErrorKind::Internal => "internal",
         };
-        ApiError {
-            kind,
-            message: e.to_string(),
-        }
+        let message = match e {
+            CoreError::Invalid(m) | CoreError::Model(m) => m,
+            other => Message::text(other.to_string()),
+        };
+        ApiError { kind, message }
     }
 }
 
@@ -67,7 +71,27 @@ impl From<extendr_api::Error> for ApiError {
 
 impl From<ApiError> for Robj {
     fn from(e: ApiError) -> Robj {
-        list!(kind = e.kind, message = e.message).into()
+        let args: Vec<(&str, Robj)> = e
+            .message
+            .args()
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Arg::Text(s) => Robj::from(s.as_str()),
+                    Arg::Number(x) => Robj::from(*x),
+                    Arg::Count(n) if i32::try_from(*n).is_ok() => Robj::from(*n as i32),
+                    Arg::Count(n) => Robj::from(*n as f64),
+                };
+                (*k, v)
+            })
+            .collect();
+        list!(
+            kind = e.kind,
+            message = e.message.to_string(),
+            template = e.message.template_text(),
+            args = List::from_pairs(args)
+        )
+        .into()
     }
 }
 
@@ -78,7 +102,7 @@ impl From<ApiError> for Robj {
 /// are forked from.
 pub fn init() {
     extendr_api::thread_safety::register_extendr_panic_hook();
-    tabnet_core::process::init();
+    tabnet_core::runtime::init();
 }
 
 /// Reads a libtorch device name: "cpu" or "cuda" (or "cuda:N").
@@ -87,9 +111,9 @@ pub fn device(name: &str) -> ApiResult<Device> {
         "cpu" => Ok(Device::Cpu),
         s if s.starts_with("cuda") => {
             if !tch::Cuda::is_available() {
-                return Err(ApiError::input(
-                    "`device = \"cuda\"` was requested but this libtorch has no CUDA support or no GPU is visible",
-                ));
+                return Err(ApiError::input(msg!(
+                    "{.code device = \"cuda\"} was requested, but this libtorch has no CUDA support or no GPU is visible."
+                )));
             }
             let idx = s
                 .strip_prefix("cuda:")
@@ -97,42 +121,59 @@ pub fn device(name: &str) -> ApiResult<Device> {
                 .unwrap_or(0);
             Ok(Device::Cuda(idx))
         }
-        other => Err(ApiError::input(format!("unknown device \"{other}\""))),
+        other => Err(ApiError::input(msg!(
+            "Unknown device {.val {device}}.",
+            device = other
+        ))),
     }
 }
 
-/// Slices of the double vectors in an R list.
-pub fn real_columns(list: &List, what: &str) -> ApiResult<Vec<&'static [f64]>> {
-    list.values()
-        .enumerate()
-        .map(|(i, v)| {
-            v.as_real_slice()
-                // SAFETY: the R objects outlive the call that uses these slices.
-                .map(|s| unsafe { std::mem::transmute::<&[f64], &'static [f64]>(s) })
-                .ok_or_else(|| {
+/// The vectors of an R list, held so that slices of them can be borrowed
+/// ([`Columns::reals`], [`Columns::integers`]) for as long as this value lives
+/// (the list itself keeps the R objects alive for the call).
+pub struct Columns(Vec<Robj>);
+
+impl Columns {
+    pub fn of(list: &List) -> Columns {
+        Columns(list.values().collect())
+    }
+
+    /// Slices of the double vectors.
+    pub fn reals(&self, what: &str) -> ApiResult<Vec<&[f64]>> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_real_slice().ok_or_else(|| {
                     ApiError::internal(format!("{what} column {} must be a double vector", i + 1))
                 })
-        })
-        .collect()
-}
-
-/// Slices of the integer vectors (factor codes) in an R list.
-pub fn integer_columns(list: &List, what: &str) -> ApiResult<Vec<&'static [i32]>> {
-    list.values()
-        .enumerate()
-        .map(|(i, v)| {
-            v.as_integer_slice().ok_or_else(|| {
-                ApiError::internal(format!("{what} column {} must be an integer vector", i + 1))
             })
-        })
-        .collect()
+            .collect()
+    }
+
+    /// Slices of the integer vectors (factor codes).
+    pub fn integers(&self, what: &str) -> ApiResult<Vec<&[i32]>> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, v)| -> ApiResult<&[i32]> {
+                v.as_integer_slice().ok_or_else(|| {
+                    ApiError::internal(format!("{what} column {} must be an integer vector", i + 1))
+                })
+            })
+            .collect()
+    }
 }
 
 /// A whole number in `[lo, hi]` from an R double (R passes counts as doubles).
 pub fn count(x: f64, what: &str, lo: i64, hi: i64) -> ApiResult<i64> {
     if !x.is_finite() || x.fract() != 0.0 || x < lo as f64 || x > hi as f64 {
-        return Err(ApiError::input(format!(
-            "`{what}` must be a whole number in [{lo}, {hi}], not {x}"
+        return Err(ApiError::input(msg!(
+            "{.arg {what}} must be a whole number in [{lo}, {hi}], not {x}.",
+            what = what,
+            lo = lo,
+            hi = hi,
+            x = x
         )));
     }
     Ok(x as i64)
@@ -143,8 +184,9 @@ pub fn count(x: f64, what: &str, lo: i64, hi: i64) -> ApiResult<i64> {
 pub fn seed(x: f64) -> ApiResult<i64> {
     const MAX: f64 = 9_007_199_254_740_992.0; // 2^53
     if !x.is_finite() || x.fract() != 0.0 || x.abs() > MAX {
-        return Err(ApiError::input(format!(
-            "`seed` must be a whole number with |seed| <= 2^53, not {x}"
+        return Err(ApiError::input(msg!(
+            "{.arg seed} must be a whole number with |seed| <= 2^53, not {x}.",
+            x = x
         )));
     }
     Ok(x as i64)

@@ -1,7 +1,8 @@
 //! Column data from R into device tensors, done once per fit / predict.
-use crate::convert::{integer_columns, real_columns, ApiError, ApiResult};
+use crate::convert::{ApiError, ApiResult, Columns};
 use extendr_api::prelude::*;
 use tabnet_core::data::{beyond_f32, Dataset, Targets};
+use tabnet_core::msg;
 use tabnet_core::Model;
 
 /// `num`/`cat`: lists of double / integer (factor code) vectors in the model's
@@ -18,16 +19,25 @@ fn rs_dataset(
     y_value: Nullable<List>,
     weights: Robj,
 ) -> ApiResult<ExternalPtr<Dataset>> {
-    let num = real_columns(&num, "numeric predictor")?;
-    let cat = integer_columns(&cat, "categorical predictor")?;
+    let (num, cat) = (Columns::of(&num), Columns::of(&cat));
+    let num = num.reals("numeric predictor")?;
+    let cat = cat.integers("categorical predictor")?;
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let classes = match &y_class {
-        Nullable::NotNull(l) => Some(integer_columns(l, "outcome")?),
+    let class_cols = match &y_class {
+        Nullable::NotNull(l) => Some(Columns::of(l)),
         Nullable::Null => None,
     };
-    let values = match &y_value {
-        Nullable::NotNull(l) => {
-            let cols = real_columns(l, "outcome")?;
+    let classes = match &class_cols {
+        Some(c) => Some(c.integers("outcome")?),
+        None => None,
+    };
+    let value_cols = match &y_value {
+        Nullable::NotNull(l) => Some((Columns::of(l), l)),
+        Nullable::Null => None,
+    };
+    let values = match &value_cols {
+        Some((c, l)) => {
+            let cols = c.reals("outcome")?;
             let outcome_names: Vec<String> = l
                 .names()
                 .map(|n| n.map(String::from).collect())
@@ -38,14 +48,16 @@ fn rs_dataset(
                         .get(k)
                         .cloned()
                         .unwrap_or_else(|| format!("#{}", k + 1));
-                    return Err(ApiError::input(format!(
-                        "outcome `{name}` holds {v:e}, beyond the float32 range (about ±3.4e38) the network computes in; rescale it"
+                    return Err(ApiError::input(msg!(
+                        "Outcome {.field {name}} holds {v}, beyond the float32 range (about ±3.4e38) the network computes in; rescale it.",
+                        name = name,
+                        v = v
                     )));
                 }
             }
             Some(cols)
         }
-        Nullable::Null => None,
+        None => None,
     };
     let targets = match (classes, values) {
         (Some(c), _) => Some(Targets::Classes(c)),

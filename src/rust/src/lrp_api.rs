@@ -5,6 +5,7 @@ use crate::convert::{count, matrix, ApiError, ApiResult};
 use extendr_api::prelude::*;
 use tabnet_core::data::Dataset;
 use tabnet_core::lrp::{lrp, Rule};
+use tabnet_core::msg;
 use tabnet_core::nap::{activity, latent};
 use tabnet_core::Model;
 
@@ -36,7 +37,12 @@ fn rs_lrp(
     let rule = match rule {
         "epsilon" => Rule::Epsilon { epsilon },
         "gamma" => Rule::Gamma { gamma, epsilon },
-        other => return Err(ApiError::input(format!("unknown LRP rule \"{other}\""))),
+        other => {
+            return Err(ApiError::input(msg!(
+                "Unknown LRP rule {.val {rule}}.",
+                rule = other
+            )))
+        }
     };
     let r = lrp(
         &model,

@@ -2,12 +2,14 @@
 use crate::convert::{self, device, ApiError, ApiResult};
 use extendr_api::prelude::*;
 use tabnet_core::digest::model_digest;
+use tabnet_core::msg;
 use tabnet_core::{Model, NetConfig};
 
 fn parse_config(json: &str) -> ApiResult<NetConfig> {
     serde_json::from_str(json).map_err(|e| {
-        ApiError::model(format!(
-            "the model's network configuration cannot be read: {e}"
+        ApiError::model(msg!(
+            "The model's network configuration cannot be read: {reason}.",
+            reason = e.to_string()
         ))
     })
 }
@@ -63,9 +65,9 @@ fn rs_model_load(
     digest: &str,
 ) -> ApiResult<ExternalPtr<Model>> {
     if !digest.is_empty() && model_digest(kind, config_json, weights.as_slice()) != digest {
-        return Err(ApiError::model(
-            "the model's weights or network configuration do not match the checksum saved with them: the object was damaged or edited",
-        ));
+        return Err(ApiError::model(msg!(
+            "The model's weights or network configuration do not match the checksum saved with them."
+        )));
     }
     let cfg = parse_config(config_json)?;
     let model = Model::load(

@@ -13,14 +13,14 @@ fn rs_init() {
 #[extendr]
 fn rs_set_threads(n: f64) -> ApiResult<()> {
     let n = convert::count(n, "num_threads", 1, 4096)?;
-    tabnet_core::process::set_threads(n as usize);
+    tabnet_core::runtime::set_threads(n as usize);
     Ok(())
 }
 
 /// @noRd
 #[extendr]
 fn rs_get_threads() -> i32 {
-    tabnet_core::process::threads() as i32
+    tabnet_core::runtime::threads() as i32
 }
 
 /// @noRd
@@ -43,7 +43,7 @@ fn rs_cuda_available() -> bool {
 /// @noRd
 #[extendr]
 fn rs_blas_info() -> List {
-    use tabnet_core::blas::{best_blas_core, blas_core, blas_is_fallback};
+    use tabnet_core::runtime::{best_blas_core, blas_core, blas_is_fallback};
     let core = blas_core();
     let best = best_blas_core();
     let fallback = matches!((&core, best), (Some(c), Some(b)) if blas_is_fallback(c, b));
@@ -52,7 +52,7 @@ fn rs_blas_info() -> List {
         core = core.map(Robj::from).unwrap_or_else(na),
         best = best.map(Robj::from).unwrap_or_else(na),
         fallback = fallback,
-        kernels = tabnet_core::gemm::selected().name()
+        kernels = tabnet_core::runtime::selected_kernel().name()
     )
 }
 
@@ -60,7 +60,7 @@ fn rs_blas_info() -> List {
 /// @noRd
 #[extendr]
 fn rs_in_forked_child() -> bool {
-    tabnet_core::process::in_forked_child()
+    tabnet_core::runtime::in_forked_child()
 }
 
 extendr_module! {

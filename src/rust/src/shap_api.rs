@@ -6,6 +6,7 @@ use crate::convert::{count, seed as seed_of, ApiError, ApiResult};
 use crate::interrupt;
 use extendr_api::prelude::*;
 use tabnet_core::data::Dataset;
+use tabnet_core::msg;
 use tabnet_core::shap::kernel::{self, KernelOptions};
 use tabnet_core::shap::{exact, Explainer, Output, ShapBlock};
 use tabnet_core::Model;
@@ -111,8 +112,9 @@ fn rs_shap_kernel(
     let start = count(start, "start", 0, i32::MAX as i64)? as usize;
     let len = count(len, "len", 1, i32::MAX as i64)? as usize;
     if !(tol.is_finite() && tol >= 0.0) {
-        return Err(ApiError::input(format!(
-            "`tol` must be a finite number >= 0, not {tol}"
+        return Err(ApiError::input(msg!(
+            "{.arg tol} must be a finite number >= 0, not {tol}.",
+            tol = tol
         )));
     }
     let opts = KernelOptions {

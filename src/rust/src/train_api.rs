@@ -5,6 +5,7 @@ use extendr_api::prelude::*;
 use tabnet_core::data::Dataset;
 use tabnet_core::importance::{mad_relevance, mask_importance, ImportanceJob, Method};
 use tabnet_core::inference::{explain_polled, predict_polled, predict_raw_polled};
+use tabnet_core::msg;
 use tabnet_core::schedule::ScheduleState;
 use tabnet_core::trainer::{evaluate_loss, TrainOptions, Trainer};
 use tabnet_core::Model;
@@ -24,8 +25,9 @@ fn rs_trainer_new(
     let mut trainer = Trainer::new(&model, opts)?;
     if !state_json.is_empty() {
         let state: ScheduleState = serde_json::from_str(state_json).map_err(|e| {
-            ApiError::model(format!(
-                "the learning-rate schedule saved with the model cannot be read: {e}"
+            ApiError::model(msg!(
+                "The learning-rate schedule saved with the model cannot be read: {reason}.",
+                reason = e.to_string()
             ))
         })?;
         trainer.resume(state)?;

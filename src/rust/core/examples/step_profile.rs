@@ -25,7 +25,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
     let config = args.get(2).map(String::as_str).unwrap_or("defaults");
-    tabnet_core::process::set_threads(threads);
+    tabnet_core::runtime::set_threads(threads);
     let (n, p, batch) = if config == "tabnet_s" {
         (200_000usize, 28usize, 16_384i64)
     } else {

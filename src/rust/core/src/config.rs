@@ -1,5 +1,6 @@
 //! The network's architecture, persisted beside its weights (serde JSON).
 use crate::error::{invalid, Result};
+use crate::msg;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +123,7 @@ impl NetConfig {
     /// in their order, then every other column alone, in predictor order (the
     /// order of pytorch-tabnet's group matrix). Without groups, group j is
     /// column j. Assumes a validated configuration.
-    pub fn attention_groups(&self) -> Vec<Vec<usize>> {
+    pub(crate) fn attention_groups(&self) -> Vec<Vec<usize>> {
         let f = self.n_features();
         let mut grouped = vec![false; f];
         let mut out = self.grouped_features.clone();
@@ -137,7 +138,7 @@ impl NetConfig {
 
     /// The attention group of each original column, and the size of that
     /// group (both indexed by column). Assumes a validated configuration.
-    pub fn group_of_column(&self) -> (Vec<usize>, Vec<usize>) {
+    pub(crate) fn group_of_column(&self) -> (Vec<usize>, Vec<usize>) {
         let f = self.n_features();
         let (mut group, mut size) = (vec![0; f], vec![1; f]);
         for (g, members) in self.attention_groups().iter().enumerate() {
@@ -164,74 +165,91 @@ impl NetConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         let f = self.n_features();
         if f == 0 {
-            return invalid("the model needs at least one predictor column");
+            return invalid(msg!("The model needs at least one predictor column."));
         }
         let mut seen = vec![false; f];
         for &c in self.num_cols.iter().chain(self.cat_cols.iter()) {
             if c >= f || seen[c] {
-                return invalid("column indices must be a permutation of 0..n_features");
+                return invalid(msg!(
+                    "The column indices must be a permutation of the predictors."
+                ));
             }
             seen[c] = true;
         }
         if self.cat_levels.len() != self.cat_cols.len()
             || self.cat_emb_dims.len() != self.cat_cols.len()
         {
-            return invalid(
-                "one level count and one embedding width are needed per categorical predictor",
-            );
+            return invalid(msg!(
+                "One level count and one embedding width are needed per categorical predictor."
+            ));
         }
         if self.cat_emb_dims.contains(&0) {
-            return invalid("`cat_emb_dim` must be at least 1");
+            return invalid(msg!("{.arg cat_emb_dim} must be at least 1."));
         }
         if self.output_dims.is_empty() || self.output_dims.contains(&0) {
-            return invalid("the model needs at least one outcome");
+            return invalid(msg!("The model needs at least one outcome."));
         }
         if self.task == Task::Classification && self.output_dims.iter().any(|&d| d < 2) {
-            return invalid("a classification outcome needs at least two levels");
+            return invalid(msg!("A classification outcome needs at least two levels."));
         }
         self.validate_hierarchy()?;
         if self.loss == TaskLoss::Aum
             && !(self.task == Task::Classification && self.output_dims == [2])
         {
-            return invalid("`loss = \"aum\"` needs a single binary classification outcome");
+            return invalid(msg!(
+                "{.code loss = \"aum\"} needs a single binary classification outcome."
+            ));
         }
         if self.n_d == 0 || self.n_a == 0 {
-            return invalid("`decision_width` and `attention_width` must be at least 1");
+            return invalid(msg!(
+                "{.arg decision_width} and {.arg attention_width} must be at least 1."
+            ));
         }
         if self.n_steps == 0 {
-            return invalid("`num_steps` must be at least 1");
+            return invalid(msg!("{.arg num_steps} must be at least 1."));
         }
         if self.n_shared == 0 && self.n_independent == 0 {
-            return invalid("`num_shared` and `num_independent` cannot both be 0");
+            return invalid(msg!(
+                "{.arg num_shared} and {.arg num_independent} cannot both be 0."
+            ));
         }
         if self.n_shared_decoder == 0 && self.n_independent_decoder == 0 {
-            return invalid("`num_shared_decoder` and `num_independent_decoder` cannot both be 0");
+            return invalid(msg!(
+                "{.arg num_shared_decoder} and {.arg num_independent_decoder} cannot both be 0."
+            ));
         }
         if self.virtual_batch_size < 2 {
-            return invalid("`virtual_batch_size` must be at least 2");
+            return invalid(msg!("{.arg virtual_batch_size} must be at least 2."));
         }
         if !(self.momentum > 0.0 && self.momentum <= 1.0) {
-            return invalid("`momentum` must be in (0, 1] (PyTorch convention)");
+            return invalid(msg!(
+                "{.arg momentum} must be in (0, 1] (PyTorch convention)."
+            ));
         }
         if self.gamma.is_nan() || self.gamma < 1.0 || !self.gamma.is_finite() {
-            return invalid("`feature_reusage` (gamma) must be a finite number >= 1");
+            return invalid(msg!(
+                "{.arg feature_reusage} (gamma) must be a finite number >= 1."
+            ));
         }
         let mut in_group = vec![false; f];
         for members in &self.grouped_features {
             if members.is_empty() {
-                return invalid("every group of `grouped_features` needs at least one predictor");
+                return invalid(msg!(
+                    "Every group of {.arg grouped_features} needs at least one predictor."
+                ));
             }
             for &c in members {
                 if c >= f {
-                    return invalid(format!(
-                        "`grouped_features` refers to predictor {}, but there are {f}",
-                        c + 1
+                    return invalid(msg!(
+                        "{.arg grouped_features} refers to predictor {column}, but there are {n}.",
+                        column = c + 1,
+                        n = f
                     ));
                 }
                 if in_group[c] {
-                    return invalid(format!(
-                        "predictor {} is in more than one group of `grouped_features`",
-                        c + 1
+                    return invalid(msg!(
+                        "Predictor {column} is in more than one group of {.arg grouped_features}.",
+                        column = c + 1
                     ));
                 }
                 in_group[c] = true;
@@ -246,12 +264,14 @@ impl NetConfig {
     fn validate_hierarchy(&self) -> Result<()> {
         if self.task != Task::Hierarchical {
             if !self.parent.is_empty() {
-                return invalid("only a hierarchical outcome has a node hierarchy");
+                return invalid(msg!("Only a hierarchical outcome has a node hierarchy."));
             }
             return Ok(());
         }
         if self.parent.len() != self.output_dim() {
-            return invalid("the hierarchy needs one parent entry per output node");
+            return invalid(msg!(
+                "The hierarchy needs one parent entry per output node."
+            ));
         }
         let mut start = 0;
         let mut above: Option<(usize, usize)> = None;
@@ -261,13 +281,15 @@ impl NetConfig {
                     (None, None) => {}
                     (Some(p), Some((lo, hi))) if p >= lo && p < hi => {}
                     (None, Some(_)) => {
-                        return invalid(format!(
-                            "hierarchy node {node} below the top level has no parent"
+                        return invalid(msg!(
+                            "Hierarchy node {node} below the top level has no parent.",
+                            node = node
                         ))
                     }
                     (Some(_), _) => {
-                        return invalid(format!(
-                            "the parent of hierarchy node {node} is not a node of the level above"
+                        return invalid(msg!(
+                            "The parent of hierarchy node {node} is not a node of the level above.",
+                            node = node
                         ))
                     }
                 }

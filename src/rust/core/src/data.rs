@@ -7,12 +7,13 @@
 //! tensor's memory (ndarray view), so the data is copied exactly once.
 use crate::config::{NetConfig, Task};
 use crate::error::{invalid, Result};
+use crate::msg;
 use ndarray::{ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 /// R's NA_integer_.
-pub const NA_INTEGER: i32 = i32::MIN;
+pub(crate) const NA_INTEGER: i32 = i32::MIN;
 
 /// Outcome columns, one slice per outcome.
 pub enum Targets<'a> {
@@ -68,16 +69,20 @@ fn fill_numeric(cols: &[&[f64]], n: usize, names: &[String]) -> Result<(Tensor, 
         })
         .collect();
     if let Some(j) = scan.iter().position(|s| s.1) {
-        return invalid(format!("predictor `{}` contains infinite values", names[j]));
+        return invalid(msg!(
+            "Predictor {.field {name}} contains infinite values.",
+            name = &names[j]
+        ));
     }
     if let Some((j, v)) = scan
         .iter()
         .enumerate()
         .find_map(|(j, s)| s.2.map(|v| (j, v)))
     {
-        return invalid(format!(
-            "predictor `{}` holds {v:e}, beyond the float32 range (about ±3.4e38) the network computes in; rescale it",
-            names[j]
+        return invalid(msg!(
+            "Predictor {.field {name}} holds {v}, beyond the float32 range (about ±3.4e38) the network computes in; rescale it.",
+            name = &names[j],
+            v = v
         ));
     }
     let t = Tensor::empty(&[n as i64, p as i64], (Kind::Float, Device::Cpu));
@@ -158,15 +163,15 @@ impl Dataset {
         device: Device,
     ) -> Result<Dataset> {
         // on the kernels' pool, never rayon's global one (which cannot be
-        // rebuilt in a forked child, see `crate::process`)
+        // rebuilt in a forked child, see `crate::runtime`)
         crate::kernels::with_pool(|| {
             if num.len() != cfg.num_cols.len() || cat.len() != cfg.cat_cols.len() {
-                return invalid(format!(
-                    "expected {} numeric and {} categorical predictors, got {} and {}",
-                    cfg.num_cols.len(),
-                    cfg.cat_cols.len(),
-                    num.len(),
-                    cat.len()
+                return invalid(msg!(
+                    "Expected {num} numeric and {cat} categorical predictors, got {got_num} and {got_cat}.",
+                    num = cfg.num_cols.len(),
+                    cat = cfg.cat_cols.len(),
+                    got_num = num.len(),
+                    got_cat = cat.len()
                 ));
             }
             let n = num
@@ -175,10 +180,10 @@ impl Dataset {
                 .or(cat.first().map(|c| c.len()))
                 .unwrap_or(0);
             if num.iter().any(|c| c.len() != n) || cat.iter().any(|c| c.len() != n) {
-                return invalid("all predictor columns must have the same length");
+                return invalid(msg!("All predictor columns must have the same length."));
             }
             if n == 0 {
-                return invalid("the data has zero rows");
+                return invalid(msg!("The data has zero rows."));
             }
             let num_names: Vec<String> = cfg
                 .num_cols
@@ -231,20 +236,23 @@ impl Dataset {
                 None => None,
                 Some(w) => {
                     if w.len() != n {
-                        return invalid(format!(
-                            "`weights` has length {}, the data has {} rows",
-                            w.len(),
-                            n
+                        return invalid(msg!(
+                            "{.arg weights} has length {len}, the data has {n} row{?s}.",
+                            len = w.len(),
+                            n = n
                         ));
                     }
                     if w.iter().any(|v| !v.is_finite() || *v < 0.0) {
-                        return invalid("`weights` must be finite and non-negative");
+                        return invalid(msg!("{.arg weights} must be finite and non-negative."));
                     }
                     if let Some(v) = beyond_f32(w) {
-                        return invalid(format!("`weights` holds {v:e}, beyond the float32 range (about 3.4e38); rescale the weights"));
+                        return invalid(msg!(
+                            "{.arg weights} holds {v}, beyond the float32 range (about 3.4e38); rescale the weights.",
+                            v = v
+                        ));
                     }
                     if w.iter().sum::<f64>() <= 0.0 {
-                        return invalid("`weights` must not all be zero");
+                        return invalid(msg!("{.arg weights} must not all be zero."));
                     }
                     let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
                     Some(Tensor::of_slice(&w32))
@@ -309,11 +317,11 @@ fn check_paths(cfg: &NetConfig, codes: &[i64], levels: usize) -> Result<()> {
             let node = starts[k] + row[k] as usize;
             let above = starts[k - 1] + row[k - 1] as usize;
             if cfg.parent.get(node).copied().flatten() != Some(above) {
-                return invalid(format!(
-                    "the outcome of row {} is not a path of the hierarchy (level {} is not a child of level {})",
-                    r + 1,
-                    k + 2,
-                    k + 1
+                return invalid(msg!(
+                    "The outcome of row {row} is not a path of the hierarchy (level {level} is not a child of level {above}).",
+                    row = r + 1,
+                    level = k + 2,
+                    above = k + 1
                 ));
             }
         }
@@ -325,19 +333,22 @@ fn targets_tensor(cfg: &NetConfig, t: Targets, n: usize) -> Result<Tensor> {
     match (cfg.task, t) {
         (Task::Classification | Task::Hierarchical, Targets::Classes(cols)) => {
             if cols.len() != cfg.output_dims.len() {
-                return invalid("one outcome column is needed per model output");
+                return invalid(msg!("One outcome column is needed per model output."));
             }
             let mut out = vec![0i64; n * cols.len()];
             for (k, col) in cols.iter().enumerate() {
                 if col.len() != n {
-                    return invalid("outcome and predictors have different numbers of rows");
+                    return invalid(msg!("The outcome and the predictors have different numbers of rows."));
                 }
                 for (r, &v) in col.iter().enumerate() {
                     if v == NA_INTEGER {
-                        return invalid("the outcome has missing values");
+                        return invalid(msg!("The outcome has missing values."));
                     }
                     if v < 0 || v as usize >= cfg.output_dims[k] {
-                        return invalid(format!("class code {v} is outside the outcome's levels"));
+                        return invalid(msg!(
+                            "Class code {code} is outside the outcome's levels.",
+                            code = v
+                        ));
                     }
                     out[r * cols.len() + k] = v as i64;
                 }
@@ -349,23 +360,23 @@ fn targets_tensor(cfg: &NetConfig, t: Targets, n: usize) -> Result<Tensor> {
         }
         (Task::Regression, Targets::Values(cols)) => {
             if cols.len() != cfg.output_dims.len() {
-                return invalid("one outcome column is needed per model output");
+                return invalid(msg!("One outcome column is needed per model output."));
             }
             let mut out = vec![0f32; n * cols.len()];
             for (k, col) in cols.iter().enumerate() {
                 if col.len() != n {
-                    return invalid("outcome and predictors have different numbers of rows");
+                    return invalid(msg!("The outcome and the predictors have different numbers of rows."));
                 }
                 for (r, &v) in col.iter().enumerate() {
                     if !v.is_finite() {
-                        return invalid("the outcome has missing or infinite values");
+                        return invalid(msg!("The outcome has missing or infinite values."));
                     }
                     out[r * cols.len() + k] = v as f32;
                 }
             }
             Ok(Tensor::of_slice(&out).view([n as i64, cols.len() as i64]))
         }
-        _ => invalid("the outcome type does not match the model (factor for classification, numeric for regression)"),
+        _ => invalid(msg!("The outcome type does not match the model (factor for classification, numeric for regression).")),
     }
 }
 

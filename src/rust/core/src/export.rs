@@ -36,11 +36,12 @@ use crate::error::{invalid, torch_message, Error, Result};
 use crate::loss;
 use crate::mask;
 use crate::model::Model;
+use crate::msg;
 use std::path::Path;
 use tch::{CModule, Device, Kind, Tensor};
 
 /// Name of the metadata entry (under the archive's `extra/`).
-pub const METADATA_FILE: &str = "tabnetrs.json";
+pub(crate) const METADATA_FILE: &str = "tabnetrs.json";
 
 /// The constant tensors of the input preparation. They are made before
 /// tracing starts: a tensor made from Rust data while tracing is recorded as
@@ -148,7 +149,9 @@ pub(crate) fn example_input(cfg: &NetConfig, rows: usize, salt: u64) -> Tensor {
 pub fn export(model: &Model, path: &Path, metadata: &str) -> Result<()> {
     model.supervised()?;
     if model.cfg.task == Task::Hierarchical {
-        return invalid("a hierarchical model (fitted on a data.tree `Node`) cannot be exported: its constrained probabilities are not traced");
+        return invalid(msg!(
+            "A hierarchical model (fitted on a data.tree {.cls Node}) cannot be exported: its constrained probabilities are not traced."
+        ));
     }
     let copy = frozen_copy(model)?;
     let cfg = &copy.cfg;
@@ -173,10 +176,10 @@ pub fn export(model: &Model, path: &Path, metadata: &str) -> Result<()> {
         return Err(e);
     }
     module.save(path).map_err(|e| {
-        Error::Invalid(format!(
-            "the module cannot be written to `{}` ({})",
-            path.display(),
-            torch_message(&e)
+        Error::Invalid(msg!(
+            "The module cannot be written to {.file {path}} ({reason}).",
+            path = path.display().to_string(),
+            reason = torch_message(&e)
         ))
     })?;
     add_metadata(path, metadata)?;
@@ -221,10 +224,10 @@ fn add_metadata(path: &Path, metadata: &str) -> Result<()> {
 /// a margin of ~100 over the float32 differences seen (~1e-6).
 fn verify(model: &Model, path: &Path) -> Result<()> {
     let loaded = CModule::load(path).map_err(|e| {
-        Error::Invalid(format!(
-            "the written module cannot be read back from `{}` ({})",
-            path.display(),
-            torch_message(&e)
+        Error::Invalid(msg!(
+            "The written module cannot be read back from {.file {path}} ({reason}).",
+            path = path.display().to_string(),
+            reason = torch_message(&e)
         ))
     })?;
     let cfg = &model.cfg;
@@ -471,7 +474,9 @@ mod tests {
         let m = model(cfg(Task::Classification, MaskType::Sparsemax, false));
         let path = std::path::Path::new("/nonexistent-dir/sub/model.pt");
         match export(&m, path, "{}") {
-            Err(Error::Invalid(msg)) => assert!(msg.contains("cannot be written"), "{msg}"),
+            Err(Error::Invalid(msg)) => {
+                assert!(msg.to_string().contains("cannot be written"), "{msg}")
+            }
             other => panic!("{other:?}"),
         }
     }

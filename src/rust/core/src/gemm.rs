@@ -19,7 +19,6 @@
 //! forces one (an unavailable choice falls back to the best available), else
 //! the best the CPU runs; on other CPUs (and other architectures) the products
 //! stay with libtorch's BLAS. The AVX-512 set needs Rust ≥ 1.89 (build.rs).
-use std::sync::OnceLock;
 
 /// The implementation of the fused pass's products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,11 +81,8 @@ impl Kernel {
     }
 }
 
-/// The kernel the fused pass uses in this process (see the module docs).
-pub fn selected() -> Kernel {
-    static SEL: OnceLock<Kernel> = OnceLock::new();
-    *SEL.get_or_init(|| Kernel::from_setting(std::env::var("TABNETRS_KERNELS").ok().as_deref()))
-}
+// The choice is process state: it lives in `crate::runtime` (name kept for callers).
+pub use crate::runtime::selected_kernel as selected;
 
 /// B (k × n) packed row-major with its columns padded with zeros to a multiple
 /// of 16 (every row starts at a multiple of 16 floats from the start), and an

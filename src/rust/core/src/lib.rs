@@ -10,7 +10,7 @@
 //! * `embedding`: categorical embeddings and the column-group map;
 //! * `encoder`, `network`: the TabNet encoder (its autograd and fused
 //!   backends, picked per call with a [`Backend`]) and the supervised network;
-//! * `kernels`: the fused pass's CPU kernels (a leaf: no network types);
+//! * `kernels`: the fused pass's CPU kernels (no network types, no process state);
 //! * `decoder`, `pretrainer`: the self-supervised reconstruction model;
 //! * [`arrow_source`]: Arrow IPC files and C streams read record batch by record batch;
 //! * [`data`]: column data prepared once into device tensors;
@@ -25,13 +25,14 @@
 //! * [`model`]: a network with its `VarStore`, config and verified (de)serialisation;
 //! * [`digest`]: the checksum tying saved weights to their configuration;
 //! * [`export`]: the TorchScript module of a supervised network (traced on the reference layers);
-//! * [`process`], [`blas`]: threads, fork safety, and the BLAS kernels in use;
+//! * [`runtime`]: the process: threads, the kernels' rayon pool, fork safety,
+//!   OpenBLAS's controls, the product kernel and the allocator during runs
+//!   (every process-wide static of the crate lives there);
 //! * [`gemm`]: the fused pass's own AVX2 / AVX-512 micro-kernels for its small products.
 
 pub(crate) mod adam;
 pub mod arrow_source;
 pub(crate) mod attentive;
-pub mod blas;
 pub mod config;
 pub mod data;
 pub(crate) mod decoder;
@@ -56,14 +57,16 @@ pub mod model;
 pub mod nap;
 pub(crate) mod network;
 pub(crate) mod pretrainer;
-pub mod process;
-pub(crate) mod run_settings;
+pub mod runtime;
 pub mod schedule;
 pub mod shap;
 #[cfg(test)]
 pub(crate) mod test_data;
 pub(crate) mod trace;
 pub mod trainer;
+
+// run settings are process state (`runtime`); the path is kept for callers
+pub(crate) use runtime::run_settings;
 
 pub use config::{Initialization, MaskType, NetConfig, Task, TaskLoss};
 pub use data::Dataset;

@@ -158,7 +158,7 @@ fn fill_support<T: Real>(z: &Tensor, out: &Tensor, rows: usize, g: usize, entmax
     // SAFETY: as above; `dst` does not overlap `src` (a different tensor).
     let dst = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut T, rows * g) };
     const BLOCK: usize = 1024;
-    // on the kernels' pool (fork-safe, see `crate::process`)
+    // on the kernels' pool (fork-safe, see `crate::runtime`)
     crate::kernels::with_pool(|| {
         dst.par_chunks_mut(BLOCK * g)
             .zip(src.par_chunks(BLOCK * g))

@@ -82,16 +82,6 @@ pub fn top_down_path(prob: &[f64], dims: &[usize], parent: &[Option<usize>]) -> 
     path
 }
 
-/// Mean negative log-likelihood of `truth` (probabilities floored at 1e-15).
-pub fn log_loss(prob: &[f64], k: usize, truth: &[i64]) -> f64 {
-    truth
-        .iter()
-        .enumerate()
-        .map(|(r, &t)| -(prob[r * k + t as usize].max(1e-15)).ln())
-        .sum::<f64>()
-        / truth.len() as f64
-}
-
 pub(crate) fn rmse(pred: &[f64], truth: &[f64]) -> f64 {
     (pred
         .iter()
@@ -165,8 +155,6 @@ mod tests {
     fn other_metrics() {
         let p = [0.9, 0.1, 0.2, 0.8, 0.6, 0.4];
         assert!((accuracy(&p, 2, &[0, 1, 1]) - 2.0 / 3.0).abs() < 1e-12);
-        let ll = log_loss(&p, 2, &[0, 1, 1]);
-        assert!((ll - (-(0.9f64.ln() + 0.8f64.ln() + 0.4f64.ln()) / 3.0)).abs() < 1e-12);
         assert!((rmse(&[1.0, 3.0], &[0.0, 3.0]) - (0.5f64).sqrt()).abs() < 1e-12);
     }
 

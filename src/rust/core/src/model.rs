@@ -9,6 +9,7 @@ use crate::embedding::Embedder;
 use crate::encoder::{Backend, Encoder, EvalPlan, Pass};
 use crate::error::{corrupt, invalid, torch_message, Error, Result};
 use crate::loss;
+use crate::msg;
 use crate::network::TabNet;
 use crate::pretrainer::Pretrainer;
 use std::io::Cursor;
@@ -152,7 +153,9 @@ impl Model {
     pub fn new_pretrainer(cfg: NetConfig, ratio: f64, device: Device) -> Result<Model> {
         cfg.validate()?;
         if !(ratio > 0.0 && ratio < 1.0) {
-            return invalid("`pretraining_ratio` must be strictly between 0 and 1");
+            return invalid(msg!(
+                "{.arg pretraining_ratio} must be strictly between 0 and 1."
+            ));
         }
         let vs = VarStore::new(device);
         let net = Net::Pretrain(Pretrainer::new(&vs.root(), &cfg, ratio));
@@ -184,9 +187,9 @@ impl Model {
     /// else is a corrupted or mismatched model and leaves the weights untouched.
     pub fn load_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         let loaded = Tensor::load_multi_from_stream(Cursor::new(bytes)).map_err(|e| {
-            Error::Model(format!(
-                "the weights cannot be read ({})",
-                torch_message(&e)
+            Error::Model(msg!(
+                "The weights cannot be read ({reason}).",
+                reason = torch_message(&e)
             ))
         })?;
         let vars = self.vs.variables();
@@ -196,28 +199,32 @@ impl Model {
             let dst = match vars.get(&name) {
                 Some(d) => d,
                 None => {
-                    return corrupt(format!(
-                        "the weights hold a tensor `{name}` that this network does not have"
-                    ))
+                    return corrupt(msg!(
+                    "The weights hold a tensor {.field {name}} that this network does not have.",
+                    name = name
+                ))
                 }
             };
             if src.size() != dst.size() || src.kind() != dst.kind() {
-                return corrupt(format!(
-                    "tensor `{name}` has shape {:?} ({:?}) in the weights but {:?} ({:?}) in the network",
-                    src.size(),
-                    src.kind(),
-                    dst.size(),
-                    dst.kind()
+                return corrupt(msg!(
+                    "Tensor {.field {name}} has shape {got} in the weights but {want} in the network.",
+                    name = name,
+                    got = format!("{:?} ({:?})", src.size(), src.kind()),
+                    want = format!("{:?} ({:?})", dst.size(), dst.kind())
                 ));
             }
             if !seen.insert(name.clone()) {
-                return corrupt(format!("the weights hold tensor `{name}` twice"));
+                return corrupt(msg!(
+                    "The weights hold tensor {.field {name}} twice.",
+                    name = name
+                ));
             }
             pairs.push((dst.shallow_clone(), src));
         }
         if let Some(missing) = vars.keys().find(|k| !seen.contains(*k)) {
-            return corrupt(format!(
-                "the weights lack tensor `{missing}` of this network"
+            return corrupt(msg!(
+                "The weights lack tensor {.field {name}} of this network.",
+                name = missing
             ));
         }
         self.plan.clear();
@@ -287,7 +294,12 @@ impl Model {
                         t.f_copy_(&s.to_device(t.device()))?;
                         copied += 1;
                     }
-                    _ => return invalid(format!("Model dimensions don't match: `{name}` differs")),
+                    _ => {
+                        return invalid(msg!(
+                            "Model dimensions don't match: {.field {name}} differs.",
+                            name = name
+                        ))
+                    }
                 }
             }
             Ok(())
@@ -298,7 +310,9 @@ impl Model {
     pub fn supervised(&self) -> Result<&TabNet> {
         match &self.net {
             Net::Supervised(n) => Ok(n),
-            Net::Pretrain(_) => invalid("a pretrained model has no prediction head; fine-tune it with `tabnet_fit(..., tabnet_model = <pretrained>)`"),
+            Net::Pretrain(_) => invalid(msg!(
+                "A pretrained model has no prediction head; fine-tune it with {.code tabnet_fit(..., tabnet_model = <pretrained>)}."
+            )),
         }
     }
 
@@ -339,7 +353,7 @@ impl Model {
             Net::Supervised(net) => {
                 let y = match &b.y {
                     Some(y) => y,
-                    None => return invalid("training needs an outcome"),
+                    None => return invalid(msg!("Training needs an outcome.")),
                 };
                 let (out, m_loss, pass) = net.forward(b, train, backend);
                 let task = loss::batch_loss(&self.cfg, &out, y, b.w.as_ref());

@@ -15,6 +15,7 @@
 use crate::data::Dataset;
 use crate::error::{invalid, Result};
 use crate::model::Model;
+use crate::msg;
 use crate::trace::{trace, TransformerTrace};
 use tch::{Device, Kind, Tensor};
 
@@ -52,14 +53,19 @@ pub fn activity(
     let net = model.supervised()?;
     let len = classes.len() as i64;
     if start < 0 || start + len > data.n {
-        return invalid(format!(
-            "rows {start}..{} are outside the data's {} rows",
-            start + len,
-            data.n
+        return invalid(msg!(
+            "Rows {start}..{end} are outside the data's {n} row{?s}.",
+            start = start,
+            end = start + len,
+            n = data.n
         ));
     }
     if let Some(c) = classes.iter().find(|&&c| c < 0 || c >= n_classes) {
-        return invalid(format!("class {c} is not one of the {n_classes} classes"));
+        return invalid(msg!(
+            "Class {class} is not one of the {n} classes.",
+            class = *c,
+            n = n_classes
+        ));
     }
     Ok(crate::kernels::on_pool(|| {
         let tr = trace(net, &data.slice(start, len));
@@ -99,10 +105,11 @@ pub fn activity(
 pub fn latent(model: &Model, data: &Dataset, start: i64, len: i64) -> Result<Tensor> {
     let net = model.supervised()?;
     if start < 0 || len < 0 || start + len > data.n {
-        return invalid(format!(
-            "rows {start}..{} are outside the data's {} rows",
-            start + len,
-            data.n
+        return invalid(msg!(
+            "Rows {start}..{end} are outside the data's {n} row{?s}.",
+            start = start,
+            end = start + len,
+            n = data.n
         ));
     }
     Ok(crate::kernels::on_pool(|| {

@@ -52,7 +52,7 @@ impl ScheduleState {
 impl Schedule {
     /// After one optimizer step: counts it, and decays the rate when the
     /// exponential schedule says so. Returns whether the rate changed.
-    pub fn after_step(&self, state: &mut ScheduleState) -> bool {
+    pub(crate) fn after_step(&self, state: &mut ScheduleState) -> bool {
         state.steps += 1;
         match *self {
             Schedule::Exponential { decay, every_steps }
@@ -67,7 +67,7 @@ impl Schedule {
 
     /// After one epoch whose monitored loss is `monitored` (NaN never counts
     /// as an improvement). Returns whether the rate changed.
-    pub fn after_epoch(&self, state: &mut ScheduleState, monitored: f64) -> bool {
+    pub(crate) fn after_epoch(&self, state: &mut ScheduleState, monitored: f64) -> bool {
         state.epochs += 1;
         match *self {
             Schedule::Step {

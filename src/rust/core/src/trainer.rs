@@ -8,7 +8,8 @@ use crate::data::Dataset;
 use crate::encoder::Backend;
 use crate::error::{invalid, Result};
 use crate::model::Model;
-use crate::run_settings::RunSettings;
+use crate::msg;
+use crate::runtime::RunSettings;
 use crate::schedule::{Schedule, ScheduleState};
 use serde::Deserialize;
 use tch::{Kind, Tensor};
@@ -44,7 +45,7 @@ impl TrainOptions {
 
 pub struct Trainer {
     pub opts: TrainOptions,
-    /// the encoder backend of every batch (see [`Trainer::with_backend`])
+    /// the encoder backend of every batch (the model's, [`Model::backend`])
     backend: Backend,
     opt: Adam,
     /// the schedule's state: the current rate and the steps and epochs taken
@@ -62,7 +63,7 @@ pub struct Trainer {
 
 /// Sizes of the batches of one epoch: a last batch of fewer than two rows (or
 /// any short one with `drop_last`) is left out, so batch norm never sees one row.
-pub fn batch_sizes(n: i64, batch_size: i64, drop_last: bool) -> Vec<i64> {
+pub(crate) fn batch_sizes(n: i64, batch_size: i64, drop_last: bool) -> Vec<i64> {
     let b = batch_size.min(n).max(1);
     let mut sizes = vec![b; (n / b) as usize];
     let r = n % b;
@@ -75,10 +76,10 @@ pub fn batch_sizes(n: i64, batch_size: i64, drop_last: bool) -> Vec<i64> {
 impl Trainer {
     pub fn new(model: &Model, opts: TrainOptions) -> Result<Trainer> {
         if opts.batch_size < 2 {
-            return invalid("`batch_size` must be at least 2");
+            return invalid(msg!("{.arg batch_size} must be at least 2."));
         }
         if opts.learn_rate.is_nan() || opts.learn_rate <= 0.0 {
-            return invalid("`learn_rate` must be positive");
+            return invalid(msg!("{.arg learn_rate} must be positive."));
         }
         let opt = Adam::new(&model.vs, opts.learn_rate);
         let state = ScheduleState::start(opts.learn_rate);
@@ -97,15 +98,8 @@ impl Trainer {
         })
     }
 
-    /// Trains with this encoder backend instead of the device's default
-    /// ([`Model::backend`]).
-    pub fn with_backend(mut self, backend: Backend) -> Trainer {
-        self.backend = backend;
-        self
-    }
-
     /// Restores the process settings taken for the epoch (see
-    /// `run_settings::RunSettings`) and frees the training tape's recycled
+    /// `runtime::RunSettings`) and frees the training tape's recycled
     /// buffers (see `encoder::fused::TapeBuffers`); when training ends or is
     /// abandoned half-way (an interrupt).
     pub fn release(&mut self) {
@@ -117,16 +111,11 @@ impl Trainer {
     /// fit): the rate, and the steps and epochs it has counted.
     pub fn resume(&mut self, state: ScheduleState) -> Result<()> {
         if !(state.lr.is_finite() && state.lr > 0.0) || state.steps < 0 || state.epochs < 0 {
-            return invalid("the saved learning-rate schedule state is not valid");
+            return invalid(msg!("The saved learning-rate schedule state is not valid."));
         }
         self.state = state;
         self.opt.set_lr(state.lr);
         Ok(())
-    }
-
-    /// The schedule's state now (the rate the next step uses).
-    pub fn schedule_state(&self) -> ScheduleState {
-        self.state
     }
 
     /// Ends an epoch for the schedule, `monitored` being the loss it watches
@@ -151,7 +140,7 @@ impl Trainer {
     /// Starts an epoch whose rows come in parts ([`Trainer::begin_part`] for
     /// each, e.g. the chunks of an Arrow stream): the loss accumulates over
     /// all its parts until [`Trainer::end_epoch`].
-    pub fn start_epoch(&mut self) {
+    pub(crate) fn start_epoch(&mut self) {
         self.perm = None;
         self.cursor = 0;
         self.n_batches = 0;
@@ -161,9 +150,9 @@ impl Trainer {
 
     /// The next part of the epoch: draws its permutation; its batches are
     /// those of a whole epoch on `data`. Returns their number.
-    pub fn begin_part(&mut self, data: &Dataset) -> Result<i64> {
+    pub(crate) fn begin_part(&mut self, data: &Dataset) -> Result<i64> {
         if data.n < 2 {
-            return invalid("training needs at least 2 rows");
+            return invalid(msg!("Training needs at least 2 rows."));
         }
         self.perm = Some(Tensor::randperm(data.n, (Kind::Int64, data.device())));
         self.cursor = 0;

@@ -23,7 +23,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    // libtorch on one thread, as in training (`run_settings`): its parallel
+    // libtorch on one thread, as in training (`runtime::run_settings`): its parallel
     // reductions round with the thread count (OMP_NUM_THREADS), which would
     // make the autograd side's rounding, and so which entries sit on a
     // sparsemax threshold (see the tolerance in `check`), vary between runs

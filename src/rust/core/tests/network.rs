@@ -262,7 +262,7 @@ fn a_seed_gives_bit_identical_weights_on_1_2_and_4_threads() {
     // threads (with 1,000 the run below could not fail)
     let (cols, y) = syn2(40_000, 7);
     let run = |threads: usize| {
-        tabnet_core::process::set_threads(threads);
+        tabnet_core::runtime::set_threads(threads);
         // the data built on the kernels' pool after the thread count is set,
         // as in a session: a pool thread's libtorch ops then first see that
         // count (libtorch's OpenMP setting is per thread), and training on
@@ -286,7 +286,7 @@ fn a_seed_gives_bit_identical_weights_on_1_2_and_4_threads() {
             assert!(a.equal(b), "step masks on {threads} threads");
         }
     }
-    tabnet_core::process::set_threads(1);
+    tabnet_core::runtime::set_threads(1);
 }
 
 /// A two-level hierarchy on Syn2's predictors: A / B by the sign of V1, then

@@ -84,13 +84,6 @@ impl ColumnKind {
             ColumnKind::Unsupported => "unsupported",
         }
     }
-
-    pub fn is_numeric(self) -> bool {
-        matches!(
-            self,
-            ColumnKind::Double | ColumnKind::Integer | ColumnKind::Boolean
-        )
-    }
 }
 
 macro_rules! prim_f64 {
@@ -196,14 +189,14 @@ fn column<'a>(batch: &'a RecordBatch, name: &str, what: &str) -> Result<&'a dyn 
     batch
         .column_by_name(name)
         .map(|c| c.as_ref())
-        .ok_or_else(|| Error::Invalid(format!("the column `{name}` is missing from {what}")))
+        .ok_or_else(|| Error::Invalid(format!("the column `{name}` is missing from {what}").into()))
 }
 
 /// Converts `batch` (its rows `rows`, or all) into a data set for `cfg`.
 /// With `outcome`, it carries the spec's outcome. Returns the data set and
 /// the number of factor cells whose level the fit did not see (they use the
 /// unknown slot). `what` names the file or stream in errors.
-pub fn to_dataset(
+pub(crate) fn to_dataset(
     cfg: &NetConfig,
     spec: &ColumnSpec,
     batch: &RecordBatch,
@@ -222,7 +215,7 @@ pub fn to_dataset(
                 return Err(Error::Invalid(format!(
                     "the predictor `{name}` in {what} is a {} column; the model was fitted with a numeric one",
                     kind.name()
-                )))
+                ).into()))
             }
         };
         num.push(gather(v, rows));
@@ -254,7 +247,7 @@ pub fn to_dataset(
             return Err(Error::Invalid(format!(
                 "the predictor `{name}` in {what} is a {} column; the model was fitted with a factor (an Arrow dictionary)",
                 kind.name()
-            )));
+            ).into()));
         }
         cat.push(gather(codes, rows));
     }
@@ -276,7 +269,7 @@ pub fn to_dataset(
     };
     let data = Dataset::from_columns(cfg, &n_refs, &c_refs, &spec.names, t, None, Device::Cpu)
         .map_err(|e| match e {
-            Error::Invalid(m) => Error::Invalid(format!("{m} (in {what})")),
+            Error::Invalid(m) => Error::Invalid(format!("{m} (in {what})").into()),
             other => other,
         })?;
     Ok((data, unseen))
@@ -295,7 +288,8 @@ fn outcome_values(
 ) -> Result<Outcome> {
     let col = column(batch, &o.name, what)?;
     let name = &o.name;
-    let missing = || Error::Invalid(format!("the outcome `{name}` has missing values in {what}"));
+    let missing =
+        || Error::Invalid(format!("the outcome `{name}` has missing values in {what}").into());
     match &o.levels {
         Some(levels) => {
             let index: HashMap<&str, i32> = levels
@@ -319,7 +313,7 @@ fn outcome_values(
                 return Err(Error::Invalid(format!(
                     "the outcome `{name}` in {what} is a {} column; a classification outcome is a string or dictionary column",
                     ColumnKind::of(col.data_type()).name()
-                )));
+                ).into()));
             }
             let codes = gather(codes, rows);
             if codes.contains(&-1) {
@@ -329,7 +323,7 @@ fn outcome_values(
                 let b = bad.unwrap_or_default();
                 return Err(Error::Invalid(format!(
                     "the outcome `{name}` in {what} has the value \"{b}\", which is not one of the levels the model was fitted with"
-                )));
+                ).into()));
             }
             Ok(Outcome::Classes(codes))
         }
@@ -338,7 +332,7 @@ fn outcome_values(
                 Error::Invalid(format!(
                     "the outcome `{name}` in {what} is a {} column; a regression outcome is numeric",
                     ColumnKind::of(col.data_type()).name()
-                ))
+                ).into())
             })?;
             let v = gather(v, rows);
             if v.iter().any(|x| x.is_nan()) {

@@ -19,6 +19,7 @@ use crate::config::NetConfig;
 use crate::data::Dataset;
 use crate::error::{invalid, Error, Result};
 use crate::model::Model;
+use crate::msg;
 use crate::trainer::{batch_sizes, Trainer};
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
@@ -166,7 +167,7 @@ impl Feed {
         }
         let n_train = (n - held_out.len() as u64) as i64;
         if n_train < 2 {
-            return invalid("training needs at least 2 rows");
+            return invalid(msg!("Training needs at least 2 rows."));
         }
         if buffer_rows < 2 {
             return invalid("the shuffle buffer must hold at least 2 rows");
@@ -190,10 +191,6 @@ impl Feed {
     /// Batches of the epoch not run yet.
     pub fn remaining(&self) -> i64 {
         self.total - self.done
-    }
-
-    pub fn n_train(&self) -> i64 {
-        self.n_train
     }
 
     /// A fresh C stream for the next epoch (a C-stream source is read once).
@@ -311,7 +308,7 @@ impl Feed {
             return Err(Error::Invalid(format!(
                 "the data gave {} batches in this epoch, {} were expected: it changed during training",
                 self.done, self.total
-            )));
+            ).into()));
         }
         if self.done >= self.total {
             // the epoch's buffers go
@@ -329,7 +326,7 @@ impl Feed {
 /// between record batches (`Ok(false)` when it said yes). `f` also gets the
 /// count of factor cells with levels the fit did not see.
 #[allow(clippy::too_many_arguments)]
-pub fn for_each_part(
+pub(crate) fn for_each_part(
     cfg: &NetConfig,
     source: &mut Source,
     spec: &ColumnSpec,
@@ -419,7 +416,7 @@ pub fn collect(
     }
     match all {
         Some(d) => Ok(Some((d, unseen))),
-        None => invalid("the data has zero rows"),
+        None => invalid(msg!("The data has zero rows.")),
     }
 }
 
@@ -458,7 +455,7 @@ pub fn predict(
         return Ok(None);
     }
     if outs.is_empty() {
-        return invalid("the data has zero rows");
+        return invalid(msg!("The data has zero rows."));
     }
     Ok(Some((Tensor::cat(&outs, 0), unseen)))
 }

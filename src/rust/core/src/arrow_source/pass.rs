@@ -55,7 +55,7 @@ impl Pass {
                         "the data now has {} parts, it had {} when it was first read: it changed during training",
                         all.len(),
                         rows.len()
-                    )));
+                    ).into()));
                 }
                 let mut first = Vec::with_capacity(rows.len());
                 let mut acc = 0u64;
@@ -86,7 +86,7 @@ impl Pass {
     }
 
     /// The next record batch, or `None` at the end of the pass.
-    pub fn next_piece(&mut self, source: &mut Source) -> Result<Option<Piece>> {
+    pub(crate) fn next_piece(&mut self, source: &mut Source) -> Result<Option<Piece>> {
         loop {
             if self.current.is_none() {
                 if self.next >= self.units.len() {
@@ -125,7 +125,7 @@ impl Pass {
                             return Err(Error::Invalid(format!(
                                 "{} gave {} rows, {} when it was first read: the data changed during training",
                                 cur.what, cur.rows_read, e
-                            )));
+                            ).into()));
                         }
                     }
                     self.current = None;

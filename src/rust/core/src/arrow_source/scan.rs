@@ -5,6 +5,7 @@ use super::columns::{dictionary_values, for_each_label, numeric_values, ColumnKi
 use super::pass::Pass;
 use super::source::Source;
 use crate::error::{Error, Result};
+use crate::msg;
 use std::collections::HashSet;
 
 pub struct ColumnScan {
@@ -35,9 +36,12 @@ pub fn scan(
     let schema = source.schema()?;
     let mut columns = Vec::with_capacity(names.len());
     for n in names {
-        let f = schema
-            .field_with_name(n)
-            .map_err(|_| Error::Invalid(format!("the column `{n}` is not in the data")))?;
+        let f = schema.field_with_name(n).map_err(|_| {
+            Error::Invalid(msg!(
+                "The column {.field {name}} is not in the data.",
+                name = n
+            ))
+        })?;
         columns.push(ColumnScan {
             name: n.clone(),
             kind: ColumnKind::of(f.data_type()),
@@ -58,20 +62,22 @@ pub fn scan(
         let b = &piece.batch;
         for (k, c) in columns.iter_mut().enumerate() {
             let col = b.column_by_name(&c.name).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "the column `{}` is missing from {}",
-                    c.name, piece.what
-                ))
+                Error::Invalid(
+                    format!("the column `{}` is missing from {}", c.name, piece.what).into(),
+                )
             })?;
             let kind = ColumnKind::of(col.data_type());
             if kind != c.kind {
-                return Err(Error::Invalid(format!(
-                    "the column `{}` is a {} column in {} but a {} column elsewhere",
-                    c.name,
-                    kind.name(),
-                    piece.what,
-                    c.kind.name()
-                )));
+                return Err(Error::Invalid(
+                    format!(
+                        "the column `{}` is a {} column in {} but a {} column elsewhere",
+                        c.name,
+                        kind.name(),
+                        piece.what,
+                        c.kind.name()
+                    )
+                    .into(),
+                ));
             }
             c.nulls += col.logical_null_count() as u64;
             match kind {

@@ -2,6 +2,7 @@
 //! batch by batch at random positions, or the stream format, read in order)
 //! and Arrow C streams (one pass each: a fresh stream per pass).
 use crate::error::{Error, Result};
+use crate::msg;
 use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_ipc::reader::{FileReader, StreamReader};
 use arrow_schema::{ArrowError, SchemaRef};
@@ -49,11 +50,15 @@ pub(crate) fn arrow_error(what: &str, e: ArrowError) -> Error {
         ArrowError::ParseError(m) | ArrowError::InvalidArgumentError(m) => m,
         other => other.to_string(),
     };
-    Error::Invalid(format!("cannot read {what} as Arrow IPC: {msg}"))
+    Error::Invalid(format!("cannot read {what} as Arrow IPC: {msg}").into())
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {
-    Error::Invalid(format!("cannot read `{}`: {e}", path.display()))
+    Error::Invalid(msg!(
+        "Cannot read {.file {path}}: {reason}.",
+        path = path.display().to_string(),
+        reason = e.to_string()
+    ))
 }
 
 fn detect(path: &Path) -> Result<IpcFile> {
@@ -105,8 +110,9 @@ impl Source {
                     .collect();
                 entries.sort();
                 if entries.is_empty() {
-                    return Err(Error::Invalid(format!(
-                        "the directory `{p}` holds no Arrow IPC files"
+                    return Err(Error::Invalid(msg!(
+                        "The directory {.file {path}} holds no Arrow IPC files.",
+                        path = p.as_str()
                     )));
                 }
                 for e in entries {
@@ -115,11 +121,14 @@ impl Source {
             } else if path.exists() {
                 files.push(detect(path)?);
             } else {
-                return Err(Error::Invalid(format!("the file `{p}` does not exist")));
+                return Err(Error::Invalid(msg!(
+                    "The file {.file {path}} does not exist.",
+                    path = p.as_str()
+                )));
             }
         }
         if files.is_empty() {
-            return Err(Error::Invalid("no Arrow IPC file was given".into()));
+            return Err(Error::Invalid(msg!("No Arrow IPC file was given.")));
         }
         Ok(Source::Files(files))
     }
@@ -149,7 +158,7 @@ impl Source {
                             "`{}` does not have the schema of `{}`: every file must have the same columns and types",
                             f.path.display(),
                             files[0].path.display()
-                        )));
+                        ).into()));
                     }
                 }
                 Ok(first)
@@ -184,7 +193,7 @@ impl Source {
     }
 
     /// What a unit is, for messages: its file, or "the stream".
-    pub fn describe(&self, unit: Unit) -> String {
+    pub(crate) fn describe(&self, unit: Unit) -> String {
         match self {
             Source::Files(files) => format!("`{}`", files[unit.file].path.display()),
             Source::Stream(_) => "the stream".into(),
@@ -193,7 +202,7 @@ impl Source {
 
     /// The record batches of `unit`, with only the columns `names` (files;
     /// a C stream gives all its columns).
-    pub fn open(&mut self, unit: Unit, names: &[String]) -> Result<Batches> {
+    pub(crate) fn open(&mut self, unit: Unit, names: &[String]) -> Result<Batches> {
         match self {
             Source::Stream(r) => match r.take() {
                 Some(r) => Ok(Box::new(r)),
@@ -208,9 +217,9 @@ impl Source {
                     match schema.index_of(n) {
                         Ok(i) => projection.push(i),
                         Err(_) => {
-                            return Err(Error::Invalid(format!(
-                                "the column `{n}` is missing from {what}"
-                            )))
+                            return Err(Error::Invalid(
+                                format!("the column `{n}` is missing from {what}").into(),
+                            ))
                         }
                     }
                 }

@@ -14,7 +14,6 @@
 //! reach libtorch's fused batch norm; batches are shuffled, so both are random
 //! virtual batches of the same sizes.)
 use crate::gemm::{self, Kernel, Mat};
-use std::sync::{Mutex, OnceLock};
 use tch::{Device, Kind, Tensor};
 
 mod chunks;
@@ -31,6 +30,8 @@ pub use linear_bn::{
 };
 pub(crate) use mask_row::row_threshold;
 pub use mask_row::{mask_row, mask_row_backward};
+// the pool is process state: it lives in `crate::runtime` (names kept for callers)
+pub(crate) use crate::runtime::{in_pool, on_pool, with_pool};
 
 /// A raw pointer that rayon tasks may share; every task writes disjoint rows.
 #[derive(Clone, Copy)]
@@ -157,88 +158,12 @@ unsafe impl Send for SendMat {}
 // SAFETY: as above.
 unsafe impl Sync for SendMat {}
 
-/// The number of threads the kernels run on: the session's (see [`crate::process`]).
-/// Results never depend on it: work is split by [`MAX_SPLIT`], not by threads.
-pub fn threads() -> usize {
-    crate::process::threads()
-}
-
 /// Parallel tasks a batch is split into at most. Reductions over rows
 /// (gradients, batch statistics) are summed per task and then over tasks in
 /// task order, so the split must not follow the thread count: it is fixed by
 /// the data's shape, and a seed gives bit-identical weights on 1, 2 or 8
 /// threads. (More threads than this do not speed up one batch.)
 pub const MAX_SPLIT: usize = 8;
-
-/// The rayon pool used by the kernels (see [`threads`]). A pool inherited
-/// through `fork()` has no workers: a new one is built in the child (the old
-/// one is leaked, see [`crate::process`]).
-pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    type Pool = (usize, u32, std::sync::Arc<rayon::ThreadPool>);
-    static POOL: OnceLock<Mutex<Option<Pool>>> = OnceLock::new();
-    let n = threads();
-    let pid = std::process::id();
-    let pool = {
-        let mut guard = POOL
-            .get_or_init(|| Mutex::new(None))
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match guard.take() {
-            Some((m, owner, p)) if m == n && owner == pid => {
-                *guard = Some((m, owner, p.clone()));
-                p
-            }
-            old => {
-                if let Some((_, owner, p)) = old {
-                    if owner != pid {
-                        std::mem::forget(p);
-                    }
-                }
-                let p = std::sync::Arc::new(
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(n)
-                        .build()
-                        .expect("rayon pool"),
-                );
-                *guard = Some((n, pid, p.clone()));
-                p
-            }
-        }
-    };
-    pool.install(f)
-}
-
-/// Runs `f` on a thread of the kernels' pool, so that the rayon loops inside it
-/// run in-pool instead of handing work across threads at every loop (and a
-/// nested call runs inline). `f` may use libtorch tensors: the caller blocks
-/// until it returns. Grad mode is per thread: `f` sees the pool thread's.
-/// libtorch's OpenMP thread count is per thread too: on the pool thread it is
-/// one, as in a run (see [`crate::run_settings`]), so that its ops neither
-/// compete with the pool's tasks nor round by whatever count the thread
-/// first saw (a seed's bits would then follow the thread count).
-pub(crate) fn in_pool<R>(f: impl FnOnce() -> R) -> R {
-    struct AssertSend<T>(T);
-    // SAFETY: the value crosses to the pool thread and back while the caller
-    // waits; nothing else touches it meanwhile.
-    unsafe impl<T> Send for AssertSend<T> {}
-    impl<T> AssertSend<T> {
-        fn into_inner(self) -> T {
-            self.0
-        }
-    }
-    let f = AssertSend(f);
-    with_pool(move || {
-        let f = f.into_inner();
-        crate::process::torch_threads_here(1);
-        AssertSend(f())
-    })
-    .into_inner()
-}
-
-/// [`in_pool`] with grad mode off inside `f`.
-pub(crate) fn on_pool<R>(f: impl FnOnce() -> R) -> R {
-    in_pool(|| tch::no_grad(f))
-}
 
 /// e^x in f32 (Cephes polynomial, ≤ 2 ulp), written so loops vectorise. Its
 /// multiply-adds are explicit fused ones (`mul_add`: one rounding, in every

@@ -14,9 +14,9 @@
 //! and trimming is off; afterwards trimming resumes above 64 MiB (glibc's own
 //! adaptive steady state) and `malloc_trim` gives the memory back. Threads are
 //! restored when the run ends.
-use crate::process;
-
-use crate::blas::openblas;
+use super::allocator;
+use super::blas::openblas;
+use super::threads;
 
 /// OpenBLAS's current thread count (None when the BLAS is not OpenBLAS).
 #[cfg(test)]
@@ -34,6 +34,8 @@ struct Saved {
     blas: Option<i32>,
 }
 
+/// The runs alive (tokens not yet dropped) and what the first one saved; None
+/// outside runs.
 static STATE: std::sync::Mutex<Option<(usize, Saved)>> = std::sync::Mutex::new(None);
 
 impl RunSettings {
@@ -43,8 +45,8 @@ impl RunSettings {
             Some((count, _)) => *count += 1,
             None => {
                 // the kernels keep the session's count (libtorch's, if none was set)
-                process::keep_session_threads();
-                process::torch_threads_here(1);
+                threads::keep_session_threads();
+                threads::torch_threads_here(1);
                 // SAFETY: OpenBLAS's thread controls; setting one thread is always valid.
                 let blas = openblas().map(|(set, get)| unsafe {
                     let before = get();
@@ -72,7 +74,7 @@ impl Drop for RunSettings {
         if last {
             if let Some((_, saved)) = state.take() {
                 allocator::restore();
-                process::torch_threads_here(process::torch_threads());
+                threads::torch_threads_here(threads::torch_threads());
                 if let (Some(n), Some((set, _))) = (saved.blas, openblas()) {
                     // SAFETY: restores a count OpenBLAS reported itself.
                     unsafe { set(n) };
@@ -82,40 +84,9 @@ impl Drop for RunSettings {
     }
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-mod allocator {
-    /// glibc's adaptive mmap threshold tops out at 32 MiB (64-bit), with the
-    /// trim threshold at twice that; once set with mallopt the adaptation stops,
-    /// so afterwards the thresholds are left at that steady state.
-    const MMAP_MAX: i32 = 32 * 1024 * 1024;
-
-    pub fn keep_pages() {
-        // SAFETY: mallopt only changes glibc's tuning parameters.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_MAX);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        }
-    }
-
-    pub fn restore() {
-        // SAFETY: as above; malloc_trim releases free heap memory.
-        unsafe {
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 2 * MMAP_MAX);
-            libc::malloc_trim(0);
-        }
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-mod allocator {
-    pub fn keep_pages() {}
-    pub fn restore() {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels;
 
     /// The thread counts are process-wide, and other unit tests (SHAP,
     /// importances, export) enter and leave run settings on other test
@@ -125,7 +96,7 @@ mod tests {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "run_settings::tests::settings_are_restored_alone",
+                "runtime::run_settings::tests::settings_are_restored_alone",
                 "--ignored",
                 "--test-threads=1",
             ])
@@ -142,20 +113,20 @@ mod tests {
     #[test]
     #[ignore = "run alone in its own process by settings_are_restored"]
     fn settings_are_restored_alone() {
-        process::set_threads(2);
+        threads::set_threads(2);
         let blas = blas_threads();
         {
             let _g = RunSettings::enter();
             let _nested = RunSettings::enter();
             assert_eq!(tch::get_num_threads(), 1);
-            assert_eq!(kernels::threads(), 2);
+            assert_eq!(threads::threads(), 2);
             if blas.is_some() {
                 assert_eq!(blas_threads(), Some(1));
             }
         }
         assert_eq!(tch::get_num_threads(), 2);
-        assert_eq!(kernels::threads(), 2);
+        assert_eq!(threads::threads(), 2);
         assert_eq!(blas_threads(), blas);
-        process::set_threads(1);
+        threads::set_threads(1);
     }
 }

@@ -11,10 +11,12 @@ pub(crate) type GetThreads = unsafe extern "C" fn() -> i32;
 /// OpenBLAS's thread controls, when the BLAS in this process is OpenBLAS
 /// (looked up once: every prediction call asks for them).
 pub(crate) fn openblas() -> Option<(SetThreads, GetThreads)> {
-    static CONTROLS: std::sync::OnceLock<Option<(SetThreads, GetThreads)>> =
-        std::sync::OnceLock::new();
     *CONTROLS.get_or_init(lookup_openblas)
 }
+
+/// OpenBLAS's `openblas_set_num_threads` and `openblas_get_num_threads`, or
+/// None when the process has no OpenBLAS (looked up at the first use).
+static CONTROLS: std::sync::OnceLock<Option<(SetThreads, GetThreads)>> = std::sync::OnceLock::new();
 
 fn lookup_openblas() -> Option<(SetThreads, GetThreads)> {
     // SAFETY: dlsym with NUL-terminated names; the symbols, when present, have

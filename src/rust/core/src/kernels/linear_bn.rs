@@ -8,49 +8,97 @@
 //! ([`BnStats::from_tasks`], [`merge_grads`]), so the result does not depend on
 //! which thread ran which task. The eval pass folds its batch norms into the
 //! products instead ([`super::FoldedLinear`]).
-use super::{add_row, bn_grad_rows, col_sq_dev_sums, col_sums};
-use super::{micro, ptr, Chunks, SendMat, SendPtr, SendTensor, Shared};
+use super::storage::{values, Strided};
+use super::{add_row, bn_grad_rows, col_sq_dev_sums, col_sums, Chunks};
 use crate::gemm::{self, Kernel, Mat, Packed, TnAcc};
 use std::ops::Range;
 use tch::{Device, Kind, Tensor};
 
-/// Rows first..first+n of a view.
-pub(crate) fn mat_rows(m: Mat, first: usize, n: usize) -> Mat {
-    assert!(first + n <= m.rows);
-    Mat {
-        // SAFETY: inside the view (just checked).
-        ptr: unsafe { m.ptr.add(first * m.ld) },
-        rows: n,
-        ..m
-    }
-}
-
-/// A weight's values (contiguous f32, checked by [`micro`]).
-fn weights(w: &Tensor) -> &[f32] {
-    // SAFETY: contiguous f32 CPU storage of numel() elements, only read while
-    // the product runs (weights are not written during a pass).
-    unsafe { std::slice::from_raw_parts(w.data_ptr() as *const f32, w.numel()) }
-}
-
-fn rows_mut<'a>(p: SendPtr, first: usize, n: usize, ch: usize) -> &'a mut [f32] {
-    // SAFETY: callers pass rows of a live contiguous tensor that only this task touches.
-    unsafe { std::slice::from_raw_parts_mut(p.get().add(first * ch), n * ch) }
-}
-
-/// A tensor viewing a task's own buffer (the BLAS path's operands).
-fn blob(v: &mut [f32], rows: usize, cols: usize) -> Tensor {
-    assert_eq!(v.len(), rows * cols);
-    // SAFETY: the buffer outlives the tensor (dropped before the task returns)
-    // and is only used through it meanwhile.
+/// A tensor viewing a matrix in memory the caller holds (the BLAS path's
+/// operands): `size` and `strides` as libtorch's.
+///
+/// # Safety
+/// The memory holds every element the size and strides reach, and outlives
+/// the tensor; the tensor is written only when the memory is the caller's
+/// `&mut` slice, and no other reference to it is used while the tensor lives.
+unsafe fn blob(data: *const f32, size: [usize; 2], strides: [usize; 2]) -> Tensor {
+    let i = |v: [usize; 2]| [v[0] as i64, v[1] as i64];
+    // SAFETY: the caller's contract.
     unsafe {
         Tensor::of_blob(
-            v.as_mut_ptr() as *const u8,
-            &[rows as i64, cols as i64],
-            &[cols as i64, 1],
+            data as *const u8,
+            &i(size),
+            &i(strides),
             Kind::Float,
             Device::Cpu,
         )
     }
+}
+
+/// A matrix operand of the BLAS path in a slice: element (i, j) at
+/// `data[i · strides[0] + j · strides[1]]`.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    data: &'a [f32],
+    size: [usize; 2],
+    strides: [usize; 2],
+}
+
+impl<'a> Operand<'a> {
+    fn new(data: &'a [f32], size: [usize; 2], strides: [usize; 2]) -> Self {
+        let last = (size[0].max(1) - 1) * strides[0] + (size[1].max(1) - 1) * strides[1];
+        assert!(data.len() > last, "the slice holds every element");
+        Operand {
+            data,
+            size,
+            strides,
+        }
+    }
+
+    fn of(x: Strided<'a>) -> Self {
+        Operand::new(x.data, [x.rows, x.cols], [x.ld, 1])
+    }
+
+    /// A tensor viewing it.
+    ///
+    /// # Safety
+    /// The tensor is only read, and dropped while the slice is still borrowed.
+    unsafe fn tensor(self) -> Tensor {
+        // SAFETY: the slice holds every element the view reaches (checked in
+        // `new`); the rest is the caller's contract.
+        unsafe { blob(self.data.as_ptr(), self.size, self.strides) }
+    }
+}
+
+/// out = a · b on libtorch (BLAS) into `out` (a's rows × b's columns,
+/// row-major).
+fn blas_mm_out(a: Operand, b: Operand, out: &mut [f32]) {
+    assert_eq!(a.size[1], b.size[0], "inner dimensions");
+    let size = [a.size[0], b.size[1]];
+    assert_eq!(out.len(), size[0] * size[1], "out holds the product");
+    tch::no_grad(|| {
+        // SAFETY: `out` holds the product (just checked) and is `&mut` (so
+        // overlaps neither operand); the operands are only read; all three
+        // views are dropped with this closure, within the borrows.
+        let _ = unsafe {
+            a.tensor()
+                .mm_out(&blob(out.as_mut_ptr(), size, [size[1], 1]), &b.tensor())
+        };
+    })
+}
+
+/// a · b on libtorch (BLAS), a new tensor.
+fn blas_mm(a: Operand, b: Operand) -> Tensor {
+    // SAFETY: the operands are only read, and their views are dropped with
+    // this closure (the product is a new tensor).
+    tch::no_grad(|| unsafe { a.tensor().mm(&b.tensor()) })
+}
+
+/// The micro-kernel the products run on, or None for the BLAS path (no
+/// micro-kernel on this CPU, or `TABNETRS_KERNELS=blas`).
+fn micro_kernel() -> Option<Kernel> {
+    let kern = gemm::selected();
+    (kern != Kernel::Blas).then_some(kern)
 }
 
 /// (1/σ, mean, unbiased variance) per channel of one virtual batch.
@@ -79,45 +127,44 @@ impl BnStats {
     }
 }
 
-/// z = x wᵀ on a range of rows, prepared once per pass: `x` is (rows, in)
-/// (its rows may be `ld` apart), `w` (ch, in) detached; each call writes a
-/// range of rows of z wherever the caller keeps them.
+/// z = x wᵀ for a task's rows, prepared once per pass: `w` (ch, in) detached;
+/// each call takes the task's rows of x and writes theirs of z.
 struct Product<'a> {
-    x: Shared<'a>,
-    /// wᵀ for the BLAS path (none with the micro-kernels)
-    wt: Option<SendTensor>,
+    /// w's values, (ch, in) row-major (the BLAS path's operand)
+    w: &'a [f32],
     ch: usize,
-    micro: Option<(Kernel, SendMat, Packed)>,
+    n_in: usize,
+    /// wᵀ packed for the micro-kernel (none for the BLAS path)
+    micro: Option<(Kernel, Packed)>,
 }
 
 impl<'a> Product<'a> {
-    fn new(x: &'a Tensor, w: &Tensor) -> Self {
-        let micro = micro(x, w).map(|(k, m)| {
-            let (n, kk) = (w.size()[0] as usize, w.size()[1] as usize);
-            (k, SendMat(m), Packed::transposed(weights(w), n, kk))
-        });
+    fn new(w: &'a Tensor) -> Self {
+        let (ch, n_in) = (w.size()[0] as usize, w.size()[1] as usize);
+        let w = values(w);
         Product {
-            x: Shared(x),
-            wt: micro.is_none().then(|| SendTensor(w.tr())),
-            ch: w.size()[0] as usize,
-            micro,
+            w,
+            ch,
+            n_in,
+            micro: micro_kernel().map(|k| (k, Packed::transposed(w, ch, n_in))),
         }
     }
 
-    /// Rows f..f+n of z (single-threaded) into `dst` (n rows of `ch` values,
-    /// contiguous).
-    fn write(&self, f: usize, n: usize, dst: &mut [f32]) {
-        assert_eq!(dst.len(), n * self.ch);
+    /// z = x wᵀ for the rows of `x` (single-threaded) into `dst` (as many
+    /// rows of `ch` values, contiguous).
+    fn write(&self, x: Strided, dst: &mut [f32]) {
+        assert_eq!(dst.len(), x.rows * self.ch);
         match &self.micro {
-            // SAFETY: the rows of x exist (mat_rows checks), `dst` holds the
-            // n rows written and does not overlap x; the kernel is available.
-            Some((k, xm, b)) => unsafe {
-                gemm::gemm(*k, mat_rows(xm.0, f, n), b, dst.as_mut_ptr(), self.ch)
-            },
-            None => tch::no_grad(|| {
-                let wt = &self.wt.as_ref().expect("made for the BLAS path").0;
-                let _ = self.x.rows(f, n).mm_out(&blob(dst, n, self.ch), wt);
-            }),
+            // SAFETY: `x` holds its rows (`Strided`), `dst` holds the rows
+            // written (just checked) and, being `&mut`, does not overlap x;
+            // the kernel is available.
+            Some((k, b)) => unsafe { gemm::gemm(*k, x.mat(), b, dst.as_mut_ptr(), self.ch) },
+            // wᵀ as a transposed view of w: (in, ch), strides (1, in)
+            None => blas_mm_out(
+                Operand::of(x),
+                Operand::new(self.w, [self.n_in, self.ch], [1, self.n_in]),
+                dst,
+            ),
         }
     }
 }
@@ -126,43 +173,39 @@ impl<'a> Product<'a> {
 /// z is overwritten with ẑ = (z − μ)/σ per virtual batch.
 pub struct LinearBnForward<'a> {
     product: Product<'a>,
-    zp: SendPtr,
     eps: f32,
 }
 
-// SAFETY: tasks read `wt` (a transposed view of a detached weight) and the
-// packed weights only; they write disjoint rows of `z`.
-unsafe impl Sync for LinearBnForward<'_> {}
-
 impl<'a> LinearBnForward<'a> {
-    pub fn new(x: &'a Tensor, w: &Tensor, z: &'a Tensor, eps: f32) -> Self {
-        assert_eq!(
-            z.size()[1],
-            w.size()[0],
-            "z has a column per output channel"
-        );
+    pub fn new(w: &'a Tensor, eps: f32) -> Self {
         LinearBnForward {
-            product: Product::new(x, w),
-            zp: ptr(z),
+            product: Product::new(w),
             eps,
         }
     }
 
-    /// The task's rows: the product (single-threaded), then per virtual batch
-    /// the statistics and `epilogue(first row, z block, mean, 1/σ)` on the
-    /// virtual batch's rows while they are in cache. The epilogue must leave
-    /// ẑ = (z − mean) · (1/σ) in the block (the backward reads it), e.g. with
+    /// The task `t`'s rows: `x` its rows of the input, `z` its rows of z. The
+    /// product (single-threaded), then per virtual batch the statistics and
+    /// `epilogue(first row, z block, mean, 1/σ)` on the virtual batch's rows
+    /// while they are in cache. The epilogue must leave ẑ = (z − mean) · (1/σ)
+    /// in the block (the backward reads it), e.g. with
     /// [`normalise_rows`](super::normalise_rows) or fused into its own kernel.
     /// Returns the task's chunks' statistics.
-    pub fn task<F>(&self, chunks: &Chunks, t: &Range<usize>, mut epilogue: F) -> Vec<ChunkStats>
+    pub fn task<F>(
+        &self,
+        chunks: &Chunks,
+        t: &Range<usize>,
+        x: Strided,
+        z: &mut [f32],
+        mut epilogue: F,
+    ) -> Vec<ChunkStats>
     where
         F: FnMut(usize, &mut [f32], &[f32], &[f32]),
     {
         let ch = self.product.ch;
         let (f, n) = chunks.task_rows(t);
-        // the task's rows of z: they belong to that task alone
-        let z = rows_mut(self.zp, f, n, ch);
-        self.product.write(f, n, z);
+        assert_eq!(x.rows, n, "the task's rows of x");
+        self.product.write(x, z);
         t.clone()
             .map(|i| {
                 let (first, count) = chunks.rows_of(i);
@@ -190,19 +233,16 @@ impl<'a> LinearBnForward<'a> {
     }
 }
 
-/// Backward of [`LinearBnForward`], prepared once per pass: `x` the forward's
-/// input, `w` (ch, in) detached, `zhat` the saved ẑ (rows, ch).
+/// Backward of [`LinearBnForward`], prepared once per pass: `w` (ch, in)
+/// detached.
 pub struct LinearBnBackward<'a> {
-    x: Shared<'a>,
-    w: Shared<'a>,
-    zp: SendPtr,
+    /// w's values, (ch, in) row-major
+    w: &'a [f32],
     ch: usize,
     n_in: usize,
-    micro: Option<(Kernel, SendMat, Packed)>,
+    /// w packed for the micro-kernel (none for the BLAS path)
+    micro: Option<(Kernel, Packed)>,
 }
-
-// SAFETY: tasks read the tensors and the packed weights only (ẑ rows of their own).
-unsafe impl Sync for LinearBnBackward<'_> {}
 
 /// One task's share of the parameter gradients: Σ gy ẑ (∂L/∂γ), Σ gy (∂L/∂β)
 /// and ∂L/∂w.
@@ -215,38 +255,38 @@ pub struct TaskGrads {
 /// One task's share of ∂L/∂w: a BLAS product (ch, in) or the micro-kernel's
 /// accumulator (in, ch).
 enum TaskGrad {
-    Blas(SendTensor),
+    Blas(Tensor),
     Micro(TnAcc),
 }
 
 impl<'a> LinearBnBackward<'a> {
-    pub fn new(x: &'a Tensor, w: &'a Tensor, zhat: &Tensor) -> Self {
-        let ch = zhat.size()[1] as usize;
-        let n_in = x.size()[1] as usize;
-        let micro = micro(x, w).map(|(k, m)| (k, SendMat(m), Packed::plain(weights(w), ch, n_in)));
+    pub fn new(w: &'a Tensor) -> Self {
+        let (ch, n_in) = (w.size()[0] as usize, w.size()[1] as usize);
+        let w = values(w);
         LinearBnBackward {
-            x: Shared(x),
-            w: Shared(w),
-            zp: ptr(zhat),
+            w,
             ch,
             n_in,
-            micro,
+            micro: micro_kernel().map(|k| (k, Packed::plain(w, ch, n_in))),
         }
     }
 
-    /// The task's rows: per virtual batch, `grad_y(first row, ẑ block, gy
-    /// block, Σ gy, Σ gy ẑ)` writes ∂L/∂y (y = γ ẑ + β) into the gy block and
-    /// adds its sums per channel (in row order, e.g. with
+    /// The task `t`'s rows: `x` its rows of the forward's input, `zhat`
+    /// its rows of the saved ẑ. Per virtual batch, `grad_y(first row, ẑ block,
+    /// gy block, Σ gy, Σ gy ẑ)` writes ∂L/∂y (y = γ ẑ + β) into the gy block
+    /// and adds its sums per channel (in row order, e.g. with
     /// [`bn_grad_sums_rows`](super::bn_grad_sums_rows), or fused into its own
-    /// kernel) into the two zeroed sums; that becomes ∂L/∂z
-    /// in `dz` (the task's rows × ch, from its first row), then ∂L/∂x = dz w in
-    /// `gx` (the task's rows × in), with `post(first row, gx)` on the task's
-    /// rows. `rstd` holds 1/σ per (chunk, channel).
+    /// kernel) into the two zeroed sums; that becomes ∂L/∂z in `dz` (the
+    /// task's rows × ch, from its first row), then ∂L/∂x = dz w in `gx` (the
+    /// task's rows × in), with `post(first row, gx)` on the task's rows.
+    /// `rstd` holds 1/σ per (chunk, channel).
     #[allow(clippy::too_many_arguments)]
     pub fn task<F, P>(
         &self,
         chunks: &Chunks,
         t: &Range<usize>,
+        x: Strided,
+        zhat: &[f32],
         rstd: &[f32],
         gamma: &[f32],
         dz: &mut [f32],
@@ -258,15 +298,16 @@ impl<'a> LinearBnBackward<'a> {
         F: FnMut(usize, &[f32], &mut [f32], &mut [f32], &mut [f32]),
         P: FnMut(usize, &mut [f32]),
     {
-        let (ch, n_in, zp) = (self.ch, self.n_in, self.zp);
+        let (ch, n_in) = (self.ch, self.n_in);
         let (f, n) = chunks.task_rows(t);
+        assert_eq!((x.rows, x.cols, zhat.len()), (n, n_in, n * ch));
         let (dz, gx) = (&mut dz[..n * ch], &mut gx[..n * n_in]);
         let mut sum_gz_all = vec![0f32; ch];
         let mut sum_g_all = vec![0f32; ch];
         for i in t.clone() {
             let (first, count) = chunks.rows_of(i);
-            let zb = rows_mut(zp, first, count, ch);
-            let db = &mut dz[(first - f) * ch..(first - f + count) * ch];
+            let rows = (first - f) * ch..(first - f + count) * ch;
+            let (zb, db) = (&zhat[rows.clone()], &mut dz[rows]);
             let mut sum_g = vec![0f32; ch];
             let mut sum_gz = vec![0f32; ch];
             grad_y(first, zb, db, &mut sum_g, &mut sum_gz);
@@ -280,28 +321,30 @@ impl<'a> LinearBnBackward<'a> {
             add_row(&mut sum_g_all, &sum_g);
             add_row(&mut sum_gz_all, &sum_gz);
         }
+        let dzs = Strided::dense(dz, ch);
         let dw = match &self.micro {
-            Some((k, xm, b)) => {
-                let dzm = Mat {
-                    ptr: dz.as_ptr(),
-                    rows: n,
-                    cols: ch,
-                    ld: ch,
-                };
+            Some((k, b)) => {
+                let dzm: Mat = dzs.mat();
                 let mut acc = TnAcc::new(n_in, ch);
-                // SAFETY: dz and gx hold the task's n rows, x has them; the
+                // SAFETY: dz and gx hold the task's n rows (sliced above), x
+                // has them (asserted), gx is `&mut` so overlaps neither; the
                 // kernel is available.
                 unsafe {
                     gemm::gemm(*k, dzm, b, gx.as_mut_ptr(), n_in);
-                    gemm::gemm_tn(*k, mat_rows(xm.0, f, n), dzm, &mut acc);
+                    gemm::gemm_tn(*k, x.mat(), dzm, &mut acc);
                 }
                 TaskGrad::Micro(acc)
             }
-            None => tch::no_grad(|| {
-                let dzt = blob(dz, n, ch);
-                let _ = dzt.mm_out(&blob(gx, n, n_in), self.w.get());
-                TaskGrad::Blas(SendTensor(dzt.tr().mm(&self.x.rows(f, n))))
-            }),
+            None => {
+                blas_mm_out(
+                    Operand::of(dzs),
+                    Operand::new(self.w, [ch, n_in], [n_in, 1]),
+                    gx,
+                );
+                // ∂L/∂w = dzᵀ x: dz's transposed view (ch, n) times x
+                let dzt = Operand::new(dz, [ch, n], [1, ch]);
+                TaskGrad::Blas(blas_mm(dzt, Operand::of(x)))
+            }
         };
         post(f, gx);
         TaskGrads {
@@ -328,7 +371,7 @@ pub fn merge_grads(parts: impl IntoIterator<Item = TaskGrads>) -> (Vec<f32>, Vec
         add_row(&mut dgamma, &p.sum_gz);
         add_row(&mut dbeta, &p.sum_g);
         match p.dw {
-            TaskGrad::Blas(SendTensor(w)) => {
+            TaskGrad::Blas(w) => {
                 dw = Some(match dw {
                     None => w,
                     Some(acc) => acc + w,

@@ -13,7 +13,6 @@
 //! memory the prefetcher can follow. (The autograd path interleaves its chunks to
 //! reach libtorch's fused batch norm; batches are shuffled, so both are random
 //! virtual batches of the same sizes.)
-use crate::gemm::{self, Kernel, Mat};
 use std::sync::{Mutex, OnceLock};
 use tch::{Device, Kind, Tensor};
 
@@ -21,6 +20,7 @@ mod chunks;
 mod folded;
 mod linear_bn;
 mod mask_row;
+mod storage;
 pub use chunks::Chunks;
 pub use folded::{
     affine_rows, entmax_rows, glu_rows, head_rows, sparsemax_rows, FoldedLinear,
@@ -31,47 +31,8 @@ pub use linear_bn::{
 };
 pub(crate) use mask_row::row_threshold;
 pub use mask_row::{mask_row, mask_row_backward};
-
-/// A raw pointer that rayon tasks may share; every task writes disjoint rows.
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub *mut f32);
-// SAFETY: the pointer is only dereferenced for rows that one task owns (see
-// `rows_mut` and `row`), while the tensor it points into is kept alive by the caller.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    #[inline(always)]
-    pub(crate) fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// A tensor that rayon tasks read concurrently (views and products only; libtorch
-/// reference counts are atomic). Tasks write only their own rows, through views.
-#[derive(Clone, Copy)]
-pub(crate) struct Shared<'a>(pub &'a Tensor);
-// SAFETY: tasks only create views and read through them (libtorch's reference
-// counts are atomic); writes go to disjoint rows.
-unsafe impl Sync for Shared<'_> {}
-// SAFETY: as above.
-unsafe impl Send for Shared<'_> {}
-
-/// A tensor produced in a rayon task and handed back to the caller.
-pub(crate) struct SendTensor(pub Tensor);
-// SAFETY: the tensor was created in the task and is not shared with it any more.
-unsafe impl Send for SendTensor {}
-
-impl<'a> Shared<'a> {
-    fn get(self) -> &'a Tensor {
-        self.0
-    }
-
-    fn rows(self, first: usize, n: usize) -> Tensor {
-        self.0.narrow(0, first as i64, n as i64)
-    }
-}
+pub use storage::Strided;
+pub(crate) use storage::{split_rows, values, values_mut, view};
 
 fn is_contiguous(t: &Tensor) -> bool {
     let (size, stride) = (t.size(), t.stride());
@@ -88,14 +49,6 @@ fn is_contiguous(t: &Tensor) -> bool {
 /// True when `t` can be handled by these kernels (contiguous f32 on the CPU).
 pub fn supported(t: &Tensor) -> bool {
     t.device() == Device::Cpu && t.kind() == Kind::Float && is_contiguous(t)
-}
-
-pub(crate) fn ptr(t: &Tensor) -> SendPtr {
-    assert!(
-        supported(t),
-        "kernel input must be a contiguous f32 CPU tensor"
-    );
-    SendPtr(t.data_ptr() as *mut f32)
 }
 
 /// The elements of a contiguous f32 CPU tensor (None for any other tensor).
@@ -120,42 +73,6 @@ pub(crate) unsafe fn as_mut_slice(t: &Tensor) -> Option<&mut [f32]> {
 pub(crate) fn empty(rows: usize, cols: usize) -> Tensor {
     Tensor::empty(&[rows as i64, cols as i64], (Kind::Float, Device::Cpu))
 }
-
-/// The micro-kernel for the products of `x` (rows, k) with a weight `w`, and
-/// the view of `x` (its rows may be `ld` apart, e.g. a narrowed tensor), or
-/// None for the BLAS path (no micro-kernel on this CPU, `TABNETRS_KERNELS=blas`,
-/// or a tensor the kernels do not take).
-fn micro(x: &Tensor, w: &Tensor) -> Option<(Kernel, Mat)> {
-    let kern = gemm::selected();
-    if kern == Kernel::Blas || !supported(w) {
-        return None;
-    }
-    let (size, stride) = (x.size(), x.stride());
-    let ok = x.device() == Device::Cpu
-        && x.kind() == Kind::Float
-        && size.len() == 2
-        && (stride[1] == 1 || size[1] == 1)
-        && stride[0] >= size[1];
-    ok.then(|| {
-        (
-            kern,
-            Mat {
-                ptr: x.data_ptr() as *const f32,
-                rows: size[0] as usize,
-                cols: size[1] as usize,
-                ld: stride[0] as usize,
-            },
-        )
-    })
-}
-
-/// A Mat that rayon tasks share (read only).
-#[derive(Clone, Copy)]
-struct SendMat(Mat);
-// SAFETY: tasks only read through it, while the caller keeps the tensor alive.
-unsafe impl Send for SendMat {}
-// SAFETY: as above.
-unsafe impl Sync for SendMat {}
 
 /// The number of threads the kernels run on: the session's (see [`crate::process`]).
 /// Results never depend on it: work is split by [`MAX_SPLIT`], not by threads.

@@ -15,7 +15,7 @@ use crate::config::{MaskType, NetConfig, Task};
 use crate::embedding::Embedder;
 use crate::encoder::{Backend, Encoder, EncoderOutput, Pass};
 use crate::ghost_bn::BatchNorm;
-use crate::kernels::{self, empty, FoldedLinear};
+use crate::kernels::{self, empty, values, values_mut, FoldedLinear};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use tch::{Kind, Tensor};
@@ -52,26 +52,6 @@ fn fold(fc: &Tensor, bn: &BatchNorm) -> FoldedLinear {
     let (n_out, n_in) = (fc.size()[0] as usize, fc.size()[1] as usize);
     let (scale, shift) = eval_affine(bn);
     FoldedLinear::fold(&to_vec(fc), n_out, n_in, &scale, &shift)
-}
-
-/// The values of a contiguous f32 CPU tensor.
-fn values(t: &Tensor) -> &[f32] {
-    assert!(kernels::supported(t), "a contiguous f32 CPU tensor");
-    // SAFETY: contiguous f32 CPU storage of numel() elements, only read while
-    // `t` is alive (the borrow).
-    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
-}
-
-/// The elements of fresh tensors this pass writes.
-// A tensor's storage is shared and mutable (see `kernels::as_mut_slice`):
-// exclusive use of these fresh output tensors is the caller's contract.
-#[allow(clippy::mut_from_ref)]
-fn slots(ts: &[Tensor]) -> Vec<&mut [f32]> {
-    ts.iter()
-        // SAFETY: the tensors were created by the caller for this pass's
-        // output and nothing else reads or writes them until it returns.
-        .map(|t| unsafe { kernels::as_mut_slice(t) }.expect("a fresh f32 CPU tensor"))
-        .collect()
 }
 
 struct GluPlan {
@@ -495,13 +475,26 @@ pub(in crate::encoder) fn forward_eval(
             Vec::new()
         };
         let mut m_sums = vec![0f64; rows * s];
+        // the output tensors' storage, each taken once as one slice
+        let mut handles: Vec<Tensor> = steps
+            .iter()
+            .chain(&masks)
+            .map(|t| t.shallow_clone())
+            .collect();
+        let mut slots: Vec<&mut [f32]> = handles
+            .iter_mut()
+            // SAFETY: the tensors are fresh (made above for this pass's
+            // output) and no other handle of them is used until it returns.
+            .map(|t| unsafe { values_mut(t) })
+            .collect();
+        let masks_out = slots.split_off(s);
         plan.run(
             values(&x0),
             prior.as_ref().map(values),
             rows,
             Outputs {
-                steps: slots(&steps),
-                masks: slots(&masks),
+                steps: slots,
+                masks: masks_out,
                 m_sums: Some(&mut m_sums),
                 ..Default::default()
             },

@@ -8,7 +8,7 @@
 //! (tested below).
 use super::to_vec;
 use crate::ghost_bn::BatchNorm;
-use crate::kernels::{self, empty};
+use crate::kernels::{empty, values, values_mut};
 use tch::{Kind, Tensor};
 
 /// What the backward needs: the BN (γ and β as parameters; γ as values), 1/σ
@@ -19,14 +19,6 @@ pub(super) struct InitialBn {
     rstd: Vec<f32>,
     xhat: Vec<f32>,
     dims: usize,
-}
-
-/// The values of a contiguous f32 CPU tensor.
-fn values(t: &Tensor) -> &[f32] {
-    assert!(kernels::supported(t), "a contiguous f32 CPU tensor");
-    // SAFETY: contiguous f32 CPU storage of numel() elements, only read here
-    // while `t` is alive.
-    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
 }
 
 impl InitialBn {
@@ -55,8 +47,10 @@ impl InitialBn {
         let (gamma, beta) = (to_vec(&bn.weight), to_vec(&bn.bias));
         let mut xhat = vec![0f32; rows * dims];
         let x0 = empty(rows, dims);
-        // SAFETY: x0 is fresh, contiguous, and written here alone.
-        let out = unsafe { kernels::as_mut_slice(&x0) }.expect("a fresh f32 CPU tensor");
+        let mut x0_handle = x0.shallow_clone();
+        // SAFETY: x0 is fresh and written here alone (its other handle is
+        // not used until this slice is dropped).
+        let out = unsafe { values_mut(&mut x0_handle) };
         for ((r, h), o) in xs
             .chunks_exact(dims)
             .zip(xhat.chunks_exact_mut(dims))
@@ -105,8 +99,10 @@ impl InitialBn {
         let mg: Vec<f32> = sum_g.iter().map(|s| (s / n) as f32).collect();
         let mgx: Vec<f32> = sum_gx.iter().map(|s| (s / n) as f32).collect();
         let dx = empty(rows, dims);
-        // SAFETY: dx is fresh, contiguous, and written here alone.
-        let out = unsafe { kernels::as_mut_slice(&dx) }.expect("a fresh f32 CPU tensor");
+        let mut dx_handle = dx.shallow_clone();
+        // SAFETY: dx is fresh and written here alone (its other handle is
+        // not used until this slice is dropped).
+        let out = unsafe { values_mut(&mut dx_handle) };
         for ((o, gr), hr) in out
             .chunks_exact_mut(dims)
             .zip(gs.chunks_exact(dims))

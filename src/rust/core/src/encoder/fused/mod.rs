@@ -45,26 +45,13 @@ pub(super) fn applicable(x: &Tensor, train: bool) -> bool {
         && x.size()[0] >= min_rows
 }
 
-/// A parameter's values (contiguous f32 CPU) as a vector.
+/// A parameter's values as a vector (f32).
 fn to_vec(t: &Tensor) -> Vec<f32> {
-    // SAFETY: read only, and parameters are not written while the pass reads them.
-    match unsafe { kernels::as_mut_slice(t) } {
-        Some(v) => v.to_vec(),
-        None => Vec::<f32>::from(&t.detach().to_kind(Kind::Float)),
+    if kernels::supported(t) {
+        kernels::values(t).to_vec()
+    } else {
+        Vec::<f32>::from(&t.detach().to_kind(Kind::Float))
     }
-}
-
-/// Row `r` of a live contiguous (rows, n) tensor's storage at `p`.
-fn row<'a>(p: kernels::SendPtr, r: usize, n: usize) -> &'a mut [f32] {
-    // SAFETY: `p` points at a live contiguous (rows, n) tensor; each row is
-    // touched by one rayon task only.
-    unsafe { std::slice::from_raw_parts_mut(p.get().add(r * n), n) }
-}
-
-/// Rows r..r+n of a live contiguous (rows, w) tensor's storage at `p`.
-fn row_block<'a>(p: kernels::SendPtr, r: usize, n: usize, w: usize) -> &'a mut [f32] {
-    // SAFETY: as for `row`: the rows exist and belong to one rayon task.
-    unsafe { std::slice::from_raw_parts_mut(p.get().add(r * w), n * w) }
 }
 
 /// How the group-level mask reaches the embedded input: x_m = M[group(j)] · s_j · x_j

@@ -11,15 +11,15 @@
 use super::buffers::TapeBuffers;
 use super::glue::{self, GlueGrad};
 use super::initial_bn::InitialBn;
-use super::{initial_prior, layers_of, row, row_block, to_vec, Expansion};
+use super::{initial_prior, layers_of, to_vec, Expansion};
 use crate::config::MaskType;
 use crate::embedding::Embedder;
 use crate::encoder::{Backend, Encoder, EncoderOutput, Pass};
 use crate::ghost_bn::{chunk_sizes, BatchNorm};
 use crate::glu::GluLayer;
 use crate::kernels::{
-    self, empty, merge_grads, ptr, BnStats, ChunkStats, Chunks, LinearBnBackward, LinearBnForward,
-    SendPtr, TaskGrads,
+    self, empty, merge_grads, split_rows, values, values_mut, view, BnStats, ChunkStats, Chunks,
+    LinearBnBackward, LinearBnForward, Strided, TaskGrads,
 };
 use rayon::prelude::*;
 use std::ops::Range;
@@ -44,9 +44,11 @@ impl Grads {
 
     fn add_vec(&mut self, p: &Tensor, g: &[f32]) {
         match Self::existing(p) {
-            Some(acc) => kernels::add_row(
-                // SAFETY: a parameter's gradient is written by this pass alone.
-                unsafe { kernels::as_mut_slice(&acc) }.expect("checked by existing()"),
+            Some(mut acc) => kernels::add_row(
+                // SAFETY: a parameter's gradient (checked contiguous f32 CPU
+                // by existing()) is written by this pass alone; no other
+                // handle of it is used meanwhile.
+                unsafe { values_mut(&mut acc) },
                 g,
             ),
             None => self.pending.push((
@@ -94,11 +96,11 @@ impl LinearBn {
     }
 
     fn forward_plan(&self) -> LinearBnForward<'_> {
-        LinearBnForward::new(&self.input, &self.fc, &self.zhat, self.bn.eps as f32)
+        LinearBnForward::new(&self.fc, self.bn.eps as f32)
     }
 
     fn backward_plan(&self) -> LinearBnBackward<'_> {
-        LinearBnBackward::new(&self.input, &self.fc, &self.zhat)
+        LinearBnBackward::new(&self.fc)
     }
 
     /// Keeps the batch statistics the tasks returned (in task order) and
@@ -214,13 +216,39 @@ fn transformer_tapes(
     tapes
 }
 
+/// One task's rows of a GLU layer's outputs: ẑ (rows of 2d) and the output
+/// (rows of d).
+struct LayerRows<'a> {
+    zhat: &'a mut [f32],
+    out: &'a mut [f32],
+}
+
+/// One task's rows of a decision step's outputs: the attention's ẑ, the mask,
+/// the next prior (rows of G each), x_m (rows of D), the feature transformer's
+/// layers and the decision output (rows of n_d).
+struct StepRows<'a> {
+    zhat: &'a mut [f32],
+    mask: &'a mut [f32],
+    next: &'a mut [f32],
+    xm: &'a mut [f32],
+    layers: Vec<LayerRows<'a>>,
+    decision: &'a mut [f32],
+}
+
+/// One task's chunk indices and its rows of every output of the forward (the
+/// running sum of the decision outputs last).
+struct TaskRows<'a> {
+    t: Range<usize>,
+    splitter: Vec<LayerRows<'a>>,
+    steps: Vec<StepRows<'a>>,
+    sum: &'a mut [f32],
+}
+
 /// A GLU layer's forward as the tasks run it.
 struct LayerRun<'a> {
     lin: LinearBnForward<'a>,
     gamma: &'a [f32],
     beta: &'a [f32],
-    out: SendPtr,
-    input: SendPtr,
     d: usize,
     residual: bool,
 }
@@ -231,49 +259,75 @@ impl<'a> LayerRun<'a> {
             lin: t.lin.forward_plan(),
             gamma: &t.lin.gamma,
             beta: &t.lin.beta,
-            out: ptr(&t.out),
-            input: ptr(&t.lin.input),
             d: t.out.size()[1] as usize,
             residual: t.residual,
         }
     }
 
-    fn task(&self, chunks: &Chunks, t: &Range<usize>) -> Vec<ChunkStats> {
-        let (d, hp, op) = (self.d, self.input, self.out);
-        self.lin.task(chunks, t, |r, zb, mean, rstd| {
+    /// The task `t`'s rows: `x` its rows of the input, `rows` its rows of the
+    /// layer's outputs.
+    fn task(
+        &self,
+        chunks: &Chunks,
+        t: &Range<usize>,
+        x: Strided,
+        rows: &mut LayerRows,
+    ) -> Vec<ChunkStats> {
+        let (f, _) = chunks.task_rows(t);
+        let d = self.d;
+        // a residual layer's input has the output's width
+        assert!(!self.residual || (x.cols, x.ld) == (d, d));
+        let out = &mut *rows.out;
+        self.lin.task(chunks, t, x, rows.zhat, |r, zb, mean, rstd| {
             let n = zb.len() / (2 * d);
             let h: &[f32] = if self.residual {
-                row_block(hp, r, n, d)
+                x.rows(r - f, n).data
             } else {
                 &[]
             };
-            let out = row_block(op, r, n, d);
+            let out = &mut out[(r - f) * d..(r - f + n) * d];
             kernels::bn_glu_rows(zb, mean, rstd, self.gamma, self.beta, h, out);
         })
     }
 }
 
-/// A decision step's attention and glue as the tasks run them (its feature
-/// transformer is a list of [`LayerRun`]).
+/// A feature transformer's forward on one task's rows from its rows `x` of
+/// the input; pushes each layer's chunk statistics.
+fn transformer_task(
+    layers: &[LayerRun],
+    chunks: &Chunks,
+    t: &Range<usize>,
+    x: Strided,
+    rows: &mut [LayerRows],
+    stats: &mut Vec<Vec<ChunkStats>>,
+) {
+    let mut x = x;
+    for (l, r) in layers.iter().zip(rows.iter_mut()) {
+        stats.push(l.task(chunks, t, x, r));
+        x = Strided::dense(r.out, l.d);
+    }
+}
+
+/// A decision step's attention as the tasks run it (its glue is
+/// [`glue::forward_row`], its feature transformer a list of [`LayerRun`]).
 struct StepRun<'a> {
     attention: LinearBnForward<'a>,
     gamma: &'a [f32],
     beta: &'a [f32],
     entmax: bool,
-    /// (rows, groups): prior, mask, next prior; (rows, dims): x0, x_m
-    prior: SendPtr,
-    mask: SendPtr,
-    next: SendPtr,
-    x0: SendPtr,
-    xm: SendPtr,
+    layers: Vec<LayerRun<'a>>,
+}
+
+/// What every task of the forward shares: x0 (rows of D) and the first
+/// step's prior (rows of G), read only; the glue's constants and the widths.
+struct ForwardCtx<'a> {
+    x0: Strided<'a>,
+    prior: &'a [f32],
+    ex: &'a Expansion,
+    gamma: f32,
+    eps: f32,
     groups: usize,
     dims: usize,
-    layers: Vec<LayerRun<'a>>,
-    /// (rows, n_d + n_a): the transformer's output; (rows, n_d): its decision
-    /// part's ReLU and the running sum over steps
-    out: SendPtr,
-    decision: SendPtr,
-    sum: SendPtr,
     n_d: usize,
     n_a: usize,
 }
@@ -287,63 +341,65 @@ struct ForwardLog {
 
 /// The whole encoder forward on one task's rows.
 fn forward_task(
-    glue_in: (f32, f32, &Expansion),
+    ctx: &ForwardCtx,
     splitter: &[LayerRun],
     steps: &[StepRun],
     chunks: &Chunks,
-    t: &Range<usize>,
+    rows: TaskRows,
 ) -> ForwardLog {
-    let (f, n) = chunks.task_rows(t);
+    let TaskRows {
+        t,
+        splitter: mut split_rows,
+        steps: mut step_rows,
+        sum,
+    } = rows;
+    let (f, n) = chunks.task_rows(&t);
+    let (g, dims, n_d, n_a) = (ctx.groups, ctx.dims, ctx.n_d, ctx.n_a);
+    let w = n_d + n_a;
     let mut log = ForwardLog {
         stats: Vec::new(),
         m_sums: Vec::new(),
     };
-    for l in splitter {
-        log.stats.push(l.task(chunks, t));
-    }
-    let (gamma, eps, ex) = glue_in;
-    for (i, s) in steps.iter().enumerate() {
-        let g = s.groups;
-        log.stats
-            .push(s.attention.task(chunks, t, |first, zb, mean, rstd| {
-                kernels::normalise_rows(zb, mean, rstd);
-                for (r, zr) in (first..).zip(zb.chunks_exact(g)) {
-                    glue::attention_row(
-                        zr,
-                        s.gamma,
-                        s.beta,
-                        row(s.prior, r, g),
-                        row(s.mask, r, g),
-                        s.entmax,
-                    )
-                }
-            }));
-        let sums = (f..f + n)
-            .map(|r| {
-                glue::forward_row(
-                    row(s.mask, r, g),
-                    row(s.prior, r, g),
-                    row(s.x0, r, s.dims),
-                    row(s.next, r, g),
-                    row(s.xm, r, s.dims),
-                    ex,
-                    gamma,
-                    eps,
-                )
+    let x0 = ctx.x0.rows(f, n);
+    transformer_task(splitter, chunks, &t, x0, &mut split_rows, &mut log.stats);
+    // the previous transformer's output (its attention part feeds the step)
+    // and the step's prior: the task's rows
+    let mut prev: &[f32] = split_rows.last().expect("layers").out;
+    let mut prior: &[f32] = &ctx.prior[f * g..(f + n) * g];
+    for (i, (s, sr)) in steps.iter().zip(step_rows.iter_mut()).enumerate() {
+        let a = Strided::new(&prev[n_d..], n, n_a, w);
+        let mask = &mut *sr.mask;
+        log.stats.push(
+            s.attention
+                .task(chunks, &t, a, sr.zhat, |first, zb, mean, rstd| {
+                    kernels::normalise_rows(zb, mean, rstd);
+                    let o = (first - f) * g;
+                    let rows = zb
+                        .chunks_exact(g)
+                        .zip(prior[o..].chunks_exact(g))
+                        .zip(mask[o..].chunks_exact_mut(g));
+                    for ((zr, pr), mr) in rows {
+                        glue::attention_row(zr, s.gamma, s.beta, pr, mr, s.entmax)
+                    }
+                }),
+        );
+        let sums = sr
+            .mask
+            .chunks_exact(g)
+            .zip(prior.chunks_exact(g))
+            .zip(x0.data.chunks_exact(dims))
+            .zip(sr.next.chunks_exact_mut(g))
+            .zip(sr.xm.chunks_exact_mut(dims))
+            .map(|((((m, p), x), next), xm)| {
+                glue::forward_row(m, p, x, next, xm, ctx.ex, ctx.gamma, ctx.eps)
             })
             .collect();
         log.m_sums.push(sums);
-        for l in &s.layers {
-            log.stats.push(l.task(chunks, t));
-        }
-        let (n_d, w) = (s.n_d, s.n_d + s.n_a);
-        glue::decision_rows(
-            row_block(s.out, f, n, w),
-            row_block(s.decision, f, n, n_d),
-            row_block(s.sum, f, n, n_d),
-            (n_d, s.n_a),
-            i == 0,
-        );
+        let xm = Strided::dense(sr.xm, dims);
+        transformer_task(&s.layers, chunks, &t, xm, &mut sr.layers, &mut log.stats);
+        let out: &[f32] = sr.layers.last().expect("layers").out;
+        glue::decision_rows(out, sr.decision, sum, (n_d, n_a), i == 0);
+        (prev, prior) = (out, &*sr.next);
     }
     log
 }
@@ -422,28 +478,27 @@ pub(in crate::encoder) fn forward_train(
                     gamma: &s.attention.lin.gamma,
                     beta: &s.attention.lin.beta,
                     entmax: s.attention.entmax,
-                    prior: ptr(&s.attention.prior),
-                    mask: ptr(&s.attention.mask),
-                    next: ptr(&s.next_prior),
-                    x0: ptr(&tape.x0),
-                    xm: ptr(&s.xm),
-                    groups: n_groups as usize,
-                    dims,
                     layers: s.layers.iter().map(LayerRun::of).collect(),
-                    out: ptr(s.out()),
-                    decision: ptr(&s.decision),
-                    sum: ptr(&tape.decision_leaf),
-                    n_d: enc.n_d as usize,
-                    n_a: n_a as usize,
                 })
                 .collect();
+            let ctx = ForwardCtx {
+                x0: view(&tape.x0),
+                prior: values(&tape.steps[0].attention.prior),
+                ex: &tape.expansion,
+                gamma: tape.gamma as f32,
+                eps: tape.epsilon as f32,
+                groups: n_groups as usize,
+                dims,
+                n_d: enc.n_d as usize,
+                n_a: n_a as usize,
+            };
             let chunks = &tape.chunks;
-            let glue_in = (tape.gamma as f32, tape.epsilon as f32, &tape.expansion);
+            let mut outputs = tape.outputs();
+            let tasks = tape.task_rows(&mut outputs);
             kernels::with_pool(|| {
-                chunks
-                    .tasks()
+                tasks
                     .into_par_iter()
-                    .map(|t| forward_task(glue_in, &splitter, &steps, chunks, &t))
+                    .map(|rows| forward_task(&ctx, &splitter, &steps, chunks, rows))
                     .collect()
             })
         };
@@ -486,9 +541,87 @@ pub(in crate::encoder) fn forward_train(
     })
 }
 
-/// A layer's backward as the tasks run it.
+impl Tape {
+    /// Handles of every tensor the forward's tasks write, in the order
+    /// [`Tape::task_rows`] hands them out: per splitter layer ẑ and its
+    /// output; per step the attention's ẑ, the mask, the next prior, x_m, per
+    /// layer ẑ and its output, the decision output; the decision outputs' sum.
+    fn outputs(&self) -> Vec<Tensor> {
+        let layer = |l: &LayerTape| [l.lin.zhat.shallow_clone(), l.out.shallow_clone()];
+        let mut v: Vec<Tensor> = self.splitter.iter().flat_map(layer).collect();
+        for s in &self.steps {
+            v.push(s.attention.lin.zhat.shallow_clone());
+            v.push(s.attention.mask.shallow_clone());
+            v.push(s.next_prior.shallow_clone());
+            v.push(s.xm.shallow_clone());
+            v.extend(s.layers.iter().flat_map(layer));
+            v.push(s.decision.shallow_clone());
+        }
+        v.push(self.decision_leaf.shallow_clone());
+        v
+    }
+
+    /// Each task's rows of the `outputs` (from [`Tape::outputs`]): every
+    /// tensor's storage taken once as one slice, cut into the tasks' rows.
+    fn task_rows<'a>(&self, outputs: &'a mut [Tensor]) -> Vec<TaskRows<'a>> {
+        let tasks = self.chunks.tasks();
+        let counts: Vec<usize> = tasks.iter().map(|t| self.chunks.task_rows(t).1).collect();
+        let mut cut: Vec<_> = outputs
+            .iter_mut()
+            .map(|t| {
+                let width = t.size()[1] as usize;
+                // SAFETY: each output is a distinct buffer of this tape (taken
+                // from the store, which hands a buffer to one tape, or fresh),
+                // and until the slices are dropped no other handle of it is
+                // used: the tasks read and write through these slices only
+                // (besides x0 and the first prior, which are not outputs).
+                let all = unsafe { values_mut(t) };
+                split_rows(all, width, counts.iter().copied()).into_iter()
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .map(|t| {
+                let mut pieces = cut.iter_mut().map(|c| c.next().expect("a piece per task"));
+                let mut next = move || pieces.next().expect("a piece per output");
+                let layers = |k: usize, next: &mut dyn FnMut() -> &'a mut [f32]| {
+                    (0..k)
+                        .map(|_| LayerRows {
+                            zhat: next(),
+                            out: next(),
+                        })
+                        .collect::<Vec<_>>()
+                };
+                let splitter = layers(self.splitter.len(), &mut next);
+                let steps = self
+                    .steps
+                    .iter()
+                    .map(|s| StepRows {
+                        zhat: next(),
+                        mask: next(),
+                        next: next(),
+                        xm: next(),
+                        layers: layers(s.layers.len(), &mut next),
+                        decision: next(),
+                    })
+                    .collect();
+                TaskRows {
+                    t,
+                    splitter,
+                    steps,
+                    sum: next(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A layer's backward as the tasks run it: the saved input (rows of n_in) and
+/// ẑ (rows of 2d), read only.
 struct LayerBack<'a> {
     lin: LinearBnBackward<'a>,
+    input: Strided<'a>,
+    zhat: &'a [f32],
     rstd: &'a [f32],
     gamma: &'a [f32],
     beta: &'a [f32],
@@ -501,6 +634,8 @@ impl<'a> LayerBack<'a> {
     fn of(t: &'a LayerTape) -> Self {
         LayerBack {
             lin: t.lin.backward_plan(),
+            input: view(&t.lin.input),
+            zhat: values(&t.lin.zhat),
             rstd: &t.lin.stats.rstd,
             gamma: &t.lin.gamma,
             beta: &t.lin.beta,
@@ -520,7 +655,7 @@ impl<'a> LayerBack<'a> {
         dz: &mut [f32],
         out: &mut Vec<TaskGrads>,
     ) -> Vec<f32> {
-        let (f, _) = chunks.task_rows(t);
+        let (f, rows) = chunks.task_rows(t);
         let n = g_out.len() / self.d;
         let mut g_in = vec![0f32; n * self.n_in];
         let d = self.d;
@@ -528,6 +663,8 @@ impl<'a> LayerBack<'a> {
         out.push(self.lin.task(
             chunks,
             t,
+            self.input.rows(f, rows),
+            &self.zhat[f * 2 * d..(f + rows) * 2 * d],
             self.rstd,
             self.gamma,
             dz,
@@ -562,19 +699,23 @@ fn transformer_back(
         .fold(g_out, |g, l| l.task(chunks, t, &g, dz, out))
 }
 
-/// A decision step's backward as the tasks run it.
+/// A decision step's backward as the tasks run it: its saved tensors (every
+/// row), read only.
 struct StepBack<'a> {
     attention: LinearBnBackward<'a>,
+    /// the attention's input (the previous output's attention part) and ẑ
+    input: Strided<'a>,
+    zhat: &'a [f32],
     rstd: &'a [f32],
     gamma: &'a [f32],
     beta: &'a [f32],
     entmax: bool,
     layers: Vec<LayerBack<'a>>,
     /// ∂L/∂(step output), none when it got no gradient
-    leaf_grad: Option<SendPtr>,
-    prior: SendPtr,
-    mask: SendPtr,
-    out: SendPtr,
+    leaf_grad: Option<&'a [f32]>,
+    prior: &'a [f32],
+    mask: &'a [f32],
+    out: &'a [f32],
 }
 
 impl Tape {
@@ -644,15 +785,17 @@ impl Tape {
             .zip(&leaf_grads)
             .map(|(s, g)| StepBack {
                 attention: s.attention.lin.backward_plan(),
+                input: view(&s.attention.lin.input),
+                zhat: values(&s.attention.lin.zhat),
                 rstd: &s.attention.lin.stats.rstd,
                 gamma: &s.attention.lin.gamma,
                 beta: &s.attention.lin.beta,
                 entmax: s.attention.entmax,
                 layers: s.layers.iter().map(LayerBack::of).collect(),
-                leaf_grad: g.as_ref().map(ptr),
-                prior: ptr(&s.attention.prior),
-                mask: ptr(&s.attention.mask),
-                out: ptr(s.out()),
+                leaf_grad: g.as_ref().map(values),
+                prior: values(&s.attention.prior),
+                mask: values(&s.attention.mask),
+                out: values(s.out()),
             })
             .collect();
         let ctx = BackCtx {
@@ -670,15 +813,21 @@ impl Tape {
                 .max()
                 .unwrap_or(0),
             glue,
-            x0: ptr(&self.x0),
-            dx0: ptr(&dx0),
-            sum_grad: sum_grad.as_ref().map(ptr),
+            x0: values(&self.x0),
+            sum_grad: sum_grad.as_ref().map(values),
         };
+        let tasks = self.chunks.tasks();
+        let counts = tasks.iter().map(|t| self.chunks.task_rows(t).1);
+        let mut dx0_handle = dx0.shallow_clone();
+        let dims = ctx.glue.ex.col.len();
+        // SAFETY: dx0 is fresh (zeros_like) and no other handle of it is used
+        // until the tasks, each with its own rows, are done.
+        let dx0_rows = split_rows(unsafe { values_mut(&mut dx0_handle) }, dims, counts);
         let per_task: Vec<Vec<TaskGrads>> = kernels::with_pool(|| {
-            ctx.chunks
-                .tasks()
+            tasks
                 .into_par_iter()
-                .map(|t| backward_task(&ctx, &splitter, &steps, &t))
+                .zip(dx0_rows)
+                .map(|(t, dx)| backward_task(&ctx, &splitter, &steps, &t, dx))
                 .collect()
         });
         // merge each layer's gradients over the tasks (in task order), in the
@@ -702,8 +851,8 @@ impl Tape {
 }
 
 /// What every task of the backward shares: the layout, the widths (`max_ch`:
-/// the widest layer output, for the scratch ∂L/∂z), the glue's constants, x0
-/// and ∂L/∂x0 (each task adds its own rows).
+/// the widest layer output, for the scratch ∂L/∂z), the glue's constants and
+/// x0 (read only).
 struct BackCtx<'a> {
     chunks: &'a Chunks,
     n_d: usize,
@@ -711,21 +860,22 @@ struct BackCtx<'a> {
     groups: usize,
     max_ch: usize,
     glue: GlueGrad<'a>,
-    x0: SendPtr,
-    dx0: SendPtr,
+    x0: &'a [f32],
     /// ∂L/∂(Σ of the steps' decision outputs), none when it got no gradient
-    sum_grad: Option<SendPtr>,
+    sum_grad: Option<&'a [f32]>,
 }
 
 /// The whole encoder backward on one task's rows: adds its rows of ∂L/∂x0
-/// into `dxp` and returns its parameter gradients in backward order.
-fn backward_task(
-    ctx: &BackCtx,
+/// into `dx0` (the task's rows) and returns its parameter gradients in
+/// backward order.
+fn backward_task<'a>(
+    ctx: &BackCtx<'a>,
     splitter: &[LayerBack],
-    steps: &[StepBack],
+    steps: &[StepBack<'a>],
     t: &Range<usize>,
+    dx0: &mut [f32],
 ) -> Vec<TaskGrads> {
-    let (chunks, glue, x0p, dxp) = (ctx.chunks, &ctx.glue, ctx.x0, ctx.dx0);
+    let (chunks, glue) = (ctx.chunks, &ctx.glue);
     let (f, n) = chunks.task_rows(t);
     let (n_d, n_a, groups) = (ctx.n_d, ctx.n_a, ctx.groups);
     let dims = glue.ex.col.len();
@@ -733,19 +883,22 @@ fn backward_task(
     let mut out = Vec::new();
     let mut g_a = vec![0f32; n * n_a];
     let mut g_prior = vec![0f32; n * groups];
-    // row r's range in a buffer of the task's rows of width w
+    // row r's range in a buffer of the task's rows of width w, and in one of
+    // every row
     let local = |r: usize, w: usize| (r - f) * w..(r - f + 1) * w;
+    let global = |r: usize, w: usize| r * w..(r + 1) * w;
     for s in steps.iter().rev() {
         let w = n_d + n_a;
         let mut g = vec![0f32; n * w];
-        let grad_of = |p: Option<SendPtr>| -> &[f32] {
+        let grad_of = |p: Option<&'a [f32]>| -> &'a [f32] {
             match p {
-                Some(p) => row_block(p, f, n, n_d),
+                Some(p) => &p[f * n_d..(f + n) * n_d],
                 None => &[],
             }
         };
         let (gd, gs) = (grad_of(s.leaf_grad), grad_of(ctx.sum_grad));
-        glue::out_grad_rows(gd, gs, row_block(s.out, f, n, w), &g_a, &mut g, n_d, n_a);
+        let out_rows = &s.out[f * w..(f + n) * w];
+        glue::out_grad_rows(gd, gs, out_rows, &g_a, &mut g, n_d, n_a);
         let g_xm = transformer_back(&s.layers, chunks, t, g, &mut dz, &mut out);
         let mut g_m = vec![0f32; n * groups];
         let mut g_prior_i = vec![0f32; n * groups];
@@ -753,11 +906,11 @@ fn backward_task(
             glue::backward_row(
                 glue,
                 &g_xm[local(r, dims)],
-                row(x0p, r, dims),
-                row(s.mask, r, groups),
-                row(s.prior, r, groups),
+                &ctx.x0[global(r, dims)],
+                &s.mask[global(r, groups)],
+                &s.prior[global(r, groups)],
                 &g_prior[local(r, groups)],
-                row(dxp, r, dims),
+                &mut dx0[local(r, dims)],
                 &mut g_m[local(r, groups)],
                 &mut g_prior_i[local(r, groups)],
             );
@@ -766,6 +919,8 @@ fn backward_task(
         out.push(s.attention.task(
             chunks,
             t,
+            s.input.rows(f, n),
+            &s.zhat[f * groups..(f + n) * groups],
             s.rstd,
             s.gamma,
             &mut dz,
@@ -777,8 +932,8 @@ fn backward_task(
                         zr,
                         s.gamma,
                         s.beta,
-                        row(s.mask, r, groups),
-                        row(s.prior, r, groups),
+                        &s.mask[global(r, groups)],
+                        &s.prior[global(r, groups)],
                         &g_m[local(r, groups)],
                         &mut g_prior_i[local(r, groups)],
                         gy,
@@ -798,8 +953,8 @@ fn backward_task(
         gs[n_d..].copy_from_slice(ga);
     }
     let dx_split = transformer_back(splitter, chunks, t, g_split, &mut dz, &mut out);
-    for (r, ds) in (f..f + n).zip(dx_split.chunks_exact(dims)) {
-        kernels::add_row(row(dxp, r, dims), ds);
+    for (dr, ds) in dx0.chunks_exact_mut(dims).zip(dx_split.chunks_exact(dims)) {
+        kernels::add_row(dr, ds);
     }
     out
 }

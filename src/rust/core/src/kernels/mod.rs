@@ -1,11 +1,11 @@
-//! Fused CPU kernels for the hand-derived encoder pass (`encoder::fused`):
-//! ghost batch norm fused with GLU and the residual, its backward, and the
-//! row-wise sparsemax / entmax-1.5 with their backward. A group of virtual
-//! batches ([`Chunks::tasks`]) is one rayon task, which the encoder pass runs
-//! through every layer in turn ([`LinearBnForward`], [`LinearBnBackward`]),
-//! instead of a dozen full-batch passes of separate libtorch kernels per
-//! layer; each task's matrix products run on the crate's own micro-kernels
-//! ([`crate::gemm`]) where the CPU has AVX2 or AVX-512, else on libtorch (BLAS).
+//! Fused CPU kernels for the hand-derived encoder pass (`encoder::fused`,
+//! whose layers are built from them): ghost batch norm fused with GLU and the
+//! residual, its backward, and the row-wise sparsemax / entmax-1.5 with their
+//! backward. A group of virtual batches ([`Chunks::tasks`]) is one rayon task,
+//! which the encoder pass runs through every layer in turn, instead of a dozen
+//! full-batch passes of separate libtorch kernels per layer; each task's
+//! matrix products run on the crate's own micro-kernels ([`crate::gemm`])
+//! where the CPU has AVX2 or AVX-512, else on libtorch (BLAS).
 //!
 //! Virtual batches are cut exactly like pytorch-tabnet's `torch.chunk`: contiguous
 //! runs of rows (the sizes come from the caller, see `ghost_bn::chunk_sizes`;
@@ -18,16 +18,12 @@ use tch::{Device, Kind, Tensor};
 
 mod chunks;
 mod folded;
-mod linear_bn;
 mod mask_row;
 mod storage;
 pub use chunks::Chunks;
 pub use folded::{
     affine_rows, entmax_rows, glu_rows, head_rows, sparsemax_rows, FoldedLinear,
     SPARSEMAX_MAX_GROUPS,
-};
-pub use linear_bn::{
-    merge_grads, BnStats, ChunkStats, LinearBnBackward, LinearBnForward, TaskGrads,
 };
 pub(crate) use mask_row::row_threshold;
 pub use mask_row::{mask_row, mask_row_backward};

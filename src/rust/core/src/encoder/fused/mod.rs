@@ -28,6 +28,9 @@ mod buffers;
 mod eval;
 mod glue;
 mod initial_bn;
+mod linear_bn;
+#[cfg(test)]
+mod testing;
 mod train;
 
 pub(crate) use buffers::TapeBuffers;

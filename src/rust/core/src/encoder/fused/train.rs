@@ -8,22 +8,21 @@
 //! returns its virtual batches' statistics and its share of each parameter
 //! gradient; both are merged in task order afterwards, so a seed gives the
 //! same bits on any number of threads.
-use super::buffers::TapeBuffers;
+use super::buffers::Buffers;
 use super::glue::{self, GlueGrad};
 use super::initial_bn::InitialBn;
-use super::{initial_prior, layers_of, to_vec, Expansion};
+use super::linear_bn::{
+    merge_grads, ChunkStats, LinearBn, LinearBnBackward, LinearBnForward, TaskGrads,
+};
+use super::{initial_prior, layers_of, Expansion};
 use crate::config::MaskType;
 use crate::embedding::Embedder;
 use crate::encoder::{Backend, Encoder, EncoderOutput, Pass};
-use crate::ghost_bn::{chunk_sizes, BatchNorm};
+use crate::ghost_bn::chunk_sizes;
 use crate::glu::GluLayer;
-use crate::kernels::{
-    self, empty, merge_grads, split_rows, values, values_mut, view, BnStats, ChunkStats, Chunks,
-    LinearBnBackward, LinearBnForward, Strided, TaskGrads,
-};
+use crate::kernels::{self, empty, split_rows, values, values_mut, view, Chunks, Strided};
 use rayon::prelude::*;
 use std::ops::Range;
-use std::sync::Arc;
 use tch::{Kind, Tensor};
 
 const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
@@ -59,65 +58,6 @@ impl Grads {
     }
 }
 
-/// A bias-free linear map followed by ghost BN, as saved for the backward: the
-/// weight (detached for the products, and as the parameter), the BN (its γ and
-/// β as values too), the input, ẑ and the per-virtual-batch statistics.
-struct LinearBn {
-    fc: Tensor,
-    param: Tensor,
-    bn: BatchNorm,
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
-    input: Tensor,
-    zhat: Tensor,
-    stats: BnStats,
-}
-
-impl LinearBn {
-    /// The layer's saved state before the pass: ẑ is allocated, the statistics
-    /// come with [`LinearBn::finish`].
-    fn new(
-        fc: &Tensor,
-        bn: &BatchNorm,
-        input: &Tensor,
-        rows: usize,
-        buf: &mut Buffers,
-    ) -> LinearBn {
-        LinearBn {
-            fc: fc.detach(),
-            param: fc.shallow_clone(),
-            bn: bn.shallow_clone(),
-            gamma: to_vec(&bn.weight),
-            beta: to_vec(&bn.bias),
-            input: input.shallow_clone(),
-            zhat: buf.take(rows, fc.size()[0] as usize),
-            stats: BnStats::default(),
-        }
-    }
-
-    fn forward_plan(&self) -> LinearBnForward<'_> {
-        LinearBnForward::new(&self.fc, self.bn.eps as f32)
-    }
-
-    fn backward_plan(&self) -> LinearBnBackward<'_> {
-        LinearBnBackward::new(&self.fc)
-    }
-
-    /// Keeps the batch statistics the tasks returned (in task order) and
-    /// updates the BN's running statistics from them.
-    fn finish<'a>(&mut self, per_task: impl IntoIterator<Item = &'a [ChunkStats]>) {
-        self.stats = BnStats::from_tasks(per_task);
-        self.bn
-            .update_running_from(&self.stats.mean, &self.stats.var_unbiased);
-    }
-
-    fn add_grads(&self, grads: &mut Grads, (dgamma, dbeta, dw): (Vec<f32>, Vec<f32>, Vec<f32>)) {
-        grads.add_vec(&self.param, &dw);
-        grads.add_vec(&self.bn.weight, &dgamma);
-        grads.add_vec(&self.bn.bias, &dbeta);
-    }
-}
-
 /// Saved state of one GLU layer: out = GLU(GBN(h Wᵀ)) [+ h, × √½ when residual].
 struct LayerTape {
     lin: LinearBn,
@@ -148,27 +88,6 @@ impl StepTape {
     /// The feature transformer's output (B, n_d + n_a).
     fn out(&self) -> &Tensor {
         &self.layers.last().expect("a transformer has layers").out
-    }
-}
-
-/// The tape's buffers: taken from the encoder's [`TapeBuffers`], and handed
-/// back when the tape (or a pass that never made one) is dropped.
-struct Buffers {
-    store: Arc<TapeBuffers>,
-    owned: Vec<Tensor>,
-}
-
-impl Buffers {
-    fn take(&mut self, rows: usize, cols: usize) -> Tensor {
-        let (t, whole) = self.store.take(rows, cols);
-        self.owned.push(whole);
-        t
-    }
-}
-
-impl Drop for Buffers {
-    fn drop(&mut self) {
-        self.store.give(std::mem::take(&mut self.owned));
     }
 }
 
@@ -420,10 +339,7 @@ pub(in crate::encoder) fn forward_train(
         let vbs = enc.attention[0].bn.virtual_batch_size;
         let chunks = Chunks::from_sizes(&chunk_sizes(rows as i64, vbs));
         let (n_groups, n_a) = (enc.n_groups(), enc.n_a());
-        let mut buf = Buffers {
-            store: enc.tape_buffers.clone(),
-            owned: Vec::new(),
-        };
+        let mut buf = Buffers::new(enc.tape_buffers.clone());
         let splitter = transformer_tapes(layers_of(&enc.splitter), &x0, rows, &mut buf);
         let mut prior = match prior {
             Some(_) => initial_prior(prior, rows, n_groups),
@@ -844,7 +760,11 @@ impl Tape {
             let parts = per_task
                 .iter_mut()
                 .map(|it| it.next().expect("one per layer"));
-            lin.add_grads(&mut grads, merge_grads(parts.collect::<Vec<_>>()));
+            let (dgamma, dbeta, dw) = merge_grads(parts.collect::<Vec<_>>());
+            let [gamma, beta, w] = lin.params();
+            grads.add_vec(w, &dw);
+            grads.add_vec(gamma, &dgamma);
+            grads.add_vec(beta, &dbeta);
         }
         (grads, dx0)
     }

@@ -7,10 +7,12 @@
 //! gradients) is returned per task and merged by the caller in task order
 //! ([`BnStats::from_tasks`], [`merge_grads`]), so the result does not depend on
 //! which thread ran which task. The eval pass folds its batch norms into the
-//! products instead ([`super::FoldedLinear`]).
-use super::storage::{values, Strided};
-use super::{add_row, bn_grad_rows, col_sq_dev_sums, col_sums, Chunks};
+//! products instead ([`crate::kernels::FoldedLinear`]).
+use super::buffers::Buffers;
+use super::to_vec;
 use crate::gemm::{self, Kernel, Mat, Packed, TnAcc};
+use crate::ghost_bn::BatchNorm;
+use crate::kernels::{add_row, bn_grad_rows, col_sq_dev_sums, col_sums, values, Chunks, Strided};
 use std::ops::Range;
 use tch::{Device, Kind, Tensor};
 
@@ -127,6 +129,65 @@ impl BnStats {
     }
 }
 
+/// A bias-free linear map followed by ghost BN, as saved for the backward: the
+/// weight (detached for the products, and as the parameter), the BN (its γ and
+/// β as values too), the input, ẑ and the per-virtual-batch statistics.
+pub(super) struct LinearBn {
+    pub(super) fc: Tensor,
+    pub(super) param: Tensor,
+    pub(super) bn: BatchNorm,
+    pub(super) gamma: Vec<f32>,
+    pub(super) beta: Vec<f32>,
+    pub(super) input: Tensor,
+    pub(super) zhat: Tensor,
+    pub(super) stats: BnStats,
+}
+
+impl LinearBn {
+    /// The layer's saved state before the pass: ẑ is allocated, the statistics
+    /// come with [`LinearBn::finish`].
+    pub(super) fn new(
+        fc: &Tensor,
+        bn: &BatchNorm,
+        input: &Tensor,
+        rows: usize,
+        buf: &mut Buffers,
+    ) -> LinearBn {
+        LinearBn {
+            fc: fc.detach(),
+            param: fc.shallow_clone(),
+            bn: bn.shallow_clone(),
+            gamma: to_vec(&bn.weight),
+            beta: to_vec(&bn.bias),
+            input: input.shallow_clone(),
+            zhat: buf.take(rows, fc.size()[0] as usize),
+            stats: BnStats::default(),
+        }
+    }
+
+    pub(super) fn forward_plan(&self) -> LinearBnForward<'_> {
+        LinearBnForward::new(&self.fc, self.bn.eps as f32)
+    }
+
+    pub(super) fn backward_plan(&self) -> LinearBnBackward<'_> {
+        LinearBnBackward::new(&self.fc)
+    }
+
+    /// Keeps the batch statistics the tasks returned (in task order) and
+    /// updates the BN's running statistics from them.
+    pub(super) fn finish<'a>(&mut self, per_task: impl IntoIterator<Item = &'a [ChunkStats]>) {
+        self.stats = BnStats::from_tasks(per_task);
+        self.bn
+            .update_running_from(&self.stats.mean, &self.stats.var_unbiased);
+    }
+
+    /// The parameters whose gradients [`merge_grads`] returns, in its order:
+    /// γ, β, the weight.
+    pub(super) fn params(&self) -> [&Tensor; 3] {
+        [&self.bn.weight, &self.bn.bias, &self.param]
+    }
+}
+
 /// z = x wᵀ for a task's rows, prepared once per pass: `w` (ch, in) detached;
 /// each call takes the task's rows of x and writes theirs of z.
 struct Product<'a> {
@@ -189,7 +250,7 @@ impl<'a> LinearBnForward<'a> {
     /// `epilogue(first row, z block, mean, 1/σ)` on the virtual batch's rows
     /// while they are in cache. The epilogue must leave ẑ = (z − mean) · (1/σ)
     /// in the block (the backward reads it), e.g. with
-    /// [`normalise_rows`](super::normalise_rows) or fused into its own kernel.
+    /// [`normalise_rows`](crate::kernels::normalise_rows) or fused into its own kernel.
     /// Returns the task's chunks' statistics.
     pub fn task<F>(
         &self,
@@ -275,7 +336,7 @@ impl<'a> LinearBnBackward<'a> {
     /// its rows of the saved ẑ. Per virtual batch, `grad_y(first row, ẑ block,
     /// gy block, Σ gy, Σ gy ẑ)` writes ∂L/∂y (y = γ ẑ + β) into the gy block
     /// and adds its sums per channel (in row order, e.g. with
-    /// [`bn_grad_sums_rows`](super::bn_grad_sums_rows), or fused into its own
+    /// [`bn_grad_sums_rows`](crate::kernels::bn_grad_sums_rows), or fused into its own
     /// kernel) into the two zeroed sums; that becomes ∂L/∂z in `dz` (the
     /// task's rows × ch, from its first row), then ∂L/∂x = dz w in `gx` (the
     /// task's rows × in), with `post(first row, gx)` on the task's rows.
@@ -396,4 +457,126 @@ pub fn merge_grads(parts: impl IntoIterator<Item = TaskGrads>) -> (Vec<f32>, Vec
         ),
     };
     (dgamma, dbeta, dw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::buffers::{Buffers, TapeBuffers};
+    use super::super::testing::{close, input, interleaving};
+    use super::*;
+    use crate::ghost_bn::{chunk_sizes, GhostBatchNorm};
+    use crate::kernels::{bn_grad_sums_rows, normalise_rows, split_rows, values_mut, view};
+    use std::sync::Arc;
+    use tch::nn::{ModuleT, VarStore};
+
+    /// The ghost-BN linear map y = GBN(x Wᵀ) (γ, β applied after ẑ, as every
+    /// fused layer's epilogue does) and its backward, run task by task over
+    /// 301 rows (virtual batches of 61, 61, 61, 61 and 57 rows), against
+    /// `x.linear(W)` + [`GhostBatchNorm`] and autograd, on the same
+    /// parameters. Tolerances (see `testing`): y and ẑ go through the
+    /// product (n = fan-in 12) and the batch norm's sums over a virtual
+    /// batch (61 rows): n = 61; ∂L/∂x sums over the 10 channels after the
+    /// batch norm's means (n = 61); ∂L/∂γ, ∂L/∂β and ∂L/∂W sum over the
+    /// 301 rows (n = 301). k = 16 for all (seen: ≤ 0.6).
+    #[test]
+    fn matches_linear_and_ghost_batch_norm() {
+        let (rows, n_in, ch, vbs) = (301usize, 12usize, 10usize, 64usize);
+        let x = input(rows, n_in, 21);
+        let w = input(ch, n_in, 22) * 0.3;
+        let gy = input(rows, ch, 23);
+        let (gamma, beta) = (input(1, ch, 24).view([-1]), input(1, ch, 25).view([-1]));
+        let vs = VarStore::new(tch::Device::Cpu);
+        let make = |name: &str| {
+            let bn = GhostBatchNorm::new(&(vs.root() / name), ch as i64, vbs as i64, 0.3);
+            let fc = vs.root().var_copy(&format!("{name}_fc"), &w);
+            tch::no_grad(|| {
+                bn.norm.weight.shallow_clone().copy_(&gamma);
+                bn.norm.bias.shallow_clone().copy_(&beta);
+            });
+            (fc, bn)
+        };
+        let ((fc_f, bn_f), (fc_r, bn_r)) = (make("fused"), make("reference"));
+
+        // fused, task by task
+        let chunks = Chunks::from_sizes(&chunk_sizes(rows as i64, vbs as i64));
+        let tasks = chunks.tasks();
+        let counts: Vec<usize> = tasks.iter().map(|t| chunks.task_rows(t).1).collect();
+        let mut buf = Buffers::new(Arc::new(TapeBuffers::default()));
+        let mut lin = LinearBn::new(&fc_f, &bn_f.norm, &x, rows, &mut buf);
+        let xs = view(&x);
+        let stats: Vec<Vec<ChunkStats>> = {
+            let plan = lin.forward_plan();
+            let mut zhat = lin.zhat.shallow_clone();
+            // SAFETY: ẑ is this layer's own buffer, used through no other
+            // handle until the slice is dropped.
+            let z = unsafe { values_mut(&mut zhat) };
+            tasks
+                .iter()
+                .zip(split_rows(z, ch, counts.iter().copied()))
+                .map(|(t, zt)| {
+                    let (f, n) = chunks.task_rows(t);
+                    plan.task(&chunks, t, xs.rows(f, n), zt, |_, zb, mean, rstd| {
+                        normalise_rows(zb, mean, rstd)
+                    })
+                })
+                .collect()
+        };
+        lin.finish(stats.iter().map(|s| s.as_slice()));
+        let y = &lin.zhat * &gamma + &beta;
+        let (plan, zhat, g) = (lin.backward_plan(), values(&lin.zhat), values(&gy));
+        let mut dz = vec![0f32; rows * ch];
+        let mut dx = vec![0f32; rows * n_in];
+        let parts: Vec<TaskGrads> = tasks
+            .iter()
+            .zip(split_rows(&mut dx, n_in, counts.iter().copied()))
+            .map(|(t, gx)| {
+                let (f, n) = chunks.task_rows(t);
+                plan.task(
+                    &chunks,
+                    t,
+                    xs.rows(f, n),
+                    &zhat[f * ch..(f + n) * ch],
+                    &lin.stats.rstd,
+                    &lin.gamma,
+                    &mut dz,
+                    gx,
+                    |first, zb, gyb, sum_g, sum_gz| {
+                        gyb.copy_from_slice(&g[first * ch..first * ch + gyb.len()]);
+                        bn_grad_sums_rows(gyb, zb, sum_g, sum_gz);
+                    },
+                    |_, _| {},
+                )
+            })
+            .collect();
+        let (dgamma, dbeta, dw) = merge_grads(parts);
+
+        // the reference, rows ordered so that its virtual batches are the same
+        let p = interleaving(rows, vbs);
+        let xr = x.index_select(0, &p).set_requires_grad(true);
+        let yr = bn_r.forward_t(&xr.linear::<Tensor>(&fc_r, None), true);
+        (&yr * gy.index_select(0, &p)).sum(Kind::Float).backward();
+
+        close("y", &y.index_select(0, &p), &yr.detach(), 61, 16.0);
+        let dx = Tensor::of_slice(&dx).view([rows as i64, n_in as i64]);
+        close("∂L/∂x", &dx.index_select(0, &p), &xr.grad(), 61, 16.0);
+        let t = |v: &[f32]| Tensor::of_slice(v);
+        close("∂L/∂γ", &t(&dgamma), &bn_r.norm.weight.grad(), 301, 16.0);
+        close("∂L/∂β", &t(&dbeta), &bn_r.norm.bias.grad(), 301, 16.0);
+        close(
+            "∂L/∂W",
+            &t(&dw).view([ch as i64, n_in as i64]),
+            &fc_r.grad(),
+            301,
+            16.0,
+        );
+        let (nf, nr) = (&bn_f.norm, &bn_r.norm);
+        close("running mean", &nf.running_mean, &nr.running_mean, 61, 16.0);
+        close(
+            "running variance",
+            &nf.running_var,
+            &nr.running_var,
+            61,
+            16.0,
+        );
+    }
 }

@@ -9,7 +9,9 @@
 //! Rows are independent in eval mode and each output element is a fixed chain
 //! of operations (see [`crate::gemm`]), so results do not depend on the
 //! thread count or on how the rows are cut into calls and blocks.
+use super::glu_layer::GluPlan;
 use super::glue;
+use super::linear_bn::{eval_affine, fold};
 use super::{layers_of, to_vec, Expansion};
 use crate::config::{MaskType, NetConfig, Task};
 use crate::embedding::Embedder;
@@ -23,41 +25,6 @@ use tch::{Kind, Tensor};
 /// Rows per parallel task: a TabNet-S block's widest activations (256 × 100
 /// floats) stay in L2 beside the folded weights.
 pub(crate) const BLOCK_ROWS: usize = 256;
-
-/// Eval-mode batch norm as an affine map: (scale, shift) with
-/// scale = γ / √(running var + ε), shift = β − running mean · scale.
-fn eval_affine(bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
-    let (g, b, m, v) = (
-        to_vec(&bn.weight),
-        to_vec(&bn.bias),
-        to_vec(&bn.running_mean),
-        to_vec(&bn.running_var),
-    );
-    let scale: Vec<f32> = g
-        .iter()
-        .zip(&v)
-        .map(|(g, v)| g / (v + bn.eps as f32).sqrt())
-        .collect();
-    let shift: Vec<f32> = b
-        .iter()
-        .zip(&m)
-        .zip(&scale)
-        .map(|((b, m), s)| b - m * s)
-        .collect();
-    (scale, shift)
-}
-
-/// A bias-free linear map `fc` (out, in) followed by the eval-mode batch norm `bn`.
-fn fold(fc: &Tensor, bn: &BatchNorm) -> FoldedLinear {
-    let (n_out, n_in) = (fc.size()[0] as usize, fc.size()[1] as usize);
-    let (scale, shift) = eval_affine(bn);
-    FoldedLinear::fold(&to_vec(fc), n_out, n_in, &scale, &shift)
-}
-
-struct GluPlan {
-    lin: FoldedLinear,
-    residual: bool,
-}
 
 struct StepPlan {
     attention: FoldedLinear,
@@ -177,10 +144,7 @@ fn transformer(
             None => &input[..n * k],
             Some(_) => &src[..n * k],
         };
-        let zb = grow(z, n * 2 * d);
-        l.lin.apply(x, n, k, zb);
-        let h_res: &[f32] = if l.residual { x } else { &[] };
-        kernels::glu_rows(zb, h_res, grow(out, n * d), d);
+        l.forward(x, n, grow(z, n * 2 * d), grow(out, n * d));
         cur = Some(dst);
     }
     cur.expect("a transformer has layers")
@@ -236,10 +200,7 @@ impl EvalPlan {
         let glu = |ft| {
             layers_of(ft)
                 .into_iter()
-                .map(|(l, residual)| GluPlan {
-                    lin: fold(&l.fc, &l.bn.norm),
-                    residual,
-                })
+                .map(|(l, residual)| GluPlan::of(l, residual))
                 .collect::<Vec<_>>()
         };
         let steps = enc

@@ -7,12 +7,14 @@
 //! gradients) is returned per task and merged by the caller in task order
 //! ([`BnStats::from_tasks`], [`merge_grads`]), so the result does not depend on
 //! which thread ran which task. The eval pass folds its batch norms into the
-//! products instead ([`crate::kernels::FoldedLinear`]).
+//! products instead ([`fold`], [`crate::kernels::FoldedLinear`]).
 use super::buffers::Buffers;
 use super::to_vec;
 use crate::gemm::{self, Kernel, Mat, Packed, TnAcc};
 use crate::ghost_bn::BatchNorm;
-use crate::kernels::{add_row, bn_grad_rows, col_sq_dev_sums, col_sums, values, Chunks, Strided};
+use crate::kernels::{
+    add_row, bn_grad_rows, col_sq_dev_sums, col_sums, values, Chunks, FoldedLinear, Strided,
+};
 use std::ops::Range;
 use tch::{Device, Kind, Tensor};
 
@@ -186,6 +188,38 @@ impl LinearBn {
     pub(super) fn params(&self) -> [&Tensor; 3] {
         [&self.bn.weight, &self.bn.bias, &self.param]
     }
+}
+
+/// The eval pass's twin of the layer: the running statistics folded into
+/// the product.
+/// Eval-mode batch norm as an affine map: (scale, shift) with
+/// scale = γ / √(running var + ε), shift = β − running mean · scale.
+pub(super) fn eval_affine(bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
+    let (g, b, m, v) = (
+        to_vec(&bn.weight),
+        to_vec(&bn.bias),
+        to_vec(&bn.running_mean),
+        to_vec(&bn.running_var),
+    );
+    let scale: Vec<f32> = g
+        .iter()
+        .zip(&v)
+        .map(|(g, v)| g / (v + bn.eps as f32).sqrt())
+        .collect();
+    let shift: Vec<f32> = b
+        .iter()
+        .zip(&m)
+        .zip(&scale)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
+    (scale, shift)
+}
+
+/// A bias-free linear map `fc` (out, in) followed by the eval-mode batch norm `bn`.
+pub(super) fn fold(fc: &Tensor, bn: &BatchNorm) -> FoldedLinear {
+    let (n_out, n_in) = (fc.size()[0] as usize, fc.size()[1] as usize);
+    let (scale, shift) = eval_affine(bn);
+    FoldedLinear::fold(&to_vec(fc), n_out, n_in, &scale, &shift)
 }
 
 /// z = x wᵀ for a task's rows, prepared once per pass: `w` (ch, in) detached;

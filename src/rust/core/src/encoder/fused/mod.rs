@@ -26,6 +26,7 @@ use tch::{Kind, Tensor};
 
 mod buffers;
 mod eval;
+mod glu_layer;
 mod glue;
 mod initial_bn;
 mod linear_bn;

@@ -9,6 +9,7 @@
 //! gradient; both are merged in task order afterwards, so a seed gives the
 //! same bits on any number of threads.
 use super::buffers::Buffers;
+use super::glu_layer::{LayerBack, LayerRows, LayerRun, LayerTape};
 use super::glue::{self, GlueGrad};
 use super::initial_bn::InitialBn;
 use super::linear_bn::{
@@ -24,8 +25,6 @@ use crate::kernels::{self, empty, split_rows, values, values_mut, view, Chunks, 
 use rayon::prelude::*;
 use std::ops::Range;
 use tch::{Kind, Tensor};
-
-const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
 /// Parameter gradients of the hand-derived backward. A parameter whose `.grad()`
 /// already exists (every step after the first) is accumulated into in place;
@@ -56,13 +55,6 @@ impl Grads {
             )),
         }
     }
-}
-
-/// Saved state of one GLU layer: out = GLU(GBN(h Wᵀ)) [+ h, × √½ when residual].
-struct LayerTape {
-    lin: LinearBn,
-    out: Tensor,
-    residual: bool,
 }
 
 /// Saved state of one attentive transformer: M = mask(GBN(a Wᵀ) ⊙ prior).
@@ -127,19 +119,11 @@ fn transformer_tapes(
     let mut h = x.shallow_clone();
     let mut tapes = Vec::new();
     for (layer, residual) in layers {
-        let lin = LinearBn::new(&layer.fc, &layer.bn.norm, &h, rows, buf);
-        let out = buf.take(rows, (layer.fc.size()[0] / 2) as usize);
-        h = out.shallow_clone();
-        tapes.push(LayerTape { lin, out, residual });
+        let tape = LayerTape::new(layer, residual, &h, rows, buf);
+        h = tape.out.shallow_clone();
+        tapes.push(tape);
     }
     tapes
-}
-
-/// One task's rows of a GLU layer's outputs: ẑ (rows of 2d) and the output
-/// (rows of d).
-struct LayerRows<'a> {
-    zhat: &'a mut [f32],
-    out: &'a mut [f32],
 }
 
 /// One task's rows of a decision step's outputs: the attention's ẑ, the mask,
@@ -161,53 +145,6 @@ struct TaskRows<'a> {
     splitter: Vec<LayerRows<'a>>,
     steps: Vec<StepRows<'a>>,
     sum: &'a mut [f32],
-}
-
-/// A GLU layer's forward as the tasks run it.
-struct LayerRun<'a> {
-    lin: LinearBnForward<'a>,
-    gamma: &'a [f32],
-    beta: &'a [f32],
-    d: usize,
-    residual: bool,
-}
-
-impl<'a> LayerRun<'a> {
-    fn of(t: &'a LayerTape) -> Self {
-        LayerRun {
-            lin: t.lin.forward_plan(),
-            gamma: &t.lin.gamma,
-            beta: &t.lin.beta,
-            d: t.out.size()[1] as usize,
-            residual: t.residual,
-        }
-    }
-
-    /// The task `t`'s rows: `x` its rows of the input, `rows` its rows of the
-    /// layer's outputs.
-    fn task(
-        &self,
-        chunks: &Chunks,
-        t: &Range<usize>,
-        x: Strided,
-        rows: &mut LayerRows,
-    ) -> Vec<ChunkStats> {
-        let (f, _) = chunks.task_rows(t);
-        let d = self.d;
-        // a residual layer's input has the output's width
-        assert!(!self.residual || (x.cols, x.ld) == (d, d));
-        let out = &mut *rows.out;
-        self.lin.task(chunks, t, x, rows.zhat, |r, zb, mean, rstd| {
-            let n = zb.len() / (2 * d);
-            let h: &[f32] = if self.residual {
-                x.rows(r - f, n).data
-            } else {
-                &[]
-            };
-            let out = &mut out[(r - f) * d..(r - f + n) * d];
-            kernels::bn_glu_rows(zb, mean, rstd, self.gamma, self.beta, h, out);
-        })
-    }
 }
 
 /// A feature transformer's forward on one task's rows from its rows `x` of
@@ -529,74 +466,6 @@ impl Tape {
                 }
             })
             .collect()
-    }
-}
-
-/// A layer's backward as the tasks run it: the saved input (rows of n_in) and
-/// ẑ (rows of 2d), read only.
-struct LayerBack<'a> {
-    lin: LinearBnBackward<'a>,
-    input: Strided<'a>,
-    zhat: &'a [f32],
-    rstd: &'a [f32],
-    gamma: &'a [f32],
-    beta: &'a [f32],
-    d: usize,
-    n_in: usize,
-    residual: bool,
-}
-
-impl<'a> LayerBack<'a> {
-    fn of(t: &'a LayerTape) -> Self {
-        LayerBack {
-            lin: t.lin.backward_plan(),
-            input: view(&t.lin.input),
-            zhat: values(&t.lin.zhat),
-            rstd: &t.lin.stats.rstd,
-            gamma: &t.lin.gamma,
-            beta: &t.lin.beta,
-            d: t.out.size()[1] as usize,
-            n_in: t.lin.input.size()[1] as usize,
-            residual: t.residual,
-        }
-    }
-
-    /// ∂L/∂input (the task's rows) from ∂L/∂out `g_out` (the task's rows),
-    /// with `dz` as scratch; pushes the task's parameter gradients.
-    fn task(
-        &self,
-        chunks: &Chunks,
-        t: &Range<usize>,
-        g_out: &[f32],
-        dz: &mut [f32],
-        out: &mut Vec<TaskGrads>,
-    ) -> Vec<f32> {
-        let (f, rows) = chunks.task_rows(t);
-        let n = g_out.len() / self.d;
-        let mut g_in = vec![0f32; n * self.n_in];
-        let d = self.d;
-        let scale = if self.residual { SQRT_HALF } else { 1.0 };
-        out.push(self.lin.task(
-            chunks,
-            t,
-            self.input.rows(f, rows),
-            &self.zhat[f * 2 * d..(f + rows) * 2 * d],
-            self.rstd,
-            self.gamma,
-            dz,
-            &mut g_in,
-            |r, zb, gy, sum_g, sum_gz| {
-                let go = &g_out[(r - f) * d..(r - f) * d + zb.len() / 2];
-                kernels::glu_grad_rows(zb, self.gamma, self.beta, go, scale, gy, sum_g, sum_gz)
-            },
-            |_, gi| {
-                // a residual layer's input has the output's width
-                if self.residual {
-                    kernels::axpy_row(gi, g_out, scale);
-                }
-            },
-        ));
-        g_in
     }
 }
 

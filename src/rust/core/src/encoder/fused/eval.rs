@@ -9,10 +9,11 @@
 //! Rows are independent in eval mode and each output element is a fixed chain
 //! of operations (see [`crate::gemm`]), so results do not depend on the
 //! thread count or on how the rows are cut into calls and blocks.
+use super::feature_transformer::{layers_of, plans, transformer};
 use super::glu_layer::GluPlan;
 use super::glue;
 use super::linear_bn::{eval_affine, fold};
-use super::{layers_of, to_vec, Expansion};
+use super::{to_vec, Expansion};
 use crate::config::{MaskType, NetConfig, Task};
 use crate::embedding::Embedder;
 use crate::encoder::{Backend, Encoder, EncoderOutput, Pass};
@@ -114,40 +115,11 @@ thread_local! {
 
 /// The first `n` values of `v`, grown if needed (values left from earlier
 /// blocks are overwritten before they are read).
-fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+pub(super) fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     if v.len() < n {
         v.resize(n, T::default());
     }
     &mut v[..n]
-}
-
-/// A feature transformer over `n` rows of `input`: returns which of `h`
-/// holds its output (rows of n_d + n_a).
-fn transformer(
-    layers: &[GluPlan],
-    input: &[f32],
-    n: usize,
-    z: &mut Vec<f32>,
-    h: &mut [Vec<f32>; 2],
-) -> usize {
-    let mut cur: Option<usize> = None;
-    for l in layers {
-        let (k, d) = (l.lin.n_in, l.lin.n_out / 2);
-        let dst = cur.map_or(0, |c| 1 - c);
-        let (h0, h1) = h.split_at_mut(1);
-        let (src, out) = if dst == 0 {
-            (&h1[0], &mut h0[0])
-        } else {
-            (&h0[0], &mut h1[0])
-        };
-        let x: &[f32] = match cur {
-            None => &input[..n * k],
-            Some(_) => &src[..n * k],
-        };
-        l.forward(x, n, grow(z, n * 2 * d), grow(out, n * d));
-        cur = Some(dst);
-    }
-    cur.expect("a transformer has layers")
 }
 
 /// One row block's masks: M = mask(logits ⊙ prior), the logits (rows of g)
@@ -197,12 +169,7 @@ impl EvalPlan {
         initial_bn: bool,
     ) -> EvalPlan {
         let dims = enc.initial_bn.running_mean.numel();
-        let glu = |ft| {
-            layers_of(ft)
-                .into_iter()
-                .map(|(l, residual)| GluPlan::of(l, residual))
-                .collect::<Vec<_>>()
-        };
+        let glu = plans;
         let steps = enc
             .attention
             .iter()

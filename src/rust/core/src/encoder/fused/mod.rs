@@ -19,13 +19,12 @@
 //! Equivalence with the autograd encoder (outputs, running statistics and every
 //! parameter gradient) is tested in `tests/fused_vs_autograd.rs`.
 use crate::embedding::Embedder;
-use crate::feature_transformer::FeatureTransformer;
-use crate::glu::GluLayer;
 use crate::kernels;
 use tch::{Kind, Tensor};
 
 mod buffers;
 mod eval;
+mod feature_transformer;
 mod glu_layer;
 mod glue;
 mod initial_bn;
@@ -88,17 +87,6 @@ impl Expansion {
             identity,
         }
     }
-}
-
-/// Layers of a feature transformer with their residual flags, in order.
-fn layers_of(ft: &FeatureTransformer) -> Vec<(&GluLayer, bool)> {
-    let mut v = Vec::new();
-    for block in [&ft.shared, &ft.specific].into_iter().flatten() {
-        for (i, l) in block.layers.iter().enumerate() {
-            v.push((l, !(i == 0 && block.first)));
-        }
-    }
-    v
 }
 
 /// The first step's prior: the given one (missing values), else ones.

@@ -9,18 +9,20 @@
 //! gradient; both are merged in task order afterwards, so a seed gives the
 //! same bits on any number of threads.
 use super::buffers::Buffers;
+use super::feature_transformer::{
+    layers_of, transformer_back, transformer_tapes, transformer_task,
+};
 use super::glu_layer::{LayerBack, LayerRows, LayerRun, LayerTape};
 use super::glue::{self, GlueGrad};
 use super::initial_bn::InitialBn;
 use super::linear_bn::{
     merge_grads, ChunkStats, LinearBn, LinearBnBackward, LinearBnForward, TaskGrads,
 };
-use super::{initial_prior, layers_of, Expansion};
+use super::{initial_prior, Expansion};
 use crate::config::MaskType;
 use crate::embedding::Embedder;
 use crate::encoder::{Backend, Encoder, EncoderOutput, Pass};
 use crate::ghost_bn::chunk_sizes;
-use crate::glu::GluLayer;
 use crate::kernels::{self, empty, split_rows, values, values_mut, view, Chunks, Strided};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -109,23 +111,6 @@ pub(in crate::encoder) struct Tape {
     _buffers: Buffers,
 }
 
-/// The tapes of a feature transformer's layers, from input `x`.
-fn transformer_tapes(
-    layers: Vec<(&GluLayer, bool)>,
-    x: &Tensor,
-    rows: usize,
-    buf: &mut Buffers,
-) -> Vec<LayerTape> {
-    let mut h = x.shallow_clone();
-    let mut tapes = Vec::new();
-    for (layer, residual) in layers {
-        let tape = LayerTape::new(layer, residual, &h, rows, buf);
-        h = tape.out.shallow_clone();
-        tapes.push(tape);
-    }
-    tapes
-}
-
 /// One task's rows of a decision step's outputs: the attention's ẑ, the mask,
 /// the next prior (rows of G each), x_m (rows of D), the feature transformer's
 /// layers and the decision output (rows of n_d).
@@ -145,23 +130,6 @@ struct TaskRows<'a> {
     splitter: Vec<LayerRows<'a>>,
     steps: Vec<StepRows<'a>>,
     sum: &'a mut [f32],
-}
-
-/// A feature transformer's forward on one task's rows from its rows `x` of
-/// the input; pushes each layer's chunk statistics.
-fn transformer_task(
-    layers: &[LayerRun],
-    chunks: &Chunks,
-    t: &Range<usize>,
-    x: Strided,
-    rows: &mut [LayerRows],
-    stats: &mut Vec<Vec<ChunkStats>>,
-) {
-    let mut x = x;
-    for (l, r) in layers.iter().zip(rows.iter_mut()) {
-        stats.push(l.task(chunks, t, x, r));
-        x = Strided::dense(r.out, l.d);
-    }
 }
 
 /// A decision step's attention as the tasks run it (its glue is
@@ -467,21 +435,6 @@ impl Tape {
             })
             .collect()
     }
-}
-
-/// ∂L/∂(transformer input) from ∂L/∂(its output), layers in reverse.
-fn transformer_back(
-    layers: &[LayerBack],
-    chunks: &Chunks,
-    t: &Range<usize>,
-    g_out: Vec<f32>,
-    dz: &mut [f32],
-    out: &mut Vec<TaskGrads>,
-) -> Vec<f32> {
-    layers
-        .iter()
-        .rev()
-        .fold(g_out, |g, l| l.task(chunks, t, &g, dz, out))
 }
 
 /// A decision step's backward as the tasks run it: its saved tensors (every

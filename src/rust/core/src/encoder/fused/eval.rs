@@ -9,16 +9,17 @@
 //! Rows are independent in eval mode and each output element is a fixed chain
 //! of operations (see [`crate::gemm`]), so results do not depend on the
 //! thread count or on how the rows are cut into calls and blocks.
+use super::attentive::AttentionPlan;
 use super::feature_transformer::{layers_of, plans, transformer};
 use super::glu_layer::GluPlan;
 use super::glue;
-use super::linear_bn::{eval_affine, fold};
+use super::linear_bn::eval_affine;
 use super::{to_vec, Expansion};
-use crate::config::{MaskType, NetConfig, Task};
+use crate::config::{NetConfig, Task};
 use crate::embedding::Embedder;
 use crate::encoder::{Backend, Encoder, EncoderOutput, Pass};
 use crate::ghost_bn::BatchNorm;
-use crate::kernels::{self, empty, values, values_mut, FoldedLinear};
+use crate::kernels::{self, empty, values, values_mut};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use tch::{Kind, Tensor};
@@ -28,8 +29,7 @@ use tch::{Kind, Tensor};
 pub(crate) const BLOCK_ROWS: usize = 256;
 
 struct StepPlan {
-    attention: FoldedLinear,
-    entmax: bool,
+    attention: AttentionPlan,
     layers: Vec<GluPlan>,
 }
 
@@ -122,32 +122,6 @@ pub(super) fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     &mut v[..n]
 }
 
-/// One row block's masks: M = mask(logits ⊙ prior), the logits (rows of g)
-/// already batch-normalised by the folded product. Up to 32 groups run 16
-/// rows at a time ([`kernels::sparsemax_rows`], [`kernels::entmax_rows`]),
-/// longer rows row by row.
-fn attention_rows(z: &[f32], prior: &[f32], m: &mut [f32], g: usize, entmax: bool) {
-    for ((zr, pr), mr) in z
-        .chunks_exact(g)
-        .zip(prior.chunks_exact(g))
-        .zip(m.chunks_exact_mut(g))
-    {
-        for j in 0..g {
-            mr[j] = zr[j] * pr[j];
-        }
-    }
-    if g <= kernels::SPARSEMAX_MAX_GROUPS {
-        if entmax {
-            kernels::entmax_rows(m, g)
-        } else {
-            kernels::sparsemax_rows(m, g)
-        }
-    } else {
-        m.chunks_exact_mut(g)
-            .for_each(|mr| kernels::mask_row(mr, entmax));
-    }
-}
-
 /// An output of `n` rows of `w` values cut into blocks of [`BLOCK_ROWS`] rows.
 fn blocks<T>(v: &mut [T], n: usize, w: usize) -> std::vec::IntoIter<&mut [T]> {
     assert_eq!(v.len(), n * w, "an output of n rows");
@@ -175,8 +149,7 @@ impl EvalPlan {
             .iter()
             .zip(&enc.transformers)
             .map(|(att, ft)| StepPlan {
-                attention: fold(&att.fc, &att.bn.norm),
-                entmax: att.mask == MaskType::Entmax,
+                attention: AttentionPlan::of(att),
                 layers: glu(ft),
             })
             .collect();
@@ -320,10 +293,9 @@ impl EvalPlan {
         let n_steps = self.steps.len();
         for (i, st) in self.steps.iter().enumerate() {
             // the previous output's attention part: rows of w from column n_d
-            let zb = grow(z, n * g);
-            st.attention.apply(&h[cur][n_d..], n, w, zb);
-            let m = grow(mask, n * g);
-            attention_rows(zb, &pr[..n * g], m, g, st.entmax);
+            let (zb, m) = (grow(z, n * g), grow(mask, n * g));
+            st.attention
+                .forward(&h[cur][n_d..], n, w, &pr[..n * g], zb, m);
             let m = &mask[..n * g];
             if let Some(ms) = o.m_sums.as_deref_mut() {
                 let rs = grow(msum, n);

@@ -1,47 +1,9 @@
-//! The per-row arithmetic of a decision step between its layers: the
-//! attentive transformer's epilogue, the mask applied to the input with the
-//! next prior and the sparsity term, and their gradients. Every function here
+//! The per-row arithmetic of a decision step between its layers (the
+//! attentive transformer's is in [`super::attentive`]): the mask applied to
+//! the input with the next prior and the sparsity term, and their gradients. Every function here
 //! works on one row, so a pass can run it inside any task of rows.
 use super::Expansion;
 use crate::kernels;
-
-/// One row of an attentive transformer after its product: M = mask((a ẑ + b) ⊙ prior),
-/// the logits written into `m` and overwritten by the mask.
-pub(super) fn attention_row(
-    z: &[f32],
-    a: &[f32],
-    b: &[f32],
-    prior: &[f32],
-    m: &mut [f32],
-    entmax: bool,
-) {
-    for j in 0..m.len() {
-        m[j] = (a[j] * z[j] + b[j]) * prior[j];
-    }
-    kernels::mask_row(m, entmax);
-}
-
-/// ∂L/∂logits of [`attention_row`] into `gy` from ∂L/∂M (`g_mask`), adding
-/// ∂L/∂prior into `g_prior`: the attentive transformer's ∂L/∂y.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn attention_grad_row(
-    z: &[f32],
-    a: &[f32],
-    b: &[f32],
-    mask: &[f32],
-    prior: &[f32],
-    g_mask: &[f32],
-    g_prior: &mut [f32],
-    gy: &mut [f32],
-    entmax: bool,
-) {
-    gy.copy_from_slice(g_mask);
-    kernels::mask_row_backward(mask, gy, entmax); // now ∂L/∂logits
-    for j in 0..gy.len() {
-        g_prior[j] += gy[j] * (a[j] * z[j] + b[j]);
-        gy[j] *= prior[j];
-    }
-}
 
 crate::kernels::simd_fn! {
     /// Between attention and feature transformer, one row: next prior =

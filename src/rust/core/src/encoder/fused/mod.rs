@@ -22,6 +22,7 @@ use crate::embedding::Embedder;
 use crate::kernels;
 use tch::{Kind, Tensor};
 
+mod attentive;
 mod buffers;
 mod eval;
 mod feature_transformer;

@@ -8,6 +8,7 @@
 //! returns its virtual batches' statistics and its share of each parameter
 //! gradient; both are merged in task order afterwards, so a seed gives the
 //! same bits on any number of threads.
+use super::attentive::{AttentionBack, AttentionRun, AttentionTape};
 use super::buffers::Buffers;
 use super::feature_transformer::{
     layers_of, transformer_back, transformer_tapes, transformer_task,
@@ -15,11 +16,8 @@ use super::feature_transformer::{
 use super::glu_layer::{LayerBack, LayerRows, LayerRun, LayerTape};
 use super::glue::{self, GlueGrad};
 use super::initial_bn::InitialBn;
-use super::linear_bn::{
-    merge_grads, ChunkStats, LinearBn, LinearBnBackward, LinearBnForward, TaskGrads,
-};
+use super::linear_bn::{merge_grads, ChunkStats, LinearBn, TaskGrads};
 use super::{initial_prior, Expansion};
-use crate::config::MaskType;
 use crate::embedding::Embedder;
 use crate::encoder::{Backend, Encoder, EncoderOutput, Pass};
 use crate::ghost_bn::chunk_sizes;
@@ -57,14 +55,6 @@ impl Grads {
             )),
         }
     }
-}
-
-/// Saved state of one attentive transformer: M = mask(GBN(a Wᵀ) ⊙ prior).
-struct AttentionTape {
-    lin: LinearBn,
-    prior: Tensor,
-    mask: Tensor,
-    entmax: bool,
 }
 
 /// One decision step: attention, the glue (x_m and the next prior), the
@@ -135,10 +125,7 @@ struct TaskRows<'a> {
 /// A decision step's attention as the tasks run it (its glue is
 /// [`glue::forward_row`], its feature transformer a list of [`LayerRun`]).
 struct StepRun<'a> {
-    attention: LinearBnForward<'a>,
-    gamma: &'a [f32],
-    beta: &'a [f32],
-    entmax: bool,
+    attention: AttentionRun<'a>,
     layers: Vec<LayerRun<'a>>,
 }
 
@@ -192,21 +179,8 @@ fn forward_task(
     let mut prior: &[f32] = &ctx.prior[f * g..(f + n) * g];
     for (i, (s, sr)) in steps.iter().zip(step_rows.iter_mut()).enumerate() {
         let a = Strided::new(&prev[n_d..], n, n_a, w);
-        let mask = &mut *sr.mask;
-        log.stats.push(
-            s.attention
-                .task(chunks, &t, a, sr.zhat, |first, zb, mean, rstd| {
-                    kernels::normalise_rows(zb, mean, rstd);
-                    let o = (first - f) * g;
-                    let rows = zb
-                        .chunks_exact(g)
-                        .zip(prior[o..].chunks_exact(g))
-                        .zip(mask[o..].chunks_exact_mut(g));
-                    for ((zr, pr), mr) in rows {
-                        glue::attention_row(zr, s.gamma, s.beta, pr, mr, s.entmax)
-                    }
-                }),
-        );
+        log.stats
+            .push(s.attention.task(chunks, &t, a, prior, sr.zhat, sr.mask));
         let sums = sr
             .mask
             .chunks_exact(g)
@@ -253,12 +227,7 @@ pub(in crate::encoder) fn forward_train(
         let mut a = splitter.last().expect("layers").out.narrow(1, enc.n_d, n_a);
         let mut steps = Vec::new();
         for (att, ft) in enc.attention.iter().zip(&enc.transformers) {
-            let attention = AttentionTape {
-                lin: LinearBn::new(&att.fc, &att.bn.norm, &a, rows, &mut buf),
-                prior: prior.shallow_clone(),
-                mask: buf.take(rows, n_groups as usize),
-                entmax: att.mask == MaskType::Entmax,
-            };
+            let attention = AttentionTape::new(att, &a, &prior, rows, &mut buf);
             let xm = buf.take(rows, dims);
             let layers = transformer_tapes(layers_of(ft), &xm, rows, &mut buf);
             let step = StepTape {
@@ -295,10 +264,7 @@ pub(in crate::encoder) fn forward_train(
                 .steps
                 .iter()
                 .map(|s| StepRun {
-                    attention: s.attention.lin.forward_plan(),
-                    gamma: &s.attention.lin.gamma,
-                    beta: &s.attention.lin.beta,
-                    entmax: s.attention.entmax,
+                    attention: AttentionRun::of(&s.attention),
                     layers: s.layers.iter().map(LayerRun::of).collect(),
                 })
                 .collect();
@@ -440,19 +406,10 @@ impl Tape {
 /// A decision step's backward as the tasks run it: its saved tensors (every
 /// row), read only.
 struct StepBack<'a> {
-    attention: LinearBnBackward<'a>,
-    /// the attention's input (the previous output's attention part) and ẑ
-    input: Strided<'a>,
-    zhat: &'a [f32],
-    rstd: &'a [f32],
-    gamma: &'a [f32],
-    beta: &'a [f32],
-    entmax: bool,
+    attention: AttentionBack<'a>,
     layers: Vec<LayerBack<'a>>,
     /// ∂L/∂(step output), none when it got no gradient
     leaf_grad: Option<&'a [f32]>,
-    prior: &'a [f32],
-    mask: &'a [f32],
     out: &'a [f32],
 }
 
@@ -522,17 +479,9 @@ impl Tape {
             .iter()
             .zip(&leaf_grads)
             .map(|(s, g)| StepBack {
-                attention: s.attention.lin.backward_plan(),
-                input: view(&s.attention.lin.input),
-                zhat: values(&s.attention.lin.zhat),
-                rstd: &s.attention.lin.stats.rstd,
-                gamma: &s.attention.lin.gamma,
-                beta: &s.attention.lin.beta,
-                entmax: s.attention.entmax,
+                attention: AttentionBack::of(&s.attention),
                 layers: s.layers.iter().map(LayerBack::of).collect(),
                 leaf_grad: g.as_ref().map(values),
-                prior: values(&s.attention.prior),
-                mask: values(&s.attention.mask),
                 out: values(s.out()),
             })
             .collect();
@@ -649,8 +598,8 @@ fn backward_task<'a>(
                 glue,
                 &g_xm[local(r, dims)],
                 &ctx.x0[global(r, dims)],
-                &s.mask[global(r, groups)],
-                &s.prior[global(r, groups)],
+                &s.attention.mask[global(r, groups)],
+                &s.attention.prior[global(r, groups)],
                 &g_prior[local(r, groups)],
                 &mut dx0[local(r, dims)],
                 &mut g_m[local(r, groups)],
@@ -658,34 +607,10 @@ fn backward_task<'a>(
             );
         }
         let mut g_a_next = vec![0f32; n * n_a];
-        out.push(s.attention.task(
-            chunks,
-            t,
-            s.input.rows(f, n),
-            &s.zhat[f * groups..(f + n) * groups],
-            s.rstd,
-            s.gamma,
-            &mut dz,
-            &mut g_a_next,
-            |first, zb, gyb, sum_g, sum_gz| {
-                let rows = zb.chunks_exact(groups).zip(gyb.chunks_exact_mut(groups));
-                for (r, (zr, gy)) in (first..).zip(rows) {
-                    glue::attention_grad_row(
-                        zr,
-                        s.gamma,
-                        s.beta,
-                        &s.mask[global(r, groups)],
-                        &s.prior[global(r, groups)],
-                        &g_m[local(r, groups)],
-                        &mut g_prior_i[local(r, groups)],
-                        gy,
-                        s.entmax,
-                    )
-                }
-                kernels::bn_grad_sums_rows(gyb, zb, sum_g, sum_gz);
-            },
-            |_, _| {},
-        ));
+        out.push(
+            s.attention
+                .task(chunks, t, &g_m, &mut g_prior_i, &mut dz, &mut g_a_next),
+        );
         g_a = g_a_next;
         g_prior = g_prior_i;
     }

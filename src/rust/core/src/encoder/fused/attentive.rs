@@ -275,8 +275,9 @@ mod tests {
     /// pass the product (fan-in 8) and the batch norm's sums over a virtual
     /// batch (n = 61), the parameter gradients sum over the 301 rows (n =
     /// 301), the eval mask only the product (n = 8); k = 32: the mask's
-    /// threshold sums up to 10 values and divides (seen ≤ 1.9; the eval mask,
-    /// through the folded product, ≤ 4.6). The data have
+    /// threshold sums up to 10 values and divides (seen ≤ 2.7; the eval mask,
+    /// through the folded product, ≤ 5.7, both under OpenBLAS's Prescott
+    /// kernels). The data have
     /// no entry within rounding of a threshold (the mask's support, and so
     /// its Jacobian, is the same on both sides).
     #[test]

@@ -18,27 +18,6 @@ use crate::kernels::{
 use std::ops::Range;
 use tch::{Device, Kind, Tensor};
 
-/// A tensor viewing a matrix in memory the caller holds (the BLAS path's
-/// operands): `size` and `strides` as libtorch's.
-///
-/// # Safety
-/// The memory holds every element the size and strides reach, and outlives
-/// the tensor; the tensor is written only when the memory is the caller's
-/// `&mut` slice, and no other reference to it is used while the tensor lives.
-unsafe fn blob(data: *const f32, size: [usize; 2], strides: [usize; 2]) -> Tensor {
-    let i = |v: [usize; 2]| [v[0] as i64, v[1] as i64];
-    // SAFETY: the caller's contract.
-    unsafe {
-        Tensor::of_blob(
-            data as *const u8,
-            &i(size),
-            &i(strides),
-            Kind::Float,
-            Device::Cpu,
-        )
-    }
-}
-
 /// A matrix operand of the BLAS path in a slice: element (i, j) at
 /// `data[i · strides[0] + j · strides[1]]`.
 #[derive(Clone, Copy)]
@@ -62,40 +41,46 @@ impl<'a> Operand<'a> {
     fn of(x: Strided<'a>) -> Self {
         Operand::new(x.data, [x.rows, x.cols], [x.ld, 1])
     }
-
-    /// A tensor viewing it.
-    ///
-    /// # Safety
-    /// The tensor is only read, and dropped while the slice is still borrowed.
-    unsafe fn tensor(self) -> Tensor {
-        // SAFETY: the slice holds every element the view reaches (checked in
-        // `new`); the rest is the caller's contract.
-        unsafe { blob(self.data.as_ptr(), self.size, self.strides) }
-    }
 }
 
-/// out = a · b on libtorch (BLAS) into `out` (a's rows × b's columns,
-/// row-major).
-fn blas_mm_out(a: Operand, b: Operand, out: &mut [f32]) {
+/// a · b on libtorch (BLAS): into `out` (a's rows × b's columns, row-major)
+/// when given, else as a new tensor.
+fn blas_mm(a: Operand, b: Operand, out: Option<&mut [f32]>) -> Option<Tensor> {
     assert_eq!(a.size[1], b.size[0], "inner dimensions");
     let size = [a.size[0], b.size[1]];
-    assert_eq!(out.len(), size[0] * size[1], "out holds the product");
+    if let Some(o) = &out {
+        assert_eq!(o.len(), size[0] * size[1], "out holds the product");
+    }
+    let i = |v: [usize; 2]| [v[0] as i64, v[1] as i64];
     tch::no_grad(|| {
-        // SAFETY: `out` holds the product (just checked) and is `&mut` (so
-        // overlaps neither operand); the operands are only read; all three
-        // views are dropped with this closure, within the borrows.
-        let _ = unsafe {
-            a.tensor()
-                .mm_out(&blob(out.as_mut_ptr(), size, [size[1], 1]), &b.tensor())
-        };
+        // SAFETY: each view reaches only elements of its slice (checked by
+        // `Operand::new` and just above), and the views are dropped with this
+        // closure, while the slices are borrowed. The operands are only read;
+        // `out`, a `&mut` slice (so overlapping neither), is the only view
+        // written.
+        unsafe {
+            let view = |p: *const f32, size: [usize; 2], strides: [usize; 2]| {
+                Tensor::of_blob(
+                    p as *const u8,
+                    &i(size),
+                    &i(strides),
+                    Kind::Float,
+                    Device::Cpu,
+                )
+            };
+            let (at, bt) = (
+                view(a.data.as_ptr(), a.size, a.strides),
+                view(b.data.as_ptr(), b.size, b.strides),
+            );
+            match out {
+                Some(o) => {
+                    let _ = at.mm_out(&view(o.as_mut_ptr(), size, [size[1], 1]), &bt);
+                    None
+                }
+                None => Some(at.mm(&bt)),
+            }
+        }
     })
-}
-
-/// a · b on libtorch (BLAS), a new tensor.
-fn blas_mm(a: Operand, b: Operand) -> Tensor {
-    // SAFETY: the operands are only read, and their views are dropped with
-    // this closure (the product is a new tensor).
-    tch::no_grad(|| unsafe { a.tensor().mm(&b.tensor()) })
 }
 
 /// The micro-kernel the products run on, or None for the BLAS path (no
@@ -255,11 +240,10 @@ impl<'a> Product<'a> {
             // the kernel is available.
             Some((k, b)) => unsafe { gemm::gemm(*k, x.mat(), b, dst.as_mut_ptr(), self.ch) },
             // wᵀ as a transposed view of w: (in, ch), strides (1, in)
-            None => blas_mm_out(
-                Operand::of(x),
-                Operand::new(self.w, [self.n_in, self.ch], [1, self.n_in]),
-                dst,
-            ),
+            None => {
+                let wt = Operand::new(self.w, [self.n_in, self.ch], [1, self.n_in]);
+                blas_mm(Operand::of(x), wt, Some(dst));
+            }
         }
     }
 }
@@ -431,14 +415,11 @@ impl<'a> LinearBnBackward<'a> {
                 TaskGrad::Micro(acc)
             }
             None => {
-                blas_mm_out(
-                    Operand::of(dzs),
-                    Operand::new(self.w, [ch, n_in], [n_in, 1]),
-                    gx,
-                );
+                let w = Operand::new(self.w, [ch, n_in], [n_in, 1]);
+                blas_mm(Operand::of(dzs), w, Some(gx));
                 // ∂L/∂w = dzᵀ x: dz's transposed view (ch, n) times x
                 let dzt = Operand::new(dz, [ch, n], [1, ch]);
-                TaskGrad::Blas(blas_mm(dzt, Operand::of(x)))
+                TaskGrad::Blas(blas_mm(dzt, Operand::of(x), None).expect("a new tensor"))
             }
         };
         post(f, gx);

@@ -48,6 +48,9 @@ pub fn supported(t: &Tensor) -> bool {
 }
 
 /// The elements of a contiguous f32 CPU tensor (None for any other tensor).
+/// (Inference, the optimiser and the running statistics use it; the fused
+/// passes take their tensors' storage with [`values_mut`], from a `&mut`
+/// handle.)
 ///
 /// # Safety
 /// A `Tensor` handle does not own its storage exclusively: the caller must be

@@ -16,8 +16,27 @@
 //! `backward()`, so gradient clipping, the optimiser, embeddings and the
 //! initial BN are unchanged.
 //!
-//! Equivalence with the autograd encoder (outputs, running statistics and every
-//! parameter gradient) is tested in `tests/fused_vs_autograd.rs`.
+//! The code is laid out by layer, each unit the fused twin of a reference
+//! layer (tch ops + autograd) with its saved state, its forward on one task's
+//! rows, its backward, its eval form, and a test against that twin (forward
+//! values, running statistics and every gradient, tolerances from float32
+//! rounding, see [`testing`]):
+//!
+//! | unit | reference twin |
+//! |---|---|
+//! | [`linear_bn`]: bias-free linear map + ghost BN | `x.linear(W)` + [`crate::ghost_bn::GhostBatchNorm`] |
+//! | [`glu_layer`]: GLU layer (residual or not) | [`crate::glu::GluLayer`], a step of [`crate::glu::GluBlock`] |
+//! | [`feature_transformer`]: its GLU layers in order | [`crate::feature_transformer::FeatureTransformer`] |
+//! | [`attentive`]: attentive transformer + mask | [`crate::attentive::AttentiveTransformer`], [`crate::mask`] |
+//! | [`glue`]: a step's glue (x_m, next prior, sparsity, decision) | the expressions of [`super::autograd`] |
+//! | [`initial_bn`]: the initial batch norm | [`crate::ghost_bn::BatchNorm`] |
+//!
+//! [`train`] and [`eval`] compose them into the passes; rows reach the tasks
+//! as slices handed out by the borrow checker (each output tensor's storage
+//! taken once, see [`crate::kernels::values_mut`], then split by task).
+//! Equivalence of the whole pass with the autograd encoder (outputs, running
+//! statistics and every parameter gradient) is tested in
+//! `tests/fused_vs_autograd.rs`.
 use crate::embedding::Embedder;
 use crate::kernels;
 use tch::{Kind, Tensor};

@@ -517,8 +517,12 @@ impl Tape {
                 .map(|(t, dx)| backward_task(&ctx, &splitter, &steps, &t, dx))
                 .collect()
         });
-        // merge each layer's gradients over the tasks (in task order), in the
-        // order the tasks produced them
+        (self.merge_grads(per_task), dx0)
+    }
+
+    /// Each layer's parameter gradients merged over the tasks (in task
+    /// order); each task returned them in backward order.
+    fn merge_grads(&self, per_task: Vec<Vec<TaskGrads>>) -> Grads {
         let mut lins: Vec<&LinearBn> = Vec::new();
         for s in self.steps.iter().rev() {
             lins.extend(s.layers.iter().rev().map(|l| &l.lin));
@@ -537,7 +541,7 @@ impl Tape {
             grads.add_vec(gamma, &dgamma);
             grads.add_vec(beta, &dbeta);
         }
-        (grads, dx0)
+        grads
     }
 }
 

@@ -164,7 +164,7 @@ impl Dataset {
     ) -> Result<Dataset> {
         // on the kernels' pool, never rayon's global one (which cannot be
         // rebuilt in a forked child, see `crate::runtime`)
-        crate::kernels::with_pool(|| {
+        crate::runtime::with_pool(|| {
             if num.len() != cfg.num_cols.len() || cat.len() != cfg.cat_cols.len() {
                 return invalid(msg!(
                     "Expected {num} numeric and {cat} categorical predictors, got {got_num} and {got_cat}.",

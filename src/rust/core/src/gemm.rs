@@ -81,9 +81,6 @@ impl Kernel {
     }
 }
 
-// The choice is process state: it lives in `crate::runtime` (name kept for callers).
-pub use crate::runtime::selected_kernel as selected;
-
 /// B (k × n) packed row-major with its columns padded with zeros to a multiple
 /// of 16 (every row starts at a multiple of 16 floats from the start), and an
 /// optional bias row that [`gemm`] starts each output row's sums from.

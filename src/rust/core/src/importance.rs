@@ -480,8 +480,8 @@ impl ImportanceJob {
             if self.preds.len() == self.repeats {
                 let (scorer, baseline) = (&self.scorer, self.baseline);
                 let preds = std::mem::take(&mut self.preds);
-                // on the kernels' pool (fork-safe, see `crate::process`)
-                self.values[feature] = crate::kernels::with_pool(|| {
+                // on the kernels' pool (fork-safe, see `crate::runtime`)
+                self.values[feature] = crate::runtime::with_pool(|| {
                     preds
                         .par_iter()
                         .map(|p| baseline - scorer.score(p))

@@ -14,7 +14,7 @@ use crate::kernels;
 use crate::loss;
 use crate::model::Model;
 use crate::network::explain_encoder;
-use crate::run_settings::RunSettings;
+use crate::runtime::RunSettings;
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
@@ -157,7 +157,7 @@ fn forward_polled(
     let mut slices = Slices::new(data.n, batch_size);
     while let Some((start, len)) = slices.next() {
         let dst = rows_of(&out, start, len);
-        kernels::on_pool(|| {
+        crate::runtime::on_pool(|| {
             let b = data.slice(start as i64, len as i64);
             run_batch(
                 plan,
@@ -229,7 +229,7 @@ pub fn explain_polled(
     let masks: Vec<Tensor> = (0..plan.n_steps()).map(|_| kernels::empty(n, g)).collect();
     let mut slices = Slices::new(data.n, batch_size);
     while let Some((start, len)) = slices.next() {
-        kernels::on_pool(|| {
+        crate::runtime::on_pool(|| {
             run_batch(
                 plan,
                 embedder,
@@ -246,7 +246,7 @@ pub fn explain_polled(
         }
     }
     // group level → columns (each column its group's share), on the pool
-    Ok(Some(kernels::on_pool(|| {
+    Ok(Some(crate::runtime::on_pool(|| {
         (
             embedder.to_columns(&m_explain),
             masks.iter().map(|m| embedder.to_columns(m)).collect(),

@@ -66,7 +66,6 @@ pub(crate) mod trace;
 pub mod trainer;
 
 // run settings are process state (`runtime`); the path is kept for callers
-pub(crate) use runtime::run_settings;
 
 pub use config::{Initialization, MaskType, NetConfig, Task, TaskLoss};
 pub use data::Dataset;

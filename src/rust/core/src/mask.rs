@@ -159,7 +159,7 @@ fn fill_support<T: Real>(z: &Tensor, out: &Tensor, rows: usize, g: usize, entmax
     let dst = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut T, rows * g) };
     const BLOCK: usize = 1024;
     // on the kernels' pool (fork-safe, see `crate::runtime`)
-    crate::kernels::with_pool(|| {
+    crate::runtime::with_pool(|| {
         dst.par_chunks_mut(BLOCK * g)
             .zip(src.par_chunks(BLOCK * g))
             .for_each(|(d, s)| {

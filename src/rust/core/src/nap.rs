@@ -67,7 +67,7 @@ pub fn activity(
             n = n_classes
         ));
     }
-    Ok(crate::kernels::on_pool(|| {
+    Ok(crate::runtime::on_pool(|| {
         let tr = trace(net, &data.slice(start, len));
         let dev = tr.output.device();
         let kind = tr.output.kind();
@@ -112,7 +112,7 @@ pub fn latent(model: &Model, data: &Dataset, start: i64, len: i64) -> Result<Ten
             n = data.n
         ));
     }
-    Ok(crate::kernels::on_pool(|| {
+    Ok(crate::runtime::on_pool(|| {
         trace(net, &data.slice(start, len))
             .decision
             .to_kind(Kind::Double)

@@ -191,7 +191,7 @@ impl Trainer {
             // handing the pass to the pool and back twice per batch (measured:
             // 0.17 ms per hand-off, a tenth of a default batch at 2 threads);
             // `in_pool` puts libtorch on one thread there, as the run does
-            crate::kernels::in_pool(|| {
+            crate::runtime::in_pool(|| {
                 tch::with_grad(|| self.run_batches(model, data, max_batches, deadline))
             })
         } else {

@@ -36,7 +36,7 @@ impl FoldedLinear {
                 wt[i * n_out + j] = wf[j * n_in + i];
             }
         }
-        let kern = gemm::selected();
+        let kern = crate::runtime::selected_kernel();
         let micro = (kern != Kernel::Blas)
             .then(|| (kern, Packed::transposed(&wf, n_out, n_in).with_bias(shift)));
         FoldedLinear {

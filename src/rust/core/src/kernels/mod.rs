@@ -1,11 +1,11 @@
-//! Fused CPU kernels for the hand-derived encoder pass (`encoder::fused`):
-//! ghost batch norm fused with GLU and the residual, its backward, and the
-//! row-wise sparsemax / entmax-1.5 with their backward. A group of virtual
-//! batches ([`Chunks::tasks`]) is one rayon task, which the encoder pass runs
-//! through every layer in turn ([`LinearBnForward`], [`LinearBnBackward`]),
-//! instead of a dozen full-batch passes of separate libtorch kernels per
-//! layer; each task's matrix products run on the crate's own micro-kernels
-//! ([`crate::gemm`]) where the CPU has AVX2 or AVX-512, else on libtorch (BLAS).
+//! Fused CPU kernels for the hand-derived encoder pass (`encoder::fused`,
+//! whose layers are built from them): ghost batch norm fused with GLU and the
+//! residual, its backward, and the row-wise sparsemax / entmax-1.5 with their
+//! backward. A group of virtual batches ([`Chunks::tasks`]) is one rayon task,
+//! which the encoder pass runs through every layer in turn, instead of a dozen
+//! full-batch passes of separate libtorch kernels per layer; each task's
+//! matrix products run on the crate's own micro-kernels ([`crate::gemm`])
+//! where the CPU has AVX2 or AVX-512, else on libtorch (BLAS).
 //!
 //! Virtual batches are cut exactly like pytorch-tabnet's `torch.chunk`: contiguous
 //! runs of rows (the sizes come from the caller, see `ghost_bn::chunk_sizes`;
@@ -13,66 +13,21 @@
 //! memory the prefetcher can follow. (The autograd path interleaves its chunks to
 //! reach libtorch's fused batch norm; batches are shuffled, so both are random
 //! virtual batches of the same sizes.)
-use crate::gemm::{self, Kernel, Mat};
 use tch::{Device, Kind, Tensor};
 
 mod chunks;
 mod folded;
-mod linear_bn;
 mod mask_row;
+mod storage;
 pub use chunks::Chunks;
 pub use folded::{
     affine_rows, entmax_rows, glu_rows, head_rows, sparsemax_rows, FoldedLinear,
     SPARSEMAX_MAX_GROUPS,
 };
-pub use linear_bn::{
-    merge_grads, BnStats, ChunkStats, LinearBnBackward, LinearBnForward, TaskGrads,
-};
 pub(crate) use mask_row::row_threshold;
 pub use mask_row::{mask_row, mask_row_backward};
-// the pool is process state: it lives in `crate::runtime` (names kept for callers)
-pub(crate) use crate::runtime::{in_pool, on_pool, with_pool};
-
-/// A raw pointer that rayon tasks may share; every task writes disjoint rows.
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub *mut f32);
-// SAFETY: the pointer is only dereferenced for rows that one task owns (see
-// `rows_mut` and `row`), while the tensor it points into is kept alive by the caller.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    #[inline(always)]
-    pub(crate) fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// A tensor that rayon tasks read concurrently (views and products only; libtorch
-/// reference counts are atomic). Tasks write only their own rows, through views.
-#[derive(Clone, Copy)]
-pub(crate) struct Shared<'a>(pub &'a Tensor);
-// SAFETY: tasks only create views and read through them (libtorch's reference
-// counts are atomic); writes go to disjoint rows.
-unsafe impl Sync for Shared<'_> {}
-// SAFETY: as above.
-unsafe impl Send for Shared<'_> {}
-
-/// A tensor produced in a rayon task and handed back to the caller.
-pub(crate) struct SendTensor(pub Tensor);
-// SAFETY: the tensor was created in the task and is not shared with it any more.
-unsafe impl Send for SendTensor {}
-
-impl<'a> Shared<'a> {
-    fn get(self) -> &'a Tensor {
-        self.0
-    }
-
-    fn rows(self, first: usize, n: usize) -> Tensor {
-        self.0.narrow(0, first as i64, n as i64)
-    }
-}
+pub use storage::Strided;
+pub(crate) use storage::{split_rows, values, values_mut, view};
 
 fn is_contiguous(t: &Tensor) -> bool {
     let (size, stride) = (t.size(), t.stride());
@@ -91,15 +46,10 @@ pub fn supported(t: &Tensor) -> bool {
     t.device() == Device::Cpu && t.kind() == Kind::Float && is_contiguous(t)
 }
 
-pub(crate) fn ptr(t: &Tensor) -> SendPtr {
-    assert!(
-        supported(t),
-        "kernel input must be a contiguous f32 CPU tensor"
-    );
-    SendPtr(t.data_ptr() as *mut f32)
-}
-
 /// The elements of a contiguous f32 CPU tensor (None for any other tensor).
+/// (Inference, the optimiser and the running statistics use it; the fused
+/// passes take their tensors' storage with [`values_mut`], from a `&mut`
+/// handle.)
 ///
 /// # Safety
 /// A `Tensor` handle does not own its storage exclusively: the caller must be
@@ -121,42 +71,6 @@ pub(crate) unsafe fn as_mut_slice(t: &Tensor) -> Option<&mut [f32]> {
 pub(crate) fn empty(rows: usize, cols: usize) -> Tensor {
     Tensor::empty(&[rows as i64, cols as i64], (Kind::Float, Device::Cpu))
 }
-
-/// The micro-kernel for the products of `x` (rows, k) with a weight `w`, and
-/// the view of `x` (its rows may be `ld` apart, e.g. a narrowed tensor), or
-/// None for the BLAS path (no micro-kernel on this CPU, `TABNETRS_KERNELS=blas`,
-/// or a tensor the kernels do not take).
-fn micro(x: &Tensor, w: &Tensor) -> Option<(Kernel, Mat)> {
-    let kern = gemm::selected();
-    if kern == Kernel::Blas || !supported(w) {
-        return None;
-    }
-    let (size, stride) = (x.size(), x.stride());
-    let ok = x.device() == Device::Cpu
-        && x.kind() == Kind::Float
-        && size.len() == 2
-        && (stride[1] == 1 || size[1] == 1)
-        && stride[0] >= size[1];
-    ok.then(|| {
-        (
-            kern,
-            Mat {
-                ptr: x.data_ptr() as *const f32,
-                rows: size[0] as usize,
-                cols: size[1] as usize,
-                ld: stride[0] as usize,
-            },
-        )
-    })
-}
-
-/// A Mat that rayon tasks share (read only).
-#[derive(Clone, Copy)]
-struct SendMat(Mat);
-// SAFETY: tasks only read through it, while the caller keeps the tensor alive.
-unsafe impl Send for SendMat {}
-// SAFETY: as above.
-unsafe impl Sync for SendMat {}
 
 /// Parallel tasks a batch is split into at most. Reductions over rows
 /// (gradients, batch statistics) are summed per task and then over tasks in

@@ -24,7 +24,7 @@
 //!    dimensions is summed back to the predictor.
 //!
 //! A call runs on a thread of the kernels' pool, where libtorch's ops use one
-//! thread (`kernels::on_pool`): its OpenMP workers on these small products
+//! thread (`runtime::on_pool`): its OpenMP workers on these small products
 //! slowed a 100,000-row call from 7 s to minutes on a loaded 2-core machine.
 //!
 //! Biases (the batch norms' shifts) keep their share, and the ε stabiliser
@@ -82,7 +82,7 @@ pub fn lrp(
             return invalid("`gamma` must be a finite number >= 0");
         }
     }
-    Ok(crate::kernels::on_pool(|| {
+    Ok(crate::runtime::on_pool(|| {
         let b = data.slice(start, len);
         let tr = trace(net, &b);
         let dev = tr.output.device();

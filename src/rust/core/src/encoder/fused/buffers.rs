@@ -14,7 +14,7 @@
 //! Its contents are whatever the last tape left, exactly like a new
 //! uninitialised tensor: the pass writes every value before reading it.
 use crate::kernels::empty;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tch::Tensor;
 
 #[derive(Default)]
@@ -92,6 +92,34 @@ impl TapeBuffers {
     #[cfg(test)]
     pub fn held(&self) -> usize {
         self.free().buffers.iter().map(|t| t.numel()).sum()
+    }
+}
+
+/// The tape's buffers: taken from the encoder's [`TapeBuffers`], and handed
+/// back when the tape (or a pass that never made one) is dropped.
+pub(super) struct Buffers {
+    store: Arc<TapeBuffers>,
+    owned: Vec<Tensor>,
+}
+
+impl Buffers {
+    pub(super) fn new(store: Arc<TapeBuffers>) -> Buffers {
+        Buffers {
+            store,
+            owned: Vec::new(),
+        }
+    }
+
+    pub(super) fn take(&mut self, rows: usize, cols: usize) -> Tensor {
+        let (t, whole) = self.store.take(rows, cols);
+        self.owned.push(whole);
+        t
+    }
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        self.store.give(std::mem::take(&mut self.owned));
     }
 }
 

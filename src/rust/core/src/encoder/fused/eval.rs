@@ -9,13 +9,17 @@
 //! Rows are independent in eval mode and each output element is a fixed chain
 //! of operations (see [`crate::gemm`]), so results do not depend on the
 //! thread count or on how the rows are cut into calls and blocks.
+use super::attentive::AttentionPlan;
+use super::feature_transformer::{layers_of, plans, transformer};
+use super::glu_layer::GluPlan;
 use super::glue;
-use super::{layers_of, to_vec, Expansion};
-use crate::config::{MaskType, NetConfig, Task};
+use super::linear_bn::eval_affine;
+use super::{to_vec, Expansion};
+use crate::config::{NetConfig, Task};
 use crate::embedding::Embedder;
 use crate::encoder::{Backend, Encoder, EncoderOutput, Pass};
 use crate::ghost_bn::BatchNorm;
-use crate::kernels::{self, empty, FoldedLinear};
+use crate::kernels::{self, empty, values, values_mut};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use tch::{Kind, Tensor};
@@ -24,64 +28,8 @@ use tch::{Kind, Tensor};
 /// floats) stay in L2 beside the folded weights.
 pub(crate) const BLOCK_ROWS: usize = 256;
 
-/// Eval-mode batch norm as an affine map: (scale, shift) with
-/// scale = γ / √(running var + ε), shift = β − running mean · scale.
-fn eval_affine(bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
-    let (g, b, m, v) = (
-        to_vec(&bn.weight),
-        to_vec(&bn.bias),
-        to_vec(&bn.running_mean),
-        to_vec(&bn.running_var),
-    );
-    let scale: Vec<f32> = g
-        .iter()
-        .zip(&v)
-        .map(|(g, v)| g / (v + bn.eps as f32).sqrt())
-        .collect();
-    let shift: Vec<f32> = b
-        .iter()
-        .zip(&m)
-        .zip(&scale)
-        .map(|((b, m), s)| b - m * s)
-        .collect();
-    (scale, shift)
-}
-
-/// A bias-free linear map `fc` (out, in) followed by the eval-mode batch norm `bn`.
-fn fold(fc: &Tensor, bn: &BatchNorm) -> FoldedLinear {
-    let (n_out, n_in) = (fc.size()[0] as usize, fc.size()[1] as usize);
-    let (scale, shift) = eval_affine(bn);
-    FoldedLinear::fold(&to_vec(fc), n_out, n_in, &scale, &shift)
-}
-
-/// The values of a contiguous f32 CPU tensor.
-fn values(t: &Tensor) -> &[f32] {
-    assert!(kernels::supported(t), "a contiguous f32 CPU tensor");
-    // SAFETY: contiguous f32 CPU storage of numel() elements, only read while
-    // `t` is alive (the borrow).
-    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
-}
-
-/// The elements of fresh tensors this pass writes.
-// A tensor's storage is shared and mutable (see `kernels::as_mut_slice`):
-// exclusive use of these fresh output tensors is the caller's contract.
-#[allow(clippy::mut_from_ref)]
-fn slots(ts: &[Tensor]) -> Vec<&mut [f32]> {
-    ts.iter()
-        // SAFETY: the tensors were created by the caller for this pass's
-        // output and nothing else reads or writes them until it returns.
-        .map(|t| unsafe { kernels::as_mut_slice(t) }.expect("a fresh f32 CPU tensor"))
-        .collect()
-}
-
-struct GluPlan {
-    lin: FoldedLinear,
-    residual: bool,
-}
-
 struct StepPlan {
-    attention: FoldedLinear,
-    entmax: bool,
+    attention: AttentionPlan,
     layers: Vec<GluPlan>,
 }
 
@@ -167,69 +115,11 @@ thread_local! {
 
 /// The first `n` values of `v`, grown if needed (values left from earlier
 /// blocks are overwritten before they are read).
-fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+pub(super) fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     if v.len() < n {
         v.resize(n, T::default());
     }
     &mut v[..n]
-}
-
-/// A feature transformer over `n` rows of `input`: returns which of `h`
-/// holds its output (rows of n_d + n_a).
-fn transformer(
-    layers: &[GluPlan],
-    input: &[f32],
-    n: usize,
-    z: &mut Vec<f32>,
-    h: &mut [Vec<f32>; 2],
-) -> usize {
-    let mut cur: Option<usize> = None;
-    for l in layers {
-        let (k, d) = (l.lin.n_in, l.lin.n_out / 2);
-        let dst = cur.map_or(0, |c| 1 - c);
-        let (h0, h1) = h.split_at_mut(1);
-        let (src, out) = if dst == 0 {
-            (&h1[0], &mut h0[0])
-        } else {
-            (&h0[0], &mut h1[0])
-        };
-        let x: &[f32] = match cur {
-            None => &input[..n * k],
-            Some(_) => &src[..n * k],
-        };
-        let zb = grow(z, n * 2 * d);
-        l.lin.apply(x, n, k, zb);
-        let h_res: &[f32] = if l.residual { x } else { &[] };
-        kernels::glu_rows(zb, h_res, grow(out, n * d), d);
-        cur = Some(dst);
-    }
-    cur.expect("a transformer has layers")
-}
-
-/// One row block's masks: M = mask(logits ⊙ prior), the logits (rows of g)
-/// already batch-normalised by the folded product. Up to 32 groups run 16
-/// rows at a time ([`kernels::sparsemax_rows`], [`kernels::entmax_rows`]),
-/// longer rows row by row.
-fn attention_rows(z: &[f32], prior: &[f32], m: &mut [f32], g: usize, entmax: bool) {
-    for ((zr, pr), mr) in z
-        .chunks_exact(g)
-        .zip(prior.chunks_exact(g))
-        .zip(m.chunks_exact_mut(g))
-    {
-        for j in 0..g {
-            mr[j] = zr[j] * pr[j];
-        }
-    }
-    if g <= kernels::SPARSEMAX_MAX_GROUPS {
-        if entmax {
-            kernels::entmax_rows(m, g)
-        } else {
-            kernels::sparsemax_rows(m, g)
-        }
-    } else {
-        m.chunks_exact_mut(g)
-            .for_each(|mr| kernels::mask_row(mr, entmax));
-    }
 }
 
 /// An output of `n` rows of `w` values cut into blocks of [`BLOCK_ROWS`] rows.
@@ -253,22 +143,13 @@ impl EvalPlan {
         initial_bn: bool,
     ) -> EvalPlan {
         let dims = enc.initial_bn.running_mean.numel();
-        let glu = |ft| {
-            layers_of(ft)
-                .into_iter()
-                .map(|(l, residual)| GluPlan {
-                    lin: fold(&l.fc, &l.bn.norm),
-                    residual,
-                })
-                .collect::<Vec<_>>()
-        };
+        let glu = plans;
         let steps = enc
             .attention
             .iter()
             .zip(&enc.transformers)
             .map(|(att, ft)| StepPlan {
-                attention: fold(&att.fc, &att.bn.norm),
-                entmax: att.mask == MaskType::Entmax,
+                attention: AttentionPlan::of(att),
                 layers: glu(ft),
             })
             .collect();
@@ -367,7 +248,7 @@ impl EvalPlan {
             })
             .collect();
         let (dims, plan) = (self.dims, self);
-        kernels::with_pool(|| {
+        crate::runtime::with_pool(|| {
             tasks.into_par_iter().for_each(|mut rows| {
                 let (f, r) = (rows.first, rows.n);
                 let x = &x[f * dims..(f + r) * dims];
@@ -412,10 +293,9 @@ impl EvalPlan {
         let n_steps = self.steps.len();
         for (i, st) in self.steps.iter().enumerate() {
             // the previous output's attention part: rows of w from column n_d
-            let zb = grow(z, n * g);
-            st.attention.apply(&h[cur][n_d..], n, w, zb);
-            let m = grow(mask, n * g);
-            attention_rows(zb, &pr[..n * g], m, g, st.entmax);
+            let (zb, m) = (grow(z, n * g), grow(mask, n * g));
+            st.attention
+                .forward(&h[cur][n_d..], n, w, &pr[..n * g], zb, m);
             let m = &mask[..n * g];
             if let Some(ms) = o.m_sums.as_deref_mut() {
                 let rs = grow(msum, n);
@@ -481,8 +361,8 @@ pub(in crate::encoder) fn forward_eval(
     prior: Option<&Tensor>,
     keep_masks: bool,
 ) -> EncoderOutput {
-    let _settings = crate::run_settings::RunSettings::enter();
-    kernels::on_pool(|| {
+    let _settings = crate::runtime::RunSettings::enter();
+    crate::runtime::on_pool(|| {
         let plan = EvalPlan::new(embedder, enc, None, false);
         let x0 = x0.detach().to_kind(Kind::Float).contiguous();
         let rows = x0.size()[0] as usize;
@@ -495,13 +375,26 @@ pub(in crate::encoder) fn forward_eval(
             Vec::new()
         };
         let mut m_sums = vec![0f64; rows * s];
+        // the output tensors' storage, each taken once as one slice
+        let mut handles: Vec<Tensor> = steps
+            .iter()
+            .chain(&masks)
+            .map(|t| t.shallow_clone())
+            .collect();
+        let mut slots: Vec<&mut [f32]> = handles
+            .iter_mut()
+            // SAFETY: the tensors are fresh (made above for this pass's
+            // output) and no other handle of them is used until it returns.
+            .map(|t| unsafe { values_mut(t) })
+            .collect();
+        let masks_out = slots.split_off(s);
         plan.run(
             values(&x0),
             prior.as_ref().map(values),
             rows,
             Outputs {
-                steps: slots(&steps),
-                masks: slots(&masks),
+                steps: slots,
+                masks: masks_out,
                 m_sums: Some(&mut m_sums),
                 ..Default::default()
             },

@@ -1,47 +1,9 @@
-//! The per-row arithmetic of a decision step between its layers: the
-//! attentive transformer's epilogue, the mask applied to the input with the
-//! next prior and the sparsity term, and their gradients. Every function here
+//! The per-row arithmetic of a decision step between its layers (the
+//! attentive transformer's is in [`super::attentive`]): the mask applied to
+//! the input with the next prior and the sparsity term, and their gradients. Every function here
 //! works on one row, so a pass can run it inside any task of rows.
 use super::Expansion;
 use crate::kernels;
-
-/// One row of an attentive transformer after its product: M = mask((a ẑ + b) ⊙ prior),
-/// the logits written into `m` and overwritten by the mask.
-pub(super) fn attention_row(
-    z: &[f32],
-    a: &[f32],
-    b: &[f32],
-    prior: &[f32],
-    m: &mut [f32],
-    entmax: bool,
-) {
-    for j in 0..m.len() {
-        m[j] = (a[j] * z[j] + b[j]) * prior[j];
-    }
-    kernels::mask_row(m, entmax);
-}
-
-/// ∂L/∂logits of [`attention_row`] into `gy` from ∂L/∂M (`g_mask`), adding
-/// ∂L/∂prior into `g_prior`: the attentive transformer's ∂L/∂y.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn attention_grad_row(
-    z: &[f32],
-    a: &[f32],
-    b: &[f32],
-    mask: &[f32],
-    prior: &[f32],
-    g_mask: &[f32],
-    g_prior: &mut [f32],
-    gy: &mut [f32],
-    entmax: bool,
-) {
-    gy.copy_from_slice(g_mask);
-    kernels::mask_row_backward(mask, gy, entmax); // now ∂L/∂logits
-    for j in 0..gy.len() {
-        g_prior[j] += gy[j] * (a[j] * z[j] + b[j]);
-        gy[j] *= prior[j];
-    }
-}
 
 crate::kernels::simd_fn! {
     /// Between attention and feature transformer, one row: next prior =
@@ -270,5 +232,197 @@ pub(super) fn sparsity_rows(m: &[f32], g: usize, eps: f32, sums: &mut [f64]) {
             }
         }
         *s = acc;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{close, input};
+    use super::*;
+    use crate::kernels::values;
+    use tch::{Kind, Tensor};
+
+    /// The step glue of 40 rows, one attention group per input dimension (6)
+    /// and grouped (4 groups over 7 dimensions, scaled), against the
+    /// autograd encoder's expressions (`encoder::autograd`): next prior =
+    /// prior ⊙ (γ − M), x_m = expand(M) ⊙ x0, the sparsity term
+    /// Σ M log(M + ε) per row, the decision outputs' ReLU and their sum over
+    /// steps, and from upstream gradients of all of them ∂L/∂M, ∂L/∂prior,
+    /// ∂L/∂x0 and ∂L/∂(transformer output), forward and eval versions.
+    /// Masks are sparse distributions (exact zeros included, where the
+    /// sparsity term's slope is log ε). Tolerances (see `testing`): each
+    /// value is a product or two (n = 1) except the sparsity sums (n = G)
+    /// and ∂L/∂M through a group of up to 3 dimensions plus the sparsity
+    /// slope (n = 4); k = 8 (seen ≤ 1.1).
+    #[test]
+    fn matches_the_autograd_glue() {
+        check(
+            &Expansion {
+                col: (0..6).collect(),
+                scale: vec![1.0; 6],
+                identity: true,
+            },
+            6,
+        );
+        let col = vec![0, 1, 1, 2, 2, 2, 3];
+        let scale = vec![1.0, 0.5, 0.5, 0.3, 0.3, 0.4, 1.0];
+        check(
+            &Expansion {
+                col,
+                scale,
+                identity: false,
+            },
+            4,
+        );
+    }
+
+    fn check(ex: &Expansion, g: usize) {
+        let (rows, dims, n_d, n_a) = (40usize, ex.col.len(), 5usize, 3usize);
+        let (gamma, eps) = (1.3f32, 1e-15f32);
+        // sparse distributions: a third of the entries exactly 0
+        let raw = input(rows, g, 61).exp() * input(rows, g, 62).gt(-0.4).to_kind(Kind::Float);
+        let raw = raw.index_fill(1, &Tensor::of_slice(&[0i64]), 0.7);
+        let m = (&raw / raw.sum_dim_intlist(Some(&[1i64][..]), true, Kind::Float)).contiguous();
+        let prior = (input(rows, g, 63).abs() * 0.4 + 0.3).contiguous();
+        let x0 = input(rows, dims, 64);
+        let out = input(rows, n_d + n_a, 65);
+        let sum_before = input(rows, n_d, 66);
+        let (g_next, g_xm, g_d, g_s) = (
+            input(rows, g, 67),
+            input(rows, dims, 68),
+            input(rows, n_d, 69),
+            input(rows, n_d, 70),
+        );
+        let g_a = input(rows, n_a, 71);
+        let c = 0.05f32;
+
+        // fused, row by row as the pass runs it
+        let (mv, pv, xv) = (values(&m), values(&prior), values(&x0));
+        let (mut next, mut xm, mut sums) = (
+            vec![0f32; rows * g],
+            vec![0f32; rows * dims],
+            vec![0f64; rows],
+        );
+        for (r, sum) in sums.iter_mut().enumerate() {
+            let (gr, dr) = (r * g..(r + 1) * g, r * dims..(r + 1) * dims);
+            *sum = forward_row(
+                &mv[gr.clone()],
+                &pv[gr.clone()],
+                &xv[dr.clone()],
+                &mut next[gr],
+                &mut xm[dr],
+                ex,
+                gamma,
+                eps,
+            );
+        }
+        let k = GlueGrad {
+            ex,
+            gamma,
+            eps,
+            c,
+            log_eps: eps.ln(),
+        };
+        let (gn, gx) = (values(&g_next), values(&g_xm));
+        let (mut g_m, mut g_prior, mut dx0) = (
+            vec![0f32; rows * g],
+            vec![0f32; rows * g],
+            vec![0f32; rows * dims],
+        );
+        for r in 0..rows {
+            let (gr, dr) = (r * g..(r + 1) * g, r * dims..(r + 1) * dims);
+            backward_row(
+                &k,
+                &gx[dr.clone()],
+                &xv[dr.clone()],
+                &mv[gr.clone()],
+                &pv[gr.clone()],
+                &gn[gr.clone()],
+                &mut dx0[dr],
+                &mut g_m[gr.clone()],
+                &mut g_prior[gr],
+            );
+        }
+        let (mut decision, mut sum) = (vec![0f32; rows * n_d], values(&sum_before).to_vec());
+        decision_rows(values(&out), &mut decision, &mut sum, (n_d, n_a), false);
+        let mut g_out = vec![0f32; rows * (n_d + n_a)];
+        out_grad_rows(
+            values(&g_d),
+            values(&g_s),
+            values(&out),
+            values(&g_a),
+            &mut g_out,
+            n_d,
+            n_a,
+        );
+        // the eval versions
+        let (mut next_e, mut xm_e, mut sums_e) = (
+            vec![0f32; rows * g],
+            vec![0f32; rows * dims],
+            vec![0f64; rows],
+        );
+        mask_input_rows(mv, pv, xv, &mut next_e, &mut xm_e, ex, gamma, (g, dims));
+        sparsity_rows(mv, g, eps, &mut sums_e);
+
+        // autograd
+        let (mr, pr, xr, or) = (
+            m.set_requires_grad(true),
+            prior.set_requires_grad(true),
+            x0.set_requires_grad(true),
+            out.set_requires_grad(true),
+        );
+        let col = Tensor::of_slice(&ex.col.iter().map(|&c| c as i64).collect::<Vec<_>>());
+        let expand = mr.index_select(1, &col) * Tensor::of_slice(&ex.scale);
+        let next_r = &pr * (gamma as f64 - &mr);
+        let xm_r = expand * &xr;
+        let sums_r =
+            (&mr * (&mr + eps as f64).log()).sum_dim_intlist(Some(&[1i64][..]), false, Kind::Float);
+        let dec_r = or.narrow(1, 0, n_d as i64).relu();
+        let loss = (&next_r * &g_next).sum(Kind::Float)
+            + (&xm_r * &g_xm).sum(Kind::Float)
+            + sums_r.sum(Kind::Float) * c as f64
+            + (&dec_r * (&g_d + &g_s)).sum(Kind::Float)
+            + (or.narrow(1, n_d as i64, n_a as i64) * &g_a).sum(Kind::Float);
+        loss.backward();
+
+        let t = |v: &[f32], w: usize| Tensor::of_slice(v).view([rows as i64, w as i64]);
+        let t64 = |v: &[f64]| Tensor::of_slice(v);
+        let what = |s: &str| format!("{s} (groups {g}, identity {})", ex.identity);
+        close(&what("next prior"), &t(&next, g), &next_r.detach(), 1, 8.0);
+        close(&what("x_m"), &t(&xm, dims), &xm_r.detach(), 1, 8.0);
+        close(&what("sparsity"), &t64(&sums), &sums_r.detach(), g, 8.0);
+        close(
+            &what("eval next prior"),
+            &t(&next_e, g),
+            &next_r.detach(),
+            1,
+            8.0,
+        );
+        close(&what("eval x_m"), &t(&xm_e, dims), &xm_r.detach(), 1, 8.0);
+        close(
+            &what("eval sparsity"),
+            &t64(&sums_e),
+            &sums_r.detach(),
+            g,
+            8.0,
+        );
+        close(
+            &what("decision"),
+            &t(&decision, n_d),
+            &dec_r.detach(),
+            1,
+            8.0,
+        );
+        close(
+            &what("Σ decisions"),
+            &t(&sum, n_d),
+            &(&sum_before + dec_r.detach()),
+            1,
+            8.0,
+        );
+        close(&what("∂L/∂M"), &t(&g_m, g), &mr.grad(), 4, 8.0);
+        close(&what("∂L/∂prior"), &t(&g_prior, g), &pr.grad(), 1, 8.0);
+        close(&what("∂L/∂x0"), &t(&dx0, dims), &xr.grad(), 1, 8.0);
+        close(&what("∂L/∂out"), &t(&g_out, n_d + n_a), &or.grad(), 1, 8.0);
     }
 }

@@ -16,18 +16,41 @@
 //! `backward()`, so gradient clipping, the optimiser, embeddings and the
 //! initial BN are unchanged.
 //!
-//! Equivalence with the autograd encoder (outputs, running statistics and every
-//! parameter gradient) is tested in `tests/fused_vs_autograd.rs`.
+//! The code is laid out by layer, each unit the fused twin of a reference
+//! layer (tch ops + autograd) with its saved state, its forward on one task's
+//! rows, its backward, its eval form, and a test against that twin (forward
+//! values, running statistics and every gradient, tolerances from float32
+//! rounding, see [`testing`]):
+//!
+//! | unit | reference twin |
+//! |---|---|
+//! | [`linear_bn`]: bias-free linear map + ghost BN | `x.linear(W)` + [`crate::ghost_bn::GhostBatchNorm`] |
+//! | [`glu_layer`]: GLU layer (residual or not) | [`crate::glu::GluLayer`], a step of [`crate::glu::GluBlock`] |
+//! | [`feature_transformer`]: its GLU layers in order | [`crate::feature_transformer::FeatureTransformer`] |
+//! | [`attentive`]: attentive transformer + mask | [`crate::attentive::AttentiveTransformer`], [`crate::mask`] |
+//! | [`glue`]: a step's glue (x_m, next prior, sparsity, decision) | the expressions of [`super::autograd`] |
+//! | [`initial_bn`]: the initial batch norm | [`crate::ghost_bn::BatchNorm`] |
+//!
+//! [`train`] and [`eval`] compose them into the passes; rows reach the tasks
+//! as slices handed out by the borrow checker (each output tensor's storage
+//! taken once, see [`crate::kernels::values_mut`], then split by task).
+//! Equivalence of the whole pass with the autograd encoder (outputs, running
+//! statistics and every parameter gradient) is tested in
+//! `tests/fused_vs_autograd.rs`.
 use crate::embedding::Embedder;
-use crate::feature_transformer::FeatureTransformer;
-use crate::glu::GluLayer;
 use crate::kernels;
 use tch::{Kind, Tensor};
 
+mod attentive;
 mod buffers;
 mod eval;
+mod feature_transformer;
+mod glu_layer;
 mod glue;
 mod initial_bn;
+mod linear_bn;
+#[cfg(test)]
+mod testing;
 mod train;
 
 pub(crate) use buffers::TapeBuffers;
@@ -45,26 +68,13 @@ pub(super) fn applicable(x: &Tensor, train: bool) -> bool {
         && x.size()[0] >= min_rows
 }
 
-/// A parameter's values (contiguous f32 CPU) as a vector.
+/// A parameter's values as a vector (f32).
 fn to_vec(t: &Tensor) -> Vec<f32> {
-    // SAFETY: read only, and parameters are not written while the pass reads them.
-    match unsafe { kernels::as_mut_slice(t) } {
-        Some(v) => v.to_vec(),
-        None => Vec::<f32>::from(&t.detach().to_kind(Kind::Float)),
+    if kernels::supported(t) {
+        kernels::values(t).to_vec()
+    } else {
+        Vec::<f32>::from(&t.detach().to_kind(Kind::Float))
     }
-}
-
-/// Row `r` of a live contiguous (rows, n) tensor's storage at `p`.
-fn row<'a>(p: kernels::SendPtr, r: usize, n: usize) -> &'a mut [f32] {
-    // SAFETY: `p` points at a live contiguous (rows, n) tensor; each row is
-    // touched by one rayon task only.
-    unsafe { std::slice::from_raw_parts_mut(p.get().add(r * n), n) }
-}
-
-/// Rows r..r+n of a live contiguous (rows, w) tensor's storage at `p`.
-fn row_block<'a>(p: kernels::SendPtr, r: usize, n: usize, w: usize) -> &'a mut [f32] {
-    // SAFETY: as for `row`: the rows exist and belong to one rayon task.
-    unsafe { std::slice::from_raw_parts_mut(p.get().add(r * w), n * w) }
 }
 
 /// How the group-level mask reaches the embedded input: x_m = M[group(j)] · s_j · x_j
@@ -97,17 +107,6 @@ impl Expansion {
             identity,
         }
     }
-}
-
-/// Layers of a feature transformer with their residual flags, in order.
-fn layers_of(ft: &FeatureTransformer) -> Vec<(&GluLayer, bool)> {
-    let mut v = Vec::new();
-    for block in [&ft.shared, &ft.specific].into_iter().flatten() {
-        for (i, l) in block.layers.iter().enumerate() {
-            v.push((l, !(i == 0 && block.first)));
-        }
-    }
-    v
 }
 
 /// The first step's prior: the given one (missing values), else ones.

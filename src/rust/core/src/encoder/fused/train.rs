@@ -8,25 +8,23 @@
 //! returns its virtual batches' statistics and its share of each parameter
 //! gradient; both are merged in task order afterwards, so a seed gives the
 //! same bits on any number of threads.
-use super::buffers::TapeBuffers;
+use super::attentive::{AttentionBack, AttentionRun, AttentionTape};
+use super::buffers::Buffers;
+use super::feature_transformer::{
+    layers_of, transformer_back, transformer_tapes, transformer_task,
+};
+use super::glu_layer::{LayerBack, LayerRows, LayerRun, LayerTape};
 use super::glue::{self, GlueGrad};
 use super::initial_bn::InitialBn;
-use super::{initial_prior, layers_of, row, row_block, to_vec, Expansion};
-use crate::config::MaskType;
+use super::linear_bn::{merge_grads, ChunkStats, LinearBn, TaskGrads};
+use super::{initial_prior, Expansion};
 use crate::embedding::Embedder;
 use crate::encoder::{Backend, Encoder, EncoderOutput, Pass};
-use crate::ghost_bn::{chunk_sizes, BatchNorm};
-use crate::glu::GluLayer;
-use crate::kernels::{
-    self, empty, merge_grads, ptr, BnStats, ChunkStats, Chunks, LinearBnBackward, LinearBnForward,
-    SendPtr, TaskGrads,
-};
+use crate::ghost_bn::chunk_sizes;
+use crate::kernels::{self, empty, split_rows, values, values_mut, view, Chunks, Strided};
 use rayon::prelude::*;
 use std::ops::Range;
-use std::sync::Arc;
 use tch::{Kind, Tensor};
-
-const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
 /// Parameter gradients of the hand-derived backward. A parameter whose `.grad()`
 /// already exists (every step after the first) is accumulated into in place;
@@ -44,9 +42,11 @@ impl Grads {
 
     fn add_vec(&mut self, p: &Tensor, g: &[f32]) {
         match Self::existing(p) {
-            Some(acc) => kernels::add_row(
-                // SAFETY: a parameter's gradient is written by this pass alone.
-                unsafe { kernels::as_mut_slice(&acc) }.expect("checked by existing()"),
+            Some(mut acc) => kernels::add_row(
+                // SAFETY: a parameter's gradient (checked contiguous f32 CPU
+                // by existing()) is written by this pass alone; no other
+                // handle of it is used meanwhile.
+                unsafe { values_mut(&mut acc) },
                 g,
             ),
             None => self.pending.push((
@@ -55,80 +55,6 @@ impl Grads {
             )),
         }
     }
-}
-
-/// A bias-free linear map followed by ghost BN, as saved for the backward: the
-/// weight (detached for the products, and as the parameter), the BN (its γ and
-/// β as values too), the input, ẑ and the per-virtual-batch statistics.
-struct LinearBn {
-    fc: Tensor,
-    param: Tensor,
-    bn: BatchNorm,
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
-    input: Tensor,
-    zhat: Tensor,
-    stats: BnStats,
-}
-
-impl LinearBn {
-    /// The layer's saved state before the pass: ẑ is allocated, the statistics
-    /// come with [`LinearBn::finish`].
-    fn new(
-        fc: &Tensor,
-        bn: &BatchNorm,
-        input: &Tensor,
-        rows: usize,
-        buf: &mut Buffers,
-    ) -> LinearBn {
-        LinearBn {
-            fc: fc.detach(),
-            param: fc.shallow_clone(),
-            bn: bn.shallow_clone(),
-            gamma: to_vec(&bn.weight),
-            beta: to_vec(&bn.bias),
-            input: input.shallow_clone(),
-            zhat: buf.take(rows, fc.size()[0] as usize),
-            stats: BnStats::default(),
-        }
-    }
-
-    fn forward_plan(&self) -> LinearBnForward<'_> {
-        LinearBnForward::new(&self.input, &self.fc, &self.zhat, self.bn.eps as f32)
-    }
-
-    fn backward_plan(&self) -> LinearBnBackward<'_> {
-        LinearBnBackward::new(&self.input, &self.fc, &self.zhat)
-    }
-
-    /// Keeps the batch statistics the tasks returned (in task order) and
-    /// updates the BN's running statistics from them.
-    fn finish<'a>(&mut self, per_task: impl IntoIterator<Item = &'a [ChunkStats]>) {
-        self.stats = BnStats::from_tasks(per_task);
-        self.bn
-            .update_running_from(&self.stats.mean, &self.stats.var_unbiased);
-    }
-
-    fn add_grads(&self, grads: &mut Grads, (dgamma, dbeta, dw): (Vec<f32>, Vec<f32>, Vec<f32>)) {
-        grads.add_vec(&self.param, &dw);
-        grads.add_vec(&self.bn.weight, &dgamma);
-        grads.add_vec(&self.bn.bias, &dbeta);
-    }
-}
-
-/// Saved state of one GLU layer: out = GLU(GBN(h Wᵀ)) [+ h, × √½ when residual].
-struct LayerTape {
-    lin: LinearBn,
-    out: Tensor,
-    residual: bool,
-}
-
-/// Saved state of one attentive transformer: M = mask(GBN(a Wᵀ) ⊙ prior).
-struct AttentionTape {
-    lin: LinearBn,
-    prior: Tensor,
-    mask: Tensor,
-    entmax: bool,
 }
 
 /// One decision step: attention, the glue (x_m and the next prior), the
@@ -146,27 +72,6 @@ impl StepTape {
     /// The feature transformer's output (B, n_d + n_a).
     fn out(&self) -> &Tensor {
         &self.layers.last().expect("a transformer has layers").out
-    }
-}
-
-/// The tape's buffers: taken from the encoder's [`TapeBuffers`], and handed
-/// back when the tape (or a pass that never made one) is dropped.
-struct Buffers {
-    store: Arc<TapeBuffers>,
-    owned: Vec<Tensor>,
-}
-
-impl Buffers {
-    fn take(&mut self, rows: usize, cols: usize) -> Tensor {
-        let (t, whole) = self.store.take(rows, cols);
-        self.owned.push(whole);
-        t
-    }
-}
-
-impl Drop for Buffers {
-    fn drop(&mut self) {
-        self.store.give(std::mem::take(&mut self.owned));
     }
 }
 
@@ -196,84 +101,44 @@ pub(in crate::encoder) struct Tape {
     _buffers: Buffers,
 }
 
-/// The tapes of a feature transformer's layers, from input `x`.
-fn transformer_tapes(
-    layers: Vec<(&GluLayer, bool)>,
-    x: &Tensor,
-    rows: usize,
-    buf: &mut Buffers,
-) -> Vec<LayerTape> {
-    let mut h = x.shallow_clone();
-    let mut tapes = Vec::new();
-    for (layer, residual) in layers {
-        let lin = LinearBn::new(&layer.fc, &layer.bn.norm, &h, rows, buf);
-        let out = buf.take(rows, (layer.fc.size()[0] / 2) as usize);
-        h = out.shallow_clone();
-        tapes.push(LayerTape { lin, out, residual });
-    }
-    tapes
+/// One task's rows of a decision step's outputs: the attention's ẑ, the mask,
+/// the next prior (rows of G each), x_m (rows of D), the feature transformer's
+/// layers and the decision output (rows of n_d).
+struct StepRows<'a> {
+    zhat: &'a mut [f32],
+    mask: &'a mut [f32],
+    next: &'a mut [f32],
+    xm: &'a mut [f32],
+    layers: Vec<LayerRows<'a>>,
+    decision: &'a mut [f32],
 }
 
-/// A GLU layer's forward as the tasks run it.
-struct LayerRun<'a> {
-    lin: LinearBnForward<'a>,
-    gamma: &'a [f32],
-    beta: &'a [f32],
-    out: SendPtr,
-    input: SendPtr,
-    d: usize,
-    residual: bool,
+/// One task's chunk indices and its rows of every output of the forward (the
+/// running sum of the decision outputs last).
+struct TaskRows<'a> {
+    t: Range<usize>,
+    splitter: Vec<LayerRows<'a>>,
+    steps: Vec<StepRows<'a>>,
+    sum: &'a mut [f32],
 }
 
-impl<'a> LayerRun<'a> {
-    fn of(t: &'a LayerTape) -> Self {
-        LayerRun {
-            lin: t.lin.forward_plan(),
-            gamma: &t.lin.gamma,
-            beta: &t.lin.beta,
-            out: ptr(&t.out),
-            input: ptr(&t.lin.input),
-            d: t.out.size()[1] as usize,
-            residual: t.residual,
-        }
-    }
-
-    fn task(&self, chunks: &Chunks, t: &Range<usize>) -> Vec<ChunkStats> {
-        let (d, hp, op) = (self.d, self.input, self.out);
-        self.lin.task(chunks, t, |r, zb, mean, rstd| {
-            let n = zb.len() / (2 * d);
-            let h: &[f32] = if self.residual {
-                row_block(hp, r, n, d)
-            } else {
-                &[]
-            };
-            let out = row_block(op, r, n, d);
-            kernels::bn_glu_rows(zb, mean, rstd, self.gamma, self.beta, h, out);
-        })
-    }
-}
-
-/// A decision step's attention and glue as the tasks run them (its feature
-/// transformer is a list of [`LayerRun`]).
+/// A decision step's attention as the tasks run it (its glue is
+/// [`glue::forward_row`], its feature transformer a list of [`LayerRun`]).
 struct StepRun<'a> {
-    attention: LinearBnForward<'a>,
-    gamma: &'a [f32],
-    beta: &'a [f32],
-    entmax: bool,
-    /// (rows, groups): prior, mask, next prior; (rows, dims): x0, x_m
-    prior: SendPtr,
-    mask: SendPtr,
-    next: SendPtr,
-    x0: SendPtr,
-    xm: SendPtr,
+    attention: AttentionRun<'a>,
+    layers: Vec<LayerRun<'a>>,
+}
+
+/// What every task of the forward shares: x0 (rows of D) and the first
+/// step's prior (rows of G), read only; the glue's constants and the widths.
+struct ForwardCtx<'a> {
+    x0: Strided<'a>,
+    prior: &'a [f32],
+    ex: &'a Expansion,
+    gamma: f32,
+    eps: f32,
     groups: usize,
     dims: usize,
-    layers: Vec<LayerRun<'a>>,
-    /// (rows, n_d + n_a): the transformer's output; (rows, n_d): its decision
-    /// part's ReLU and the running sum over steps
-    out: SendPtr,
-    decision: SendPtr,
-    sum: SendPtr,
     n_d: usize,
     n_a: usize,
 }
@@ -287,63 +152,52 @@ struct ForwardLog {
 
 /// The whole encoder forward on one task's rows.
 fn forward_task(
-    glue_in: (f32, f32, &Expansion),
+    ctx: &ForwardCtx,
     splitter: &[LayerRun],
     steps: &[StepRun],
     chunks: &Chunks,
-    t: &Range<usize>,
+    rows: TaskRows,
 ) -> ForwardLog {
-    let (f, n) = chunks.task_rows(t);
+    let TaskRows {
+        t,
+        splitter: mut split_rows,
+        steps: mut step_rows,
+        sum,
+    } = rows;
+    let (f, n) = chunks.task_rows(&t);
+    let (g, dims, n_d, n_a) = (ctx.groups, ctx.dims, ctx.n_d, ctx.n_a);
+    let w = n_d + n_a;
     let mut log = ForwardLog {
         stats: Vec::new(),
         m_sums: Vec::new(),
     };
-    for l in splitter {
-        log.stats.push(l.task(chunks, t));
-    }
-    let (gamma, eps, ex) = glue_in;
-    for (i, s) in steps.iter().enumerate() {
-        let g = s.groups;
+    let x0 = ctx.x0.rows(f, n);
+    transformer_task(splitter, chunks, &t, x0, &mut split_rows, &mut log.stats);
+    // the previous transformer's output (its attention part feeds the step)
+    // and the step's prior: the task's rows
+    let mut prev: &[f32] = split_rows.last().expect("layers").out;
+    let mut prior: &[f32] = &ctx.prior[f * g..(f + n) * g];
+    for (i, (s, sr)) in steps.iter().zip(step_rows.iter_mut()).enumerate() {
+        let a = Strided::new(&prev[n_d..], n, n_a, w);
         log.stats
-            .push(s.attention.task(chunks, t, |first, zb, mean, rstd| {
-                kernels::normalise_rows(zb, mean, rstd);
-                for (r, zr) in (first..).zip(zb.chunks_exact(g)) {
-                    glue::attention_row(
-                        zr,
-                        s.gamma,
-                        s.beta,
-                        row(s.prior, r, g),
-                        row(s.mask, r, g),
-                        s.entmax,
-                    )
-                }
-            }));
-        let sums = (f..f + n)
-            .map(|r| {
-                glue::forward_row(
-                    row(s.mask, r, g),
-                    row(s.prior, r, g),
-                    row(s.x0, r, s.dims),
-                    row(s.next, r, g),
-                    row(s.xm, r, s.dims),
-                    ex,
-                    gamma,
-                    eps,
-                )
+            .push(s.attention.task(chunks, &t, a, prior, sr.zhat, sr.mask));
+        let sums = sr
+            .mask
+            .chunks_exact(g)
+            .zip(prior.chunks_exact(g))
+            .zip(x0.data.chunks_exact(dims))
+            .zip(sr.next.chunks_exact_mut(g))
+            .zip(sr.xm.chunks_exact_mut(dims))
+            .map(|((((m, p), x), next), xm)| {
+                glue::forward_row(m, p, x, next, xm, ctx.ex, ctx.gamma, ctx.eps)
             })
             .collect();
         log.m_sums.push(sums);
-        for l in &s.layers {
-            log.stats.push(l.task(chunks, t));
-        }
-        let (n_d, w) = (s.n_d, s.n_d + s.n_a);
-        glue::decision_rows(
-            row_block(s.out, f, n, w),
-            row_block(s.decision, f, n, n_d),
-            row_block(s.sum, f, n, n_d),
-            (n_d, s.n_a),
-            i == 0,
-        );
+        let xm = Strided::dense(sr.xm, dims);
+        transformer_task(&s.layers, chunks, &t, xm, &mut sr.layers, &mut log.stats);
+        let out: &[f32] = sr.layers.last().expect("layers").out;
+        glue::decision_rows(out, sr.decision, sum, (n_d, n_a), i == 0);
+        (prev, prior) = (out, &*sr.next);
     }
     log
 }
@@ -358,16 +212,13 @@ pub(in crate::encoder) fn forward_train(
     x_graph: &Tensor,
     prior: Option<&Tensor>,
 ) -> EncoderOutput {
-    kernels::on_pool(|| {
+    crate::runtime::on_pool(|| {
         let (initial, x0) = InitialBn::forward(&enc.initial_bn, x_graph);
         let (rows, dims) = (x0.size()[0] as usize, x0.size()[1] as usize);
         let vbs = enc.attention[0].bn.virtual_batch_size;
         let chunks = Chunks::from_sizes(&chunk_sizes(rows as i64, vbs));
         let (n_groups, n_a) = (enc.n_groups(), enc.n_a());
-        let mut buf = Buffers {
-            store: enc.tape_buffers.clone(),
-            owned: Vec::new(),
-        };
+        let mut buf = Buffers::new(enc.tape_buffers.clone());
         let splitter = transformer_tapes(layers_of(&enc.splitter), &x0, rows, &mut buf);
         let mut prior = match prior {
             Some(_) => initial_prior(prior, rows, n_groups),
@@ -376,12 +227,7 @@ pub(in crate::encoder) fn forward_train(
         let mut a = splitter.last().expect("layers").out.narrow(1, enc.n_d, n_a);
         let mut steps = Vec::new();
         for (att, ft) in enc.attention.iter().zip(&enc.transformers) {
-            let attention = AttentionTape {
-                lin: LinearBn::new(&att.fc, &att.bn.norm, &a, rows, &mut buf),
-                prior: prior.shallow_clone(),
-                mask: buf.take(rows, n_groups as usize),
-                entmax: att.mask == MaskType::Entmax,
-            };
+            let attention = AttentionTape::new(att, &a, &prior, rows, &mut buf);
             let xm = buf.take(rows, dims);
             let layers = transformer_tapes(layers_of(ft), &xm, rows, &mut buf);
             let step = StepTape {
@@ -418,32 +264,28 @@ pub(in crate::encoder) fn forward_train(
                 .steps
                 .iter()
                 .map(|s| StepRun {
-                    attention: s.attention.lin.forward_plan(),
-                    gamma: &s.attention.lin.gamma,
-                    beta: &s.attention.lin.beta,
-                    entmax: s.attention.entmax,
-                    prior: ptr(&s.attention.prior),
-                    mask: ptr(&s.attention.mask),
-                    next: ptr(&s.next_prior),
-                    x0: ptr(&tape.x0),
-                    xm: ptr(&s.xm),
-                    groups: n_groups as usize,
-                    dims,
+                    attention: AttentionRun::of(&s.attention),
                     layers: s.layers.iter().map(LayerRun::of).collect(),
-                    out: ptr(s.out()),
-                    decision: ptr(&s.decision),
-                    sum: ptr(&tape.decision_leaf),
-                    n_d: enc.n_d as usize,
-                    n_a: n_a as usize,
                 })
                 .collect();
+            let ctx = ForwardCtx {
+                x0: view(&tape.x0),
+                prior: values(&tape.steps[0].attention.prior),
+                ex: &tape.expansion,
+                gamma: tape.gamma as f32,
+                eps: tape.epsilon as f32,
+                groups: n_groups as usize,
+                dims,
+                n_d: enc.n_d as usize,
+                n_a: n_a as usize,
+            };
             let chunks = &tape.chunks;
-            let glue_in = (tape.gamma as f32, tape.epsilon as f32, &tape.expansion);
-            kernels::with_pool(|| {
-                chunks
-                    .tasks()
+            let mut outputs = tape.outputs();
+            let tasks = tape.task_rows(&mut outputs);
+            crate::runtime::with_pool(|| {
+                tasks
                     .into_par_iter()
-                    .map(|t| forward_task(glue_in, &splitter, &steps, chunks, &t))
+                    .map(|rows| forward_task(&ctx, &splitter, &steps, chunks, rows))
                     .collect()
             })
         };
@@ -486,95 +328,89 @@ pub(in crate::encoder) fn forward_train(
     })
 }
 
-/// A layer's backward as the tasks run it.
-struct LayerBack<'a> {
-    lin: LinearBnBackward<'a>,
-    rstd: &'a [f32],
-    gamma: &'a [f32],
-    beta: &'a [f32],
-    d: usize,
-    n_in: usize,
-    residual: bool,
-}
-
-impl<'a> LayerBack<'a> {
-    fn of(t: &'a LayerTape) -> Self {
-        LayerBack {
-            lin: t.lin.backward_plan(),
-            rstd: &t.lin.stats.rstd,
-            gamma: &t.lin.gamma,
-            beta: &t.lin.beta,
-            d: t.out.size()[1] as usize,
-            n_in: t.lin.input.size()[1] as usize,
-            residual: t.residual,
+impl Tape {
+    /// Handles of every tensor the forward's tasks write, in the order
+    /// [`Tape::task_rows`] hands them out: per splitter layer ẑ and its
+    /// output; per step the attention's ẑ, the mask, the next prior, x_m, per
+    /// layer ẑ and its output, the decision output; the decision outputs' sum.
+    fn outputs(&self) -> Vec<Tensor> {
+        let layer = |l: &LayerTape| [l.lin.zhat.shallow_clone(), l.out.shallow_clone()];
+        let mut v: Vec<Tensor> = self.splitter.iter().flat_map(layer).collect();
+        for s in &self.steps {
+            v.push(s.attention.lin.zhat.shallow_clone());
+            v.push(s.attention.mask.shallow_clone());
+            v.push(s.next_prior.shallow_clone());
+            v.push(s.xm.shallow_clone());
+            v.extend(s.layers.iter().flat_map(layer));
+            v.push(s.decision.shallow_clone());
         }
+        v.push(self.decision_leaf.shallow_clone());
+        v
     }
 
-    /// ∂L/∂input (the task's rows) from ∂L/∂out `g_out` (the task's rows),
-    /// with `dz` as scratch; pushes the task's parameter gradients.
-    fn task(
-        &self,
-        chunks: &Chunks,
-        t: &Range<usize>,
-        g_out: &[f32],
-        dz: &mut [f32],
-        out: &mut Vec<TaskGrads>,
-    ) -> Vec<f32> {
-        let (f, _) = chunks.task_rows(t);
-        let n = g_out.len() / self.d;
-        let mut g_in = vec![0f32; n * self.n_in];
-        let d = self.d;
-        let scale = if self.residual { SQRT_HALF } else { 1.0 };
-        out.push(self.lin.task(
-            chunks,
-            t,
-            self.rstd,
-            self.gamma,
-            dz,
-            &mut g_in,
-            |r, zb, gy, sum_g, sum_gz| {
-                let go = &g_out[(r - f) * d..(r - f) * d + zb.len() / 2];
-                kernels::glu_grad_rows(zb, self.gamma, self.beta, go, scale, gy, sum_g, sum_gz)
-            },
-            |_, gi| {
-                // a residual layer's input has the output's width
-                if self.residual {
-                    kernels::axpy_row(gi, g_out, scale);
+    /// Each task's rows of the `outputs` (from [`Tape::outputs`]): every
+    /// tensor's storage taken once as one slice, cut into the tasks' rows.
+    fn task_rows<'a>(&self, outputs: &'a mut [Tensor]) -> Vec<TaskRows<'a>> {
+        let tasks = self.chunks.tasks();
+        let counts: Vec<usize> = tasks.iter().map(|t| self.chunks.task_rows(t).1).collect();
+        let mut cut: Vec<_> = outputs
+            .iter_mut()
+            .map(|t| {
+                let width = t.size()[1] as usize;
+                // SAFETY: each output is a distinct buffer of this tape (taken
+                // from the store, which hands a buffer to one tape, or fresh),
+                // and until the slices are dropped no other handle of it is
+                // used: the tasks read and write through these slices only
+                // (besides x0 and the first prior, which are not outputs).
+                let all = unsafe { values_mut(t) };
+                split_rows(all, width, counts.iter().copied()).into_iter()
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .map(|t| {
+                let mut pieces = cut.iter_mut().map(|c| c.next().expect("a piece per task"));
+                let mut next = move || pieces.next().expect("a piece per output");
+                let layers = |k: usize, next: &mut dyn FnMut() -> &'a mut [f32]| {
+                    (0..k)
+                        .map(|_| LayerRows {
+                            zhat: next(),
+                            out: next(),
+                        })
+                        .collect::<Vec<_>>()
+                };
+                let splitter = layers(self.splitter.len(), &mut next);
+                let steps = self
+                    .steps
+                    .iter()
+                    .map(|s| StepRows {
+                        zhat: next(),
+                        mask: next(),
+                        next: next(),
+                        xm: next(),
+                        layers: layers(s.layers.len(), &mut next),
+                        decision: next(),
+                    })
+                    .collect();
+                TaskRows {
+                    t,
+                    splitter,
+                    steps,
+                    sum: next(),
                 }
-            },
-        ));
-        g_in
+            })
+            .collect()
     }
 }
 
-/// ∂L/∂(transformer input) from ∂L/∂(its output), layers in reverse.
-fn transformer_back(
-    layers: &[LayerBack],
-    chunks: &Chunks,
-    t: &Range<usize>,
-    g_out: Vec<f32>,
-    dz: &mut [f32],
-    out: &mut Vec<TaskGrads>,
-) -> Vec<f32> {
-    layers
-        .iter()
-        .rev()
-        .fold(g_out, |g, l| l.task(chunks, t, &g, dz, out))
-}
-
-/// A decision step's backward as the tasks run it.
+/// A decision step's backward as the tasks run it: its saved tensors (every
+/// row), read only.
 struct StepBack<'a> {
-    attention: LinearBnBackward<'a>,
-    rstd: &'a [f32],
-    gamma: &'a [f32],
-    beta: &'a [f32],
-    entmax: bool,
+    attention: AttentionBack<'a>,
     layers: Vec<LayerBack<'a>>,
     /// ∂L/∂(step output), none when it got no gradient
-    leaf_grad: Option<SendPtr>,
-    prior: SendPtr,
-    mask: SendPtr,
-    out: SendPtr,
+    leaf_grad: Option<&'a [f32]>,
+    out: &'a [f32],
 }
 
 impl Tape {
@@ -582,7 +418,7 @@ impl Tape {
     /// left on the leaves, then passes the parameter and input gradients back
     /// to autograd (accumulating into `.grad()` like any backward).
     pub(in crate::encoder) fn backward(self) {
-        let (grads, dx) = kernels::on_pool(|| {
+        let (grads, dx) = crate::runtime::on_pool(|| {
             let (mut grads, dx0) = self.manual_backward();
             let (dx, dgamma, dbeta) = self.initial.backward(&dx0);
             grads.add_vec(&self.initial.bn.weight, &dgamma);
@@ -643,16 +479,10 @@ impl Tape {
             .iter()
             .zip(&leaf_grads)
             .map(|(s, g)| StepBack {
-                attention: s.attention.lin.backward_plan(),
-                rstd: &s.attention.lin.stats.rstd,
-                gamma: &s.attention.lin.gamma,
-                beta: &s.attention.lin.beta,
-                entmax: s.attention.entmax,
+                attention: AttentionBack::of(&s.attention),
                 layers: s.layers.iter().map(LayerBack::of).collect(),
-                leaf_grad: g.as_ref().map(ptr),
-                prior: ptr(&s.attention.prior),
-                mask: ptr(&s.attention.mask),
-                out: ptr(s.out()),
+                leaf_grad: g.as_ref().map(values),
+                out: values(s.out()),
             })
             .collect();
         let ctx = BackCtx {
@@ -670,19 +500,29 @@ impl Tape {
                 .max()
                 .unwrap_or(0),
             glue,
-            x0: ptr(&self.x0),
-            dx0: ptr(&dx0),
-            sum_grad: sum_grad.as_ref().map(ptr),
+            x0: values(&self.x0),
+            sum_grad: sum_grad.as_ref().map(values),
         };
-        let per_task: Vec<Vec<TaskGrads>> = kernels::with_pool(|| {
-            ctx.chunks
-                .tasks()
+        let tasks = self.chunks.tasks();
+        let counts = tasks.iter().map(|t| self.chunks.task_rows(t).1);
+        let mut dx0_handle = dx0.shallow_clone();
+        let dims = ctx.glue.ex.col.len();
+        // SAFETY: dx0 is fresh (zeros_like) and no other handle of it is used
+        // until the tasks, each with its own rows, are done.
+        let dx0_rows = split_rows(unsafe { values_mut(&mut dx0_handle) }, dims, counts);
+        let per_task: Vec<Vec<TaskGrads>> = crate::runtime::with_pool(|| {
+            tasks
                 .into_par_iter()
-                .map(|t| backward_task(&ctx, &splitter, &steps, &t))
+                .zip(dx0_rows)
+                .map(|(t, dx)| backward_task(&ctx, &splitter, &steps, &t, dx))
                 .collect()
         });
-        // merge each layer's gradients over the tasks (in task order), in the
-        // order the tasks produced them
+        (self.merge_grads(per_task), dx0)
+    }
+
+    /// Each layer's parameter gradients merged over the tasks (in task
+    /// order); each task returned them in backward order.
+    fn merge_grads(&self, per_task: Vec<Vec<TaskGrads>>) -> Grads {
         let mut lins: Vec<&LinearBn> = Vec::new();
         for s in self.steps.iter().rev() {
             lins.extend(s.layers.iter().rev().map(|l| &l.lin));
@@ -695,15 +535,19 @@ impl Tape {
             let parts = per_task
                 .iter_mut()
                 .map(|it| it.next().expect("one per layer"));
-            lin.add_grads(&mut grads, merge_grads(parts.collect::<Vec<_>>()));
+            let (dgamma, dbeta, dw) = merge_grads(parts.collect::<Vec<_>>());
+            let [gamma, beta, w] = lin.params();
+            grads.add_vec(w, &dw);
+            grads.add_vec(gamma, &dgamma);
+            grads.add_vec(beta, &dbeta);
         }
-        (grads, dx0)
+        grads
     }
 }
 
 /// What every task of the backward shares: the layout, the widths (`max_ch`:
-/// the widest layer output, for the scratch ∂L/∂z), the glue's constants, x0
-/// and ∂L/∂x0 (each task adds its own rows).
+/// the widest layer output, for the scratch ∂L/∂z), the glue's constants and
+/// x0 (read only).
 struct BackCtx<'a> {
     chunks: &'a Chunks,
     n_d: usize,
@@ -711,21 +555,22 @@ struct BackCtx<'a> {
     groups: usize,
     max_ch: usize,
     glue: GlueGrad<'a>,
-    x0: SendPtr,
-    dx0: SendPtr,
+    x0: &'a [f32],
     /// ∂L/∂(Σ of the steps' decision outputs), none when it got no gradient
-    sum_grad: Option<SendPtr>,
+    sum_grad: Option<&'a [f32]>,
 }
 
 /// The whole encoder backward on one task's rows: adds its rows of ∂L/∂x0
-/// into `dxp` and returns its parameter gradients in backward order.
-fn backward_task(
-    ctx: &BackCtx,
+/// into `dx0` (the task's rows) and returns its parameter gradients in
+/// backward order.
+fn backward_task<'a>(
+    ctx: &BackCtx<'a>,
     splitter: &[LayerBack],
-    steps: &[StepBack],
+    steps: &[StepBack<'a>],
     t: &Range<usize>,
+    dx0: &mut [f32],
 ) -> Vec<TaskGrads> {
-    let (chunks, glue, x0p, dxp) = (ctx.chunks, &ctx.glue, ctx.x0, ctx.dx0);
+    let (chunks, glue) = (ctx.chunks, &ctx.glue);
     let (f, n) = chunks.task_rows(t);
     let (n_d, n_a, groups) = (ctx.n_d, ctx.n_a, ctx.groups);
     let dims = glue.ex.col.len();
@@ -733,19 +578,22 @@ fn backward_task(
     let mut out = Vec::new();
     let mut g_a = vec![0f32; n * n_a];
     let mut g_prior = vec![0f32; n * groups];
-    // row r's range in a buffer of the task's rows of width w
+    // row r's range in a buffer of the task's rows of width w, and in one of
+    // every row
     let local = |r: usize, w: usize| (r - f) * w..(r - f + 1) * w;
+    let global = |r: usize, w: usize| r * w..(r + 1) * w;
     for s in steps.iter().rev() {
         let w = n_d + n_a;
         let mut g = vec![0f32; n * w];
-        let grad_of = |p: Option<SendPtr>| -> &[f32] {
+        let grad_of = |p: Option<&'a [f32]>| -> &'a [f32] {
             match p {
-                Some(p) => row_block(p, f, n, n_d),
+                Some(p) => &p[f * n_d..(f + n) * n_d],
                 None => &[],
             }
         };
         let (gd, gs) = (grad_of(s.leaf_grad), grad_of(ctx.sum_grad));
-        glue::out_grad_rows(gd, gs, row_block(s.out, f, n, w), &g_a, &mut g, n_d, n_a);
+        let out_rows = &s.out[f * w..(f + n) * w];
+        glue::out_grad_rows(gd, gs, out_rows, &g_a, &mut g, n_d, n_a);
         let g_xm = transformer_back(&s.layers, chunks, t, g, &mut dz, &mut out);
         let mut g_m = vec![0f32; n * groups];
         let mut g_prior_i = vec![0f32; n * groups];
@@ -753,42 +601,20 @@ fn backward_task(
             glue::backward_row(
                 glue,
                 &g_xm[local(r, dims)],
-                row(x0p, r, dims),
-                row(s.mask, r, groups),
-                row(s.prior, r, groups),
+                &ctx.x0[global(r, dims)],
+                &s.attention.mask[global(r, groups)],
+                &s.attention.prior[global(r, groups)],
                 &g_prior[local(r, groups)],
-                row(dxp, r, dims),
+                &mut dx0[local(r, dims)],
                 &mut g_m[local(r, groups)],
                 &mut g_prior_i[local(r, groups)],
             );
         }
         let mut g_a_next = vec![0f32; n * n_a];
-        out.push(s.attention.task(
-            chunks,
-            t,
-            s.rstd,
-            s.gamma,
-            &mut dz,
-            &mut g_a_next,
-            |first, zb, gyb, sum_g, sum_gz| {
-                let rows = zb.chunks_exact(groups).zip(gyb.chunks_exact_mut(groups));
-                for (r, (zr, gy)) in (first..).zip(rows) {
-                    glue::attention_grad_row(
-                        zr,
-                        s.gamma,
-                        s.beta,
-                        row(s.mask, r, groups),
-                        row(s.prior, r, groups),
-                        &g_m[local(r, groups)],
-                        &mut g_prior_i[local(r, groups)],
-                        gy,
-                        s.entmax,
-                    )
-                }
-                kernels::bn_grad_sums_rows(gyb, zb, sum_g, sum_gz);
-            },
-            |_, _| {},
-        ));
+        out.push(
+            s.attention
+                .task(chunks, t, &g_m, &mut g_prior_i, &mut dz, &mut g_a_next),
+        );
         g_a = g_a_next;
         g_prior = g_prior_i;
     }
@@ -798,8 +624,8 @@ fn backward_task(
         gs[n_d..].copy_from_slice(ga);
     }
     let dx_split = transformer_back(splitter, chunks, t, g_split, &mut dz, &mut out);
-    for (r, ds) in (f..f + n).zip(dx_split.chunks_exact(dims)) {
-        kernels::add_row(row(dxp, r, dims), ds);
+    for (dr, ds) in dx0.chunks_exact_mut(dims).zip(dx_split.chunks_exact(dims)) {
+        kernels::add_row(dr, ds);
     }
     out
 }

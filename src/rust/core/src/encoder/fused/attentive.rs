@@ -8,10 +8,10 @@
 //! mode the folded product ([`AttentionPlan`]; up to
 //! [`kernels::SPARSEMAX_MAX_GROUPS`] groups its masks run 16 rows at a time).
 use super::buffers::Buffers;
-use super::linear_bn::{fold, ChunkStats, LinearBn, LinearBnBackward, LinearBnForward, TaskGrads};
+use super::linear_bn::{fold, ChunkStats, LinearBn, LinearBnBack, LinearBnForward, TaskGrads};
 use crate::attentive::AttentiveTransformer;
 use crate::config::MaskType;
-use crate::kernels::{self, values, view, Chunks, FoldedLinear, Strided};
+use crate::kernels::{self, values, Chunks, FoldedLinear, Strided};
 use std::ops::Range;
 use tch::Tensor;
 
@@ -90,13 +90,8 @@ impl<'a> AttentionRun<'a> {
 /// The attentive transformer's backward as the tasks run it: its saved
 /// tensors (every row), read only.
 pub(super) struct AttentionBack<'a> {
-    lin: LinearBnBackward<'a>,
-    /// the input (the previous output's attention part) and ẑ
-    input: Strided<'a>,
-    zhat: &'a [f32],
-    rstd: &'a [f32],
-    gamma: &'a [f32],
-    beta: &'a [f32],
+    /// the product and batch norm (input: the previous output's attention part)
+    lin: LinearBnBack<'a>,
     entmax: bool,
     pub(super) prior: &'a [f32],
     pub(super) mask: &'a [f32],
@@ -105,12 +100,7 @@ pub(super) struct AttentionBack<'a> {
 impl<'a> AttentionBack<'a> {
     pub(super) fn of(t: &'a AttentionTape) -> Self {
         AttentionBack {
-            lin: t.lin.backward_plan(),
-            input: view(&t.lin.input),
-            zhat: values(&t.lin.zhat),
-            rstd: &t.lin.stats.rstd,
-            gamma: &t.lin.gamma,
-            beta: &t.lin.beta,
+            lin: t.lin.back(),
             entmax: t.entmax,
             prior: values(&t.prior),
             mask: values(&t.mask),
@@ -129,18 +119,14 @@ impl<'a> AttentionBack<'a> {
         dz: &mut [f32],
         g_a: &mut [f32],
     ) -> TaskGrads {
-        let (f, n) = chunks.task_rows(t);
-        let g = self.gamma.len();
+        let (f, _) = chunks.task_rows(t);
+        let g = self.lin.channels();
         // row r's range in a buffer of the task's rows, and in one of every row
         let local = |r: usize| (r - f) * g..(r - f + 1) * g;
         let global = |r: usize| r * g..(r + 1) * g;
         self.lin.task(
             chunks,
             t,
-            self.input.rows(f, n),
-            &self.zhat[f * g..(f + n) * g],
-            self.rstd,
-            self.gamma,
             dz,
             g_a,
             |first, zb, gyb, sum_g, sum_gz| {
@@ -148,8 +134,8 @@ impl<'a> AttentionBack<'a> {
                 for (r, (zr, gy)) in (first..).zip(rows) {
                     attention_grad_row(
                         zr,
-                        self.gamma,
-                        self.beta,
+                        self.lin.gamma,
+                        self.lin.beta,
                         &self.mask[global(r)],
                         &self.prior[global(r)],
                         &g_m[local(r)],
@@ -261,7 +247,7 @@ mod tests {
     use super::*;
     use crate::config::Initialization;
     use crate::ghost_bn::chunk_sizes;
-    use crate::kernels::{split_rows, values_mut};
+    use crate::kernels::{split_rows, values, values_mut, view};
     use std::sync::Arc;
     use tch::nn::VarStore;
     use tch::{Device, Kind};

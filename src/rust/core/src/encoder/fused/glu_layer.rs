@@ -7,9 +7,9 @@
 //! ([`LayerBack`], [`kernels::glu_grad_rows`]); in eval mode, the layer
 //! folded ([`GluPlan`]).
 use super::buffers::Buffers;
-use super::linear_bn::{fold, ChunkStats, LinearBn, LinearBnBackward, LinearBnForward, TaskGrads};
+use super::linear_bn::{fold, ChunkStats, LinearBn, LinearBnBack, LinearBnForward, TaskGrads};
 use crate::glu::GluLayer;
-use crate::kernels::{self, values, view, Chunks, FoldedLinear, Strided};
+use crate::kernels::{self, Chunks, FoldedLinear, Strided};
 use std::ops::Range;
 use tch::Tensor;
 
@@ -98,12 +98,7 @@ impl<'a> LayerRun<'a> {
 /// A layer's backward as the tasks run it: the saved input (rows of n_in) and
 /// ẑ (rows of 2d), read only.
 pub(super) struct LayerBack<'a> {
-    lin: LinearBnBackward<'a>,
-    input: Strided<'a>,
-    zhat: &'a [f32],
-    rstd: &'a [f32],
-    gamma: &'a [f32],
-    beta: &'a [f32],
+    lin: LinearBnBack<'a>,
     /// output width
     pub(super) d: usize,
     n_in: usize,
@@ -113,12 +108,7 @@ pub(super) struct LayerBack<'a> {
 impl<'a> LayerBack<'a> {
     pub(super) fn of(t: &'a LayerTape) -> Self {
         LayerBack {
-            lin: t.lin.backward_plan(),
-            input: view(&t.lin.input),
-            zhat: values(&t.lin.zhat),
-            rstd: &t.lin.stats.rstd,
-            gamma: &t.lin.gamma,
-            beta: &t.lin.beta,
+            lin: t.lin.back(),
             d: t.out.size()[1] as usize,
             n_in: t.lin.input.size()[1] as usize,
             residual: t.residual,
@@ -135,7 +125,7 @@ impl<'a> LayerBack<'a> {
         dz: &mut [f32],
         out: &mut Vec<TaskGrads>,
     ) -> Vec<f32> {
-        let (f, rows) = chunks.task_rows(t);
+        let (f, _) = chunks.task_rows(t);
         let n = g_out.len() / self.d;
         let mut g_in = vec![0f32; n * self.n_in];
         let d = self.d;
@@ -143,15 +133,20 @@ impl<'a> LayerBack<'a> {
         out.push(self.lin.task(
             chunks,
             t,
-            self.input.rows(f, rows),
-            &self.zhat[f * 2 * d..(f + rows) * 2 * d],
-            self.rstd,
-            self.gamma,
             dz,
             &mut g_in,
             |r, zb, gy, sum_g, sum_gz| {
                 let go = &g_out[(r - f) * d..(r - f) * d + zb.len() / 2];
-                kernels::glu_grad_rows(zb, self.gamma, self.beta, go, scale, gy, sum_g, sum_gz)
+                kernels::glu_grad_rows(
+                    zb,
+                    self.lin.gamma,
+                    self.lin.beta,
+                    go,
+                    scale,
+                    gy,
+                    sum_g,
+                    sum_gz,
+                )
             },
             |_, gi| {
                 // a residual layer's input has the output's width
@@ -196,7 +191,7 @@ mod tests {
     use super::super::testing::{close, input, interleaving};
     use super::*;
     use crate::ghost_bn::chunk_sizes;
-    use crate::kernels::{split_rows, values_mut};
+    use crate::kernels::{split_rows, values, values_mut, view};
     use std::sync::Arc;
     use tch::nn::{ModuleT, VarStore};
     use tch::Kind;

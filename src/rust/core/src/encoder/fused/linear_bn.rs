@@ -13,7 +13,7 @@ use super::to_vec;
 use crate::gemm::{self, Kernel, Mat, Packed, TnAcc};
 use crate::ghost_bn::BatchNorm;
 use crate::kernels::{
-    add_row, bn_grad_rows, col_sq_dev_sums, col_sums, values, Chunks, FoldedLinear, Strided,
+    add_row, bn_grad_rows, col_sq_dev_sums, col_sums, values, view, Chunks, FoldedLinear, Strided,
 };
 use std::ops::Range;
 use tch::{Device, Kind, Tensor};
@@ -336,6 +336,69 @@ pub struct TaskGrads {
 enum TaskGrad {
     Blas(Tensor),
     Micro(TnAcc),
+}
+
+/// What a layer's backward reads of its [`LinearBn`] tape (the GLU layer's
+/// and the attentive transformer's alike): the product's backward, the saved
+/// input and ẑ, 1/σ per virtual batch, γ and β.
+pub(super) struct LinearBnBack<'a> {
+    plan: LinearBnBackward<'a>,
+    input: Strided<'a>,
+    zhat: &'a [f32],
+    rstd: &'a [f32],
+    pub(super) gamma: &'a [f32],
+    pub(super) beta: &'a [f32],
+}
+
+impl LinearBn {
+    pub(super) fn back(&self) -> LinearBnBack<'_> {
+        LinearBnBack {
+            plan: self.backward_plan(),
+            input: view(&self.input),
+            zhat: values(&self.zhat),
+            rstd: &self.stats.rstd,
+            gamma: &self.gamma,
+            beta: &self.beta,
+        }
+    }
+}
+
+impl LinearBnBack<'_> {
+    /// Output channels (γ's length).
+    pub(super) fn channels(&self) -> usize {
+        self.gamma.len()
+    }
+
+    /// [`LinearBnBackward::task`] on the task `t`'s rows of the saved input
+    /// and ẑ.
+    pub(super) fn task<F, P>(
+        &self,
+        chunks: &Chunks,
+        t: &Range<usize>,
+        dz: &mut [f32],
+        gx: &mut [f32],
+        grad_y: F,
+        post: P,
+    ) -> TaskGrads
+    where
+        F: FnMut(usize, &[f32], &mut [f32], &mut [f32], &mut [f32]),
+        P: FnMut(usize, &mut [f32]),
+    {
+        let (f, n) = chunks.task_rows(t);
+        let ch = self.channels();
+        self.plan.task(
+            chunks,
+            t,
+            self.input.rows(f, n),
+            &self.zhat[f * ch..(f + n) * ch],
+            self.rstd,
+            self.gamma,
+            dz,
+            gx,
+            grad_y,
+            post,
+        )
+    }
 }
 
 impl<'a> LinearBnBackward<'a> {

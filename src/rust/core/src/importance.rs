@@ -20,6 +20,7 @@ use crate::error::{invalid, Result};
 use crate::inference;
 use crate::metrics;
 use crate::model::Model;
+use crate::msg;
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
@@ -51,7 +52,10 @@ impl Method {
             "permutation" => Ok(Method::Permutation),
             "occlusion" => Ok(Method::Occlusion),
             "mad" => Ok(Method::Mad),
-            other => invalid(format!("unknown importance method \"{other}\"")),
+            other => invalid(msg!(
+                "Unknown importance method {.val {method}}.",
+                method = other
+            )),
         }
     }
 }
@@ -78,7 +82,11 @@ impl Scorer {
     fn new(model: &Model, data: &Dataset) -> Result<Scorer> {
         let y = match &data.y {
             Some(y) => y.to_device(Device::Cpu),
-            None => return invalid("this importance method needs the outcome in `new_data`"),
+            None => {
+                return invalid(msg!(
+                    "This importance method needs the outcome in {.arg new_data}."
+                ))
+            }
         };
         let (y_class, y_value) = match model.cfg.task {
             Task::Classification | Task::Hierarchical => {
@@ -415,7 +423,9 @@ impl ImportanceJob {
     ) -> Result<ImportanceJob> {
         model.supervised()?;
         if method == Method::Mad {
-            return invalid("the MAD relevance is computed by `mad_relevance`");
+            return invalid(msg!(
+                "The MAD relevance is computed by {.fn mad_relevance}, not as an importance job."
+            ));
         }
         let scorer = Scorer::new(model, data)?;
         let base = to_host(&inference::predict(model, data, batch_size)?);

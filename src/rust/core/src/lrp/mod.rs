@@ -37,6 +37,7 @@ use crate::data::Dataset;
 use crate::embedding::Embedder;
 use crate::error::{invalid, Result};
 use crate::model::Model;
+use crate::msg;
 use crate::trace::trace;
 pub use rules::Rule;
 use tch::{Device, Kind, Tensor};
@@ -62,24 +63,29 @@ pub fn lrp(
     let net = model.supervised()?;
     let len = targets.len() as i64;
     if start < 0 || start + len > data.n {
-        return invalid(format!(
-            "rows {start}..{} are outside the data's {} rows",
-            start + len,
-            data.n
+        return invalid(msg!(
+            "Rows {start}..{end} are outside the data's {n} row{?s}.",
+            start = start,
+            end = start + len,
+            n = data.n
         ));
     }
     let outputs = model.cfg.output_dims.iter().sum::<usize>() as i64;
     if let Some(t) = targets.iter().find(|&&t| t < 0 || t >= outputs) {
-        return invalid(format!(
-            "output {t} does not exist: the network has {outputs} outputs"
+        return invalid(msg!(
+            "Output {t} does not exist: the network has {n} output{?s}.",
+            t = *t,
+            n = outputs
         ));
     }
     if !(rule.epsilon() >= 0.0 && rule.epsilon().is_finite()) {
-        return invalid("`epsilon` must be a finite number >= 0");
+        return invalid(msg!(
+            "{.arg epsilon} must be a finite number of at least 0."
+        ));
     }
     if let Rule::Gamma { gamma, .. } = rule {
         if !(gamma >= 0.0 && gamma.is_finite()) {
-            return invalid("`gamma` must be a finite number >= 0");
+            return invalid(msg!("{.arg gamma} must be a finite number of at least 0."));
         }
     }
     Ok(crate::runtime::on_pool(|| {

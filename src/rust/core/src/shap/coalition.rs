@@ -8,6 +8,7 @@ use crate::config::NetConfig;
 use crate::data::Dataset;
 use crate::error::{invalid, Result};
 use crate::model::Model;
+use crate::msg;
 use tch::{Device, Kind, Tensor};
 
 /// Rows copied to the host: numeric (n × pn), codes (n × pc), presence (n × F).
@@ -74,7 +75,7 @@ impl Mixer {
         let mut col_player = vec![usize::MAX; f];
         for (j, members) in players.iter().enumerate() {
             if members.is_empty() {
-                return invalid("every SHAP player needs at least one predictor");
+                return invalid(msg!("Every SHAP player needs at least one predictor."));
             }
             for &c in members {
                 if c >= f || col_player[c] != usize::MAX {
@@ -86,7 +87,7 @@ impl Mixer {
             }
         }
         if col_player.contains(&usize::MAX) {
-            return invalid("the SHAP players must cover every predictor");
+            return invalid(msg!("The SHAP players must cover every predictor."));
         }
         Ok(Mixer {
             num_player: cfg.num_cols.iter().map(|&c| col_player[c]).collect(),

@@ -6,6 +6,7 @@
 use super::{Explainer, Polled, ShapBlock};
 use crate::error::{invalid, Result};
 use crate::model::Model;
+use crate::msg;
 
 /// The most players exact SHAP accepts (2^20 coalitions per row).
 pub const MAX_PLAYERS: usize = 20;
@@ -51,12 +52,14 @@ pub fn shap(
     let p = ex.p();
     let k = ex.k;
     if p > MAX_PLAYERS {
-        return invalid(format!(
-            "exact SHAP handles at most {MAX_PLAYERS} predictors (2^{MAX_PLAYERS} coalitions per row), not {p}"
+        return invalid(msg!(
+            "Exact SHAP handles at most {max} predictors (2^{max} coalitions per row), not {p}.",
+            max = MAX_PLAYERS,
+            p = p
         ));
     }
     if start + len > ex.n() {
-        return invalid("rows beyond the explained data");
+        return invalid(msg!("The rows asked for lie beyond the explained data."));
     }
     let full = (1usize << p) - 1;
     let per_row = full.saturating_sub(1); // codes 1 ..= 2^p - 2

@@ -14,6 +14,7 @@
 use super::{Explainer, Polled, ShapBlock};
 use crate::error::{invalid, Result};
 use crate::model::Model;
+use crate::msg;
 
 #[derive(Clone, Copy, Debug)]
 pub struct KernelOptions {
@@ -355,19 +356,20 @@ pub fn shap(
     let k = ex.k;
     let deg = opts.hybrid_degree;
     if start + len > ex.n() {
-        return invalid("rows beyond the explained data");
+        return invalid(msg!("The rows asked for lie beyond the explained data."));
     }
     if p >= 2 && 2 * deg > p {
-        return invalid(format!(
-            "`hybrid_degree` must be between 0 and {} (half the number of predictors), not {deg}",
-            p / 2
+        return invalid(msg!(
+            "{.arg hybrid_degree} must be between 0 and {half} (half the number of predictors), not {deg}.",
+            half = p / 2,
+            deg = deg
         ));
     }
     if opts.m < 2 || !opts.m.is_multiple_of(2) {
-        return invalid("`m` must be an even number >= 2");
+        return invalid(msg!("{.arg m} must be an even number of at least 2."));
     }
     if opts.max_iter < 1 {
-        return invalid("`max_iter` must be at least 1");
+        return invalid(msg!("{.arg max_iter} must be at least 1."));
     }
     let v0 = &ex.baseline;
     let constraint = |r: usize| -> Vec<f64> {

@@ -18,6 +18,7 @@ pub mod kernel;
 
 use crate::error::{invalid, Result};
 use crate::model::Model;
+use crate::msg;
 use coalition::Mixer;
 
 /// What is explained: the probabilities (values for regression) or the raw
@@ -33,7 +34,10 @@ impl Output {
         match s {
             "prob" => Ok(Output::Prob),
             "raw" => Ok(Output::Raw),
-            other => invalid(format!("unknown SHAP output type \"{other}\"")),
+            other => invalid(msg!(
+                "Unknown SHAP output type {.val {kind}}.",
+                kind = other
+            )),
         }
     }
 }
@@ -72,24 +76,24 @@ impl Explainer {
     ) -> Result<Explainer> {
         model.supervised()?;
         if bg.n < 1 {
-            return invalid("the background data has zero rows");
+            return invalid(msg!("The background data has zero rows."));
         }
         let w = match bg_w {
             None => vec![1.0 / bg.n as f64; bg.n as usize],
             Some(w) => {
                 if w.len() != bg.n as usize {
-                    return invalid(format!(
-                        "`bg_w` has {} values, the background has {} rows",
-                        w.len(),
-                        bg.n
+                    return invalid(msg!(
+                        "{.arg bg_w} has {n} value{?s}, the background has {rows} row{?s}.",
+                        n = w.len(),
+                        rows = bg.n
                     ));
                 }
                 if w.iter().any(|v| !v.is_finite() || *v < 0.0) {
-                    return invalid("`bg_w` must be finite and non-negative");
+                    return invalid(msg!("{.arg bg_w} must be finite and non-negative."));
                 }
                 let total: f64 = w.iter().sum();
                 if total <= 0.0 {
-                    return invalid("`bg_w` must not all be zero");
+                    return invalid(msg!("{.arg bg_w} must not all be zero."));
                 }
                 w.iter().map(|v| v / total).collect()
             }

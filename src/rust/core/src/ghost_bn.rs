@@ -168,6 +168,27 @@ pub fn chunk_sizes(b: i64, vbs: i64) -> Vec<i64> {
     sizes
 }
 
+/// The row order under which this module's interleaved virtual batches
+/// (chunk i = rows i, i + k, …, for libtorch's fused batch norm) are the
+/// fused pass's contiguous ones: feed the module `x.index_select(0, p)` and
+/// compare its output with the fused rows `index_select(0, p)` (the
+/// equivalence tests of the fused pass use it).
+pub fn interleaved_order(rows: usize, vbs: usize) -> Vec<i64> {
+    let sizes = chunk_sizes(rows as i64, vbs as i64);
+    let c = sizes[0] as usize;
+    let k = sizes.iter().take_while(|&&s| s as usize == c).count();
+    let mut p = vec![0i64; rows];
+    for i in 0..k {
+        for j in 0..c {
+            p[i + j * k] = (i * c + j) as i64;
+        }
+    }
+    for (r, slot) in p.iter_mut().enumerate().skip(k * c) {
+        *slot = r as i64;
+    }
+    p
+}
+
 impl ModuleT for GhostBatchNorm {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         if !train {

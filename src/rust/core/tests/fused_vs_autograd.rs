@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tabnet_core::data::{Dataset, Targets};
-use tabnet_core::ghost_bn::chunk_sizes;
 use tabnet_core::inference;
 use tabnet_core::{Backend, MaskType, Model, NetConfig, Task};
 use tch::{Device, Kind, Tensor};
@@ -29,23 +28,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     // sparsemax threshold (see the tolerance in `check`), vary between runs
     tch::set_num_threads(1);
     guard
-}
-
-/// Row order under which autograd's interleaved chunks equal contiguous ones.
-fn interleaving(rows: usize, vbs: usize) -> Vec<i64> {
-    let sizes = chunk_sizes(rows as i64, vbs as i64);
-    let c = sizes[0] as usize;
-    let k = sizes.iter().take_while(|&&s| s as usize == c).count();
-    let mut p = vec![0i64; rows];
-    for i in 0..k {
-        for j in 0..c {
-            p[i + j * k] = (i * c + j) as i64;
-        }
-    }
-    for (r, slot) in p.iter_mut().enumerate().skip(k * c) {
-        *slot = r as i64;
-    }
-    p
 }
 
 struct Case {
@@ -189,7 +171,7 @@ fn check(make: impl FnOnce() -> Case) {
 fn compare(c: &Case, bytes: &[u8]) -> Result<(), String> {
     let rows = c.data.n as usize;
     let natural: Vec<i64> = (0..rows as i64).collect();
-    let inter = interleaving(rows, c.cfg.virtual_batch_size);
+    let inter = tabnet_core::ghost_bn::interleaved_order(rows, c.cfg.virtual_batch_size);
     let (l_auto, g_auto, v_auto) = run(c, bytes, &inter, Backend::Autograd);
     let (l_man, g_man, v_man) = run(c, bytes, &natural, Backend::Fused);
     if (l_auto - l_man).abs() >= 1e-5 * l_auto.abs().max(1.0) {

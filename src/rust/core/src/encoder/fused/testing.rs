@@ -14,30 +14,14 @@
 //! with `k` stated beside it (a few times above the seen errors, which each
 //! test prints in units of u √n scale); a wrong or missing term moves a value
 //! by ≥ 1e-2 of its scale, tens of thousands of times the tolerance.
-use crate::ghost_bn::chunk_sizes;
 use tch::{Kind, Tensor};
 
 /// float32's unit roundoff, 2⁻²⁴.
 pub(super) const U: f64 = f32::EPSILON as f64 / 2.0;
 
-/// The row order under which the reference ghost BN's interleaved virtual
-/// batches (chunk i = rows i, i + k, …) are the fused pass's contiguous ones:
-/// feed the reference `x.index_select(0, p)` and compare it with the fused
-/// rows `index_select(0, p)`.
+/// [`crate::ghost_bn::interleaved_order`] as an index tensor.
 pub(super) fn interleaving(rows: usize, vbs: usize) -> Tensor {
-    let sizes = chunk_sizes(rows as i64, vbs as i64);
-    let c = sizes[0] as usize;
-    let k = sizes.iter().take_while(|&&s| s as usize == c).count();
-    let mut p = vec![0i64; rows];
-    for i in 0..k {
-        for j in 0..c {
-            p[i + j * k] = (i * c + j) as i64;
-        }
-    }
-    for (r, slot) in p.iter_mut().enumerate().skip(k * c) {
-        *slot = r as i64;
-    }
-    Tensor::of_slice(&p)
+    Tensor::of_slice(&crate::ghost_bn::interleaved_order(rows, vbs))
 }
 
 /// Asserts |got − want|_∞ ≤ k · u · √n · |want|_∞ (see the module docs) and

@@ -288,6 +288,19 @@ impl Dataset {
         }
     }
 
+    /// An error unless rows `start .. start + len` lie inside the data.
+    pub fn check_rows(&self, start: i64, len: i64) -> Result<()> {
+        if start < 0 || len < 0 || start + len > self.n {
+            return invalid(msg!(
+                "Rows {start}..{end} are outside the data's {n} row{?s}.",
+                start = start,
+                end = start + len,
+                n = self.n
+            ));
+        }
+        Ok(())
+    }
+
     /// Rows `start .. start + len`, without copying.
     pub fn slice(&self, start: i64, len: i64) -> Batch {
         let nar = |t: &Tensor| t.narrow(0, start, len);

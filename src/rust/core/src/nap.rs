@@ -52,14 +52,7 @@ pub fn activity(
 ) -> Result<Vec<LayerActivity>> {
     let net = model.supervised()?;
     let len = classes.len() as i64;
-    if start < 0 || start + len > data.n {
-        return invalid(msg!(
-            "Rows {start}..{end} are outside the data's {n} row{?s}.",
-            start = start,
-            end = start + len,
-            n = data.n
-        ));
-    }
+    data.check_rows(start, len)?;
     if let Some(c) = classes.iter().find(|&&c| c < 0 || c >= n_classes) {
         return invalid(msg!(
             "Class {class} is not one of the {n} classes.",
@@ -104,14 +97,7 @@ pub fn activity(
 /// float64 on the CPU.
 pub fn latent(model: &Model, data: &Dataset, start: i64, len: i64) -> Result<Tensor> {
     let net = model.supervised()?;
-    if start < 0 || len < 0 || start + len > data.n {
-        return invalid(msg!(
-            "Rows {start}..{end} are outside the data's {n} row{?s}.",
-            start = start,
-            end = start + len,
-            n = data.n
-        ));
-    }
+    data.check_rows(start, len)?;
     Ok(crate::runtime::on_pool(|| {
         trace(net, &data.slice(start, len))
             .decision

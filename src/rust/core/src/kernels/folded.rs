@@ -178,6 +178,32 @@ const LANES: usize = 16;
 /// by row through [`super::mask_row`]).
 pub const SPARSEMAX_MAX_GROUPS: usize = 32;
 
+/// A block of up to [`LANES`] rows of `g` logits as lanes (entry j of row l
+/// at `x[j][l]`; the rows a short last block lacks are zeros), less each
+/// row's max, times `scale` (1 for sparsemax, ½ for entmax-1.5; exact either
+/// way). Inlined into the callers' SIMD builds.
+#[inline(always)]
+fn shifted_lanes(block: &[f32], g: usize, scale: f32) -> [[f32; LANES]; SPARSEMAX_MAX_GROUPS] {
+    let mut x = [[0f32; LANES]; SPARSEMAX_MAX_GROUPS];
+    for (l, r) in block.chunks_exact(g).enumerate() {
+        for j in 0..g {
+            x[j][l] = r[j];
+        }
+    }
+    let mut mx = [f32::NEG_INFINITY; LANES];
+    for xj in x[..g].iter() {
+        for l in 0..LANES {
+            mx[l] = mx[l].max(xj[l]);
+        }
+    }
+    for xj in x[..g].iter_mut() {
+        for l in 0..LANES {
+            xj[l] = (xj[l] - mx[l]) * scale;
+        }
+    }
+    x
+}
+
 simd_fn! {
     /// Sparsemax of each row of `m` (rows of `g` ≤ [`SPARSEMAX_MAX_GROUPS`]
     /// logits) in place, 16 rows at a time, one row per vector lane, without
@@ -198,24 +224,8 @@ simd_fn! {
         assert!((1..=SPARSEMAX_MAX_GROUPS).contains(&g));
         for block in m.chunks_mut(LANES * g) {
             let rows = block.len() / g;
-            let mut x = [[0f32; LANES]; SPARSEMAX_MAX_GROUPS];
-            for (l, r) in block.chunks_exact(g).enumerate() {
-                for j in 0..g {
-                    x[j][l] = r[j];
-                }
-            }
+            let mut x = shifted_lanes(block, g, 1.0);
             let x = &mut x[..g];
-            let mut mx = [f32::NEG_INFINITY; LANES];
-            for xj in x.iter() {
-                for l in 0..LANES {
-                    mx[l] = mx[l].max(xj[l]);
-                }
-            }
-            for xj in x.iter_mut() {
-                for l in 0..LANES {
-                    xj[l] -= mx[l];
-                }
-            }
             // S as 1/0 per entry, from the entries above −1 (τ ≥ −1: the
             // max's own term 0 − τ is at most 1); k = |S|, s = Σ_S x in index order
             let mut inside = [[0f32; LANES]; SPARSEMAX_MAX_GROUPS];
@@ -278,27 +288,11 @@ simd_fn! {
         assert!((1..=SPARSEMAX_MAX_GROUPS).contains(&g));
         for block in m.chunks_mut(LANES * g) {
             let rows = block.len() / g;
-            let mut x = [[0f32; LANES]; SPARSEMAX_MAX_GROUPS];
-            for (l, r) in block.chunks_exact(g).enumerate() {
-                for j in 0..g {
-                    x[j][l] = r[j];
-                }
-            }
-            let x = &mut x[..g];
-            let mut mx = [f32::NEG_INFINITY; LANES];
-            for xj in x.iter() {
-                for l in 0..LANES {
-                    mx[l] = mx[l].max(xj[l]);
-                }
-            }
             // (z − max)/2 as the float64 reference computes it: the halving is
             // exact, and so is the difference wherever it decides the mask
             // (entries within 2 of the max, Sterbenz)
-            for xj in x.iter_mut() {
-                for l in 0..LANES {
-                    xj[l] = (xj[l] - mx[l]) * 0.5;
-                }
-            }
+            let mut x = shifted_lanes(block, g, 0.5);
+            let x = &mut x[..g];
             // the support test of every entry first (float32, in registers),
             // then the support's sums in float64
             let mut inside = [[0f32; LANES]; SPARSEMAX_MAX_GROUPS];

@@ -62,14 +62,7 @@ pub fn lrp(
 ) -> Result<Relevance> {
     let net = model.supervised()?;
     let len = targets.len() as i64;
-    if start < 0 || start + len > data.n {
-        return invalid(msg!(
-            "Rows {start}..{end} are outside the data's {n} row{?s}.",
-            start = start,
-            end = start + len,
-            n = data.n
-        ));
-    }
+    data.check_rows(start, len)?;
     let outputs = model.cfg.output_dims.iter().sum::<usize>() as i64;
     if let Some(t) = targets.iter().find(|&&t| t < 0 || t >= outputs) {
         return invalid(msg!(

@@ -102,20 +102,13 @@ explain_impl <- function(object, new_data) {
 }
 
 new_tabnet_explain <- function(m_explain, masks, vars, groups = NULL) {
-  # `m_explain` and each of `masks`: a list of columns (rs_explain()) or a matrix
-  as_cols <- function(m) if (is.list(m)) m else lapply(seq_len(ncol(m)), function(j) m[, j])
-  as_tbl <- function(cols, nms) {
-    names(cols) <- nms
-    tibble::new_tibble(cols, nrow = if (length(cols)) length(cols[[1]]) else 0L)
-  }
+  # `m_explain` and each of `masks`: a list of columns, as rs_explain() returns them
   # a group's column is the sum of its members' columns
   by_group <- function(cols) {
     names(cols) <- vars
-    as_tbl(lapply(groups, function(g) Reduce(`+`, cols[g])), names(groups))
+    columns_tibble(lapply(groups, function(g) Reduce(`+`, cols[g])), names(groups))
   }
-  m_explain <- as_cols(m_explain)
-  masks <- lapply(masks, as_cols)
-  res <- list(M_explain = as_tbl(m_explain, vars), masks = lapply(masks, as_tbl, vars))
+  res <- list(M_explain = columns_tibble(m_explain, vars), masks = lapply(masks, columns_tibble, vars))
   if (length(groups)) {
     res$M_explain_groups <- by_group(m_explain)
     res$masks_groups <- lapply(masks, by_group)

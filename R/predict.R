@@ -178,7 +178,7 @@ spruce_predictions <- function(out, type, outcome) {
   }
   # one tibble of `.pred_<level>` columns per outcome (hardhat's convention)
   probs <- lapply(seq_along(per_outcome), function(k) {
-    columns_tibble(per_outcome[[k]], paste0(".pred_", outcome$levels[[k]]))
+    matrix_tibble(per_outcome[[k]], paste0(".pred_", outcome$levels[[k]]))
   })
   if (length(probs) == 1) return(probs[[1]])
   names(probs) <- outcome$names
@@ -193,7 +193,7 @@ spruce_raw <- function(out, outcome) {
   offsets <- c(0L, cumsum(outcome$dims))
   per_outcome <- lapply(seq_along(outcome$names), function(k) {
     raw <- out[, offsets[k] + seq_len(outcome$dims[k]), drop = FALSE]
-    columns_tibble(raw, paste0(".pred_raw_", outcome$levels[[k]]))
+    matrix_tibble(raw, paste0(".pred_raw_", outcome$levels[[k]]))
   })
   if (length(per_outcome) == 1 && outcome$task != "hierarchical") return(per_outcome[[1]])
   names(per_outcome) <- paste0(".pred_raw_", outcome$names)

@@ -5,7 +5,7 @@
 //! (the inference plan caches it), not per call or per batch. Also the
 //! element-wise kernels of the eval pass on blocks of rows.
 use super::{exp_f32, sigmoid_f32, simd_fn};
-use crate::gemm::{self, Kernel, Mat, Packed};
+use crate::gemm::{self, GluPacked, Kernel, Mat, Packed};
 use tch::{Device, Kind, Tensor};
 
 /// y = x wᵀ + b with w's rows scaled by the batch norm (see the module docs),
@@ -93,6 +93,70 @@ impl FoldedLinear {
                 for r in out.chunks_exact_mut(self.n_out) {
                     super::add_row(r, &self.bias);
                 }
+            }
+        }
+    }
+}
+
+/// A GLU layer folded for eval: out = GLU(x wᵀ + b), with a residual input
+/// (GLU + x) · √½. With a micro-kernel the gate runs in the product's
+/// epilogue ([`gemm::gemm_glu`]); else the BLAS product, then [`glu_rows`].
+/// Both give the same bits.
+pub struct FoldedGlu {
+    pub lin: FoldedLinear,
+    residual: bool,
+    fused: Option<(Kernel, GluPacked)>,
+}
+
+impl FoldedGlu {
+    /// The layer whose folded product is `lin` (2d outputs); `residual`
+    /// needs a fan-in of d.
+    pub fn new(lin: FoldedLinear, residual: bool) -> FoldedGlu {
+        assert_eq!(lin.n_out % 2, 0, "a GLU layer has 2d outputs");
+        let d = lin.n_out / 2;
+        assert!(!residual || lin.n_in == d, "a residual layer maps d to d");
+        let fused = lin
+            .micro
+            .as_ref()
+            .map(|(k, _)| (*k, GluPacked::new(*k, &lin.wt, lin.n_in, d, &lin.bias)));
+        FoldedGlu {
+            lin,
+            residual,
+            fused,
+        }
+    }
+
+    /// Outputs per row.
+    pub fn d(&self) -> usize {
+        self.lin.n_out / 2
+    }
+
+    /// out (rows × d) for `rows` rows of x (rows of the fan-in, contiguous);
+    /// `z` (rows × 2d) is scratch for the BLAS path.
+    pub fn apply(&self, x: &[f32], rows: usize, z: &mut Vec<f32>, out: &mut [f32]) {
+        let (k, d) = (self.lin.n_in, self.d());
+        assert!(x.len() >= rows * k && out.len() == rows * d);
+        match &self.fused {
+            Some((kern, g)) => {
+                let a = Mat {
+                    ptr: x.as_ptr(),
+                    rows,
+                    cols: k,
+                    ld: k,
+                };
+                // SAFETY: x holds `rows` rows of k values and out rows × d
+                // (both asserted), not overlapping (out is borrowed
+                // mutably); the kernel was found available and g packed for it.
+                unsafe { gemm::gemm_glu(*kern, a, g, self.residual, out.as_mut_ptr(), d) }
+            }
+            None => {
+                if z.len() < rows * 2 * d {
+                    z.resize(rows * 2 * d, 0.0);
+                }
+                let z = &mut z[..rows * 2 * d];
+                self.lin.apply(x, rows, k, z);
+                let h: &[f32] = if self.residual { &x[..rows * k] } else { &[] };
+                glu_rows(z, h, out, d);
             }
         }
     }

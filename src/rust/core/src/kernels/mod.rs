@@ -20,8 +20,10 @@ mod folded;
 mod mask_row;
 mod storage;
 pub use chunks::Chunks;
+#[cfg(test)]
+pub(crate) use folded::glu_rows;
 pub use folded::{
-    affine_rows, entmax_rows, glu_rows, head_rows, sparsemax_rows, FoldedLinear,
+    affine_rows, entmax_rows, head_rows, sparsemax_rows, FoldedGlu, FoldedLinear,
     SPARSEMAX_MAX_GROUPS,
 };
 pub(crate) use mask_row::row_threshold;
@@ -79,28 +81,44 @@ pub(crate) fn empty(rows: usize, cols: usize) -> Tensor {
 /// threads. (More threads than this do not speed up one batch.)
 pub const MAX_SPLIT: usize = 8;
 
+/// The constants of [`exp_f32`] (shared with the GEMM epilogue's vector
+/// sigmoid, `gemm::glu`, which repeats its operations in intrinsics).
+pub mod exp_consts {
+    pub const LOG2E: f32 = std::f32::consts::LOG2_E;
+    /// ln 2 = LN2_HI + LN2_LO (Cody–Waite split: n · LN2_HI is exact)
+    pub const LN2_HI: f32 = 0.693_359_4;
+    pub const LN2_LO: f32 = -2.121_944_4e-4;
+    /// 1.5 · 2²³: adding it rounds to an integer
+    pub const ROUND: f32 = 12_582_912.0;
+    /// the polynomial's coefficients, highest degree first (Horner)
+    #[allow(clippy::excessive_precision)]
+    pub const P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5e-1,
+    ];
+}
+
 /// e^x in f32 (Cephes polynomial, ≤ 2 ulp), written so loops vectorise. Its
 /// multiply-adds are explicit fused ones (`mul_add`: one rounding, in every
 /// build: a CPU without FMA gets libm's correctly rounded `fmaf`), so the
 /// AVX-512, AVX2 and generic builds give the same bits.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+    use exp_consts::{LN2_HI, LN2_LO, LOG2E, P, ROUND};
     let x = x.clamp(-87.0, 88.0);
     // t's low mantissa bits hold round(x·log2 e) (|n| < 2^22): integer ops only
     let t = x.mul_add(LOG2E, ROUND);
     let n = t - ROUND;
     let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
     let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
-    let mut p = 1.987_569_1e-4f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5e-1);
+    let mut p = P[0];
+    for &c in &P[1..] {
+        p = p.mul_add(r, c);
+    }
     let y = (p * r).mul_add(r, r) + 1.0;
     y * f32::from_bits(((ni + 127) as u32) << 23)
 }

@@ -94,7 +94,7 @@ pub(super) fn transformer(
 ) -> usize {
     let mut cur: Option<usize> = None;
     for l in layers {
-        let (k, d) = (l.lin.n_in, l.lin.n_out / 2);
+        let (k, d) = (l.glu.lin.n_in, l.glu.d());
         let dst = cur.map_or(0, |c| 1 - c);
         let (h0, h1) = h.split_at_mut(1);
         let (src, out) = if dst == 0 {
@@ -106,7 +106,7 @@ pub(super) fn transformer(
             None => &input[..n * k],
             Some(_) => &src[..n * k],
         };
-        l.forward(x, n, grow(z, n * 2 * d), grow(out, n * d));
+        l.forward(x, n, z, grow(out, n * d));
         cur = Some(dst);
     }
     cur.expect("a transformer has layers")

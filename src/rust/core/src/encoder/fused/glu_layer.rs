@@ -9,7 +9,7 @@
 use super::buffers::Buffers;
 use super::linear_bn::{fold, ChunkStats, LinearBn, LinearBnBack, LinearBnForward, TaskGrads};
 use crate::glu::GluLayer;
-use crate::kernels::{self, Chunks, FoldedLinear, Strided};
+use crate::kernels::{self, Chunks, FoldedGlu, Strided};
 use std::ops::Range;
 use tch::Tensor;
 
@@ -160,27 +160,22 @@ impl<'a> LayerBack<'a> {
 }
 
 /// The layer in eval mode: its batch norm (running statistics) folded into
-/// the product.
+/// the product, the gate in the product's epilogue ([`FoldedGlu`]).
 pub(super) struct GluPlan {
-    pub(super) lin: FoldedLinear,
-    residual: bool,
+    pub(super) glu: FoldedGlu,
 }
 
 impl GluPlan {
     pub(super) fn of(layer: &GluLayer, residual: bool) -> GluPlan {
         GluPlan {
-            lin: fold(&layer.fc, &layer.bn.norm),
-            residual,
+            glu: FoldedGlu::new(fold(&layer.fc, &layer.bn.norm), residual),
         }
     }
 
     /// The layer on `n` rows of `x` (rows of the fan-in) into `out` (rows of
-    /// d), with `z` (rows of 2d) as scratch.
-    pub(super) fn forward(&self, x: &[f32], n: usize, z: &mut [f32], out: &mut [f32]) {
-        let (k, d) = (self.lin.n_in, self.lin.n_out / 2);
-        self.lin.apply(x, n, k, z);
-        let h_res: &[f32] = if self.residual { x } else { &[] };
-        kernels::glu_rows(z, h_res, out, d);
+    /// d), with `z` as scratch.
+    pub(super) fn forward(&self, x: &[f32], n: usize, z: &mut Vec<f32>, out: &mut [f32]) {
+        self.glu.apply(x, n, z, out);
     }
 }
 

@@ -3,11 +3,13 @@
 //! general BLAS spends its time packing, dispatching and in kernels tuned for
 //! large squares (and OpenBLAS 0.3.21 runs SSE3 kernels on CPUs it does not know).
 //!
-//! Three products, each for one task's rows on one thread (see [`crate::kernels`]):
+//! The products, each for one task's rows on one thread (see [`crate::kernels`]):
 //! * [`gemm`]: C = A · B with B packed once per layer and pass ([`Packed`]): the
 //!   forward z = x wᵀ (B = wᵀ) and the backward ∂x = ∂z w (B = w);
 //! * [`gemm_tn`]: the weight gradient's transpose, acc = xᵀ ∂z, over the task's
-//!   rows (the caller sums tasks in task order).
+//!   rows (the caller sums tasks in task order);
+//! * [`gemm_glu`] (in `glu.rs`): an eval-mode GLU layer, the product with the
+//!   gate applied in registers.
 //!
 //! Every output element is one fused multiply-add chain in a fixed order (over K,
 //! or over the task's rows in row order), starting from 0: the register tiling
@@ -19,6 +21,9 @@
 //! forces one (an unavailable choice falls back to the best available), else
 //! the best the CPU runs; on other CPUs (and other architectures) the products
 //! stay with libtorch's BLAS. The AVX-512 set needs Rust ≥ 1.89 (build.rs).
+
+mod glu;
+pub use glu::{gemm_glu, GluPacked};
 
 /// The implementation of the fused pass's products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +59,15 @@ impl Kernel {
             Kernel::Avx512 => false,
             #[cfg(not(target_arch = "x86_64"))]
             Kernel::Avx2 => false,
+        }
+    }
+
+    /// f32 lanes of the kernel's vectors (1 for BLAS).
+    pub fn lanes(self) -> usize {
+        match self {
+            Kernel::Blas => 1,
+            Kernel::Avx2 => 8,
+            Kernel::Avx512 => 16,
         }
     }
 
@@ -522,7 +536,59 @@ mod avx512 {
         unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, v) }
     }
 
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn add(a: V, b: V) -> V {
+        _mm512_add_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn sub(a: V, b: V) -> V {
+        _mm512_sub_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn mul(a: V, b: V) -> V {
+        _mm512_mul_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn div(a: V, b: V) -> V {
+        _mm512_div_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn min(a: V, b: V) -> V {
+        _mm512_min_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn max(a: V, b: V) -> V {
+        _mm512_max_ps(a, b)
+    }
+    /// −v (the sign bit flipped)
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn neg(v: V) -> V {
+        _mm512_castsi512_ps(_mm512_xor_si512(
+            _mm512_castps_si512(v),
+            _mm512_set1_epi32(i32::MIN),
+        ))
+    }
+    /// 2ⁿ from t = n + `round` (n in t's low mantissa bits; see `exp_f32`)
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn pow2_of_rounded(t: V, round: f32) -> V {
+        let n = _mm512_sub_epi32(
+            _mm512_castps_si512(t),
+            _mm512_set1_epi32(round.to_bits() as i32),
+        );
+        let e = _mm512_add_epi32(n, _mm512_set1_epi32(127));
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+    }
+
     micro_kernels!("avx512f");
+    super::glu::glu_kernels!("avx512f");
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -580,7 +646,56 @@ mod avx2 {
         unsafe { _mm256_maskstore_ps(p, mask(n), v) }
     }
 
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn add(a: V, b: V) -> V {
+        _mm256_add_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn sub(a: V, b: V) -> V {
+        _mm256_sub_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn mul(a: V, b: V) -> V {
+        _mm256_mul_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn div(a: V, b: V) -> V {
+        _mm256_div_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn min(a: V, b: V) -> V {
+        _mm256_min_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn max(a: V, b: V) -> V {
+        _mm256_max_ps(a, b)
+    }
+    /// −v (the sign bit flipped)
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn neg(v: V) -> V {
+        _mm256_xor_ps(v, _mm256_set1_ps(-0.0))
+    }
+    /// 2ⁿ from t = n + `round` (n in t's low mantissa bits; see `exp_f32`)
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn pow2_of_rounded(t: V, round: f32) -> V {
+        let n = _mm256_sub_epi32(
+            _mm256_castps_si256(t),
+            _mm256_set1_epi32(round.to_bits() as i32),
+        );
+        let e = _mm256_add_epi32(n, _mm256_set1_epi32(127));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
+    }
+
     micro_kernels!("avx2,fma");
+    super::glu::glu_kernels!("avx2,fma");
 }
 
 #[cfg(test)]

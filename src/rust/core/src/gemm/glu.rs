@@ -1,0 +1,302 @@
+//! A GLU layer's product with the gate in its epilogue, for the eval pass:
+//! out = y₁ ⊙ σ(y₂) (with a residual input h: (y₁ ⊙ σ(y₂) + h) · √½) where
+//! (y₁, y₂) = x Bᵀ + b, the two halves of the folded layer's 2d outputs.
+//!
+//! B is packed so that a register tile holds the values and the gates of the
+//! same outputs ([`GluPacked`]): the gate is applied while the tile is in
+//! registers, and the 2d pre-activations never go to memory (the separate
+//! product and GLU pass wrote and re-read them, and its sigmoid chains ran
+//! one short row at a time; here each tile's rows are independent chains).
+//!
+//! Same arithmetic, same bits: each pre-activation is the fused multiply-add
+//! chain of [`super::gemm`] (from the bias, over K in order), and the gate is
+//! [`crate::kernels::sigmoid_f32`] with the same roundings as
+//! `kernels::glu_rows` (tested bit for bit below).
+use super::{Kernel, Mat, Packed};
+
+/// A GLU layer's folded wᵀ and bias for [`gemm_glu`]: the 2d output columns
+/// in chunks of the kernel's lanes W, chunk c's value columns c·W .. c·W + W
+/// beside its gate columns d + c·W .. (zeros past d).
+pub struct GluPacked {
+    pub(super) b: Packed,
+    /// outputs per row (half the layer's product columns)
+    pub d: usize,
+    pub(super) lanes: usize,
+}
+
+impl GluPacked {
+    /// From the folded wᵀ (`n_in` rows of 2d values, row-major) and the bias
+    /// (2d values), for `kernel`'s lanes.
+    pub fn new(kernel: Kernel, wt: &[f32], n_in: usize, d: usize, bias: &[f32]) -> GluPacked {
+        assert_eq!(wt.len(), n_in * 2 * d, "wᵀ holds n_in rows of 2d values");
+        assert_eq!(bias.len(), 2 * d, "a bias per product column");
+        let lanes = kernel.lanes();
+        let chunks = d.div_ceil(lanes);
+        // the product column of packed column j (None: padding)
+        let source = |j: usize| {
+            let (c, r) = (j / (2 * lanes), j % (2 * lanes));
+            let o = c * lanes + r % lanes;
+            (o < d).then_some((r / lanes) * d + o)
+        };
+        let n = 2 * chunks * lanes;
+        let b = Packed::with(n_in, n, |i, j| source(j).map_or(0.0, |o| wt[i * 2 * d + o]));
+        let packed_bias: Vec<f32> = (0..n).map(|j| source(j).map_or(0.0, |o| bias[o])).collect();
+        GluPacked {
+            b: b.with_bias(&packed_bias),
+            d,
+            lanes,
+        }
+    }
+
+    /// The layer's fan-in.
+    pub fn n_in(&self) -> usize {
+        self.b.k
+    }
+}
+
+/// out (a.rows × g.d, rows `ldo` apart) = the GLU of A · B + b (see the
+/// module docs); with `residual`, A is also the residual input (a.cols ==
+/// g.d).
+///
+/// # Safety
+/// `a` must describe readable memory, `out` writable memory of a.rows rows of
+/// g.d values `ldo` apart, not overlapping `a`; `kernel` must be available
+/// and the one `g` was packed for.
+pub unsafe fn gemm_glu(
+    kernel: Kernel,
+    a: Mat,
+    g: &GluPacked,
+    residual: bool,
+    out: *mut f32,
+    ldo: usize,
+) {
+    assert_eq!(a.cols, g.b.k, "inner dimensions");
+    assert_eq!(g.lanes, kernel.lanes(), "packed for this kernel");
+    assert!(!residual || a.cols == g.d, "a residual input of d values");
+    match kernel {
+        #[cfg(all(target_arch = "x86_64", tabnet_avx512))]
+        // SAFETY: the caller's contract; the kernel is available.
+        Kernel::Avx512 => unsafe { super::avx512::gemm_glu(a, g, residual, out, ldo) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Kernel::Avx2 => unsafe { super::avx2::gemm_glu(a, g, residual, out, ldo) },
+        _ => panic!("gemm_glu: no micro-kernel {kernel:?}"),
+    }
+}
+
+/// The GLU kernels of one instruction set, defined beside [`super::micro_kernels`]
+/// with the same helpers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! glu_kernels {
+    ($feat:literal) => {
+        use super::glu::GluPacked;
+
+        /// σ(v) lane by lane with the operations of
+        /// [`crate::kernels::sigmoid_f32`] in its order (the scalar code the
+        /// element-wise kernels vectorise): 1 / (1 + exp(−v)), exp by its
+        /// clamp, the split x = n ln 2 + r and the degree-6 polynomial.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn sigmoid(v: V) -> V {
+            use crate::kernels::exp_consts as e;
+            // clamp(−v, −87, 88) (a NaN stays NaN: max/min return their second operand then)
+            let x = min(set1(88.0), max(set1(-87.0), neg(v)));
+            let t = fma(x, set1(e::LOG2E), set1(e::ROUND));
+            let n = sub(t, set1(e::ROUND));
+            let r = fma(n, set1(-e::LN2_LO), fma(n, set1(-e::LN2_HI), x));
+            let mut p = set1(e::P[0]);
+            for &c in &e::P[1..] {
+                p = fma(p, r, set1(c));
+            }
+            let y = add(fma(mul(p, r), r, r), set1(1.0));
+            let ex = mul(y, pow2_of_rounded(t, e::ROUND));
+            div(set1(1.0), add(set1(1.0), ex))
+        }
+
+        /// Rows r0 .. r0 + R of chunk c of the GLU's outputs.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        unsafe fn glu_tile<const R: usize>(
+            a: Mat,
+            r0: usize,
+            g: &GluPacked,
+            c: usize,
+            residual: bool,
+            out: *mut f32,
+            ldo: usize,
+        ) {
+            // SAFETY: rows r0..r0+R of a and out exist (the caller's loop);
+            // B's padded rows and its bias hold (2c + 2) · W values; out's
+            // and the residual's last chunk is stored and loaded partially
+            // when it runs past column d.
+            unsafe {
+                let b = &g.b;
+                let bias = b.bias.as_ref().expect("a GLU product has its bias");
+                let mut acc = [[zero(); 2]; R];
+                for row in acc.iter_mut() {
+                    for (v, s) in row.iter_mut().enumerate() {
+                        *s = load(bias.as_ptr().add((2 * c + v) * W));
+                    }
+                }
+                let bp = b.data.as_ptr().add(2 * c * W);
+                for kk in 0..a.cols {
+                    let brow = bp.add(kk * b.npad);
+                    let (b0, b1) = (load(brow), load(brow.add(W)));
+                    for (i, row) in acc.iter_mut().enumerate() {
+                        let x = set1(*a.ptr.add((r0 + i) * a.ld + kk));
+                        row[0] = fma(x, b0, row[0]);
+                        row[1] = fma(x, b1, row[1]);
+                    }
+                }
+                // the gate of each row (R independent chains), then the outputs
+                let col = c * W;
+                let cols = W.min(g.d - col);
+                let mut gate = [zero(); R];
+                for (gv, row) in gate.iter_mut().zip(&acc) {
+                    *gv = sigmoid(row[1]);
+                }
+                for (i, (row, gv)) in acc.iter().zip(&gate).enumerate() {
+                    let mut v = mul(row[0], *gv);
+                    if residual {
+                        let hp = a.ptr.add((r0 + i) * a.ld + col);
+                        let h = if cols == W {
+                            load(hp)
+                        } else {
+                            load_part(hp, cols)
+                        };
+                        v = mul(add(v, h), set1(std::f32::consts::FRAC_1_SQRT_2));
+                    }
+                    let o = out.add((r0 + i) * ldo + col);
+                    if cols == W {
+                        store(o, v);
+                    } else {
+                        store_part(o, v, cols);
+                    }
+                }
+            }
+        }
+
+        /// The GLU product (see [`super::glu::gemm_glu`]), rows in blocks
+        /// that stay in L1 across the chunks.
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn gemm_glu(
+            a: Mat,
+            g: &GluPacked,
+            residual: bool,
+            out: *mut f32,
+            ldo: usize,
+        ) {
+            const BLOCK: usize = 48;
+            let chunks = g.d.div_ceil(W);
+            let mut r = 0;
+            while r < a.rows {
+                let end = (r + BLOCK).min(a.rows);
+                for c in 0..chunks {
+                    let mut i = r;
+                    // SAFETY: every tile covers rows inside a.rows and chunks
+                    // inside the packed columns (the caller's contract).
+                    unsafe {
+                        while i + MR <= end {
+                            glu_tile::<MR>(a, i, g, c, residual, out, ldo);
+                            i += MR;
+                        }
+                        match end - i {
+                            0 => {}
+                            1 => glu_tile::<1>(a, i, g, c, residual, out, ldo),
+                            2 => glu_tile::<2>(a, i, g, c, residual, out, ldo),
+                            3 => glu_tile::<3>(a, i, g, c, residual, out, ldo),
+                            4 => glu_tile::<4>(a, i, g, c, residual, out, ldo),
+                            5 => glu_tile::<5>(a, i, g, c, residual, out, ldo),
+                            _ => unreachable!("MR is at most 6"),
+                        }
+                    }
+                }
+                r = end;
+            }
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(super) use glu_kernels;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::glu_rows;
+
+    fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    /// Bit for bit the separate product (the plain micro-kernel with the
+    /// bias) and `glu_rows`, with and without the residual, for widths that
+    /// fill whole vectors and ones that leave a partial last chunk (d = 50,
+    /// TabNet-S's), row counts with every tile tail, and rows read from
+    /// wider rows (ld > n_in). Any change of an operation or its order shows
+    /// as a differing bit; inputs up to ±4 reach both tails of the sigmoid.
+    #[test]
+    fn equals_the_product_then_the_glu() {
+        let Some(kernel) = [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .find(|k| k.available())
+        else {
+            eprintln!("no micro-kernel on this CPU: nothing to compare");
+            return;
+        };
+        for &(k, d, rows, residual) in &[
+            (10, 16, 301, false),
+            (16, 16, 97, true),
+            (28, 50, 53, false),
+            (50, 50, 250, true),
+            (5, 3, 7, false),
+            (3, 3, 13, true),
+        ] {
+            let ld = k + 3;
+            let x = rand_vec(rows * ld, (k * d + rows) as u64, 2.0);
+            let wt = rand_vec(k * 2 * d, 7 + d as u64, 1.0);
+            let bias = rand_vec(2 * d, 3, 0.5);
+            let plain = Packed::with(k, 2 * d, |i, j| wt[i * 2 * d + j]).with_bias(&bias);
+            let a = Mat {
+                ptr: x.as_ptr(),
+                rows,
+                cols: k,
+                ld,
+            };
+            let mut z = vec![0f32; rows * 2 * d];
+            // SAFETY: x holds rows rows of k values ld apart, z rows × 2d.
+            unsafe { super::super::gemm(kernel, a, &plain, z.as_mut_ptr(), 2 * d) };
+            let h: Vec<f32> = if residual {
+                x.chunks_exact(ld).flat_map(|r| r[..d].to_vec()).collect()
+            } else {
+                Vec::new()
+            };
+            let mut want = vec![0f32; rows * d];
+            glu_rows(&z, &h, &mut want, d);
+            let g = GluPacked::new(kernel, &wt, k, d, &bias);
+            // a sentinel after each row checks that nothing past d is written
+            let mut got = vec![f32::NAN; rows * (d + 1)];
+            // SAFETY: as above; got holds rows rows of d values d + 1 apart.
+            unsafe { gemm_glu(kernel, a, &g, residual, got.as_mut_ptr(), d + 1) };
+            for (r, (gr, wr)) in got
+                .chunks_exact(d + 1)
+                .zip(want.chunks_exact(d))
+                .enumerate()
+            {
+                let (gb, wb): (Vec<u32>, Vec<u32>) = (
+                    gr[..d].iter().map(|v| v.to_bits()).collect(),
+                    wr.iter().map(|v| v.to_bits()).collect(),
+                );
+                assert_eq!(gb, wb, "k {k}, d {d}, residual {residual}: row {r}");
+                assert!(gr[d].is_nan(), "row {r}: wrote past d");
+            }
+        }
+    }
+}

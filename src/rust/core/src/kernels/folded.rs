@@ -202,12 +202,81 @@ simd_fn! {
     }
 }
 
+/// The widest head [`head_rows`] takes 16 rows at a time (n_d inputs and
+/// outputs per row); wider ones go row by row ([`head_each`]).
+const HEAD_MAX_IN: usize = 64;
+const HEAD_MAX_OUT: usize = 16;
+
 simd_fn! {
     /// The supervised head on each row of decision sums `sum` (rows of n_d):
     /// out = sum · wᵀ (w (outputs, n_d) row-major; rows of `out` hold the
     /// outputs), then a softmax over each run of `widths` columns (one per
-    /// outcome; none when `widths` is empty: values or logits).
+    /// outcome; none when `widths` is empty: values or logits). Sixteen rows
+    /// at a time, one row per vector lane, with [`head_each`]'s operations
+    /// in its order (the same bits; rows are too short to vectorise along).
     pub fn head_rows(sum: &[f32], w: &[f32], out: &mut [f32], n_d: usize, widths: &[usize]) {
+        let n_out = w.len() / n_d;
+        if n_d > HEAD_MAX_IN || n_out > HEAD_MAX_OUT {
+            return head_each(sum, w, out, n_d, widths);
+        }
+        // lanes a short last block does not fill keep earlier values (never written out)
+        let mut s = [[0f32; LANES]; HEAD_MAX_IN];
+        let mut o = [[0f32; LANES]; HEAD_MAX_OUT];
+        for (sb, ob) in sum.chunks(LANES * n_d).zip(out.chunks_mut(LANES * n_out)) {
+            for (l, r) in sb.chunks_exact(n_d).enumerate() {
+                for j in 0..n_d {
+                    s[j][l] = r[j];
+                }
+            }
+            for (k, ok) in o[..n_out].iter_mut().enumerate() {
+                let wr = &w[k * n_d..(k + 1) * n_d];
+                let mut acc = [0f32; LANES];
+                for (sj, &wj) in s[..n_d].iter().zip(wr) {
+                    for l in 0..LANES {
+                        acc[l] = sj[l].mul_add(wj, acc[l]);
+                    }
+                }
+                *ok = acc;
+            }
+            let mut off = 0;
+            for &wd in widths {
+                let v = &mut o[off..off + wd];
+                let mut max = [f32::NEG_INFINITY; LANES];
+                for x in v.iter() {
+                    for l in 0..LANES {
+                        max[l] = max[l].max(x[l]);
+                    }
+                }
+                let mut total = [0f32; LANES];
+                for x in v.iter_mut() {
+                    for l in 0..LANES {
+                        x[l] = exp_f32(x[l] - max[l]);
+                        total[l] += x[l];
+                    }
+                }
+                let mut inv = [0f32; LANES];
+                for l in 0..LANES {
+                    inv[l] = 1.0 / total[l];
+                }
+                for x in v.iter_mut() {
+                    for l in 0..LANES {
+                        x[l] *= inv[l];
+                    }
+                }
+                off += wd;
+            }
+            for (l, r) in ob.chunks_exact_mut(n_out).enumerate() {
+                for k in 0..n_out {
+                    r[k] = o[k][l];
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// [`head_rows`] row by row (heads too wide for its lanes; its reference twin).
+    pub fn head_each(sum: &[f32], w: &[f32], out: &mut [f32], n_d: usize, widths: &[usize]) {
         let n_out = w.len() / n_d;
         for (sr, or) in sum.chunks_exact(n_d).zip(out.chunks_exact_mut(n_out)) {
             for (k, ov) in or.iter_mut().enumerate() {
@@ -516,6 +585,39 @@ mod tests {
                     "g {g}, row {r} alone"
                 );
             }
+        }
+    }
+
+    /// The lane version against the row version, bit for bit: a binary
+    /// softmax, two outcomes (3 + 4 classes), logits and a partial last
+    /// block, on the widest head the lanes take.
+    #[test]
+    fn head_rows_equal_the_row_by_row_head() {
+        for (rows, n_d, widths) in [
+            (100, 8, vec![2]),
+            (37, 24, vec![3, 4]),
+            (16, 5, vec![]),
+            (21, HEAD_MAX_IN, vec![HEAD_MAX_OUT]),
+        ] {
+            let n_out = if widths.is_empty() {
+                3
+            } else {
+                widths.iter().sum()
+            };
+            let sum = data(rows * n_d, 11);
+            let w = data(n_out * n_d, 12)
+                .iter()
+                .map(|v| 3.0 * v)
+                .collect::<Vec<_>>();
+            let (mut got, mut want) = (vec![0f32; rows * n_out], vec![0f32; rows * n_out]);
+            head_rows(&sum, &w, &mut got, n_d, &widths);
+            head_each(&sum, &w, &mut want, n_d, &widths);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "{rows} rows, n_d {n_d}, {widths:?}"
+            );
         }
     }
 

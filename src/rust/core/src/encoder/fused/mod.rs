@@ -84,6 +84,9 @@ struct Expansion {
     scale: Vec<f32>,
     /// col[j] = j for every j (one attention group per embedded dimension)
     identity: bool,
+    /// `scale` repeated for a block of rows (eval::BLOCK_ROWS), so that an
+    /// identity expansion scales a block's values in one flat loop
+    scale_rows: Vec<f32>,
 }
 
 impl Expansion {
@@ -100,11 +103,18 @@ impl Expansion {
             Some(s) => to_vec(s),
             None => vec![1.0; dims],
         };
+        Expansion::new(col, scale)
+    }
+
+    /// Embedded dimension j belongs to group col[j] and is scaled by scale[j].
+    fn new(col: Vec<usize>, scale: Vec<f32>) -> Expansion {
         let identity = col.iter().enumerate().all(|(i, &c)| i == c);
+        let scale_rows = scale.repeat(eval::BLOCK_ROWS);
         Expansion {
             col,
             scale,
             identity,
+            scale_rows,
         }
     }
 }

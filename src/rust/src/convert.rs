@@ -10,8 +10,9 @@
 //! `rust_result()` reports them as internal errors.
 use extendr_api::prelude::*;
 use tabnet_core::error::{Arg, Message};
+use tabnet_core::{columns_into, with_values};
 use tabnet_core::{msg, Error as CoreError, ErrorKind};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// An error for R: its kind (the condition subclass) and a message for users.
 #[derive(Debug)]
@@ -199,7 +200,6 @@ pub fn seed(x: f64) -> ApiResult<i64> {
 pub fn columns(t: &Tensor) -> ApiResult<Robj> {
     let size = t.size();
     let (n, p) = (size[0] as usize, size[1] as usize);
-    let v: Vec<f32> = Vec::from(&t.to_kind(Kind::Float).contiguous().view([-1]));
     let mut cols: Vec<Robj> = (0..p).map(|_| Doubles::new(n).into()).collect();
     let mut outs: Vec<&mut [f64]> = cols
         .iter_mut()
@@ -208,17 +208,8 @@ pub fn columns(t: &Tensor) -> ApiResult<Robj> {
                 .expect("a freshly allocated double vector")
         })
         .collect();
-    // a block of rows at a time (its values stay in L1 across the columns)
-    const BLOCK: usize = 256;
-    for r0 in (0..n).step_by(BLOCK) {
-        let r1 = (r0 + BLOCK).min(n);
-        let rows = &v[r0 * p..r1 * p];
-        for (j, col) in outs.iter_mut().enumerate() {
-            for (o, row) in col[r0..r1].iter_mut().zip(rows.chunks_exact(p)) {
-                *o = row[j] as f64;
-            }
-        }
-    }
+    // the tensor read in place (no copy), blocks of rows on the kernels' pool
+    columns_into(t, &mut outs);
     Ok(List::from_values(cols).into())
 }
 
@@ -228,7 +219,6 @@ pub fn columns(t: &Tensor) -> ApiResult<Robj> {
 pub fn matrix(t: &Tensor) -> ApiResult<Robj> {
     let size = t.size();
     let (n, p) = (size[0] as usize, size[1] as usize);
-    let v: Vec<f32> = Vec::from(&t.to_kind(Kind::Float).contiguous().view([-1]));
     let mut robj: Robj = RMatrix::<f64>::new(n, p).into();
     let out = robj
         .as_real_slice_mut()
@@ -237,15 +227,18 @@ pub fn matrix(t: &Tensor) -> ApiResult<Robj> {
     // values stay in L1 across the columns); no division per element (an
     // index split with / and % took most of a 40,000 x 28 explanation's
     // conversion)
-    const BLOCK: usize = 256;
-    for r0 in (0..n).step_by(BLOCK) {
-        let r1 = (r0 + BLOCK).min(n);
-        let rows = &v[r0 * p..r1 * p];
-        for (j, col) in out.chunks_exact_mut(n.max(1)).enumerate().take(p) {
-            for (o, row) in col[r0..r1].iter_mut().zip(rows.chunks_exact(p)) {
-                *o = row[j] as f64;
+    // (the tensor's values read in place, see `columns`)
+    with_values(t, |v| {
+        const BLOCK: usize = 256;
+        for r0 in (0..n).step_by(BLOCK) {
+            let r1 = (r0 + BLOCK).min(n);
+            let rows = &v[r0 * p..r1 * p];
+            for (j, col) in out.chunks_exact_mut(n.max(1)).enumerate().take(p) {
+                for (o, row) in col[r0..r1].iter_mut().zip(rows.chunks_exact(p)) {
+                    *o = row[j] as f64;
+                }
             }
         }
-    }
+    });
     Ok(robj)
 }

@@ -36,6 +36,61 @@ pub(crate) fn values(t: &Tensor) -> &[f32] {
     unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
 }
 
+/// `f` on the elements of `t` as f32 values in row-major order: the tensor's
+/// own storage when it is a contiguous f32 CPU tensor (no copy), else a
+/// contiguous f32 CPU copy's. For the R layer's conversions of results.
+pub fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> R {
+    if super::supported(t) {
+        f(values(t))
+    } else {
+        let c = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        f(values(&c))
+    }
+}
+
+/// Writes the (n, p) matrix `t` column by column into `cols` (p slices of n
+/// f64 values): the R layer's data-frame columns. Blocks of rows go to the
+/// kernels' pool (each block's values stay in L1 across the columns).
+pub fn columns_into(t: &Tensor, cols: &mut [&mut [f64]]) {
+    use rayon::prelude::*;
+    const BLOCK: usize = 1024;
+    let size = t.size();
+    let (n, p) = (size[0] as usize, size[1] as usize);
+    assert!(
+        cols.len() == p && cols.iter().all(|c| c.len() == n),
+        "p columns of n values"
+    );
+    if n == 0 || p == 0 {
+        return;
+    }
+    // blocks[b][j]: rows b·BLOCK.. of column j
+    let mut blocks: Vec<Vec<&mut [f64]>> = (0..n.div_ceil(BLOCK))
+        .map(|_| Vec::with_capacity(p))
+        .collect();
+    for col in cols.iter_mut() {
+        for (b, piece) in col.chunks_mut(BLOCK).enumerate() {
+            blocks[b].push(piece);
+        }
+    }
+    with_values(t, |v| {
+        crate::runtime::with_pool(|| {
+            blocks
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(b, mut pieces)| {
+                    let r0 = b * BLOCK;
+                    let r1 = (r0 + BLOCK).min(n);
+                    let rows = &v[r0 * p..r1 * p];
+                    for (j, piece) in pieces.iter_mut().enumerate() {
+                        for (o, row) in piece.iter_mut().zip(rows.chunks_exact(p)) {
+                            *o = row[j] as f64;
+                        }
+                    }
+                })
+        })
+    })
+}
+
 /// The elements of a contiguous f32 CPU tensor, to write (panics for any
 /// other tensor).
 ///
@@ -151,5 +206,37 @@ mod tests {
         let mut w = vec![0u8; 12];
         let parts = split_rows(&mut w, 2, [1, 3, 2]);
         assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [2, 6, 4]);
+    }
+
+    /// Columns of a matrix spanning several row blocks (2,500 × 3, the last
+    /// block short), of a non-contiguous and a double tensor (copied first),
+    /// and of empty ones: every value lands in its row of its column.
+    #[test]
+    fn columns_are_the_matrix_transposed() {
+        let t = Tensor::arange(7500, (Kind::Float, Device::Cpu)).view([2500, 3]);
+        for t in [
+            t.shallow_clone(),
+            t.tr().contiguous().tr(),
+            t.to_kind(Kind::Double),
+        ] {
+            let (n, p) = (t.size()[0] as usize, t.size()[1] as usize);
+            let mut data = vec![f64::NAN; n * p];
+            let mut cols: Vec<&mut [f64]> = data.chunks_mut(n).collect();
+            columns_into(&t, &mut cols);
+            let want = Vec::<f64>::from(&t.to_kind(Kind::Double).tr().contiguous().view([-1]));
+            assert_eq!(data, want);
+        }
+        for (n, p) in [(0, 3), (4, 0)] {
+            let t = Tensor::zeros(&[n, p], (Kind::Float, Device::Cpu));
+            let mut data = vec![0f64; (n * p) as usize];
+            let mut cols: Vec<&mut [f64]> = data
+                .chunks_mut((n as usize).max(1))
+                .take(p as usize)
+                .collect();
+            if n == 0 {
+                cols = (0..p).map(|_| &mut [][..]).collect();
+            }
+            columns_into(&t, &mut cols);
+        }
     }
 }

@@ -5,51 +5,24 @@
 //! `inference::predict` on every row ten times (`PREDICT_REPS`) and prints the best wall and
 //! CPU time with the rows per second (the Rust pass alone, without R's
 //! conversions; `bench/targets.R` times the whole call).
-use std::time::Instant;
-use tabnet_core::data::Dataset;
-use tabnet_core::trainer::{TrainOptions, Trainer};
-use tabnet_core::{inference, MaskType, Model, NetConfig, Task};
-use tch::{Device, Kind, Tensor};
+mod common;
 
-/// CPU seconds used by this process so far (all its threads).
-fn cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + 1e-9 * t.tv_nsec as f64
-}
+use common::{cpu_seconds, setup};
+use std::time::Instant;
+use tabnet_core::trainer::{TrainOptions, Trainer};
+use tabnet_core::{inference, MaskType};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
     let config = args.get(2).map(String::as_str).unwrap_or("defaults");
     let mask = args.get(3).map(String::as_str).unwrap_or("sparsemax");
-    let (n, p, batch) = if config == "tabnet_s" {
-        (200_000usize, 28usize, 16_384i64)
-    } else {
-        (100_000, 10, 1024)
-    };
-    let mut cfg = NetConfig::example(p, vec![2], Task::Classification);
-    cfg.mask_type = if mask == "entmax" {
+    let mask_type = if mask == "entmax" {
         MaskType::Entmax
     } else {
         MaskType::Sparsemax
     };
-    if config == "tabnet_s" {
-        (cfg.n_d, cfg.n_a, cfg.n_steps, cfg.gamma) = (24, 26, 5, 1.5);
-        (cfg.virtual_batch_size, cfg.momentum) = (512, 0.4);
-    }
-    tch::manual_seed(1);
-    let x = Tensor::randn(&[p as i64, n as i64], (Kind::Double, Device::Cpu));
-    let cols: Vec<Vec<f64>> = (0..p).map(|j| Vec::<f64>::from(&x.get(j as i64))).collect();
-    let y: Vec<i32> = (0..n)
-        .map(|r| (cols[0][r] * cols[1][r] + cols[2][r] > 0.0) as i32)
-        .collect();
-    let data = Dataset::classes_example(&cfg, &cols, &y).unwrap();
-    let model = Model::new(cfg, Device::Cpu).unwrap();
+    let (model, data, n, batch) = setup(config, mask_type);
     tabnet_core::runtime::set_threads(2);
     let mut t = Trainer::new(&model, TrainOptions::example(batch)).unwrap();
     let nb = t.begin_epoch(&data).unwrap();

@@ -224,16 +224,10 @@ mod tests {
     use super::*;
     use crate::kernels::glu_rows;
 
+    /// The products' test matrices, times `scale`.
     fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
-            })
-            .collect()
+        let v = super::super::tests::rand_mat(n, seed);
+        v.into_iter().map(|x| x * scale).collect()
     }
 
     /// Bit for bit the separate product (the plain micro-kernel with the

@@ -703,7 +703,7 @@ mod tests {
     use super::*;
 
     /// A deterministic pseudo-random matrix in [-1, 1) (xorshift).
-    fn rand_mat(n: usize, seed: u64) -> Vec<f32> {
+    pub(super) fn rand_mat(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
             .map(|_| {

@@ -9,8 +9,8 @@
 //! text, is the fallback). Panics are silenced ([`init`]) and caught by extendr;
 //! `rust_result()` reports them as internal errors.
 use extendr_api::prelude::*;
+use tabnet_core::columns_into;
 use tabnet_core::error::{Arg, Message};
-use tabnet_core::{columns_into, with_values};
 use tabnet_core::{msg, Error as CoreError, ErrorKind};
 use tch::{Device, Tensor};
 
@@ -214,8 +214,8 @@ pub fn columns(t: &Tensor) -> ApiResult<Robj> {
 }
 
 /// A 2-d tensor as an R numeric matrix (column-major), written straight
-/// from the tensor's f32 values into the R vector (one pass, no
-/// intermediate double or transposed copies).
+/// from the tensor's f32 values into the R vector (no intermediate double
+/// or transposed copies).
 pub fn matrix(t: &Tensor) -> ApiResult<Robj> {
     let size = t.size();
     let (n, p) = (size[0] as usize, size[1] as usize);
@@ -223,22 +223,10 @@ pub fn matrix(t: &Tensor) -> ApiResult<Robj> {
     let out = robj
         .as_real_slice_mut()
         .expect("a freshly allocated double matrix");
-    // column-major from row-major a block of rows at a time (the block's
-    // values stay in L1 across the columns); no division per element (an
-    // index split with / and % took most of a 40,000 x 28 explanation's
-    // conversion)
-    // (the tensor's values read in place, see `columns`)
-    with_values(t, |v| {
-        const BLOCK: usize = 256;
-        for r0 in (0..n).step_by(BLOCK) {
-            let r1 = (r0 + BLOCK).min(n);
-            let rows = &v[r0 * p..r1 * p];
-            for (j, col) in out.chunks_exact_mut(n.max(1)).enumerate().take(p) {
-                for (o, row) in col[r0..r1].iter_mut().zip(rows.chunks_exact(p)) {
-                    *o = row[j] as f64;
-                }
-            }
-        }
-    });
+    // its columns are consecutive runs of n values: written as `columns` does
+    if n > 0 {
+        let mut cols: Vec<&mut [f64]> = out.chunks_exact_mut(n).collect();
+        columns_into(t, &mut cols);
+    }
     Ok(robj)
 }

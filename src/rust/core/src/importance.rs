@@ -169,12 +169,6 @@ impl Scorer {
     }
 }
 
-/// The process settings of a run (threads, allocator) held across many
-/// predictions of the fused backend (their own tokens nest inside it).
-fn run_settings(model: &Model) -> Option<crate::runtime::RunSettings> {
-    (model.backend() == crate::Backend::Fused).then(crate::runtime::RunSettings::enter)
-}
-
 fn to_host(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::from(&t.to_kind(Kind::Double).contiguous().view([-1]))
 }
@@ -278,7 +272,7 @@ pub fn mad_relevance(
     poll: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Option<Mad>> {
     model.supervised()?;
-    let _settings = run_settings(model);
+    let _settings = inference::run_settings(model);
     let cfg = &model.cfg;
     let width: usize = cfg.output_dims.iter().sum();
     let n = data.n as usize;
@@ -436,7 +430,7 @@ impl ImportanceJob {
         }
         let scorer = Scorer::new(model, data)?;
         let base = {
-            let _settings = run_settings(model);
+            let _settings = inference::run_settings(model);
             to_host(&inference::predict(model, data, batch_size)?)
         };
         let baseline = scorer.score(&base);
@@ -480,10 +474,8 @@ impl ImportanceJob {
         poll: &mut dyn FnMut() -> bool,
     ) -> Result<bool> {
         let started = std::time::Instant::now();
-        // one set of process settings for all units (see `shap::Explainer`):
-        // each prediction slice took and restored them, rebuilding libtorch's
-        // thread pool (spinning threads) and trimming the heap every time
-        let _settings = run_settings(model);
+        // one set of process settings for all units (see `run_settings`)
+        let _settings = inference::run_settings(model);
         while self.next < self.total() {
             let feature = self.next / self.repeats;
             let (tensor, col) = feature_column(model, &self.work, feature);

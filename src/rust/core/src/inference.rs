@@ -65,6 +65,15 @@ impl Slices {
     }
 }
 
+/// The process settings of a run (threads, allocator) for a caller that
+/// makes many predictions with the fused backend (SHAP, the importances):
+/// held across them, the predictions' own tokens nest inside it instead of
+/// each taking and restoring the settings (rebuilding libtorch's thread
+/// pool and trimming the heap every time).
+pub(crate) fn run_settings(model: &Model) -> Option<RunSettings> {
+    (model.backend() == Backend::Fused).then(RunSettings::enter)
+}
+
 /// The fused plan runs this call (CPU model and data).
 fn fused(model: &Model, data: &Dataset) -> bool {
     model.backend() == Backend::Fused

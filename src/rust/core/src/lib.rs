@@ -71,5 +71,5 @@ pub use config::{Initialization, MaskType, NetConfig, Task, TaskLoss};
 pub use data::Dataset;
 pub use encoder::Backend;
 pub use error::{Error, ErrorKind, Result};
-pub use kernels::{columns_into, with_values};
+pub use kernels::columns_into;
 pub use model::Model;

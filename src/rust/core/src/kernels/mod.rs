@@ -28,7 +28,7 @@ pub use folded::{
 };
 pub(crate) use mask_row::row_threshold;
 pub use mask_row::{mask_row, mask_row_backward};
-pub use storage::{columns_into, with_values, Strided};
+pub use storage::{columns_into, Strided};
 pub(crate) use storage::{split_rows, values, values_mut, view};
 
 fn is_contiguous(t: &Tensor) -> bool {

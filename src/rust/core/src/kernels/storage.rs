@@ -38,8 +38,8 @@ pub(crate) fn values(t: &Tensor) -> &[f32] {
 
 /// `f` on the elements of `t` as f32 values in row-major order: the tensor's
 /// own storage when it is a contiguous f32 CPU tensor (no copy), else a
-/// contiguous f32 CPU copy's. For the R layer's conversions of results.
-pub fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> R {
+/// contiguous f32 CPU copy's.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> R {
     if super::supported(t) {
         f(values(t))
     } else {

@@ -157,8 +157,7 @@ impl Explainer {
         // one set of process settings (threads, allocator) for all chunks:
         // each forward pass would otherwise take and restore them, trimming
         // the heap every time (the passes' own tokens nest inside this one)
-        let _settings =
-            (model.backend() == crate::Backend::Fused).then(crate::runtime::RunSettings::enter);
+        let _settings = crate::inference::run_settings(model);
         let m = self.bg_w.len();
         let per_chunk = (self.chunk_rows / m).max(1);
         let p = self.p();

@@ -343,6 +343,18 @@ fn shifted_lanes(block: &[f32], g: usize, scale: f32) -> [[f32; LANES]; SPARSEMA
     x
 }
 
+/// Sparsemax of each row of `m` (rows of `g` ≤ [`SPARSEMAX_MAX_GROUPS`]
+/// logits) in place: [`sparsemax_lanes`], in AVX-512 intrinsics where the CPU
+/// has them (`super::sparsemax_avx512`, the same bits).
+pub fn sparsemax_rows(m: &mut [f32], g: usize) {
+    #[cfg(all(target_arch = "x86_64", tabnet_avx512))]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (just checked).
+        return unsafe { super::sparsemax_avx512::sparsemax_rows(m, g) };
+    }
+    sparsemax_lanes(m, g)
+}
+
 simd_fn! {
     /// Sparsemax of each row of `m` (rows of `g` ≤ [`SPARSEMAX_MAX_GROUPS`]
     /// logits) in place, 16 rows at a time, one row per vector lane, without
@@ -359,7 +371,7 @@ simd_fn! {
     /// lane recomputes the same sums), so every row gets the same bits
     /// wherever it falls (float32; the training pass's [`super::mask_row`]
     /// sorts in float64, agreeing to float32 rounding).
-    pub fn sparsemax_rows(m: &mut [f32], g: usize) {
+    pub fn sparsemax_lanes(m: &mut [f32], g: usize) {
         assert!((1..=SPARSEMAX_MAX_GROUPS).contains(&g));
         for block in m.chunks_mut(LANES * g) {
             let rows = block.len() / g;
@@ -521,6 +533,40 @@ mod tests {
                     "({r}, {j}): {err} > {}",
                     gamma(k + 2) * abs
                 );
+            }
+        }
+    }
+
+    /// The AVX-512 sparsemax bit for bit as the lane version, on rows of 1
+    /// to 32 groups at scales 1e-2 to 1e2, with ties, NaN, ±∞ and −0 entries and
+    /// every short last block (a changed operation or order shows as a bit).
+    #[test]
+    fn sparsemax_intrinsics_equal_the_lanes() {
+        if !std::is_x86_feature_detected!("avx512f") || !cfg!(tabnet_avx512) {
+            eprintln!("no AVX-512 on this CPU: nothing to compare");
+            return;
+        }
+        for g in [1usize, 2, 3, 7, 10, 16, 17, 28, 32] {
+            for rows in [1usize, 15, 16, 17, 53] {
+                let mut logits = data(rows * g, (g * 100 + rows) as u32);
+                for (r, row) in logits.chunks_exact_mut(g).enumerate() {
+                    let scale = 10f32.powi((r % 5) as i32 - 2);
+                    row.iter_mut().for_each(|v| *v *= scale);
+                    if r % 6 == 0 && g > 2 {
+                        row[1] = row[0];
+                    }
+                }
+                if rows > 4 && g > 1 {
+                    logits[2 * g] = f32::NAN;
+                    logits[3 * g + 1] = f32::INFINITY;
+                    logits[4 * g] = f32::NEG_INFINITY;
+                    logits[4 * g + 1] = -0.0;
+                }
+                let (mut fast, mut lanes) = (logits.clone(), logits);
+                sparsemax_rows(&mut fast, g);
+                sparsemax_lanes(&mut lanes, g);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fast), bits(&lanes), "g {g}, rows {rows}");
             }
         }
     }

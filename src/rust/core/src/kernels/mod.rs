@@ -18,6 +18,8 @@ use tch::{Device, Kind, Tensor};
 mod chunks;
 mod folded;
 mod mask_row;
+#[cfg(all(target_arch = "x86_64", tabnet_avx512))]
+mod sparsemax_avx512;
 mod storage;
 pub use chunks::Chunks;
 #[cfg(test)]

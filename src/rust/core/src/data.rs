@@ -8,7 +8,6 @@
 use crate::config::{NetConfig, Task};
 use crate::error::{invalid, Result};
 use crate::msg;
-use ndarray::{ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
@@ -57,27 +56,52 @@ pub fn beyond_f32(col: &[f64]) -> Option<f64> {
 /// Returns the tensor and, per column, whether it had missing values.
 fn fill_numeric(cols: &[&[f64]], n: usize, names: &[String]) -> Result<(Tensor, Vec<bool>)> {
     let p = cols.len();
-    // one parallel read pass: missing, infinite and out-of-float32 values per column
-    let scan: Vec<(bool, bool, Option<f64>)> = cols
-        .par_iter()
-        .map(|c| {
-            (
-                c.iter().any(|v| v.is_nan()),
-                c.iter().any(|v| v.is_infinite()),
-                beyond_f32(c),
-            )
+    let t = Tensor::empty(&[n as i64, p as i64], (Kind::Float, Device::Cpu));
+    if n == 0 || p == 0 {
+        return Ok((t, vec![false; p]));
+    }
+    // SAFETY: `t` is a fresh contiguous CPU tensor of n·p f32 that nothing else
+    // references until this function returns.
+    let buf = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n * p) };
+    // one parallel pass reads every value once: it writes the row-major
+    // float32 copy and notes, per block and column, a missing value and a
+    // value beyond float32's range (infinite or too large); the error, if
+    // any, is found after it, in the rare column that has such a value
+    let flags: Vec<Vec<(bool, bool)>> = buf
+        .par_chunks_mut(ROW_BLOCK * p)
+        .enumerate()
+        .map(|(bi, block)| {
+            let start = bi * ROW_BLOCK;
+            let rows = block.len() / p;
+            cols.iter()
+                .enumerate()
+                .map(|(j, col)| {
+                    let (mut nan, mut beyond) = (false, false);
+                    let dst = block[j..].iter_mut().step_by(p);
+                    for (d, &v) in dst.zip(&col[start..start + rows]) {
+                        nan |= v.is_nan();
+                        beyond |= v.abs() > f32::MAX as f64;
+                        *d = if v.is_nan() { 0.0 } else { v as f32 };
+                    }
+                    (nan, beyond)
+                })
+                .collect()
         })
         .collect();
-    if let Some(j) = scan.iter().position(|s| s.1) {
+    let column = |j: usize, f: fn(&(bool, bool)) -> bool| flags.iter().any(|b| f(&b[j]));
+    let beyond: Vec<usize> = (0..p).filter(|&j| column(j, |b| b.1)).collect();
+    if let Some(&j) = beyond
+        .iter()
+        .find(|&&j| cols[j].iter().any(|v| v.is_infinite()))
+    {
         return invalid(msg!(
             "Predictor {.field {name}} contains infinite values.",
             name = &names[j]
         ));
     }
-    if let Some((j, v)) = scan
+    if let Some((j, v)) = beyond
         .iter()
-        .enumerate()
-        .find_map(|(j, s)| s.2.map(|v| (j, v)))
+        .find_map(|&j| beyond_f32(cols[j]).map(|v| (j, v)))
     {
         return invalid(msg!(
             "Predictor {.field {name}} holds {v}, beyond the float32 range (about ±3.4e38) the network computes in; rescale it.",
@@ -85,26 +109,7 @@ fn fill_numeric(cols: &[&[f64]], n: usize, names: &[String]) -> Result<(Tensor, 
             v = v
         ));
     }
-    let t = Tensor::empty(&[n as i64, p as i64], (Kind::Float, Device::Cpu));
-    if n > 0 && p > 0 {
-        // SAFETY: `t` is a fresh contiguous CPU tensor of n·p f32 that nothing else
-        // references until this function returns.
-        let buf = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n * p) };
-        let mut view = ArrayViewMut2::from_shape((n, p), buf).expect("shape matches");
-        view.axis_chunks_iter_mut(Axis(0), ROW_BLOCK)
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(bi, mut block)| {
-                let start = bi * ROW_BLOCK;
-                for (j, col) in cols.iter().enumerate() {
-                    let src = &col[start..start + block.nrows()];
-                    for (dst, &v) in block.column_mut(j).iter_mut().zip(src) {
-                        *dst = if v.is_nan() { 0.0 } else { v as f32 };
-                    }
-                }
-            });
-    }
-    Ok((t, scan.iter().map(|s| s.0).collect()))
+    Ok((t, (0..p).map(|j| column(j, |b| b.0)).collect()))
 }
 
 /// Codes 1..=levels keep their value, NA becomes 0 (the unknown slot) and is
@@ -452,5 +457,51 @@ mod tests {
             Dataset::from_columns(&cfg, &[&e], &[], &["x".into()], None, None, Device::Cpu)
                 .is_err()
         );
+        // over several blocks of rows: an infinite value is named before a
+        // value beyond float32 in an earlier column; the first such value
+        // (in row order) is the one quoted; a column's missing values are
+        // seen in any block
+        let n = 3 * ROW_BLOCK + 17;
+        let names: Vec<String> = vec!["a".into(), "b".into()];
+        let mut a: Vec<f64> = (0..n).map(|i| i as f64 * 0.5).collect();
+        let mut b: Vec<f64> = (0..n).map(|i| -(i as f64)).collect();
+        a[2 * ROW_BLOCK + 5] = 1e39;
+        a[2 * ROW_BLOCK + 9] = -2e39;
+        b[3 * ROW_BLOCK + 3] = f64::NEG_INFINITY;
+        let cfg2 = NetConfig::example(2, vec![1], Task::Regression);
+        let from = |a: &[f64], b: &[f64]| {
+            Dataset::from_columns(&cfg2, &[a, b], &[], &names, None, None, Device::Cpu)
+        };
+        let err = from(&a, &b).unwrap_err().to_string();
+        assert_eq!(err, "Predictor `b` contains infinite values.");
+        b[3 * ROW_BLOCK + 3] = f64::NAN;
+        let err = from(&a, &b).unwrap_err().to_string();
+        assert!(
+            err.starts_with("Predictor `a` holds 1000000000000000000000000000000000000000, beyond"),
+            "{err}"
+        );
+        a[2 * ROW_BLOCK + 5] = f64::NAN;
+        a[2 * ROW_BLOCK + 9] = 3.0;
+        let d = from(&a, &b).unwrap();
+        let x = Vec::<f32>::from(&d.x_num.contiguous().view([-1]));
+        for r in [
+            0,
+            ROW_BLOCK - 1,
+            2 * ROW_BLOCK + 5,
+            2 * ROW_BLOCK + 9,
+            3 * ROW_BLOCK + 3,
+            n - 1,
+        ] {
+            let want = |v: f64| if v.is_nan() { 0.0 } else { v as f32 };
+            assert_eq!(
+                (x[2 * r], x[2 * r + 1]),
+                (want(a[r]), want(b[r])),
+                "row {r}"
+            );
+        }
+        let present = Vec::<f32>::from(&d.present.expect("missing values").contiguous().view([-1]));
+        assert_eq!(present[2 * (2 * ROW_BLOCK + 5)], 0.0);
+        assert_eq!(present[2 * (3 * ROW_BLOCK + 3) + 1], 0.0);
+        assert_eq!(present[2 * (3 * ROW_BLOCK + 4) + 1], 1.0);
     }
 }

@@ -57,6 +57,7 @@ pub mod model;
 pub mod nap;
 pub(crate) mod network;
 pub(crate) mod pretrainer;
+pub(crate) mod rng;
 pub mod runtime;
 pub mod schedule;
 pub mod shap;

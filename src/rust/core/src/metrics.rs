@@ -7,13 +7,14 @@
 /// third of a permutation importance), then one merge counts, for each
 /// positive, the negatives below it and equal to it. Twice the count is an
 /// integer below 2⁶⁴, so the result is the exact count divided once (−0 and
-/// +0 are equal scores, as `==` has them).
-pub fn auc(score: &[f64], label: &[bool]) -> f64 {
+/// +0 are equal scores, as `==` has them). Float32 scores (predictions as
+/// the network makes them) sort as 32-bit keys: the same order, so the same
+/// AUC, as their float64 values.
+pub fn auc<S: Score>(score: &[S], label: &[bool]) -> f64 {
     assert_eq!(score.len(), label.len(), "a label per score");
     let (mut pos, mut neg) = (Vec::new(), Vec::new());
     for (&s, &l) in score.iter().zip(label) {
-        // + 0.0 makes −0 into +0 (and leaves every other value as it is)
-        let k = order_key(s + 0.0);
+        let k = s.order_key();
         if l {
             pos.push(k)
         } else {
@@ -40,28 +41,54 @@ pub fn auc(score: &[f64], label: &[bool]) -> f64 {
     twice as f64 / (2.0 * pos.len() as f64 * neg.len() as f64)
 }
 
-/// The bits of `x` as an unsigned key in `f64::total_cmp` order.
-fn order_key(x: f64) -> u64 {
-    let b = x.to_bits();
-    if b >> 63 == 1 {
-        !b
-    } else {
-        b | 1 << 63
+/// A score the AUC sorts: float32 or float64.
+pub trait Score: Copy {
+    /// the unsigned integer of the score's width
+    type Key: Copy + Ord + Default + Into<u64>;
+    /// The score's bits as a key in `total_cmp` order, −0 as +0 (+ 0.0 makes
+    /// −0 into +0 and leaves every other value as it is).
+    fn order_key(self) -> Self::Key;
+}
+
+impl Score for f64 {
+    type Key = u64;
+    fn order_key(self) -> u64 {
+        let b = (self + 0.0).to_bits();
+        if b >> 63 == 1 {
+            !b
+        } else {
+            b | 1 << 63
+        }
+    }
+}
+
+impl Score for f32 {
+    type Key = u32;
+    fn order_key(self) -> u32 {
+        let b = (self + 0.0).to_bits();
+        if b >> 31 == 1 {
+            !b
+        } else {
+            b | 1 << 31
+        }
     }
 }
 
 /// Sorts `keys` ascending: least-significant-digit radix sort by bytes,
-/// skipping the bytes every key shares (scores from float32 predictions have
-/// their low 29 bits zero, so three of the eight passes at least).
-fn sort_keys(keys: &mut Vec<u64>) {
+/// skipping the bytes every key shares (float32 scores as float64 keys have
+/// their low 29 bits zero, so three of the eight passes at least;
+/// probabilities share their top byte).
+fn sort_keys<K: Copy + Default + Into<u64>>(keys: &mut Vec<K>) {
+    let bytes = std::mem::size_of::<K>();
+    let byte = |k: K, d: usize| (k.into() >> (8 * d)) as usize & 255;
     let mut counts = [[0usize; 256]; 8];
     for &k in keys.iter() {
-        for (d, c) in counts.iter_mut().enumerate() {
-            c[(k >> (8 * d)) as usize & 255] += 1;
+        for (d, c) in counts.iter_mut().enumerate().take(bytes) {
+            c[byte(k, d)] += 1;
         }
     }
-    let mut buf = vec![0u64; keys.len()];
-    for (d, c) in counts.iter().enumerate() {
+    let mut buf = vec![K::default(); keys.len()];
+    for (d, c) in counts.iter().enumerate().take(bytes) {
         if c.contains(&keys.len()) {
             continue;
         }
@@ -72,7 +99,7 @@ fn sort_keys(keys: &mut Vec<u64>) {
             at += n;
         }
         for &k in keys.iter() {
-            let b = (k >> (8 * d)) as usize & 255;
+            let b = byte(k, d);
             buf[start[b]] = k;
             start[b] += 1;
         }
@@ -199,6 +226,9 @@ mod tests {
         let want = wins / pairs;
         let got = auc(&score, &label);
         assert!((got - want).abs() <= 4.0 * f64::EPSILON, "{got} vs {want}");
+        // as float32 scores (32-bit keys): the same order, the same AUC
+        let score32: Vec<f32> = score.iter().map(|&v| v as f32).collect();
+        assert_eq!(auc(&score32, &label), got);
     }
 
     /// The radix sort against the standard sort, on keys of float32 values
@@ -213,10 +243,10 @@ mod tests {
         };
         let cases: Vec<Vec<u64>> = vec![
             (0..5000)
-                .map(|_| order_key(((next() >> 40) as f32 / 1e7) as f64))
+                .map(|_| (((next() >> 40) as f32 / 1e7) as f64).order_key())
                 .collect(),
             (0..5000)
-                .map(|_| order_key(f64::from_bits(next()) % 1e6))
+                .map(|_| (f64::from_bits(next()) % 1e6).order_key())
                 .collect(),
             (0..5000).map(|_| next() & (255 << 56)).collect(),
             vec![],
@@ -228,8 +258,22 @@ mod tests {
             sort_keys(&mut keys);
             assert_eq!(keys, want);
         }
+        // 32-bit keys: float32 probabilities (top byte shared), any bits
+        let cases32: Vec<Vec<u32>> = vec![
+            (0..5000)
+                .map(|_| ((next() >> 40) as f32 / 16_777_216.0).order_key())
+                .collect(),
+            (0..5000).map(|_| (next() >> 32) as u32).collect(),
+            vec![],
+        ];
+        for mut keys in cases32 {
+            let mut want = keys.clone();
+            want.sort_unstable();
+            sort_keys(&mut keys);
+            assert_eq!(keys, want);
+        }
         let mut v = [-1.5, -0.0, 0.0, 2.0, f64::NEG_INFINITY, 1e-300, -1e-300];
-        v.sort_by_key(|a| order_key(*a));
+        v.sort_by_key(|a| a.order_key());
         assert_eq!(
             v.map(f64::to_bits),
             [f64::NEG_INFINITY, -1.5, -1e-300, -0.0, 0.0, 1e-300, 2.0].map(f64::to_bits)

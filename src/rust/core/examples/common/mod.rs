@@ -18,13 +18,17 @@ pub fn cpu_seconds() -> f64 {
 /// `defaults` (100,000 × 10, batch 1024, N_d = N_a = 8, 3 steps) or
 /// `tabnet_s` (200,000 × 28, batch 16384, N_d 24, N_a 26, 5 steps) with
 /// `mask`: a new model, its data (x ~ N(0, 1), y = x₀x₁ + x₂ > 0, seed 1),
-/// the rows and the batch size.
+/// the rows and the batch size. `ROWS` in the environment sets the rows.
 pub fn setup(config: &str, mask: MaskType) -> (Model, Dataset, usize, i64) {
     let (n, p, batch) = if config == "tabnet_s" {
         (200_000usize, 28usize, 16_384i64)
     } else {
         (100_000, 10, 1024)
     };
+    let n = std::env::var("ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(n);
     let mut cfg = NetConfig::example(p, vec![2], Task::Classification);
     cfg.mask_type = mask;
     if config == "tabnet_s" {

@@ -15,6 +15,7 @@ use super::{Explainer, Polled, ShapBlock};
 use crate::error::{invalid, Result};
 use crate::model::Model;
 use crate::msg;
+use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug)]
 pub struct KernelOptions {
@@ -135,46 +136,6 @@ pub fn partly_exact(p: usize, deg: usize) -> Design {
     let target = prop_exact(p, deg);
     let w = raw.iter().map(|v| v / total * target).collect();
     Design::with_gram(z, w, p)
-}
-
-/// xoshiro256** seeded through splitmix64.
-pub struct Rng([u64; 4]);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        let mut x = seed;
-        let mut next = || {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        Rng([next(), next(), next(), next()])
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.0;
-        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Uniform in 0..n.
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.uniform() * n as f64) as usize).min(n - 1)
-    }
 }
 
 /// m/2 coalitions with sizes in deg+1 ..= p−deg−1 drawn by the kernel

@@ -234,7 +234,7 @@ fn kernel_designs_follow_kernelshap() {
     // p = 2 deg: the middle size counts once; everything exact
     assert!((kernel::prop_exact(4, 2) - 1.0).abs() < 1e-12);
     // sampled designs are paired, with sizes strictly inside
-    let mut rng = kernel::Rng::new(3);
+    let mut rng = crate::rng::Rng::new(3);
     let s = kernel::sampling(10, 20, 2, &mut rng);
     for r in 0..10 {
         let size = s.z[r * 10..(r + 1) * 10].iter().filter(|&&b| b).count();

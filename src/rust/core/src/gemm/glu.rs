@@ -94,22 +94,27 @@ macro_rules! glu_kernels {
         /// σ(v) lane by lane with the operations of
         /// [`crate::kernels::sigmoid_f32`] in its order (the scalar code the
         /// element-wise kernels vectorise): 1 / (1 + exp(−v)), exp by its
-        /// clamp, the split x = n ln 2 + r and the degree-6 polynomial.
+        /// clamp, the split x = n ln 2 + r and the degree-6 polynomial. The
+        /// argument's negation is folded into the multiply-adds that read it
+        /// (fma(−a, b, c) = −(a·b) + c exactly, so the same value rounded
+        /// once), and on AVX-512 the scaling by 2ⁿ is one `vscalefps`: the
+        /// same bits for every number (a NaN may come out with the other sign).
         #[inline]
         #[target_feature(enable = $feat)]
         fn sigmoid(v: V) -> V {
             use crate::kernels::exp_consts as e;
-            // clamp(−v, −87, 88) (a NaN stays NaN: max/min return their second operand then)
-            let x = min(set1(88.0), max(set1(-87.0), neg(v)));
-            let t = fma(x, set1(e::LOG2E), set1(e::ROUND));
+            // −x = clamp(v, −88, 87) for x = clamp(−v, −87, 88) (a NaN stays
+            // NaN: min/max return their second operand then)
+            let xn = max(set1(-88.0), min(set1(87.0), v));
+            let t = fnmadd(xn, set1(e::LOG2E), set1(e::ROUND));
             let n = sub(t, set1(e::ROUND));
-            let r = fma(n, set1(-e::LN2_LO), fma(n, set1(-e::LN2_HI), x));
+            let r = fma(n, set1(-e::LN2_LO), fnmsub(n, set1(e::LN2_HI), xn));
             let mut p = set1(e::P[0]);
             for &c in &e::P[1..] {
                 p = fma(p, r, set1(c));
             }
             let y = add(fma(mul(p, r), r, r), set1(1.0));
-            let ex = mul(y, pow2_of_rounded(t, e::ROUND));
+            let ex = times_pow2(y, t, n);
             div(set1(1.0), add(set1(1.0), ex))
         }
 
@@ -238,23 +243,30 @@ mod tests {
     /// as a differing bit; inputs up to ±4 reach both tails of the sigmoid.
     #[test]
     fn equals_the_product_then_the_glu() {
-        let Some(kernel) = [Kernel::Avx512, Kernel::Avx2]
+        let kernels: Vec<Kernel> = [Kernel::Avx512, Kernel::Avx2]
             .into_iter()
-            .find(|k| k.available())
-        else {
+            .filter(|k| k.available())
+            .collect();
+        if kernels.is_empty() {
             eprintln!("no micro-kernel on this CPU: nothing to compare");
-            return;
-        };
-        for &(k, d, rows, residual) in &[
-            (10, 16, 301, false),
-            (16, 16, 97, true),
-            (28, 50, 53, false),
-            (50, 50, 250, true),
-            (5, 3, 7, false),
-            (3, 3, 13, true),
-        ] {
+        }
+        // the last case's pre-activations reach ±200: the exponential's clamp
+        // and the sigmoid's saturation at 0 and 1
+        let cases = [
+            (10, 16, 301, false, 2.0),
+            (16, 16, 97, true, 2.0),
+            (28, 50, 53, false, 2.0),
+            (50, 50, 250, true, 2.0),
+            (5, 3, 7, false, 2.0),
+            (3, 3, 13, true, 2.0),
+            (16, 16, 61, false, 60.0),
+        ];
+        for (kernel, &(k, d, rows, residual, scale)) in kernels
+            .iter()
+            .flat_map(|&kern| cases.iter().map(move |c| (kern, c)))
+        {
             let ld = k + 3;
-            let x = rand_vec(rows * ld, (k * d + rows) as u64, 2.0);
+            let x = rand_vec(rows * ld, (k * d + rows) as u64, scale);
             let wt = rand_vec(k * 2 * d, 7 + d as u64, 1.0);
             let bias = rand_vec(2 * d, 3, 0.5);
             let plain = Packed::with(k, 2 * d, |i, j| wt[i * 2 * d + j]).with_bias(&bias);
@@ -288,7 +300,10 @@ mod tests {
                     gr[..d].iter().map(|v| v.to_bits()).collect(),
                     wr.iter().map(|v| v.to_bits()).collect(),
                 );
-                assert_eq!(gb, wb, "k {k}, d {d}, residual {residual}: row {r}");
+                assert_eq!(
+                    gb, wb,
+                    "{kernel:?}: k {k}, d {d}, residual {residual}: row {r}"
+                );
                 assert!(gr[d].is_nan(), "row {r}: wrote past d");
             }
         }

@@ -566,25 +566,25 @@ mod avx512 {
     fn max(a: V, b: V) -> V {
         _mm512_max_ps(a, b)
     }
-    /// −v (the sign bit flipped)
+    /// −(a·b) + c, rounded once
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn neg(v: V) -> V {
-        _mm512_castsi512_ps(_mm512_xor_si512(
-            _mm512_castps_si512(v),
-            _mm512_set1_epi32(i32::MIN),
-        ))
+    fn fnmadd(a: V, b: V, c: V) -> V {
+        _mm512_fnmadd_ps(a, b, c)
     }
-    /// 2ⁿ from t = n + `round` (n in t's low mantissa bits; see `exp_f32`)
+    /// −(a·b) − c, rounded once
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn pow2_of_rounded(t: V, round: f32) -> V {
-        let n = _mm512_sub_epi32(
-            _mm512_castps_si512(t),
-            _mm512_set1_epi32(round.to_bits() as i32),
-        );
-        let e = _mm512_add_epi32(n, _mm512_set1_epi32(127));
-        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+    fn fnmsub(a: V, b: V, c: V) -> V {
+        _mm512_fnmsub_ps(a, b, c)
+    }
+    /// y · 2ⁿ for whole n in [−126, 127] (`t` = n + round, unused here):
+    /// one `vscalefps`, the product y · 2ⁿ rounded once, as the AVX2
+    /// version's multiply by the power built from t's bits
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn times_pow2(y: V, _t: V, n: V) -> V {
+        _mm512_scalef_ps(y, n)
     }
 
     micro_kernels!("avx512f");
@@ -676,22 +676,30 @@ mod avx2 {
     fn max(a: V, b: V) -> V {
         _mm256_max_ps(a, b)
     }
-    /// −v (the sign bit flipped)
+    /// −(a·b) + c, rounded once
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn neg(v: V) -> V {
-        _mm256_xor_ps(v, _mm256_set1_ps(-0.0))
+    fn fnmadd(a: V, b: V, c: V) -> V {
+        _mm256_fnmadd_ps(a, b, c)
     }
-    /// 2ⁿ from t = n + `round` (n in t's low mantissa bits; see `exp_f32`)
+    /// −(a·b) − c, rounded once
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn pow2_of_rounded(t: V, round: f32) -> V {
+    fn fnmsub(a: V, b: V, c: V) -> V {
+        _mm256_fnmsub_ps(a, b, c)
+    }
+    /// y · 2ⁿ for whole n in [−126, 127], from t = n + `ROUND` (n in t's low
+    /// mantissa bits; see `exp_f32`): the power's bits, then one multiply
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn times_pow2(y: V, t: V, _n: V) -> V {
+        let round = crate::kernels::exp_consts::ROUND;
         let n = _mm256_sub_epi32(
             _mm256_castps_si256(t),
             _mm256_set1_epi32(round.to_bits() as i32),
         );
         let e = _mm256_add_epi32(n, _mm256_set1_epi32(127));
-        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
+        mul(y, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e)))
     }
 
     micro_kernels!("avx2,fma");

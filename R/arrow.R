@@ -355,7 +355,7 @@ arrow_predict <- function(object, new_data, type, epoch) {
   if (is.null(res)) rlang::interrupt()
   if (res$unseen > 0) {
     tabnetrs_warn(c("Factor levels not seen at fit time ({res$unseen} cell{?s}).",
-                    i = "They use the model's unknown-level embedding."))
+                    i = "They are handled as missing values (as in a data frame)."))
   }
   spruce_predictions(res$pred, type, outcome)
 }

@@ -237,9 +237,11 @@ pub(crate) fn to_dataset(
             || !for_each_label(col, |l| {
                 codes.push(match l {
                     None => NA_INTEGER,
+                    // a level the model has not seen is a missing value,
+                    // as a data frame's (hardhat makes it NA) and a workflow's
                     Some(s) => index.get(s).copied().unwrap_or_else(|| {
                         unseen += 1;
-                        0
+                        NA_INTEGER
                     }),
                 })
             })

@@ -221,14 +221,20 @@ fn occluded(original: &Tensor) -> Tensor {
     }
 }
 
-/// The values of a column in a random order: a seed drawn from libtorch's
-/// generator (so seeding it, as `set.seed()` does through the R layer, fixes
-/// the permutations), then the crate's Fisher-Yates shuffle (a third of the
-/// time of libtorch's `randperm` and `index_select` on a million rows, both
-/// serial).
-fn permuted(original: &Tensor) -> Tensor {
+/// The crate's generator for one permutation, seeded by a draw from
+/// libtorch's (so seeding libtorch, as `set.seed()` does through the R layer,
+/// fixes the permutations).
+fn permutation_rng() -> Rng {
     let seed = Tensor::randint(i64::MAX, &[1], (Kind::Int64, Device::Cpu)).int64_value(&[0]);
-    let mut rng = Rng::new(seed as u64);
+    Rng::new(seed as u64)
+}
+
+/// The values of a column in a random order ([`permutation_rng`], then the
+/// crate's Fisher-Yates shuffle: a third of the time of libtorch's `randperm`
+/// and `index_select` on a million rows, both serial). The float32 column of
+/// a CPU work copy is shuffled in place instead ([`Work::permute`]), with the
+/// same draws.
+fn permuted(original: &Tensor, rng: &mut Rng) -> Tensor {
     let host = original.to_device(Device::Cpu).contiguous();
     let shuffled = if host.kind() == Kind::Int64 {
         let mut v = Vec::<i64>::from(&host);
@@ -240,6 +246,51 @@ fn permuted(original: &Tensor) -> Tensor {
         Tensor::of_slice(&v).to_kind(host.kind())
     };
     shuffled.to_device(original.device())
+}
+
+/// A numeric column of the work copy's float32 rows, read and written in
+/// place (the copy is the job's own: nothing else reads it meanwhile).
+struct Work<'a> {
+    rows: &'a mut [f32],
+    width: usize,
+    col: usize,
+}
+
+impl<'a> Work<'a> {
+    /// Column `col` of `x` (the work copy's numeric predictors), when they
+    /// are contiguous float32 CPU values.
+    fn of(x: &'a mut Tensor, col: usize) -> Option<Work<'a>> {
+        if !crate::kernels::supported(x) {
+            return None;
+        }
+        let width = x.size()[1] as usize;
+        // SAFETY: a contiguous f32 CPU tensor (checked), the job's own copy,
+        // borrowed mutably for as long as the slice lives.
+        let rows = unsafe { crate::kernels::values_mut(x) };
+        Some(Work { rows, width, col })
+    }
+
+    fn column(&self) -> Vec<f32> {
+        self.rows[self.col..]
+            .iter()
+            .step_by(self.width)
+            .copied()
+            .collect()
+    }
+
+    fn set(&mut self, values: &[f32]) {
+        let dst = self.rows[self.col..].iter_mut().step_by(self.width);
+        dst.zip(values).for_each(|(d, &v)| *d = v);
+    }
+
+    /// Shuffles the column as [`permuted`] would; returns its values before.
+    fn permute(&mut self, rng: &mut Rng) -> Vec<f32> {
+        let original = self.column();
+        let mut v = original.clone();
+        rng.shuffle(&mut v);
+        self.set(&v);
+        original
+    }
 }
 
 /// A copy of `data`'s predictors (the work copy perturbed column by column).
@@ -400,35 +451,6 @@ pub fn mad_relevance(
     }))
 }
 
-/// Predictions of `data` in slices of `batch_size` rows, with `poll` asked
-/// between slices (None = stop).
-fn predict_polled(
-    model: &Model,
-    data: &Dataset,
-    batch_size: i64,
-    poll: &mut dyn FnMut() -> bool,
-) -> Result<Option<Tensor>> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    while start < data.n {
-        let len = batch_size.min(data.n - start);
-        let slice = Dataset {
-            n: len,
-            x_num: data.x_num.narrow(0, start, len),
-            x_cat: data.x_cat.as_ref().map(|t| t.narrow(0, start, len)),
-            present: data.present.as_ref().map(|t| t.narrow(0, start, len)),
-            y: None,
-            w: None,
-        };
-        parts.push(inference::predict(model, &slice, batch_size)?);
-        start += len;
-        if start < data.n && poll() {
-            return Ok(None);
-        }
-    }
-    Ok(Some(Tensor::cat(&parts, 0)))
-}
-
 /// A permutation or occlusion importance worked through in units (one
 /// predictor and repeat: a perturbed copy of one column, made here, and one
 /// prediction of every row), so that the caller can show progress and stop
@@ -513,15 +535,32 @@ impl ImportanceJob {
         let _settings = inference::run_settings(model);
         while self.next < self.total() {
             let feature = self.next / self.repeats;
-            let (tensor, col) = feature_column(model, &self.work, feature);
-            let original = tensor.select(1, col).copy();
-            let replacement = match self.method {
-                Method::Permutation => permuted(&original),
-                _ => occluded(&original),
+            let numeric = model.cfg.num_cols.iter().position(|&c| c == feature);
+            let in_place = match (self.method, numeric) {
+                (Method::Permutation, Some(k)) => Work::of(&mut self.work.x_num, k).map(|mut w| {
+                    let original = w.permute(&mut permutation_rng());
+                    (k, original)
+                }),
+                _ => None,
             };
-            tensor.select(1, col).copy_(&replacement);
-            let p = predict_polled(model, &self.work, self.batch_size, poll);
-            tensor.select(1, col).copy_(&original);
+            let p = if let Some((k, original)) = in_place {
+                let p = inference::predict_polled(model, &self.work, self.batch_size, poll);
+                Work::of(&mut self.work.x_num, k)
+                    .expect("as above")
+                    .set(&original);
+                p
+            } else {
+                let (tensor, col) = feature_column(model, &self.work, feature);
+                let original = tensor.select(1, col).copy();
+                let replacement = match self.method {
+                    Method::Permutation => permuted(&original, &mut permutation_rng()),
+                    _ => occluded(&original),
+                };
+                tensor.select(1, col).copy_(&replacement);
+                let p = inference::predict_polled(model, &self.work, self.batch_size, poll);
+                tensor.select(1, col).copy_(&original);
+                p
+            };
             let Some(p) = p? else { return Ok(false) };
             self.preds.push(to_host32(&p));
             self.next += 1;
@@ -614,6 +653,33 @@ mod tests {
         let y: Vec<i32> = (0..90).map(|i| i % 3).collect();
         let d = Dataset::classes_example(&cfg, &cols, &y).unwrap();
         (model, d, cols, y)
+    }
+
+    /// The in-place shuffle of a work copy's float32 column gives the values
+    /// the tensor path gives for the same draws, touches no other column, and
+    /// the column's old values put back restore the copy bit for bit.
+    #[test]
+    fn in_place_permutation_is_the_tensor_permutation() {
+        let (_, d, _, _) = small();
+        let mut work = work_copy(&d);
+        let before = Vec::<f32>::from(&work.x_num.contiguous().view([-1]));
+        let original = work.x_num.select(1, 1).copy();
+        let want = Vec::<f32>::from(&permuted(&original, &mut Rng::new(5)));
+        let mut w = Work::of(&mut work.x_num, 1).expect("float32 CPU rows");
+        let old = w.permute(&mut Rng::new(5));
+        assert_eq!(old, Vec::<f32>::from(&original));
+        assert_eq!(w.column(), want);
+        assert_ne!(want, old, "a shuffle of distinct values moved some");
+        let after = Vec::<f32>::from(&work.x_num.contiguous().view([-1]));
+        let width = work.x_num.size()[1] as usize;
+        for (i, (a, b)) in after.iter().zip(&before).enumerate() {
+            if i % width != 1 {
+                assert_eq!(a.to_bits(), b.to_bits(), "value {i} of another column");
+            }
+        }
+        Work::of(&mut work.x_num, 1).unwrap().set(&old);
+        let restored = Vec::<f32>::from(&work.x_num.contiguous().view([-1]));
+        assert_eq!(restored, before);
     }
 
     /// MAD against a direct computation: each column replaced by its mean

@@ -16,7 +16,11 @@ use super::{Kernel, Mat, Packed};
 
 /// A GLU layer's folded wᵀ and bias for [`gemm_glu`]: the 2d output columns
 /// in chunks of the kernel's lanes W, chunk c's value columns c·W .. c·W + W
-/// beside its gate columns d + c·W .. (zeros past d).
+/// beside its gate columns d + c·W .. . A last partial chunk of at most W/2
+/// outputs shares one vector: its values in the low lanes, its gates from
+/// lane W/2 (so d = 50 packs into 112 columns on AVX-512 as the plain
+/// product does, not 128); a wider one takes a pair as the others (zeros
+/// past d).
 pub struct GluPacked {
     pub(super) b: Packed,
     /// outputs per row (half the layer's product columns)
@@ -31,14 +35,27 @@ impl GluPacked {
         assert_eq!(wt.len(), n_in * 2 * d, "wᵀ holds n_in rows of 2d values");
         assert_eq!(bias.len(), 2 * d, "a bias per product column");
         let lanes = kernel.lanes();
-        let chunks = d.div_ceil(lanes);
+        let (pairs, tail) = Self::split(d, lanes);
         // the product column of packed column j (None: padding)
         let source = |j: usize| {
-            let (c, r) = (j / (2 * lanes), j % (2 * lanes));
-            let o = c * lanes + r % lanes;
-            (o < d).then_some((r / lanes) * d + o)
+            if j < 2 * pairs * lanes {
+                let (c, r) = (j / (2 * lanes), j % (2 * lanes));
+                let o = c * lanes + r % lanes;
+                (o < d).then_some((r / lanes) * d + o)
+            } else {
+                // the shared tail vector: values, then gates from lane W/2
+                let (l, o) = (j - 2 * pairs * lanes, pairs * lanes);
+                let half = lanes / 2;
+                if l < tail {
+                    Some(o + l)
+                } else if (half..half + tail).contains(&l) {
+                    Some(d + o + l - half)
+                } else {
+                    None
+                }
+            }
         };
-        let n = 2 * chunks * lanes;
+        let n = Self::columns(d, lanes);
         let b = Packed::with(n_in, n, |i, j| source(j).map_or(0.0, |o| wt[i * 2 * d + o]));
         let packed_bias: Vec<f32> = (0..n).map(|j| source(j).map_or(0.0, |o| bias[o])).collect();
         GluPacked {
@@ -46,6 +63,24 @@ impl GluPacked {
             d,
             lanes,
         }
+    }
+
+    /// The chunks with a pair of vectors (value, gate) and the outputs of a
+    /// shared tail vector (0: none) of d outputs at `lanes` lanes.
+    pub(super) fn split(d: usize, lanes: usize) -> (usize, usize) {
+        let rem = d % lanes;
+        if rem > 0 && rem <= lanes / 2 {
+            (d / lanes, rem)
+        } else {
+            (d.div_ceil(lanes), 0)
+        }
+    }
+
+    /// Packed product columns for d outputs at `lanes` lanes (the plain
+    /// product pads 2d to whole vectors).
+    pub fn columns(d: usize, lanes: usize) -> usize {
+        let (pairs, tail) = Self::split(d, lanes);
+        2 * pairs * lanes + if tail > 0 { lanes } else { 0 }
     }
 
     /// The layer's fan-in.
@@ -181,6 +216,52 @@ macro_rules! glu_kernels {
             }
         }
 
+        /// Rows r0 .. r0 + R of the shared tail vector (`tail` ≤ W/2 outputs
+        /// from column `pairs`·W; see [`GluPacked`]): one accumulator per
+        /// row, whose gate lanes (from W/2) are moved under the value lanes
+        /// after the sigmoid. Each lane is the same chain as in a pair.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn glu_tail_tile<const R: usize>(
+            a: Mat,
+            r0: usize,
+            g: &GluPacked,
+            pairs: usize,
+            tail: usize,
+            residual: bool,
+            out: *mut f32,
+            ldo: usize,
+        ) {
+            // SAFETY: rows r0..r0+R of a and out exist (the caller's loop);
+            // B's padded rows and its bias hold (2 pairs + 1) · W values;
+            // out's and the residual's `tail` columns are stored and loaded
+            // partially.
+            unsafe {
+                let b = &g.b;
+                let bias = b.bias.as_ref().expect("a GLU product has its bias");
+                let at = 2 * pairs * W;
+                let mut acc = [load(bias.as_ptr().add(at)); R];
+                let bp = b.data.as_ptr().add(at);
+                for kk in 0..a.cols {
+                    let b0 = load(bp.add(kk * b.npad));
+                    for (i, v) in acc.iter_mut().enumerate() {
+                        *v = fma(set1(*a.ptr.add((r0 + i) * a.ld + kk)), b0, *v);
+                    }
+                }
+                let col = pairs * W;
+                for (i, v) in acc.iter().enumerate() {
+                    let gate = swap_halves(sigmoid(*v));
+                    let mut y = mul(*v, gate);
+                    if residual {
+                        let h = load_part(a.ptr.add((r0 + i) * a.ld + col), tail);
+                        y = mul(add(y, h), set1(std::f32::consts::FRAC_1_SQRT_2));
+                    }
+                    store_part(out.add((r0 + i) * ldo + col), y, tail);
+                }
+            }
+        }
+
         /// The GLU product (see [`super::glu::gemm_glu`]), rows in blocks
         /// that stay in L1 across the chunks.
         #[target_feature(enable = $feat)]
@@ -192,10 +273,29 @@ macro_rules! glu_kernels {
             ldo: usize,
         ) {
             const BLOCK: usize = 48;
-            let chunks = g.d.div_ceil(W);
+            let (chunks, tail) = GluPacked::split(g.d, W);
             let mut r = 0;
             while r < a.rows {
                 let end = (r + BLOCK).min(a.rows);
+                if tail > 0 {
+                    let mut i = r;
+                    // SAFETY: as below.
+                    unsafe {
+                        while i + MR <= end {
+                            glu_tail_tile::<MR>(a, i, g, chunks, tail, residual, out, ldo);
+                            i += MR;
+                        }
+                        match end - i {
+                            0 => {}
+                            1 => glu_tail_tile::<1>(a, i, g, chunks, tail, residual, out, ldo),
+                            2 => glu_tail_tile::<2>(a, i, g, chunks, tail, residual, out, ldo),
+                            3 => glu_tail_tile::<3>(a, i, g, chunks, tail, residual, out, ldo),
+                            4 => glu_tail_tile::<4>(a, i, g, chunks, tail, residual, out, ldo),
+                            5 => glu_tail_tile::<5>(a, i, g, chunks, tail, residual, out, ldo),
+                            _ => unreachable!("MR is at most 6"),
+                        }
+                    }
+                }
                 for c in 0..chunks {
                     let mut i = r;
                     // SAFETY: every tile covers rows inside a.rows and chunks
@@ -235,6 +335,21 @@ mod tests {
         v.into_iter().map(|x| x * scale).collect()
     }
 
+    /// The GLU packing is exactly as wide as the plain product's (2d padded
+    /// to whole vectors), for every width up to 200 at both lane counts.
+    #[test]
+    fn the_packing_is_as_wide_as_the_plain_product() {
+        for lanes in [8, 16] {
+            for d in 1..=200 {
+                assert_eq!(
+                    GluPacked::columns(d, lanes),
+                    (2 * d).div_ceil(lanes) * lanes,
+                    "d {d}, {lanes} lanes"
+                );
+            }
+        }
+    }
+
     /// Bit for bit the separate product (the plain micro-kernel with the
     /// bias) and `glu_rows`, with and without the residual, for widths that
     /// fill whole vectors and ones that leave a partial last chunk (d = 50,
@@ -260,6 +375,8 @@ mod tests {
             (5, 3, 7, false, 2.0),
             (3, 3, 13, true, 2.0),
             (16, 16, 61, false, 60.0),
+            (13, 13, 29, true, 2.0),
+            (7, 13, 31, false, 2.0),
         ];
         for (kernel, &(k, d, rows, residual, scale)) in kernels
             .iter()

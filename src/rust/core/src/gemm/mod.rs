@@ -587,6 +587,13 @@ mod avx512 {
         _mm512_scalef_ps(y, n)
     }
 
+    /// the vector's upper half of lanes under its lower half, and back
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn swap_halves(v: V) -> V {
+        _mm512_shuffle_f32x4::<0b0100_1110>(v, v)
+    }
+
     micro_kernels!("avx512f");
     super::glu::glu_kernels!("avx512f");
 }
@@ -700,6 +707,13 @@ mod avx2 {
         );
         let e = _mm256_add_epi32(n, _mm256_set1_epi32(127));
         mul(y, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e)))
+    }
+
+    /// the vector's upper half of lanes under its lower half, and back
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn swap_halves(v: V) -> V {
+        _mm256_permute2f128_ps::<0x01>(v, v)
     }
 
     micro_kernels!("avx2,fma");

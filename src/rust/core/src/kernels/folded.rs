@@ -115,15 +115,11 @@ impl FoldedGlu {
         assert_eq!(lin.n_out % 2, 0, "a GLU layer has 2d outputs");
         let d = lin.n_out / 2;
         assert!(!residual || lin.n_in == d, "a residual layer maps d to d");
-        // the pairs pad each half to whole vectors: where that widens the
-        // product by more than a tenth over the plain one's padding (AVX-512
-        // with d = 50: 128 columns against 112), the plain product and the
-        // GLU pass are kept (on AVX2, d = 50's 112 against 104 ran as fast)
-        let padded = |n: usize, w: usize| n.div_ceil(w) * w;
+        // the GLU product wherever there are micro-kernels: its packing is
+        // as wide as the plain product's (`GluPacked::columns`, tested)
         let fused = lin
             .micro
             .as_ref()
-            .filter(|(k, _)| 10 * 2 * padded(d, k.lanes()) <= 11 * padded(2 * d, k.lanes()))
             .map(|(k, _)| (*k, GluPacked::new(*k, &lin.wt, lin.n_in, d, &lin.bias)));
         FoldedGlu {
             lin,

@@ -119,6 +119,31 @@ pub unsafe fn gemm_glu(
     }
 }
 
+/// Rows `from .. to` in tiles: `f::<MR>` on each whole tile of MR rows, then
+/// `f::<R>` on the R < MR rows left; `_` marks the argument that takes the
+/// tile's first row.
+#[cfg(target_arch = "x86_64")]
+macro_rules! tiles {
+    ($from:expr, $to:expr, $f:ident($a:expr, _ $(, $rest:expr)*)) => {{
+        let (mut i, to) = ($from, $to);
+        while i + MR <= to {
+            $f::<MR>($a, i $(, $rest)*);
+            i += MR;
+        }
+        match to - i {
+            0 => {}
+            1 => $f::<1>($a, i $(, $rest)*),
+            2 => $f::<2>($a, i $(, $rest)*),
+            3 => $f::<3>($a, i $(, $rest)*),
+            4 => $f::<4>($a, i $(, $rest)*),
+            5 => $f::<5>($a, i $(, $rest)*),
+            _ => unreachable!("MR is at most 6"),
+        }
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+pub(super) use tiles;
+
 /// The GLU kernels of one instruction set, defined beside [`super::micro_kernels`]
 /// with the same helpers.
 #[cfg(target_arch = "x86_64")]
@@ -277,43 +302,14 @@ macro_rules! glu_kernels {
             let mut r = 0;
             while r < a.rows {
                 let end = (r + BLOCK).min(a.rows);
-                if tail > 0 {
-                    let mut i = r;
-                    // SAFETY: as below.
-                    unsafe {
-                        while i + MR <= end {
-                            glu_tail_tile::<MR>(a, i, g, chunks, tail, residual, out, ldo);
-                            i += MR;
-                        }
-                        match end - i {
-                            0 => {}
-                            1 => glu_tail_tile::<1>(a, i, g, chunks, tail, residual, out, ldo),
-                            2 => glu_tail_tile::<2>(a, i, g, chunks, tail, residual, out, ldo),
-                            3 => glu_tail_tile::<3>(a, i, g, chunks, tail, residual, out, ldo),
-                            4 => glu_tail_tile::<4>(a, i, g, chunks, tail, residual, out, ldo),
-                            5 => glu_tail_tile::<5>(a, i, g, chunks, tail, residual, out, ldo),
-                            _ => unreachable!("MR is at most 6"),
-                        }
+                // SAFETY: every tile covers rows inside a.rows and chunks
+                // inside the packed columns (the caller's contract).
+                unsafe {
+                    if tail > 0 {
+                        super::glu::tiles!(r, end, glu_tail_tile(a, _, g, chunks, tail, residual, out, ldo));
                     }
-                }
-                for c in 0..chunks {
-                    let mut i = r;
-                    // SAFETY: every tile covers rows inside a.rows and chunks
-                    // inside the packed columns (the caller's contract).
-                    unsafe {
-                        while i + MR <= end {
-                            glu_tile::<MR>(a, i, g, c, residual, out, ldo);
-                            i += MR;
-                        }
-                        match end - i {
-                            0 => {}
-                            1 => glu_tile::<1>(a, i, g, c, residual, out, ldo),
-                            2 => glu_tile::<2>(a, i, g, c, residual, out, ldo),
-                            3 => glu_tile::<3>(a, i, g, c, residual, out, ldo),
-                            4 => glu_tile::<4>(a, i, g, c, residual, out, ldo),
-                            5 => glu_tile::<5>(a, i, g, c, residual, out, ldo),
-                            _ => unreachable!("MR is at most 6"),
-                        }
+                    for c in 0..chunks {
+                        super::glu::tiles!(r, end, glu_tile(a, _, g, c, residual, out, ldo));
                     }
                 }
                 r = end;

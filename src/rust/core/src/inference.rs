@@ -71,7 +71,7 @@ impl Slices {
 /// each taking and restoring the settings (rebuilding libtorch's thread
 /// pool and trimming the heap every time).
 pub(crate) fn run_settings(model: &Model) -> Option<RunSettings> {
-    (model.backend() == Backend::Fused).then(RunSettings::enter)
+    (model.backend() == Backend::Fused).then(RunSettings::enter_inference)
 }
 
 /// The fused plan runs this call (CPU model and data).
@@ -159,7 +159,7 @@ fn forward_polled(
         }
         return Ok(Some(Tensor::cat(&parts, 0)));
     }
-    let _settings = RunSettings::enter();
+    let _settings = RunSettings::enter_inference();
     let folded = model.eval_plan();
     let plan = &folded.plan;
     let out = kernels::empty(data.n as usize, plan.outputs());
@@ -230,7 +230,7 @@ pub fn explain_polled(
             masks.into_iter().map(|m| Tensor::cat(&m, 0)).collect(),
         )));
     }
-    let _settings = RunSettings::enter();
+    let _settings = RunSettings::enter_inference();
     let folded = model.eval_plan();
     let plan = &folded.plan;
     let (n, g) = (data.n as usize, plan.groups());

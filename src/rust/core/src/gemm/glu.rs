@@ -306,7 +306,11 @@ macro_rules! glu_kernels {
                 // inside the packed columns (the caller's contract).
                 unsafe {
                     if tail > 0 {
-                        super::glu::tiles!(r, end, glu_tail_tile(a, _, g, chunks, tail, residual, out, ldo));
+                        super::glu::tiles!(
+                            r,
+                            end,
+                            glu_tail_tile(a, _, g, chunks, tail, residual, out, ldo)
+                        );
                     }
                     for c in 0..chunks {
                         super::glu::tiles!(r, end, glu_tile(a, _, g, c, residual, out, ldo));

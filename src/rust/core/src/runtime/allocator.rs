@@ -14,11 +14,15 @@ mod imp {
         }
     }
 
-    pub fn restore() {
+    /// Trimming resumes above 64 MiB; with `trim`, the free memory goes
+    /// back to the system now.
+    pub fn restore(trim: bool) {
         // SAFETY: as above; malloc_trim releases free heap memory.
         unsafe {
             libc::mallopt(libc::M_TRIM_THRESHOLD, 2 * MMAP_MAX);
-            libc::malloc_trim(0);
+            if trim {
+                libc::malloc_trim(0);
+            }
         }
     }
 }
@@ -26,7 +30,7 @@ mod imp {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 mod imp {
     pub fn keep_pages() {}
-    pub fn restore() {}
+    pub fn restore(_trim: bool) {}
 }
 
 pub(super) use imp::{keep_pages, restore};

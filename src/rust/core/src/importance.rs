@@ -75,6 +75,8 @@ struct Scorer {
     dims: Vec<usize>,
     y_class: Vec<i64>,
     y_value: Vec<f64>,
+    /// one binary outcome (scored by the AUC): each row's label, class 2
+    positive: Vec<bool>,
     /// hierarchical: the parent of each output node
     parent: Vec<Option<usize>>,
 }
@@ -98,11 +100,18 @@ impl Scorer {
                 Vec::<f64>::from(&y.to_kind(Kind::Double).contiguous().view([-1])),
             ),
         };
+        let binary = model.cfg.task == Task::Classification && model.cfg.output_dims == [2];
+        let positive = if binary {
+            y_class.iter().map(|&c| c == 1).collect()
+        } else {
+            Vec::new()
+        };
         Ok(Scorer {
             task: model.cfg.task,
             dims: model.cfg.output_dims.clone(),
             y_class,
             y_value,
+            positive,
             parent: model.cfg.parent.clone(),
         })
     }
@@ -122,10 +131,9 @@ impl Scorer {
         let width: usize = self.dims.iter().sum();
         let n = pred32.len() / width;
         let k_out = self.dims.len();
-        if self.task == Task::Classification && self.dims == [2] {
+        if !self.positive.is_empty() {
             let p: Vec<f32> = (0..n).map(|r| pred32[r * 2 + 1]).collect();
-            let l: Vec<bool> = self.y_class.iter().map(|&c| c == 1).collect();
-            return metrics::auc(&p, &l);
+            return metrics::auc(&p, &self.positive);
         }
         let pred: Vec<f64> = pred32.iter().map(|&v| v as f64).collect();
         match self.task {

@@ -257,12 +257,18 @@ fn permuted(original: &Tensor, rng: &mut Rng) -> Tensor {
 }
 
 /// A numeric column of the work copy's float32 rows, read and written in
-/// place (the copy is the job's own: nothing else reads it meanwhile).
+/// place (the copy is the job's own: nothing else reads it meanwhile). The
+/// column is one value in every row of a copy larger than the cache, so
+/// reading or writing it is a pass over the whole copy: the rows are split
+/// between the kernels' threads.
 struct Work<'a> {
     rows: &'a mut [f32],
     width: usize,
     col: usize,
 }
+
+/// Rows per task of [`Work`]'s passes.
+const WORK_ROWS: usize = 16_384;
 
 impl<'a> Work<'a> {
     /// Column `col` of `x` (the work copy's numeric predictors), when they
@@ -279,26 +285,50 @@ impl<'a> Work<'a> {
     }
 
     fn column(&self) -> Vec<f32> {
-        self.rows[self.col..]
-            .iter()
-            .step_by(self.width)
-            .copied()
-            .collect()
+        let (width, col) = (self.width, self.col);
+        let mut out = vec![0f32; self.rows.len() / width];
+        crate::runtime::with_pool(|| {
+            out.par_chunks_mut(WORK_ROWS)
+                .zip(self.rows.par_chunks(WORK_ROWS * width))
+                .for_each(|(o, rows)| {
+                    let src = rows[col..].iter().step_by(width);
+                    o.iter_mut().zip(src).for_each(|(d, &v)| *d = v);
+                })
+        });
+        out
     }
 
     fn set(&mut self, values: &[f32]) {
-        let dst = self.rows[self.col..].iter_mut().step_by(self.width);
-        dst.zip(values).for_each(|(d, &v)| *d = v);
+        let (width, col) = (self.width, self.col);
+        let rows = &mut *self.rows;
+        crate::runtime::with_pool(|| {
+            rows.par_chunks_mut(WORK_ROWS * width)
+                .zip(values.par_chunks(WORK_ROWS))
+                .for_each(|(rows, v)| {
+                    let dst = rows[col..].iter_mut().step_by(width);
+                    dst.zip(v).for_each(|(d, &v)| *d = v);
+                })
+        });
     }
+}
 
-    /// Shuffles the column as [`permuted`] would; returns its values before.
-    fn permute(&mut self, rng: &mut Rng) -> Vec<f32> {
-        let original = self.column();
-        let mut v = original.clone();
-        rng.shuffle(&mut v);
-        self.set(&v);
-        original
-    }
+/// The column a job is perturbing, with its values before (put back after
+/// the predictor's last unit, or when a unit is stopped).
+struct Perturbed {
+    feature: usize,
+    before: Before,
+}
+
+enum Before {
+    /// numeric column `k` of a float32 CPU work copy, permuted in place
+    /// ([`Work`]); `now` holds its values as they are in the copy
+    Rows {
+        k: usize,
+        before: Vec<f32>,
+        now: Vec<f32>,
+    },
+    /// any other column (a factor, a work copy on a GPU, an occlusion)
+    Tensor(Tensor),
 }
 
 /// A copy of `data`'s predictors (the work copy perturbed column by column).
@@ -475,6 +505,8 @@ pub struct ImportanceJob {
     next: usize,
     /// predictions of the current feature's repeats
     preds: Vec<Vec<f32>>,
+    /// the column the current feature's units perturb
+    perturbed: Option<Perturbed>,
 }
 
 impl ImportanceJob {
@@ -513,6 +545,7 @@ impl ImportanceJob {
             values: vec![Vec::new(); model.cfg.n_features()],
             next: 0,
             preds: Vec::new(),
+            perturbed: None,
         })
     }
 
@@ -543,32 +576,15 @@ impl ImportanceJob {
         let _settings = inference::run_settings(model);
         while self.next < self.total() {
             let feature = self.next / self.repeats;
-            let numeric = model.cfg.num_cols.iter().position(|&c| c == feature);
-            let in_place = match (self.method, numeric) {
-                (Method::Permutation, Some(k)) => Work::of(&mut self.work.x_num, k).map(|mut w| {
-                    let original = w.permute(&mut permutation_rng());
-                    (k, original)
-                }),
-                _ => None,
-            };
-            let p = if let Some((k, original)) = in_place {
-                let p = inference::predict_polled(model, &self.work, self.batch_size, poll);
-                Work::of(&mut self.work.x_num, k)
-                    .expect("as above")
-                    .set(&original);
-                p
-            } else {
-                let (tensor, col) = feature_column(model, &self.work, feature);
-                let original = tensor.select(1, col).copy();
-                let replacement = match self.method {
-                    Method::Permutation => permuted(&original, &mut permutation_rng()),
-                    _ => occluded(&original),
-                };
-                tensor.select(1, col).copy_(&replacement);
-                let p = inference::predict_polled(model, &self.work, self.batch_size, poll);
-                tensor.select(1, col).copy_(&original);
-                p
-            };
+            let last = self.next % self.repeats == self.repeats - 1;
+            self.perturb(model, feature);
+            let p = inference::predict_polled(model, &self.work, self.batch_size, poll);
+            if last || !matches!(p, Ok(Some(_))) {
+                // the predictor is done, or its unit stopped: the copy is
+                // whole again (a stopped unit starts over from the values
+                // before: its permutation is as random)
+                self.restore(model);
+            }
             let Some(p) = p? else { return Ok(false) };
             self.preds.push(to_host32(&p));
             self.next += 1;
@@ -593,6 +609,63 @@ impl ImportanceJob {
             }
         }
         Ok(true)
+    }
+
+    /// Perturbs the feature's column for its next unit. A permutation
+    /// shuffles the column as the previous repeat left it: a uniformly
+    /// random permutation of the values again, without putting them back
+    /// in between (the column is read once per predictor and written once
+    /// per unit).
+    fn perturb(&mut self, model: &Model, feature: usize) {
+        if self.perturbed.as_ref().map(|p| p.feature) != Some(feature) {
+            let numeric = model.cfg.num_cols.iter().position(|&c| c == feature);
+            let rows = match (self.method, numeric) {
+                (Method::Permutation, Some(k)) => Work::of(&mut self.work.x_num, k).map(|w| {
+                    let before = w.column();
+                    let now = before.clone();
+                    Before::Rows { k, before, now }
+                }),
+                _ => None,
+            };
+            let before = rows.unwrap_or_else(|| {
+                let (tensor, col) = feature_column(model, &self.work, feature);
+                Before::Tensor(tensor.select(1, col).copy())
+            });
+            self.perturbed = Some(Perturbed { feature, before });
+        }
+        let perturbed = self.perturbed.as_mut().expect("set above");
+        match &mut perturbed.before {
+            Before::Rows { k, now, .. } => {
+                permutation_rng().shuffle(now);
+                Work::of(&mut self.work.x_num, *k)
+                    .expect("as when read")
+                    .set(now);
+            }
+            Before::Tensor(before) => {
+                let (tensor, col) = feature_column(model, &self.work, feature);
+                let replacement = match self.method {
+                    Method::Permutation => permuted(&tensor.select(1, col), &mut permutation_rng()),
+                    _ => occluded(before),
+                };
+                tensor.select(1, col).copy_(&replacement);
+            }
+        }
+    }
+
+    /// Puts the perturbed column's values back.
+    fn restore(&mut self, model: &Model) {
+        let Some(perturbed) = self.perturbed.take() else {
+            return;
+        };
+        match perturbed.before {
+            Before::Rows { k, before, .. } => Work::of(&mut self.work.x_num, k)
+                .expect("as when read")
+                .set(&before),
+            Before::Tensor(before) => {
+                let (tensor, col) = feature_column(model, &self.work, perturbed.feature);
+                tensor.select(1, col).copy_(&before);
+            }
+        }
     }
 
     /// The result (after every unit ran).
@@ -665,7 +738,8 @@ mod tests {
 
     /// The in-place shuffle of a work copy's float32 column gives the values
     /// the tensor path gives for the same draws, touches no other column, and
-    /// the column's old values put back restore the copy bit for bit.
+    /// the column's old values put back restore the copy bit for bit (90
+    /// rows: one task of the parallel passes; the job test below has more).
     #[test]
     fn in_place_permutation_is_the_tensor_permutation() {
         let (_, d, _, _) = small();
@@ -674,8 +748,11 @@ mod tests {
         let original = work.x_num.select(1, 1).copy();
         let want = Vec::<f32>::from(&permuted(&original, &mut Rng::new(5)));
         let mut w = Work::of(&mut work.x_num, 1).expect("float32 CPU rows");
-        let old = w.permute(&mut Rng::new(5));
+        let old = w.column();
         assert_eq!(old, Vec::<f32>::from(&original));
+        let mut v = old.clone();
+        Rng::new(5).shuffle(&mut v);
+        w.set(&v);
         assert_eq!(w.column(), want);
         assert_ne!(want, old, "a shuffle of distinct values moved some");
         let after = Vec::<f32>::from(&work.x_num.contiguous().view([-1]));
@@ -768,20 +845,40 @@ mod tests {
         tch::manual_seed(1);
         let mut job = ImportanceJob::new(&model, &d, Method::Permutation, 3, 16).unwrap();
         assert_eq!(job.total(), 9);
-        // stopped inside the first unit's prediction slices
+        let data = |job: &ImportanceJob| Vec::<f32>::from(&job.work.x_num.contiguous().view([-1]));
+        let before = data(&job);
+        // stopped inside the first unit's prediction slices: the work copy
+        // is whole again
         assert!(!job
             .run(&model, std::time::Duration::MAX, &mut || true)
             .unwrap());
         assert_eq!(job.done(), 0);
-        // one unit per call with a zero time slice
+        assert_eq!(data(&job), before);
+        // one unit per call with a zero time slice: the first predictor's
+        // column stays permuted between its repeats (the same values in
+        // another order), the others untouched
         assert!(job
             .run(&model, std::time::Duration::ZERO, &mut || false)
             .unwrap());
         assert_eq!(job.done(), 1);
+        let mid = data(&job);
+        assert_ne!(mid, before);
+        let column = |v: &[f32], j: usize| {
+            let mut c: Vec<u32> = v.iter().skip(j).step_by(3).map(|x| x.to_bits()).collect();
+            c.sort_unstable();
+            c
+        };
+        assert_eq!(column(&mid, 0), column(&before, 0));
+        for j in [1, 2] {
+            let pick = |v: &[f32]| v.iter().skip(j).step_by(3).copied().collect::<Vec<f32>>();
+            assert_eq!(pick(&mid), pick(&before), "column {j}");
+        }
         while !job.finished() {
             job.run(&model, std::time::Duration::MAX, &mut || false)
                 .unwrap();
         }
+        // every predictor's values put back, bit for bit
+        assert_eq!(data(&job), before);
         let imp = job.finish();
         assert_eq!(imp.values.len(), 3);
         assert!(imp.values.iter().all(|v| v.len() == 3));

@@ -4,41 +4,57 @@
 /// the Mann–Whitney count P(pos > neg) + ½ P(pos = neg) over all pairs. The
 /// positives' and the negatives' scores are sorted apart (radix sorts of their
 /// order keys, [`sort_keys`]: a comparison sort of the 1,000,000 pairs was a
-/// third of a permutation importance), then one merge counts, for each
-/// positive, the negatives below it and equal to it. Twice the count is an
-/// integer below 2⁶⁴, so the result is the exact count divided once (−0 and
-/// +0 are equal scores, as `==` has them). Float32 scores (predictions as
-/// the network makes them) sort as 32-bit keys: the same order, so the same
-/// AUC, as their float64 values.
+/// third of a permutation importance), then two merges count, for each
+/// positive, the negatives below it and the negatives up to it. Twice the
+/// count is an integer below 2⁶⁴, so the result is the exact count divided
+/// once (−0 and +0 are equal scores, as `==` has them). Float32 scores
+/// (predictions as the network makes them) sort as 32-bit keys: the same
+/// order, so the same AUC, as their float64 values.
+///
+/// The labels come in no order, so nothing here branches on one: the rows
+/// are split by writing each key to both ends of one buffer and moving one
+/// end on, and the merges step one of their two lists on by a comparison's
+/// value (branches on these were mispredicted about half the time).
 pub fn auc<S: Score>(score: &[S], label: &[bool]) -> f64 {
     assert_eq!(score.len(), label.len(), "a label per score");
-    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    let n = score.len();
+    // positives fill keys[..lo] from the front, negatives keys[hi..] from the
+    // back; a key written to the other end's next slot is overwritten later
+    // (that slot is still free: lo ≤ hi − 1 while rows remain)
+    let mut keys = vec![S::Key::default(); n];
+    let (mut lo, mut hi) = (0usize, n);
     for (&s, &l) in score.iter().zip(label) {
         let k = s.order_key();
-        if l {
-            pos.push(k)
-        } else {
-            neg.push(k)
-        }
+        keys[hi - 1] = k;
+        keys[lo] = k;
+        lo += usize::from(l);
+        hi -= usize::from(!l);
     }
-    if pos.is_empty() || neg.is_empty() {
+    if lo == 0 || lo == n {
         return f64::NAN;
     }
-    sort_keys(&mut pos);
-    sort_keys(&mut neg);
-    // twice the wins: 2 per negative below a positive, 1 per tie
-    let (mut twice, mut below, mut upto) = (0u64, 0usize, 0usize);
-    for &p in &pos {
-        while below < neg.len() && neg[below] < p {
-            below += 1;
-        }
-        upto = upto.max(below);
-        while upto < neg.len() && neg[upto] == p {
-            upto += 1;
-        }
-        twice += 2 * below as u64 + (upto - below) as u64;
-    }
+    let mut scratch = vec![S::Key::default(); n];
+    let (pos, neg) = keys.split_at_mut(lo);
+    let (sp, sn) = scratch.split_at_mut(lo);
+    sort_keys(pos, sp);
+    sort_keys(neg, sn);
+    // twice the wins: Σ over positives of #(neg < p) + #(neg ≤ p)
+    let twice = count_below(pos, neg, |a, b| a < b) + count_below(pos, neg, |a, b| a <= b);
     twice as f64 / (2.0 * pos.len() as f64 * neg.len() as f64)
+}
+
+/// Σ over `pos` (ascending) of the number of `neg` (ascending) that are
+/// `before` it: one pass over both lists, stepping one of them on each time.
+fn count_below<K: Copy>(pos: &[K], neg: &[K], before: impl Fn(K, K) -> bool) -> u64 {
+    let (mut i, mut j, mut sum) = (0usize, 0usize, 0u64);
+    while i < pos.len() && j < neg.len() {
+        let take = before(neg[j], pos[i]);
+        sum += if take { 0 } else { j as u64 };
+        j += usize::from(take);
+        i += usize::from(!take);
+    }
+    // every positive left has all the negatives before it
+    sum + (pos.len() - i) as u64 * j as u64
 }
 
 /// A score the AUC sorts: float32 or float64.
@@ -77,8 +93,8 @@ impl Score for f32 {
 /// Sorts `keys` ascending: least-significant-digit radix sort by bytes,
 /// skipping the bytes every key shares (float32 scores as float64 keys have
 /// their low 29 bits zero, so three of the eight passes at least;
-/// probabilities share their top byte).
-fn sort_keys<K: Copy + Default + Into<u64>>(keys: &mut Vec<K>) {
+/// probabilities share their top byte). `scratch` is as long as `keys`.
+fn sort_keys<K: Copy + Into<u64>>(keys: &mut [K], scratch: &mut [K]) {
     let bytes = std::mem::size_of::<K>();
     let byte = |k: K, d: usize| (k.into() >> (8 * d)) as usize & 255;
     let mut counts = [[0usize; 256]; 8];
@@ -87,9 +103,11 @@ fn sort_keys<K: Copy + Default + Into<u64>>(keys: &mut Vec<K>) {
             c[byte(k, d)] += 1;
         }
     }
-    let mut buf = vec![K::default(); keys.len()];
+    // each pass reads one buffer and writes the other
+    let (mut from, mut to) = (&mut *keys, &mut *scratch);
+    let mut moved = false;
     for (d, c) in counts.iter().enumerate().take(bytes) {
-        if c.contains(&keys.len()) {
+        if c.contains(&from.len()) {
             continue;
         }
         let mut start = [0usize; 256];
@@ -98,12 +116,17 @@ fn sort_keys<K: Copy + Default + Into<u64>>(keys: &mut Vec<K>) {
             *s = at;
             at += n;
         }
-        for &k in keys.iter() {
+        for &k in from.iter() {
             let b = byte(k, d);
-            buf[start[b]] = k;
+            to[start[b]] = k;
             start[b] += 1;
         }
-        std::mem::swap(keys, &mut buf);
+        std::mem::swap(&mut from, &mut to);
+        moved = !moved;
+    }
+    if moved {
+        // the sorted keys are in `scratch`
+        keys.copy_from_slice(scratch);
     }
 }
 
@@ -255,7 +278,8 @@ mod tests {
         for mut keys in cases {
             let mut want = keys.clone();
             want.sort_unstable();
-            sort_keys(&mut keys);
+            let mut scratch = keys.clone();
+            sort_keys(&mut keys, &mut scratch);
             assert_eq!(keys, want);
         }
         // 32-bit keys: float32 probabilities (top byte shared), any bits
@@ -269,7 +293,8 @@ mod tests {
         for mut keys in cases32 {
             let mut want = keys.clone();
             want.sort_unstable();
-            sort_keys(&mut keys);
+            let mut scratch = keys.clone();
+            sort_keys(&mut keys, &mut scratch);
             assert_eq!(keys, want);
         }
         let mut v = [-1.5, -0.0, 0.0, 2.0, f64::NEG_INFINITY, 1e-300, -1e-300];

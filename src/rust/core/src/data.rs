@@ -45,6 +45,9 @@ pub struct Batch {
 
 const ROW_BLOCK: usize = 8192;
 
+/// Rows converted at a time inside a block of [`fill_numeric`].
+const TILE: usize = 64;
+
 /// The first finite value of `col` that float32 cannot hold (it would become ±inf).
 pub fn beyond_f32(col: &[f64]) -> Option<f64> {
     col.iter()
@@ -72,20 +75,32 @@ fn fill_numeric(cols: &[&[f64]], n: usize, names: &[String]) -> Result<(Tensor, 
         .enumerate()
         .map(|(bi, block)| {
             let start = bi * ROW_BLOCK;
-            let rows = block.len() / p;
-            cols.iter()
-                .enumerate()
-                .map(|(j, col)| {
+            let mut flags = vec![(false, false); p];
+            // TILE rows at a time: each column's values converted in one
+            // loop (contiguous, vectorised) into a small column-major
+            // scratch, then written out row by row (a strided store per
+            // value into the whole block was most of the conversion)
+            let mut scratch = vec![0f32; TILE * p];
+            for (ti, rows) in block.chunks_mut(TILE * p).enumerate() {
+                let at = start + ti * TILE;
+                let m = rows.len() / p;
+                for ((col, f), sc) in cols.iter().zip(&mut flags).zip(scratch.chunks_mut(TILE)) {
                     let (mut nan, mut beyond) = (false, false);
-                    let dst = block[j..].iter_mut().step_by(p);
-                    for (d, &v) in dst.zip(&col[start..start + rows]) {
+                    for (d, &v) in sc[..m].iter_mut().zip(&col[at..at + m]) {
                         nan |= v.is_nan();
                         beyond |= v.abs() > f32::MAX as f64;
                         *d = if v.is_nan() { 0.0 } else { v as f32 };
                     }
-                    (nan, beyond)
-                })
-                .collect()
+                    f.0 |= nan;
+                    f.1 |= beyond;
+                }
+                for (r, row) in rows.chunks_exact_mut(p).enumerate() {
+                    for (j, d) in row.iter_mut().enumerate() {
+                        *d = scratch[j * TILE + r];
+                    }
+                }
+            }
+            flags
         })
         .collect();
     let column = |j: usize, f: fn(&(bool, bool)) -> bool| flags.iter().any(|b| f(&b[j]));
@@ -432,6 +447,13 @@ mod tests {
         assert_eq!(d.x_num.double_value(&[12345, 0]), 12345.0);
         assert_eq!(d.x_num.double_value(&[12345, 1]), -12345.0);
         assert_eq!(d.x_num.double_value(&[5, 1]), 0.0);
+        // every value in its row and column (blocks and tiles of rows, the
+        // last of each partial), a missing one as 0
+        let rows = Vec::<f32>::from(&d.x_num.contiguous().view([-1]));
+        for i in 0..n {
+            let want_b = if i == 5 { 0.0 } else { b[i] as f32 };
+            assert_eq!((rows[2 * i], rows[2 * i + 1]), (a[i] as f32, want_b), "row {i}");
+        }
         let cat = d.x_cat.as_ref().unwrap();
         assert_eq!(cat.int64_value(&[3, 0]), 3);
         assert_eq!(cat.int64_value(&[4, 0]), 0);

@@ -452,7 +452,11 @@ mod tests {
         let rows = Vec::<f32>::from(&d.x_num.contiguous().view([-1]));
         for i in 0..n {
             let want_b = if i == 5 { 0.0 } else { b[i] as f32 };
-            assert_eq!((rows[2 * i], rows[2 * i + 1]), (a[i] as f32, want_b), "row {i}");
+            assert_eq!(
+                (rows[2 * i], rows[2 * i + 1]),
+                (a[i] as f32, want_b),
+                "row {i}"
+            );
         }
         let cat = d.x_cat.as_ref().unwrap();
         assert_eq!(cat.int64_value(&[3, 0]), 3);

@@ -76,13 +76,17 @@ impl<'a> AttentionRun<'a> {
         self.lin.task(chunks, t, a, zhat, |first, zb, mean, rstd| {
             kernels::normalise_rows(zb, mean, rstd);
             let o = (first - f) * g;
+            let m = &mut mask[o..o + zb.len()];
             let rows = zb
                 .chunks_exact(g)
                 .zip(prior[o..].chunks_exact(g))
-                .zip(mask[o..].chunks_exact_mut(g));
+                .zip(m.chunks_exact_mut(g));
             for ((zr, pr), mr) in rows {
-                attention_row(zr, self.gamma, self.beta, pr, mr, self.entmax)
+                for j in 0..g {
+                    mr[j] = (self.gamma[j] * zr[j] + self.beta[j]) * pr[j];
+                }
             }
+            mask_rows(m, g, self.entmax);
         })
     }
 }
@@ -151,16 +155,8 @@ impl<'a> AttentionBack<'a> {
     }
 }
 
-/// One row of an attentive transformer after its product: M = mask((a ẑ + b) ⊙ prior),
-/// the logits written into `m` and overwritten by the mask.
-fn attention_row(z: &[f32], a: &[f32], b: &[f32], prior: &[f32], m: &mut [f32], entmax: bool) {
-    for j in 0..m.len() {
-        m[j] = (a[j] * z[j] + b[j]) * prior[j];
-    }
-    kernels::mask_row(m, entmax);
-}
-
-/// ∂L/∂logits of [`attention_row`] into `gy` from ∂L/∂M (`g_mask`), adding
+/// ∂L/∂logits of the mask M = mask((a ẑ + b) ⊙ prior) into `gy` from
+/// ∂L/∂M (`g_mask`), adding
 /// ∂L/∂prior into `g_prior`: the attentive transformer's ∂L/∂y.
 #[allow(clippy::too_many_arguments)]
 fn attention_grad_row(
@@ -214,9 +210,7 @@ impl AttentionPlan {
 }
 
 /// One row block's masks: M = mask(logits ⊙ prior), the logits (rows of g)
-/// already batch-normalised by the folded product. Up to 32 groups run 16
-/// rows at a time ([`kernels::sparsemax_rows`], [`kernels::entmax_rows`]),
-/// longer rows row by row.
+/// already batch-normalised by the folded product ([`mask_rows`]).
 fn attention_rows(z: &[f32], prior: &[f32], m: &mut [f32], g: usize, entmax: bool) {
     for ((zr, pr), mr) in z
         .chunks_exact(g)
@@ -227,6 +221,13 @@ fn attention_rows(z: &[f32], prior: &[f32], m: &mut [f32], g: usize, entmax: boo
             mr[j] = zr[j] * pr[j];
         }
     }
+    mask_rows(m, g, entmax);
+}
+
+/// The mask of each row of `m` (rows of g logits) in place, in training as in
+/// eval: up to 32 groups 16 rows at a time ([`kernels::sparsemax_rows`],
+/// [`kernels::entmax_rows`]), longer rows row by row.
+fn mask_rows(m: &mut [f32], g: usize, entmax: bool) {
     if g <= kernels::SPARSEMAX_MAX_GROUPS {
         if entmax {
             kernels::entmax_rows(m, g)

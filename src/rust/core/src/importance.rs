@@ -240,8 +240,8 @@ fn permutation_rng() -> Rng {
 /// The values of a column in a random order ([`permutation_rng`], then the
 /// crate's Fisher-Yates shuffle: a third of the time of libtorch's `randperm`
 /// and `index_select` on a million rows, both serial). The float32 column of
-/// a CPU work copy is shuffled in place instead ([`Work::permute`]), with the
-/// same draws.
+/// a CPU work copy is shuffled in place instead ([`Work`], from
+/// [`ImportanceJob::perturb`]), with the same draws.
 fn permuted(original: &Tensor, rng: &mut Rng) -> Tensor {
     let host = original.to_device(Device::Cpu).contiguous();
     let shuffled = if host.kind() == Kind::Int64 {
